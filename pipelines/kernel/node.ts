@@ -1,0 +1,74 @@
+/**
+ * Nodes: a named, typed step `In → Effect<Out, E, R>`.
+ *
+ * A node declares its input ports (phantom-typed, so the compiler can check the edges of a
+ * pipeline) and optionally the metrics worth logging from its output (Dagster's materializations).
+ * Services a node needs (run store, RNG streams, later ONNX sessions) appear in `R`.
+ */
+import type { Effect } from "effect"
+import type * as arrow from "apache-arrow"
+
+/** A typed input port. It carries no runtime value; `Port.of<T>()` only fixes `T` for the compiler. */
+export interface Port<T> {
+  readonly _port: (t: T) => T
+}
+export const Port = { of: <T>(): Port<T> => ({ _port: (t: T) => t }) }
+
+export type Inputs = Readonly<Record<string, unknown>>
+
+export interface Node<In extends Inputs, Out, E = never, R = never> {
+  readonly name: string
+  /** One line: what the node produces. */
+  readonly doc: string
+  readonly inputs: { readonly [K in keyof In]: Port<In[K]> }
+  readonly run: (input: In) => Effect.Effect<Out, E, R>
+  /** Scalars to log for this output (metric name → value); NaN/Inf here stops the iteration. */
+  readonly metrics?: (out: Out, input: In) => Readonly<Record<string, number>>
+  /** Binds this node's inputs to the outputs of other entries of a pipeline (or its sources). */
+  readonly from: <const W extends { readonly [K in keyof In]: string }>(wiring: W) => Bound<In, Out, E, R, W>
+}
+
+/** Where a persisted output goes in the run folder. */
+export type PersistSpec =
+  | { readonly kind: "per-iteration"; readonly dir: string }
+  | { readonly kind: "once"; readonly file: string }
+
+export const Persist = {
+  /** `<dir>/iter-NNNNNN.parquet`, one file per iteration. */
+  perIteration: (dir: string): PersistSpec => ({ kind: "per-iteration", dir }),
+  /** A single file (e.g. `dataset.parquet`), written by the iteration that produces it. */
+  once: (file: string): PersistSpec => ({ kind: "once", file })
+}
+
+/** A node placed in a pipeline: its wiring and, optionally, how its output is persisted. */
+export interface Bound<In extends Inputs, Out, E, R, W> {
+  readonly node: Node<In, Out, E, R>
+  readonly wiring: W
+  readonly persisted?: PersistSpec
+  /** Persists this entry's output (an Arrow table) through the run store. */
+  readonly persist: (spec: Out extends arrow.Table ? PersistSpec : never) => Bound<In, Out, E, R, W>
+}
+
+export type AnyBound = Bound<any, any, any, any, any>
+
+const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, persisted?: PersistSpec): Bound<In, Out, E, R, W> => ({
+  node,
+  wiring,
+  ...(persisted === undefined ? {} : { persisted }),
+  persist(spec) {
+    return bind(node, wiring, spec as PersistSpec)
+  }
+})
+
+export const Node = {
+  make: <In extends Inputs, Out, E = never, R = never>(def: {
+    readonly name: string
+    readonly doc: string
+    readonly inputs: { readonly [K in keyof In]: Port<In[K]> }
+    readonly run: (input: In) => Effect.Effect<Out, E, R>
+    readonly metrics?: (out: Out, input: In) => Readonly<Record<string, number>>
+  }): Node<In, Out, E, R> => {
+    const node: Node<In, Out, E, R> = { ...def, from: (wiring) => bind(node, wiring) }
+    return node
+  }
+}

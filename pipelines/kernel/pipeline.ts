@@ -1,0 +1,189 @@
+/**
+ * Pipelines: a record of bound nodes whose edges are checked by the compiler and, again, at
+ * definition time (cycles, unwired inputs, unknown sources, duplicate names).
+ *
+ * Every pipeline has three sources its nodes may read: `config` (the resolved settings), `state`
+ * (the iteration state threaded through an RL run) and `iteration` (the iteration index).
+ * An iterative pipeline names the entry whose output becomes the next iteration's state.
+ */
+import type { Effect } from "effect"
+import type { AnyBound, Bound } from "./node.ts"
+import { PipelineDefinitionError } from "./errors.ts"
+import type { ConfigOf, Settings } from "../../schemas/settings.ts"
+import type { KernelServices } from "./services.ts"
+
+export const SOURCES = ["config", "state", "iteration"] as const
+export type SourceName = (typeof SOURCES)[number]
+
+export type Spec = Readonly<Record<string, AnyBound>>
+
+type OutOf<B> = B extends Bound<any, infer O, any, any, any> ? O : never
+type ErrOf<B> = B extends Bound<any, any, infer E, any, any> ? E : never
+type ReqOf<B> = B extends Bound<any, any, any, infer R, any> ? R : never
+
+/** What each name in a pipeline produces: the entries' outputs and the three sources. */
+export type Env<S extends Spec, Cfg, St> = { readonly [K in keyof S]: OutOf<S[K]> } & {
+  readonly config: Cfg
+  readonly state: St
+  readonly iteration: number
+}
+
+/** Shown by the compiler when an edge carries the wrong type. */
+export interface EdgeTypeError<Edge extends string, Expected, Given> {
+  readonly edgeTypeError: Edge
+  readonly expected: Expected
+  readonly given: Given
+}
+/** Shown by the compiler when an input reads from a name that is not in the pipeline. */
+export interface UnknownSourceError<Edge extends string> {
+  readonly unknownSource: Edge
+}
+
+type EdgeErrors<E, K extends string, B> = B extends Bound<infer In, any, any, any, infer W>
+  ? {
+    [I in keyof In & string]: I extends keyof W
+      ? W[I] extends keyof E
+        ? [E[W[I]]] extends [In[I]] ? never : EdgeTypeError<`${K}.${I} ← ${W[I] & string}`, In[I], E[W[I]]>
+        : UnknownSourceError<`${K}.${I} ← ${W[I] & string}`>
+      : never
+  }[keyof In & string]
+  : never
+
+/** Each entry stays as it is when its edges type-check, and becomes the edge error otherwise. */
+export type Checked<S extends Spec, Cfg, St> = {
+  readonly [K in keyof S]: [EdgeErrors<Env<S, Cfg, St>, K & string, S[K]>] extends [never] ? S[K]
+    : EdgeErrors<Env<S, Cfg, St>, K & string, S[K]>
+}
+
+export interface StateDef<Cfg, St, S extends Spec> {
+  /** The state before the first iteration (e.g. the pretrained weights). */
+  readonly initial: (config: Cfg) => Effect.Effect<St, unknown, never>
+  /** The entry whose output is the next iteration's state. */
+  readonly next: keyof S & string
+  /** How the state is written into `checkpoints/iter-NNNNNN/` and read back on resume. */
+  readonly encode: (state: St) => Readonly<Record<string, Uint8Array | string>>
+  readonly decode: (files: Readonly<Record<string, Uint8Array>>, config: Cfg) => St
+}
+
+export interface Pipeline<Sets extends Settings = Settings, St = unknown, S extends Spec = Spec> {
+  readonly name: string
+  readonly doc: string
+  readonly settings: Sets
+  readonly nodes: S
+  readonly iterations: (config: ConfigOf<Sets>) => number
+  readonly state: StateDef<ConfigOf<Sets>, St, S> | undefined
+  /** Facts for `meta/info.json` beyond what the kernel records (time convention, sampler …). */
+  readonly info: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
+  /** Entry names in execution order, grouped in levels whose members may run concurrently. */
+  readonly levels: ReadonlyArray<ReadonlyArray<keyof S & string>>
+}
+
+export type AnyPipeline = Pipeline<any, any, any>
+export type PipelineError<P> = P extends Pipeline<any, any, infer S> ? ErrOf<S[keyof S]> : never
+export type PipelineRequirements<P> = P extends Pipeline<any, any, infer S> ? Exclude<ReqOf<S[keyof S]>, KernelServices> : never
+
+export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
+  readonly name: string
+  readonly doc: string
+  readonly settings: Sets
+  readonly nodes: S & NoInfer<Checked<S, ConfigOf<Sets>, St>>
+  readonly iterations?: (config: ConfigOf<Sets>) => number
+  readonly state?: StateDef<ConfigOf<Sets>, St, S>
+  readonly info?: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
+}
+
+const fail = (pipeline: string, message: string): never => {
+  throw new PipelineDefinitionError({ pipeline, message: `pipeline ${pipeline}: ${message}` })
+}
+
+/** Validates the graph and returns its levels; throws PipelineDefinitionError naming the nodes. */
+export const validate = (pipeline: string, nodes: Spec, stateNext?: string): Array<Array<string>> => {
+  const names = Object.keys(nodes)
+  for (const name of names) {
+    if ((SOURCES as ReadonlyArray<string>).includes(name)) {
+      fail(pipeline, `duplicate name "${name}": an entry may not take the name of the source "${name}"`)
+    }
+  }
+  const deps = new Map<string, Array<string>>()
+  for (const name of names) {
+    const { node, wiring } = nodes[name]
+    const wired = wiring as Record<string, string>
+    const declared = Object.keys(node.inputs)
+    for (const input of declared) {
+      const from = wired[input]
+      if (from === undefined) fail(pipeline, `missing input: entry "${name}" (node ${node.name}) does not wire its input "${input}"`)
+      if (!names.includes(from) && !(SOURCES as ReadonlyArray<string>).includes(from)) {
+        fail(pipeline, `missing input: entry "${name}" reads "${input}" from "${from}", which is neither an entry (${names.join(", ")}) nor a source (${SOURCES.join(", ")})`)
+      }
+    }
+    for (const input of Object.keys(wired)) {
+      if (!declared.includes(input)) fail(pipeline, `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${declared.join(", ") || "none"})`)
+    }
+    deps.set(name, declared.map((i) => wired[i]).filter((d) => names.includes(d)))
+  }
+  if (stateNext !== undefined && !names.includes(stateNext)) fail(pipeline, `state.next names "${stateNext}", which is not an entry`)
+
+  // Kahn's algorithm by levels; what is left over lies on or behind a cycle.
+  const levels: Array<Array<string>> = []
+  const done = new Set<string>()
+  while (done.size < names.length) {
+    const ready = names.filter((n) => !done.has(n) && deps.get(n)!.every((d) => done.has(d)))
+    if (ready.length === 0) {
+      const left = names.filter((n) => !done.has(n))
+      fail(pipeline, `cycle: ${findCycle(left, deps).join(" → ")}`)
+    }
+    ready.forEach((n) => done.add(n))
+    levels.push(ready)
+  }
+  return levels
+}
+
+const findCycle = (left: ReadonlyArray<string>, deps: ReadonlyMap<string, ReadonlyArray<string>>): Array<string> => {
+  // Walk dependencies from any leftover node until a node repeats: that stretch is a cycle.
+  const path: Array<string> = []
+  let current = left[0]
+  while (!path.includes(current)) {
+    path.push(current)
+    current = deps.get(current)!.find((d) => left.includes(d))!
+  }
+  return [...path.slice(path.indexOf(current)), current]
+}
+
+export const Pipeline = {
+  define: <Sets extends Settings, const S extends Spec, St = undefined>(def: PipelineDef<Sets, St, S>): Pipeline<Sets, St, S> => {
+    const levels = validate(def.name, def.nodes, def.state?.next)
+    return {
+      name: def.name,
+      doc: def.doc,
+      settings: def.settings,
+      nodes: def.nodes,
+      iterations: def.iterations ?? (() => 1),
+      state: def.state,
+      info: def.info ?? (() => ({})),
+      levels: levels as never
+    }
+  },
+
+  /** Adds entries to a pipeline; a name already taken is a definition error. */
+  extend: <Sets extends Settings, St, S extends Spec, const X extends Spec>(
+    base: Pipeline<Sets, St, S>,
+    extra: X & NoInfer<Checked<S & X, ConfigOf<Sets>, St>>
+  ): Pipeline<Sets, St, S & X> => {
+    for (const name of Object.keys(extra)) {
+      if (name in base.nodes) fail(base.name, `duplicate name "${name}": the pipeline already has an entry of that name`)
+    }
+    const nodes = { ...base.nodes, ...extra } as S & X
+    return { ...base, nodes, levels: validate(base.name, nodes, base.state?.next) as never }
+  },
+
+  /** Swaps entries of a pipeline for others with the same names (a new experiment from old nodes). */
+  replace: <Sets extends Settings, St, S extends Spec, const X extends { readonly [K in keyof X]: K extends keyof S ? AnyBound : never }>(
+    base: Pipeline<Sets, St, S>,
+    patch: X & NoInfer<Checked<Omit<S, keyof X> & X, ConfigOf<Sets>, St>>,
+    name?: string
+  ): Pipeline<Sets, St, Omit<S, keyof X> & X> => {
+    const nodes = { ...base.nodes, ...patch } as unknown as Omit<S, keyof X> & X
+    const newName = name ?? base.name
+    return { ...base, name: newName, nodes, state: base.state as never, levels: validate(newName, nodes, base.state?.next) as never }
+  }
+}

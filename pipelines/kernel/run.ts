@@ -1,0 +1,330 @@
+/**
+ * The kernel's runner: resolves the config, opens or resumes the run folder, runs the DAG once per
+ * iteration in topological levels, persists chosen outputs, checkpoints the iteration state and
+ * commits each iteration atomically.
+ *
+ * Commit protocol of iteration i (crash-safe at every point):
+ *  1. persisted outputs → their Parquet files (each written atomically);
+ *  2. state → `checkpoints/iter-i/` (a folder renamed into place);
+ *  3. metrics → appended to `metrics.jsonl`, `metrics.parquet` rewritten;
+ *  4. `manifest.json` rewritten with `iterations_complete = i + 1`: the commit point.
+ * A failure undoes 1–3 for that iteration; a kill leaves files that resume removes, since the
+ * manifest does not count them.
+ */
+import { Cause, Effect, Exit, Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Manifest, MetricsTable, RUN_FORMAT, RunInfo, type MetricRow } from "../../schemas/manifest.ts"
+import { formatIssues, resolveSettings, type ConfigOf } from "../../schemas/settings.ts"
+import { writeDirAtomic, writeFileAtomic } from "../../store/atomic.ts"
+import { NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
+import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
+import { NodeContext, Rng, RunStore } from "./services.ts"
+import { makeProgress, type ProgressMode } from "./progress.ts"
+import { packageVersions } from "./versions.ts"
+import type * as arrow from "apache-arrow"
+import { shapeOf } from "../../schemas/columns.ts"
+import { toParquet } from "../../store/parquet.ts"
+
+export interface RunOptions {
+  /** Settings from a config file (or a stored run), before `set`. */
+  readonly config?: Readonly<Record<string, unknown>>
+  /** `--set key=value` overrides, as strings. */
+  readonly set?: Readonly<Record<string, string>>
+  readonly seed?: number
+  /** The run directory itself; default `runs/<pipeline>-<timestamp>`. */
+  readonly out?: string
+  /** Continue the run in this directory after its last complete iteration. */
+  readonly resume?: string
+  readonly progress?: ProgressMode
+}
+
+export interface RunResult<P extends AnyPipeline> {
+  readonly dir: string
+  readonly config: ConfigOf<P["settings"]>
+  readonly iterationsComplete: number
+  /** Outputs of the last iteration run in this process (empty when nothing was left to run). */
+  readonly outputs: Readonly<Record<string, unknown>>
+  readonly metrics: ReadonlyArray<MetricRow>
+}
+
+export const iterFile = (i: number) => `iter-${String(i).padStart(6, "0")}`
+
+const now = () => new Date().toISOString()
+const decodeManifest = Schema.decodeUnknownSync(Manifest)
+
+const timestamp = () => now().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")
+
+const readManifest = (dir: string): Manifest => {
+  const file = path.join(dir, "manifest.json")
+  if (!fs.existsSync(file)) throw new UsageError({ message: `${dir} is not a run folder: ${file} is missing` })
+  try {
+    return decodeManifest(JSON.parse(fs.readFileSync(file, "utf8")))
+  } catch (e) {
+    throw new UsageError({ message: `${file}: not a valid etaflow manifest (${e instanceof Error ? e.message : e})` })
+  }
+}
+
+/** Takes the run folder's lock; a live writer makes this a usage error, a dead one's lock is replaced. */
+const acquireLock = (dir: string) => {
+  const lock = path.join(dir, ".lock")
+  if (fs.existsSync(lock)) {
+    const pid = Number(fs.readFileSync(lock, "utf8").trim())
+    let alive = false
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 0)
+        alive = true
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === "EPERM"
+      }
+    }
+    if (alive) throw new UsageError({ message: `${dir} is being written by process ${pid} (lock ${lock}); not touching it` })
+  }
+  writeFileAtomic(lock, String(process.pid))
+  return () => fs.rmSync(lock, { force: true })
+}
+
+/** Removes what an uncommitted iteration (≥ `complete`) may have left behind. */
+const cleanUncommitted = (dir: string, complete: number, metricsFile: string) => {
+  const isLater = (name: string) => {
+    const m = /^iter-(\d{6})/.exec(name)
+    return m !== null && Number(m[1]) >= complete
+  }
+  const walk = (d: string) => {
+    for (const entry of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, entry.name)
+      if (entry.name.endsWith(".tmp") || isLater(entry.name)) fs.rmSync(p, { recursive: true, force: true })
+      else if (entry.isDirectory()) walk(p)
+    }
+  }
+  walk(dir)
+  if (fs.existsSync(metricsFile)) {
+    const kept = fs.readFileSync(metricsFile, "utf8").split("\n").filter((line) => {
+      if (line.trim() === "") return false
+      try {
+        return (JSON.parse(line) as MetricRow).iteration < complete
+      } catch {
+        return false // a line cut by a kill
+      }
+    })
+    writeFileAtomic(metricsFile, kept.map((l) => l + "\n").join(""))
+  }
+}
+
+const readMetrics = (file: string): Array<MetricRow> =>
+  fs.existsSync(file)
+    ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricRow)
+    : []
+
+const checkFinite = (where: string, metrics: Readonly<Record<string, number>>) => {
+  for (const [name, value] of Object.entries(metrics)) {
+    if (!Number.isFinite(value)) throw new NonFiniteError({ message: `${where}: metric "${name}" is ${value}` })
+  }
+}
+
+const describeTable = (table: arrow.Table) => ({
+  table: table.schema.metadata.get("etaflow.table") ?? "unknown",
+  version: Number(table.schema.metadata.get("etaflow.table_version") ?? 0),
+  shapes: Object.fromEntries(
+    table.schema.fields.filter((f) => f.metadata.has("ARROW:extension:metadata")).map((f) => [f.name, [...shapeOf(f, f.name)]])
+  ),
+  columns: table.schema.fields.map((f) => f.name)
+})
+
+const asStoreError = (file: string) => (e: unknown) =>
+  e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ? e
+    : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
+
+/** Resolves the run's config and folder; nothing is written when the settings are bad. */
+export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptions) =>
+  Effect.try({
+    try: () => {
+      if (options.resume !== undefined) {
+        if (options.set !== undefined && Object.keys(options.set).length > 0 || options.config !== undefined) {
+          throw new UsageError({ message: "--resume continues the stored config; --set and --config cannot change it" })
+        }
+        const manifest = readManifest(options.resume)
+        if (manifest.pipeline !== pipeline.name) {
+          throw new UsageError({ message: `${options.resume} is a run of pipeline ${manifest.pipeline}, not ${pipeline.name}` })
+        }
+        const config = resolveSettings(pipeline.settings, manifest.config, {})
+        if (Exit.isFailure(config)) throw new UsageError({ message: `${options.resume}/manifest.json: stored config no longer valid` })
+        return { dir: options.resume, config: config.value as ConfigOf<P["settings"]>, seed: manifest.seed, manifest }
+      }
+      const resolved = resolveSettings(pipeline.settings, options.config ?? {}, options.set ?? {})
+      if (Exit.isFailure(resolved)) {
+        const issues = Cause.findErrorOption(resolved.cause)
+        throw new UsageError({ message: formatIssues(pipeline.name, issues._tag === "Some" ? issues.value : []) })
+      }
+      const seed = options.seed ?? 0
+      if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError({ message: `--seed must be a non-negative integer (given: ${seed})` })
+      const dir = options.out ?? path.join("runs", `${pipeline.name}-${timestamp()}`)
+      if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
+        throw new UsageError({ message: `${dir} already exists and is not empty; choose another --out or continue it with --resume ${dir}` })
+      }
+      return { dir, config: resolved.value as ConfigOf<P["settings"]>, seed, manifest: undefined }
+    },
+    catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+  })
+
+/** Runs (or resumes) a pipeline to completion in its run folder. */
+export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
+  RunResult<P>,
+  UsageError | NodeFailure | NonFiniteError | StoreError | PipelineError<P>,
+  PipelineRequirements<P>
+> =>
+  Effect.gen(function*() {
+    const prep = yield* prepareRun(pipeline, options)
+    const { dir, config, seed } = prep
+    const store = RunStore.make(dir)
+    const manifestFile = path.join(dir, "manifest.json")
+    const metricsFile = path.join(dir, "metrics.jsonl")
+    const total = pipeline.iterations(config)
+
+    const setup = yield* Effect.try({
+      try: () => {
+        fs.mkdirSync(dir, { recursive: true })
+        const release = acquireLock(dir)
+        let manifest: Manifest
+        if (prep.manifest !== undefined) {
+          manifest = { ...prep.manifest, status: "running", updated_at: now(), resumed_at: [...(prep.manifest.resumed_at ?? []), now()] }
+          cleanUncommitted(dir, manifest.iterations_complete, metricsFile)
+        } else {
+          manifest = {
+            format: RUN_FORMAT,
+            pipeline: pipeline.name,
+            config: config as Record<string, unknown>,
+            seed,
+            versions: packageVersions(),
+            created_at: now(),
+            updated_at: now(),
+            status: "running",
+            iterations: total,
+            iterations_complete: 0
+          }
+        }
+        writeFileAtomic(manifestFile, JSON.stringify(manifest, null, 2) + "\n")
+        return { release, manifest }
+      },
+      catch: asStoreError(manifestFile)
+    })
+    let manifest = setup.manifest
+    const writeManifest = (m: Manifest) => writeFileAtomic(manifestFile, JSON.stringify(m, null, 2) + "\n")
+    yield* Effect.addFinalizer(() => Effect.sync(setup.release))
+
+    const info: { -readonly [K in keyof RunInfo]: RunInfo[K] extends Readonly<Record<string, infer V>> ? Record<string, V> : RunInfo[K] } = fs.existsSync(path.join(dir, "meta/info.json"))
+      ? JSON.parse(fs.readFileSync(path.join(dir, "meta/info.json"), "utf8"))
+      : { schema_version: 1, pipeline: pipeline.name, outputs: {}, details: pipeline.info(config) }
+
+    // The state entering the first iteration to run: the initial state, or the last checkpoint's.
+    const start = manifest.iterations_complete
+    let state: unknown = undefined
+    if (pipeline.state !== undefined) {
+      if (start === 0) {
+        state = yield* pipeline.state.initial(config).pipe(
+          Effect.mapError((e) => new NodeFailure({ pipeline: pipeline.name, node: "state.initial", iteration: 0, message: String(e), cause: e }))
+        )
+      } else {
+        const ckpt = path.join(dir, "checkpoints", iterFile(start - 1))
+        state = yield* Effect.try({
+          try: () => {
+            const files = Object.fromEntries(fs.readdirSync(ckpt).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(ckpt, f)))]))
+            return pipeline.state!.decode(files, config)
+          },
+          catch: asStoreError(ckpt)
+        })
+      }
+    }
+
+    const progress = makeProgress(options.progress ?? "auto", pipeline.name, total, start)
+    let outputs: Record<string, unknown> = {}
+    for (let iteration = start; iteration < total; iteration++) {
+      const written: Array<string> = []
+      const attempt = Effect.gen(function*() {
+        outputs = { config, state, iteration }
+        const metrics: Record<string, number> = {}
+        for (const level of pipeline.levels as ReadonlyArray<ReadonlyArray<string>>) {
+          const results = yield* Effect.forEach(level, (entry) => {
+            const bound = pipeline.nodes[entry]
+            const input = Object.fromEntries(Object.entries(bound.wiring as Record<string, string>).map(([k, from]) => [k, outputs[from]]))
+            const t0 = performance.now()
+            return (bound.node.run(input) as Effect.Effect<unknown, unknown, never>).pipe(
+              Effect.provideService(NodeContext, NodeContext.of({ pipeline: pipeline.name, entry, iteration, seed })),
+              Effect.provideService(Rng, Rng.forCall(seed, iteration, entry)),
+              Effect.provideService(RunStore, store),
+              Effect.withSpan(`node.${entry}`, { attributes: { node: bound.node.name, iteration } }),
+              Effect.map((out) => {
+                progress.nodeDone(entry, iteration, (performance.now() - t0) / 1000)
+                const m: Readonly<Record<string, number>> = bound.node.metrics?.(out, input) ?? {}
+                checkFinite(`pipeline ${pipeline.name}, iteration ${iteration}, node ${entry}`, m)
+                return [entry, out, m] as const
+              })
+            )
+          }, { concurrency: "unbounded" })
+          for (const [entry, out, m] of results) {
+            outputs[entry] = out
+            for (const [k, v] of Object.entries(m)) {
+              if (k in metrics) return yield* new NodeFailure({ pipeline: pipeline.name, node: entry, iteration, message: `metric "${k}" is logged by two entries` })
+              metrics[k] = v
+            }
+          }
+        }
+        yield* Effect.try({
+          try: () => {
+            for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, { persisted?: { kind: string; dir?: string; file?: string } }>)) {
+              const spec = bound.persisted
+              if (spec === undefined) continue
+              const rel = spec.kind === "once" ? spec.file! : path.join(spec.dir!, `${iterFile(iteration)}.parquet`)
+              written.push(path.join(dir, rel))
+              const table = outputs[entry] as arrow.Table
+              writeFileAtomic(store.path(rel), toParquet(table))
+              info.outputs[entry] = { ...describeTable(table), file: spec.kind === "once" ? rel : spec.dir! }
+            }
+            if (pipeline.state !== undefined) {
+              state = outputs[pipeline.state.next]
+              const ckpt = path.join(dir, "checkpoints", iterFile(iteration))
+              written.push(ckpt)
+              writeDirAtomic(ckpt, { ...pipeline.state.encode(state), "rng.json": JSON.stringify({ seed, next_iteration: iteration + 1 }) })
+            }
+            writeFileAtomic(path.join(dir, "meta/info.json"), JSON.stringify(info, null, 2) + "\n")
+            const rows: Array<MetricRow> = Object.entries(metrics).map(([name, value]) => ({ iteration, name, value }))
+            fs.appendFileSync(metricsFile, rows.map((r) => JSON.stringify(r) + "\n").join(""))
+            const all = readMetrics(metricsFile)
+            writeFileAtomic(store.path("metrics.parquet"), toParquet(MetricsTable.build(all.length, {
+              iteration: Int32Array.from(all, (r) => r.iteration),
+              name: all.map((r) => r.name),
+              value: Float64Array.from(all, (r) => r.value)
+            }, {})))
+            manifest = { ...manifest, iterations_complete: iteration + 1, updated_at: now() }
+            writeManifest(manifest)
+          },
+          catch: asStoreError(dir)
+        })
+        progress.iterationDone(iteration, metrics)
+      })
+      yield* attempt.pipe(
+        Effect.catchCause((cause) =>
+          Effect.gen(function*() {
+            for (const f of written) fs.rmSync(f, { recursive: true, force: true })
+            cleanUncommitted(dir, iteration, metricsFile)
+            const error = Cause.squash(cause)
+            manifest = { ...manifest, status: "failed", updated_at: now(), error: error instanceof Error ? error.message : String(error) }
+            writeManifest(manifest)
+            progress.finish()
+            return yield* Effect.failCause(cause)
+          })
+        )
+      )
+    }
+    progress.finish()
+    manifest = { ...manifest, status: "complete", updated_at: now() }
+    yield* Effect.try({ try: () => writeManifest(manifest), catch: asStoreError(manifestFile) })
+    return {
+      dir,
+      config,
+      iterationsComplete: manifest.iterations_complete,
+      outputs,
+      metrics: readMetrics(metricsFile)
+    }
+  }).pipe(Effect.scoped, Effect.withSpan("pipeline.run", { attributes: { pipeline: pipeline.name } })) as never

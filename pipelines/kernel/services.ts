@@ -1,0 +1,66 @@
+/**
+ * Services the kernel provides to every node call: where it runs (NodeContext), its random
+ * streams (Rng), and the run folder (RunStore).
+ */
+import { Context, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type * as arrow from "apache-arrow"
+import { openStream, type RandomStream } from "../../random/streams.ts"
+import { fromParquet, toParquet } from "../../store/parquet.ts"
+import { writeFileAtomic } from "../../store/atomic.ts"
+import { StoreError } from "./errors.ts"
+
+/** Which pipeline, entry and iteration a node call belongs to. */
+export class NodeContext extends Context.Service<NodeContext, {
+  readonly pipeline: string
+  readonly entry: string
+  readonly iteration: number
+  readonly seed: number
+}>()("etaflow/NodeContext") {}
+
+/**
+ * Random streams of a node call, keyed by (seed, iteration, entry, name): independent across
+ * entries and iterations, and reproducible on resume and replay without stored generator state.
+ */
+export class Rng extends Context.Service<Rng, {
+  readonly stream: (...name: ReadonlyArray<string | number>) => RandomStream
+}>()("etaflow/Rng") {
+  static readonly forCall = (seed: number, iteration: number, entry: string) =>
+    Rng.of({ stream: (...name) => openStream([seed, "iter", iteration, entry, ...name]) })
+}
+
+/** The run folder: atomic writes, Parquet tables, JSON documents; every error names its file. */
+export class RunStore extends Context.Service<RunStore, {
+  readonly dir: string
+  readonly path: (rel: string) => string
+  readonly exists: (rel: string) => boolean
+  readonly writeTable: (rel: string, table: arrow.Table) => Effect.Effect<void, StoreError>
+  readonly readTable: (rel: string) => Effect.Effect<arrow.Table, StoreError>
+  readonly writeJson: (rel: string, value: unknown) => Effect.Effect<void, StoreError>
+  readonly readJson: (rel: string) => Effect.Effect<unknown, StoreError>
+}>()("etaflow/RunStore") {
+  static readonly make = (dir: string): RunStore["Service"] => {
+    const abs = (rel: string) => path.join(dir, rel)
+    const attempt = <A>(rel: string, f: () => A) =>
+      Effect.try({ try: f, catch: (e) => new StoreError({ file: abs(rel), message: e instanceof Error ? e.message : String(e) }) })
+    return RunStore.of({
+      dir,
+      path: abs,
+      exists: (rel) => fs.existsSync(abs(rel)),
+      writeTable: Effect.fn("RunStore.writeTable")(function*(rel: string, table: arrow.Table) {
+        yield* Effect.annotateCurrentSpan({ file: rel, rows: table.numRows })
+        yield* attempt(rel, () => writeFileAtomic(abs(rel), toParquet(table)))
+      }),
+      readTable: Effect.fn("RunStore.readTable")(function*(rel: string) {
+        yield* Effect.annotateCurrentSpan({ file: rel })
+        return yield* attempt(rel, () => fromParquet(fs.readFileSync(abs(rel)), abs(rel)))
+      }),
+      writeJson: (rel, value) => attempt(rel, () => writeFileAtomic(abs(rel), JSON.stringify(value, null, 2) + "\n")),
+      readJson: (rel) => attempt(rel, () => JSON.parse(fs.readFileSync(abs(rel), "utf8")) as unknown)
+    })
+  }
+  static readonly layer = (dir: string) => Layer.succeed(RunStore, RunStore.make(dir))
+}
+
+export type KernelServices = NodeContext | Rng | RunStore

@@ -1,0 +1,29 @@
+/**
+ * The trajectory table: one row per (trajectory, step) of a rollout, as persisted in
+ * `trajectories/iter-NNNNNN.parquet`. Columns that do not apply to a step are null (a
+ * deterministic step has no log-prob; a non-terminal step has no reward).
+ */
+import { Column, TableDef, type ColumnsOf } from "./columns.ts"
+
+export const TrajectoryTable = new TableDef("trajectory", 1, {
+  iteration: Column.int32("RL iteration that produced the row"),
+  trajectory_id: Column.int32("trajectory index within the iteration"),
+  prompt_id: Column.int32("index of the prompt in its prompt set"),
+  prompt: Column.utf8("prompt text (null for unconditional toys)", true),
+  group_id: Column.int32("group of trajectories that share a prompt (GRPO group, SDPO pair)"),
+  member: Column.int32("index of the trajectory inside its group"),
+  step: Column.int32("denoising step k = 0..N-1, 0 is the noisiest"),
+  t: Column.float64("time at the start of the step (σ for flows, t ∈ [0,1] for VP/VE)"),
+  t_next: Column.float64("time at the end of the step"),
+  latent: Column.tensor("x_k, the latent before the step"),
+  next_latent: Column.tensor("x_{k+1}, the latent after the step"),
+  x0_pred: Column.tensor("x̂0, the model's clean-sample prediction at x_k", true),
+  a: Column.float64("transition mean coefficient on x: μ = a·x + b·f"),
+  b: Column.float64("transition mean coefficient on the model output f"),
+  std: Column.float64("transition standard deviation s (0 = deterministic step)"),
+  log_prob: Column.float64("log N(x_{k+1}; μ, s²I), mean over elements; null when s = 0", true),
+  reward: Column.float64("reward credited to this step (terminal reward on the last step)", true),
+  advantage: Column.float64("advantage used by the update", true)
+})
+
+export type TrajectoryColumns = ColumnsOf<typeof TrajectoryTable.columns>
