@@ -21,9 +21,9 @@ const describeFile = async (file: string): Promise<FileReport> => {
     rows,
     columns: schema.fields.map((f) => ({
       name: f.name,
-      type: f.type instanceof arrow.FixedSizeList ? `float32[${shapeOf(f, file).join(",")}]` : String(f.type).toLowerCase(),
+      type: arrow.DataType.isFixedSizeList(f.type) ? `float32[${shapeOf(f, file).join(",")}]` : String(f.type).toLowerCase(),
       nullable: f.nullable,
-      ...(f.type instanceof arrow.FixedSizeList ? { shape: shapeOf(f, file) } : {})
+      ...(arrow.DataType.isFixedSizeList(f.type) ? { shape: shapeOf(f, file) } : {})
     }))
   }
 }

@@ -129,7 +129,7 @@ const tensorField = (name: string, shape: ReadonlyArray<number>, nullable: boole
 
 /** The tensor shape of a fixed-size-list field, from its extension metadata or its width. */
 export const shapeOf = (field: arrow.Field, source: string): ReadonlyArray<number> => {
-  if (!(field.type instanceof arrow.FixedSizeList)) {
+  if (!arrow.DataType.isFixedSizeList(field.type)) {
     throw new Error(`${source}: column "${field.name}" should be a fixed-size list of float32, found ${field.type}`)
   }
   const meta = field.metadata.get("ARROW:extension:metadata")
@@ -195,14 +195,18 @@ const readColumn = (table: arrow.Table, field: arrow.Field, spec: ColumnSpec, so
   const expect = (ok: boolean, what: string) => {
     if (!ok) throw new Error(`${source}: column "${field.name}" should be ${what}, found ${field.type}`)
   }
+  const t = field.type
+  // Types decoded from IPC are generic (Int_, Float), so compare type ids and widths, not classes.
+  const isInt32 = (x: arrow.DataType) => arrow.DataType.isInt(x) && x.bitWidth === 32 && x.isSigned
+  const isFloat = (x: arrow.DataType, p: arrow.Precision) => arrow.DataType.isFloat(x) && x.precision === p
   if (spec.kind === "utf8") {
-    expect(field.type instanceof arrow.Utf8 || field.type instanceof arrow.LargeUtf8, "utf8")
+    expect(arrow.DataType.isUtf8(t) || arrow.DataType.isLargeUtf8(t), "utf8")
     return Array.from({ length: rows }, (_, i) => vector.get(i) as string | null)
   }
   const Ctor = spec.kind === "int32" ? Int32Array : spec.kind === "float64" ? Float64Array : Float32Array
   const width = spec.kind === "tensor" ? (field.type as arrow.FixedSizeList).listSize : 1
-  if (spec.kind === "tensor") expect(field.type instanceof arrow.FixedSizeList && field.type.children[0].type instanceof arrow.Float32, "a fixed-size list of float32")
-  else expect(spec.kind === "int32" ? field.type instanceof arrow.Int32 : field.type instanceof arrow.Float64, spec.kind)
+  if (spec.kind === "tensor") expect(arrow.DataType.isFixedSizeList(t) && isFloat(t.children[0].type, arrow.Precision.SINGLE), "a fixed-size list of float32")
+  else expect(spec.kind === "int32" ? isInt32(t) : isFloat(t, arrow.Precision.DOUBLE), spec.kind)
   const values = new Ctor(rows * width)
   const valid = new Uint8Array(rows)
   let offset = 0

@@ -19,7 +19,7 @@ export const toParquet = (table: arrow.Table): Uint8Array => {
     .setEncoding(pw.Encoding.BYTE_STREAM_SPLIT)
     .setCreatedBy("etaflow")
   for (const field of table.schema.fields) {
-    const isFloat = field.type instanceof arrow.Float || field.type instanceof arrow.FixedSizeList
+    const isFloat = arrow.DataType.isFloat(field.type) || arrow.DataType.isFixedSizeList(field.type)
     if (!isFloat) builder = builder.setColumnEncoding(field.name, pw.Encoding.PLAIN)
   }
   const wasmTable = pw.Table.fromIPCStream(arrow.tableToIPC(table, "stream"))
@@ -55,7 +55,7 @@ export const fromParquet = (bytes: Uint8Array, file: string): arrow.Table => {
 export const parquetSummary = async (bytes: Uint8Array, file: string): Promise<{ rows: number; schema: arrow.Schema }> => {
   fromParquetHeader(bytes, file)
   try {
-    const pf = await pw.ParquetFile.fromFile(new Blob([bytes]))
+    const pf = await pw.ParquetFile.fromFile(new Blob([bytes as Uint8Array<ArrayBuffer>]))
     const rows = pf.metadata().fileMetadata().numRows()
     const schema = arrow.tableFromIPC(pw.readParquet(bytes, { limit: 0 }).intoIPCStream()).schema
     return { rows, schema }

@@ -7,7 +7,7 @@
  * An iterative pipeline names the entry whose output becomes the next iteration's state.
  */
 import type { Effect } from "effect"
-import type { AnyBound, Bound } from "./node.ts"
+import type { AnyBound, Bound, Port } from "./node.ts"
 import { PipelineDefinitionError } from "./errors.ts"
 import type { ConfigOf, Settings } from "../../schemas/settings.ts"
 import type { KernelServices } from "./services.ts"
@@ -56,6 +56,8 @@ export type Checked<S extends Spec, Cfg, St> = {
 }
 
 export interface StateDef<Cfg, St, S extends Spec> {
+  /** The state's type (`Port.of<MyState>()`); it fixes `St` before the functions below are checked. */
+  readonly type: Port<St>
   /** The state before the first iteration (e.g. the pretrained weights). */
   readonly initial: (config: Cfg) => Effect.Effect<St, unknown, never>
   /** The entry whose output is the next iteration's state. */
@@ -167,7 +169,7 @@ export const Pipeline = {
   /** Adds entries to a pipeline; a name already taken is a definition error. */
   extend: <Sets extends Settings, St, S extends Spec, const X extends Spec>(
     base: Pipeline<Sets, St, S>,
-    extra: X & NoInfer<Checked<S & X, ConfigOf<Sets>, St>>
+    extra: X & NoInfer<Pick<Checked<S & X, ConfigOf<Sets>, St>, keyof X>>
   ): Pipeline<Sets, St, S & X> => {
     for (const name of Object.keys(extra)) {
       if (name in base.nodes) fail(base.name, `duplicate name "${name}": the pipeline already has an entry of that name`)
@@ -179,7 +181,7 @@ export const Pipeline = {
   /** Swaps entries of a pipeline for others with the same names (a new experiment from old nodes). */
   replace: <Sets extends Settings, St, S extends Spec, const X extends { readonly [K in keyof X]: K extends keyof S ? AnyBound : never }>(
     base: Pipeline<Sets, St, S>,
-    patch: X & NoInfer<Checked<Omit<S, keyof X> & X, ConfigOf<Sets>, St>>,
+    patch: X & NoInfer<Pick<Checked<Omit<S, keyof X> & X, ConfigOf<Sets>, St>, keyof X & keyof S>>,
     name?: string
   ): Pipeline<Sets, St, Omit<S, keyof X> & X> => {
     const nodes = { ...base.nodes, ...patch } as unknown as Omit<S, keyof X> & X

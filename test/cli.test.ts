@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest"
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+const etaflow = (...args: Array<string>) => {
+  const r = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), ...args], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-cli-"))
+
+describe("the etaflow command", () => {
+  it("lists one pipeline per line with a description", () => {
+    const r = etaflow("list")
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^dataset\s+\S.*$/m)
+  })
+
+  it("runs a pipeline and prints the run directory last", () => {
+    const out = path.join(tmp(), "ring")
+    const r = etaflow("run", "dataset", "--set", "name=double-ring", "--set", "n=500", "--seed", "3", "--out", out, "--progress", "lines")
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim().split("\n").at(-1)).toBe(out)
+    expect(r.stderr).toMatch(/dataset iter 1\/1 node dataset .*s elapsed/)
+    for (const f of ["manifest.json", "meta/info.json", "dataset.parquet", "metrics.jsonl", "metrics.parquet"]) {
+      expect(fs.existsSync(path.join(out, f))).toBe(true)
+    }
+    const inspected = JSON.parse(etaflow("inspect", out, "--json").stdout)
+    expect(inspected).toMatchObject({ pipeline: "dataset", status: "complete", seed: 3, outputs: { dataset: { rows: 500 } } })
+    expect(inspected.last_metrics.examples).toBe(500)
+    const file = JSON.parse(etaflow("inspect", path.join(out, "dataset.parquet"), "--json").stdout)
+    expect(file.columns.find((c: { name: string }) => c.name === "x").shape).toEqual([2])
+  })
+
+  it("exits 2 naming the field, the value and what is allowed, before making any folder", () => {
+    const out = path.join(tmp(), "never")
+    const r = etaflow("run", "dataset", "--set", "name=cifar", "--set", "n=0", "--set", "colour=red", "--out", out)
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/setting "name" must be one of mnist, double-ring, gaussian-mixture, two-moons \(given: "cifar"\)/)
+    expect(r.stderr).toMatch(/setting "n" must be an integer ≥ 1 \(given: "0"\)/)
+    expect(r.stderr).toMatch(/setting "colour" is unknown; allowed settings: name, n, testFraction/)
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it("exits 2 for an unknown pipeline, a malformed flag, a bad config file and a missing run to resume", () => {
+    expect(etaflow("run", "no-such-pipeline").code).toBe(2)
+    expect(etaflow("run", "dataset", "--seed", "abc").code).toBe(2)
+    const cfg = path.join(tmp(), "c.json")
+    fs.writeFileSync(cfg, "[1, 2]")
+    const bad = etaflow("run", "dataset", "--config", cfg)
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/--config .*c\.json: expected a JSON object of settings/)
+    const missing = etaflow("run", "dataset", "--resume", path.join(tmp(), "absent"))
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toMatch(/not a run folder: .*manifest\.json is missing/)
+  })
+
+  it("exits 1 when a file it reads is corrupt, naming the file", () => {
+    const file = path.join(tmp(), "broken.parquet")
+    fs.writeFileSync(file, "PAR1 this is not parquet PAR1")
+    const r = etaflow("inspect", file)
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain(file)
+  })
+
+  it("describes a pipeline's settings with their defaults", () => {
+    const r = etaflow("run", "dataset", "--help")
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/testFraction\s+0\.2\s+fraction held out/)
+  })
+})

@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest"
+import { loadMnist } from "../data/mnist.ts"
+import { sampleToy, TOYS } from "../data/toys.ts"
+import { openStream } from "../random/streams.ts"
+
+describe("data sets", () => {
+  it("MNIST has 10,000 digits in [0, 1] with a fixed stratified split", () => {
+    const m = loadMnist(0.2)
+    expect(m.count).toBe(10_000)
+    expect(m.x.length).toBe(10_000 * 784)
+    expect(Math.min(...m.x.subarray(0, 784 * 50))).toBeGreaterThanOrEqual(0)
+    expect(Math.max(...m.x.subarray(0, 784 * 50))).toBeLessThanOrEqual(1)
+    for (let d = 0; d < 10; d++) {
+      const rows = Array.from(m.label.keys()).filter((i) => m.label[i] === d)
+      const test = rows.filter((i) => m.split[i] === "test").length
+      expect(test).toBe(Math.floor(rows.length * 0.2))
+    }
+    expect(loadMnist(0.2).split).toEqual(m.split)
+  })
+
+  it("the double ring puts equal mass on radius 1 and radius 2, exactly on the circles", () => {
+    const n = 20_000
+    const { x, label } = sampleToy("double-ring", n, openStream(["ring"]))
+    let outer = 0
+    for (let i = 0; i < n; i++) {
+      const r = Math.hypot(x[2 * i], x[2 * i + 1])
+      expect(Math.abs(r - (label[i] + 1))).toBeLessThan(1e-6)
+      outer += label[i]
+    }
+    expect(Math.abs(outer / n - 0.5)).toBeLessThan(5 * Math.sqrt(0.25 / n))
+  })
+
+  it.each(TOYS)("%s is reproducible from its seed", (toy) => {
+    const a = sampleToy(toy, 100, openStream(["toy", toy]))
+    const b = sampleToy(toy, 100, openStream(["toy", toy]))
+    expect(Array.from(a.x)).toEqual(Array.from(b.x))
+    expect(a.x.every(Number.isFinite)).toBe(true)
+  })
+})
