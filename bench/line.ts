@@ -1,0 +1,7 @@
+/** One benchmark result, printed as a JSON line by `npm run bench`. */
+export interface BenchLine {
+  readonly name: string
+  readonly value: number
+  readonly unit: string
+  readonly detail?: string
+}

@@ -1,0 +1,11 @@
+/** `npm run bench`: every benchmark, one JSON line per result on stdout. */
+import { kernelBench } from "./kernel.ts"
+import type { BenchLine } from "./line.ts"
+
+const suites: Record<string, () => Promise<Array<BenchLine>>> = { kernel: kernelBench }
+const only = process.argv.slice(2)
+
+for (const [name, suite] of Object.entries(suites)) {
+  if (only.length > 0 && !only.includes(name)) continue
+  for (const line of await suite()) console.log(JSON.stringify(line))
+}
