@@ -1,0 +1,27 @@
+/** Time grids t_0 > t_1 > … > t_N of a sampler (ALGORITHMS.md §1.1, §1.3). */
+
+/** `linspace(start, end, n + 1)`. */
+export const uniformGrid = (n: number, start = 1, end = 0): Array<number> =>
+  Array.from({ length: n + 1 }, (_, i) => (i === n ? end : start + ((end - start) * i) / n))
+
+/** Static shift `S s / (1 + (S − 1) s)` of a flow grid (SD3; DanceGRPO/MixGRPO use S = 3). */
+export const shiftGrid = (grid: ReadonlyArray<number>, shift: number): Array<number> =>
+  grid.map((s) => (shift * s) / (1 + (shift - 1) * s))
+
+/**
+ * DDIM "leading" timesteps for a discrete schedule of `trainSteps` (diffusers, §1.1):
+ * `reverse(arange(S) · (N // S)) + offset`, then the previous timestep `t − N // S` clamped to ≥ 0
+ * as ddpo-pytorch and SDPO do, so the last step lands on ᾱ_0 rather than on 1.
+ */
+export const leadingGrid = (steps: number, trainSteps = 1000, offset = 1): Array<number> => {
+  const ratio = Math.floor(trainSteps / steps)
+  const ts = Array.from({ length: steps }, (_, i) => (steps - 1 - i) * ratio + offset)
+  return [...ts, Math.max(ts[steps - 1] - ratio, 0)]
+}
+
+export const checkGrid = (grid: ReadonlyArray<number>): void => {
+  if (grid.length < 2) throw new Error(`a time grid needs at least 2 points, got ${grid.length}`)
+  for (let k = 0; k + 1 < grid.length; k++) {
+    if (!(grid[k + 1] < grid[k])) throw new Error(`time grid must decrease: step ${k} goes from ${grid[k]} to ${grid[k + 1]}`)
+  }
+}

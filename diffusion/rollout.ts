@@ -1,0 +1,118 @@
+/**
+ * Rollout: run a sampler with a policy over a time grid for a batch of chains, recording every
+ * transition. Latents are float32 between steps (as a network's would be, and as they are stored),
+ * and each log-prob is computed from the float32 latents actually stored, in float64, so
+ * recomputing it from a stored trajectory gives the same number: the on-policy ratio is exactly 1.
+ *
+ * Randomness: chain j draws its initial noise from `initStream(j)` and its step noise from
+ * `stepStream(j)`, so results do not depend on the batch size, and chains may share initial noise.
+ */
+import type { RandomStream } from "../random/streams.ts"
+import type { Policy } from "../models/policy.ts"
+import { latentSize } from "../models/policy.ts"
+import { transitionLogProb, type Reduce } from "./logprob.ts"
+import { ode, type Sampler, type StepContext, type Transition } from "./samplers.ts"
+import { checkGrid } from "./grids.ts"
+
+export interface RolloutSpec {
+  readonly policy: Policy
+  readonly sampler: Sampler
+  /** The sampler's noise level (η, λ or a). */
+  readonly noise: number
+  readonly grid: ReadonlyArray<number>
+  readonly chains: number
+  readonly initStream: (chain: number) => RandomStream
+  readonly stepStream: (chain: number) => RandomStream
+  /** Condition (class index) of each chain, for conditional policies. */
+  readonly condition?: Int32Array
+  /** Steps that use the stochastic sampler; the others take the ODE step (MixGRPO's window). Default: all. */
+  readonly stochastic?: (step: number) => boolean
+  /** Keep every latent, x̂0 and model output (for trajectory tables); otherwise only the final latents. */
+  readonly record?: boolean
+  readonly reduce?: Reduce
+}
+
+export interface StepRecord extends Transition {
+  readonly step: number
+  readonly t: number
+  readonly tNext: number
+}
+
+export interface Rollout {
+  readonly chains: number
+  readonly d: number
+  readonly shape: ReadonlyArray<number>
+  readonly steps: ReadonlyArray<StepRecord>
+  /** Final latents, chains × d. */
+  readonly final: Float32Array
+  /** Latents x_0 … x_N, (N + 1) × chains × d, when recorded. */
+  readonly latents?: Float32Array
+  /** x̂0 at every step, N × chains × d, when recorded. */
+  readonly x0Pred?: Float32Array
+  /** Log-prob of every transition, N × chains (NaN where the step is deterministic). */
+  readonly logProb: Float64Array
+}
+
+/** Validates the spec before any work; errors name the field at fault. */
+const check = (spec: RolloutSpec) => {
+  checkGrid(spec.grid)
+  if (!Number.isInteger(spec.chains) || spec.chains < 1) throw new Error(`rollout: chains must be a positive integer, got ${spec.chains}`)
+  if (!(spec.noise >= 0)) throw new Error(`rollout: noise level must be ≥ 0, got ${spec.noise}`)
+  if (spec.condition !== undefined && spec.condition.length !== spec.chains) {
+    throw new Error(`rollout: condition has ${spec.condition.length} entries for ${spec.chains} chains`)
+  }
+}
+
+/** The transition of every step, computed (and validated) before sampling starts. */
+export const transitions = (spec: Pick<RolloutSpec, "policy" | "sampler" | "noise" | "grid" | "stochastic">): Array<StepRecord> =>
+  spec.grid.slice(0, -1).map((t, step) => {
+    const ctx: StepContext = { process: spec.policy.process, parameterization: spec.policy.parameterization, grid: spec.grid, step }
+    const stochastic = spec.stochastic?.(step) ?? true
+    return { ...(stochastic ? spec.sampler(ctx, spec.noise) : ode(ctx, 0)), step, t, tNext: spec.grid[step + 1] }
+  })
+
+export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
+  check(spec)
+  const { policy, chains } = spec
+  const d = latentSize(policy.shape)
+  const steps = transitions(spec)
+  const N = steps.length
+  const n = chains * d
+  const record = spec.record ?? false
+  const latents = record ? new Float32Array((N + 1) * n) : undefined
+  const x0Pred = record ? new Float32Array(N * n) : undefined
+  const logProb = new Float64Array(N * chains)
+  const stepStreams = Array.from({ length: chains }, (_, j) => spec.stepStream(j))
+
+  let x = new Float32Array(n)
+  const prior = policy.process.priorStd(spec.grid[0])
+  for (let j = 0; j < chains; j++) {
+    const init = spec.initStream(j)
+    for (let i = 0; i < d; i++) x[j * d + i] = prior * init.normal()
+  }
+  latents?.set(x, 0)
+
+  for (let k = 0; k < N; k++) {
+    const { a, b, s, x0, logProb: convention } = steps[k]
+    const f = await policy.predict(x, chains, steps[k].t, spec.condition)
+    const next = new Float32Array(n)
+    for (let j = 0; j < chains; j++) {
+      const z = stepStreams[j]
+      for (let i = j * d; i < (j + 1) * d; i++) next[i] = a * x[i] + b * f[i] + (s > 0 ? s * z.normal() : 0)
+      logProb[k * chains + j] = transitionLogProb(next, x, f, j * d, d, a, b, s, convention, spec.reduce)
+    }
+    if (x0Pred !== undefined) for (let i = 0; i < n; i++) x0Pred[k * n + i] = x0.x * x[i] + x0.f * f[i]
+    latents?.set(next, (k + 1) * n)
+    x = next
+  }
+  return {
+    chains,
+    d,
+    shape: policy.shape,
+    steps,
+    final: x,
+    ...(latents === undefined ? {} : { latents }),
+    ...(x0Pred === undefined ? {} : { x0Pred }),
+    logProb
+  }
+}
