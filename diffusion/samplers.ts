@@ -173,17 +173,21 @@ export interface SamplerInfo {
   /** Processes the sampler is defined for. */
   readonly processes: ReadonlyArray<Process["kind"]>
   readonly family: SamplerFamily
+  /** The noise level the reference implementation uses by default (where one was found). */
+  readonly reference: number
 }
 
 export const SAMPLERS = {
-  ode: { sampler: ode, noise: "ignored", processes: ["rf", "vp", "ve"], family: "exponential" },
-  ddim: { sampler: ddim, noise: "η of DDIM (≤ its per-step limit)", processes: ["rf", "vp", "ve"], family: "exponential" },
-  gddim: { sampler: gddim, noise: "λ of gDDIM (any ≥ 0)", processes: ["rf", "vp", "ve"], family: "exponential" },
-  "flow-grpo": { sampler: flowGrpo, noise: "noise level a", processes: ["rf"], family: "euler-maruyama" },
-  "dance-grpo": { sampler: danceGrpo, noise: "η (constant diffusion)", processes: ["rf"], family: "euler-maruyama" },
-  cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho" },
-  precise: { sampler: precise, noise: "η (= √2·λ)", processes: ["rf"], family: "exponential" },
-  "dance-precise": { sampler: dancePrecise, noise: "η", processes: ["rf"], family: "exponential" }
+  ode: { sampler: ode, noise: "ignored", processes: ["rf", "vp", "ve"], family: "exponential", reference: 0 },
+  // DDPO and SDPO sample with DDIM η = 1 (§8, §9.1); gDDIM λ = 1 is the same sampler.
+  ddim: { sampler: ddim, noise: "η of DDIM (≤ its per-step limit)", processes: ["rf", "vp", "ve"], family: "exponential", reference: 1 },
+  gddim: { sampler: gddim, noise: "λ of gDDIM (any ≥ 0)", processes: ["rf", "vp", "ve"], family: "exponential", reference: 1 },
+  "flow-grpo": { sampler: flowGrpo, noise: "noise level a", processes: ["rf"], family: "euler-maruyama", reference: 0.7 },
+  "dance-grpo": { sampler: danceGrpo, noise: "η (constant diffusion)", processes: ["rf"], family: "euler-maruyama", reference: 0.3 },
+  // FlowCPS's default level was not found (ALGORITHMS.md §6); 0.5 puts sin(ηπ/2) ≈ 0.71 of σ' into fresh noise.
+  cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho", reference: 0.5 },
+  precise: { sampler: precise, noise: "η (= √2·λ)", processes: ["rf"], family: "exponential", reference: 1.5 },
+  "dance-precise": { sampler: dancePrecise, noise: "η", processes: ["rf"], family: "exponential", reference: 0.3 }
 } as const satisfies Record<string, SamplerInfo>
 
 export type SamplerName = keyof typeof SAMPLERS

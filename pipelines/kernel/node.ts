@@ -36,7 +36,7 @@ export type PersistSpec =
 export const Persist = {
   /** `<dir>/iter-NNNNNN.parquet`, one file per iteration. */
   perIteration: (dir: string): PersistSpec => ({ kind: "per-iteration", dir }),
-  /** A single file (e.g. `dataset.parquet`), written by the iteration that produces it. */
+  /** A single file (e.g. `dataset.parquet`, `table.md`), written by the iteration that produces it. */
   once: (file: string): PersistSpec => ({ kind: "once", file })
 }
 
@@ -45,8 +45,11 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
   readonly node: Node<In, Out, E, R>
   readonly wiring: W
   readonly persisted?: PersistSpec
-  /** Persists this entry's output (an Arrow table) through the run store. */
-  readonly persist: (spec: Out extends arrow.Table ? PersistSpec : never) => Bound<In, Out, E, R, W>
+  /**
+   * Persists this entry's output through the run store: an Arrow table as Parquet, a string (a
+   * report, a markdown table) as a text file; `undefined` means nothing to persist this iteration.
+   */
+  readonly persist: (spec: [Out] extends [arrow.Table | string | undefined] ? PersistSpec : never) => Bound<In, Out, E, R, W>
 }
 
 export type AnyBound = Bound<any, any, any, any, any>

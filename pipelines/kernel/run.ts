@@ -275,11 +275,17 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, { persisted?: { kind: string; dir?: string; file?: string } }>)) {
               const spec = bound.persisted
               if (spec === undefined) continue
+              const output = outputs[entry] as arrow.Table | string | undefined
+              // An entry may have nothing to persist this time (e.g. no trajectories kept by a sweep).
+              if (output === undefined) continue
               const rel = spec.kind === "once" ? spec.file! : path.join(spec.dir!, `${iterFile(iteration)}.parquet`)
               written.push(path.join(dir, rel))
-              const table = outputs[entry] as arrow.Table
-              writeFileAtomic(store.path(rel), toParquet(table))
-              info.outputs[entry] = { ...describeTable(table), file: spec.kind === "once" ? rel : spec.dir! }
+              if (typeof output === "string") {
+                writeFileAtomic(store.path(rel), output)
+                continue
+              }
+              writeFileAtomic(store.path(rel), toParquet(output))
+              info.outputs[entry] = { ...describeTable(output), file: spec.kind === "once" ? rel : spec.dir! }
             }
             if (pipeline.state !== undefined) {
               state = outputs[pipeline.state.next]

@@ -1,0 +1,94 @@
+/**
+ * trajectories: rollouts as the trajectory table (one row per (trajectory, step), schemas/trajectory.ts).
+ * `toTrajectoryTable` is the one place a Rollout becomes Arrow; `trajectories` is the node that
+ * does it for the rollouts of a sampler check.
+ */
+import type * as arrow from "apache-arrow"
+import { Node, Port } from "../pipelines/kernel/node.ts"
+import { NodeContext } from "../pipelines/kernel/services.ts"
+import { TrajectoryTable } from "../schemas/trajectory.ts"
+import type { Rollout } from "../diffusion/rollout.ts"
+import type { SamplerRuns } from "./sampler-rollouts.ts"
+
+export interface TrajectoryMeta {
+  readonly iteration: number
+  /** trajectory_id of the first chain (ids continue across several rollouts of one iteration). */
+  readonly firstId: number
+  readonly promptId?: Int32Array
+  readonly prompt?: ReadonlyArray<string | null>
+  readonly groupId?: Int32Array
+  readonly member?: Int32Array
+}
+
+/** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
+export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table => {
+  if (r.latents === undefined || r.x0Pred === undefined) throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
+  const { chains, d } = r
+  const N = r.steps.length
+  const rows = chains * N
+  const n = chains * d
+  const int = (f: (j: number, k: number) => number) => {
+    const out = new Int32Array(rows)
+    for (let j = 0; j < chains; j++) for (let k = 0; k < N; k++) out[j * N + k] = f(j, k)
+    return out
+  }
+  const scalar = (f: (k: number) => number) => {
+    const out = new Float64Array(rows)
+    for (let j = 0; j < chains; j++) for (let k = 0; k < N; k++) out[j * N + k] = f(k)
+    return out
+  }
+  const tensor = (src: Float32Array, shift: number) => {
+    const out = new Float32Array(rows * d)
+    for (let j = 0; j < chains; j++) {
+      for (let k = 0; k < N; k++) out.set(src.subarray((k + shift) * n + j * d, (k + shift) * n + (j + 1) * d), (j * N + k) * d)
+    }
+    return out
+  }
+  const logProb = new Float64Array(rows)
+  const valid = new Uint8Array(rows)
+  for (let j = 0; j < chains; j++) {
+    for (let k = 0; k < N; k++) {
+      const v = r.logProb[k * chains + j]
+      logProb[j * N + k] = Number.isNaN(v) ? 0 : v
+      valid[j * N + k] = Number.isNaN(v) ? 0 : 1
+    }
+  }
+  return TrajectoryTable.build(rows, {
+    iteration: new Int32Array(rows).fill(meta.iteration),
+    trajectory_id: int((j) => meta.firstId + j),
+    prompt_id: int((j) => meta.promptId?.[j] ?? 0),
+    prompt: meta.prompt === undefined ? null : Array.from({ length: rows }, (_, i) => meta.prompt![Math.floor(i / N)]),
+    group_id: int((j) => meta.groupId?.[j] ?? meta.firstId + j),
+    member: int((j) => meta.member?.[j] ?? 0),
+    step: int((_, k) => k),
+    t: scalar((k) => r.steps[k].t),
+    t_next: scalar((k) => r.steps[k].tNext),
+    latent: tensor(r.latents, 0),
+    next_latent: tensor(r.latents, 1),
+    x0_pred: tensor(r.x0Pred, 0),
+    a: scalar((k) => r.steps[k].a),
+    b: scalar((k) => r.steps[k].b),
+    std: scalar((k) => r.steps[k].s),
+    log_prob: valid.every((v) => v === 0) ? null : { values: logProb, valid },
+    reward: null,
+    advantage: null
+  }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
+}
+
+export const trajectories = Node.make({
+  name: "trajectories",
+  doc: "the recorded rollouts as one trajectory table (nothing when the rollouts were not recorded)",
+  inputs: { runs: Port.of<SamplerRuns>() },
+  run: ({ runs }) =>
+    NodeContext.useSync(({ iteration }) => {
+      const recorded = runs.filter((r) => r.rollout.latents !== undefined)
+      if (recorded.length === 0) return undefined
+      let firstId = 0
+      const tables = recorded.map((r) => {
+        const t = toTrajectoryTable(r.rollout, { iteration, firstId })
+        firstId += r.rollout.chains
+        return t
+      })
+      return tables.length === 1 ? tables[0] : tables.reduce((a, b) => a.concat(b))
+    })
+})
