@@ -3,11 +3,12 @@ import type { AnyPipeline, PipelineRequirements } from "./kernel/pipeline.ts"
 import { datasetPipeline } from "./dataset.ts"
 import { quickstart } from "./quickstart.ts"
 import { samplerCheck } from "./sampler-check.ts"
+import { theoryGap } from "./theory-gap.ts"
 
 /** A pipeline the CLI can run: it needs no services beyond those the kernel provides. */
 const runnable = <P extends AnyPipeline>(p: P & ([PipelineRequirements<P>] extends [never] ? unknown : { needsServices: PipelineRequirements<P> })) =>
   p as unknown as AnyPipeline
 
-export const pipelines = [runnable(quickstart), runnable(datasetPipeline), runnable(samplerCheck)]
+export const pipelines = [runnable(quickstart), runnable(datasetPipeline), runnable(samplerCheck), runnable(theoryGap)]
 
 export const findPipeline = (name: string) => pipelines.find((p) => p.name === name)

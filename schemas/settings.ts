@@ -60,6 +60,13 @@ export const Setting = {
     allowed: "a string",
     fromString: (raw) => raw
   }),
+  numberList: (def: ReadonlyArray<number>, doc: string, opts: { min?: number } = {}): Setting<ReadonlyArray<number>> => ({
+    schema: Schema.Array(numberSchema(Schema.Finite as never, opts.min)) as never,
+    default: def,
+    doc,
+    allowed: `a comma-separated list of numbers${bounds(opts.min)}`,
+    fromString: (raw) => raw.split(",").map((p) => asNumber(p.trim()))
+  }),
   intList: (def: ReadonlyArray<number>, doc: string, opts: { min?: number } = {}): Setting<ReadonlyArray<number>> => ({
     schema: Schema.Array(numberSchema(Schema.Int as never, opts.min)) as never,
     default: def,

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest"
+import { Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { samplerCheck } from "../../pipelines/sampler-check.ts"
+import { fromParquet } from "../../store/parquet.ts"
+import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { SamplerCheckTable } from "../../nodes/sampler-table.ts"
+import { doubleRing } from "../../models/analytic.ts"
+import { rectifiedFlow } from "../../diffusion/process.ts"
+import { transitionLogProb } from "../../diffusion/logprob.ts"
+import { SAMPLER_NAMES } from "../../diffusion/samplers.ts"
+
+const out = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-sc-")), "run")
+const read = (file: string) => fromParquet(new Uint8Array(fs.readFileSync(file)), file)
+
+describe("sampler-check", () => {
+  it("stores trajectories whose log-probs recomputed from the Parquet file equal the stored ones (ratio ≡ 1)", async () => {
+    const dir = out()
+    const exit = await Effect.runPromiseExit(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "flow-grpo", noiseLevel: "0.7", steps: "6", chains: "300" } }))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const { rows, columns: c } = TrajectoryTable.read(read(path.join(dir, "trajectories/iter-000000.parquet")), "trajectories")
+    expect(rows).toBe(300 * 6)
+    const policy = doubleRing(rectifiedFlow, "velocity")
+    const lp = c.log_prob as { values: Float64Array; valid: Uint8Array } | Float64Array
+    for (let row = 0; row < rows; row++) {
+      const x = (c.latent as Float32Array).subarray(2 * row, 2 * row + 2)
+      const f = await policy.predict(Float32Array.from(x), 1, c.t[row])
+      const recomputed = transitionLogProb((c.next_latent as Float32Array).subarray(2 * row, 2 * row + 2), x, f, 0, 2, c.a[row], c.b[row], c.std[row])
+      const stored = lp instanceof Float64Array ? lp[row] : lp.values[row]
+      expect(recomputed).toBe(stored)
+    }
+    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).name)
+    expect(metrics).toEqual(["outer_mass", "outer_mass_se", "radial_error"])
+    expect(fs.readFileSync(path.join(dir, "sampler-table.md"), "utf8")).toMatch(/\| flow-grpo \| 0\.7000 \| 6 \| 300 \|/)
+  })
+
+  it("sweeps every sampler at steps 6, 10, 20, 50 into one table, keeping no per-step trajectories", async () => {
+    const dir = out()
+    const exit = await Effect.runPromiseExit(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "all", chains: "64" } }))
+    expect(Exit.isSuccess(exit)).toBe(true)
+    const { rows, columns } = SamplerCheckTable.read(read(path.join(dir, "sampler-table.parquet")), "table")
+    expect(rows).toBe(SAMPLER_NAMES.length * 4)
+    expect(new Set(columns.sampler)).toEqual(new Set(SAMPLER_NAMES))
+    expect(fs.existsSync(path.join(dir, "trajectories"))).toBe(false)
+    for (let i = 0; i < rows; i++) expect(columns.outer_mass[i] >= 0 && columns.outer_mass[i] <= 1).toBe(true)
+  })
+
+  it("puts the ODE's 50-step samples on the rings with the outer mass near 0.5", async () => {
+    const dir = out()
+    await Effect.runPromise(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "ode", steps: "50", chains: "4000" } }))
+    const m = Object.fromEntries(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.name, r.value]))
+    expect(m.radial_error).toBeLessThan(1e-3)
+    expect(Math.abs(m.outer_mass - 0.5)).toBeLessThan(0.05)
+  })
+})
