@@ -1,0 +1,78 @@
+/**
+ * onnxruntime-node sessions with fixed settings: an explicit intra-op thread count (recorded by the
+ * caller), one inter-op thread, sequential execution and a fixed optimization level, so the same
+ * inputs give the same output bits. float64 graphs use the "basic" level: at higher levels a fusion
+ * (QuickGeluFusion) produces an op with only a float32 kernel and session creation fails.
+ */
+import * as ort from "onnxruntime-node"
+import type { Graph } from "./graph.ts"
+import { toOnnx } from "./onnx.ts"
+
+export type HostData = Float32Array | Float64Array | BigInt64Array | Uint8Array
+export interface HostTensor {
+  readonly data: HostData
+  readonly dims: ReadonlyArray<number>
+}
+
+export interface SessionOptions {
+  /** Intra-op threads; results are bit-reproducible for a fixed count. */
+  readonly threads: number
+  readonly optimization?: "basic" | "all"
+}
+
+const ORT_TYPES = new Map<Function, ort.Tensor.Type>([[Float32Array, "float32"], [Float64Array, "float64"], [BigInt64Array, "int64"], [Uint8Array, "bool"]])
+
+export class SessionError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = "SessionError"
+  }
+}
+
+export class EngineSession {
+  private constructor(readonly name: string, readonly session: ort.InferenceSession, readonly threads: number) {}
+
+  static async fromBytes(name: string, bytes: Uint8Array, options: SessionOptions): Promise<EngineSession> {
+    try {
+      const session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: options.threads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+        graphOptimizationLevel: options.optimization ?? "all",
+        logSeverityLevel: 3
+      })
+      return new EngineSession(name, session, options.threads)
+    } catch (e) {
+      throw new SessionError(`${name}: onnxruntime could not load the model (${e instanceof Error ? e.message : e})`)
+    }
+  }
+
+  static create(graph: Graph, options: SessionOptions): Promise<EngineSession> {
+    const float64 = graph.inputs.some((i) => i.tensor.dtype === "float64")
+    return EngineSession.fromBytes(graph.name, toOnnx(graph), { optimization: float64 ? "basic" : "all", ...options })
+  }
+
+  get inputNames(): ReadonlyArray<string> {
+    return this.session.inputNames
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {}
+    for (const [name, t] of Object.entries(feeds)) {
+      const type = ORT_TYPES.get(t.data.constructor)
+      if (type === undefined) throw new SessionError(`${this.name}: input ${name} has unsupported data`)
+      ortFeeds[name] = new ort.Tensor(type, t.data as never, t.dims as Array<number>)
+    }
+    let out: ort.InferenceSession.ReturnType
+    try {
+      out = await this.session.run(ortFeeds)
+    } catch (e) {
+      throw new SessionError(`${this.name}: run failed (${e instanceof Error ? e.message : e})`)
+    }
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { data: v.data as HostData, dims: v.dims }]))
+  }
+
+  release(): Promise<void> {
+    return this.session.release()
+  }
+}
