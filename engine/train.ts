@@ -1,0 +1,198 @@
+/**
+ * Train steps: forward, loss, backward, gradient-norm clipping and AdamW in one ONNX model
+ * ("graph" update), or forward/backward in the model and AdamW in a JS loop ("js" update); the
+ * benchmark compares the two. Weights and optimizer state are graph inputs, so one session serves
+ * every step, and each step's outputs are fed straight back as the next step's inputs.
+ *
+ * AdamW follows PyTorch (bias-corrected, decoupled weight decay):
+ *   m ← β1 m + (1−β1) g,  v ← β2 v + (1−β2) g²,
+ *   p ← p − lr·wd·p − lr_t · m / (√v + ε̂),  lr_t = lr √(1−β2ᵗ)/(1−β1ᵗ),  ε̂ = ε √(1−β2ᵗ)
+ * after clipping g to total norm ≤ maxGradNorm (coefficient min(1, max/(‖g‖ + 1e-6))).
+ */
+import { Graph, type Tensor } from "./graph.ts"
+import * as op from "./ops.ts"
+import { grad } from "./autodiff.ts"
+import { EngineSession, type HostTensor } from "./session.ts"
+import { paramInputs, sizeOf, type ParamSpec, type ParamValues } from "./params.ts"
+
+export interface AdamConfig {
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+  /** Gradient-norm clipping threshold (Infinity: no clipping). */
+  readonly maxGradNorm: number
+}
+
+export const DEFAULT_ADAM: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 }
+
+export type UpdateSide = "graph" | "js"
+
+/** Builds the loss on graph `g` from the parameter tensors; batch inputs are declared inside. */
+export type LossBuilder = (g: Graph, params: Record<string, Tensor>) => { readonly loss: Tensor; readonly metrics?: Readonly<Record<string, Tensor>> }
+
+export class TrainError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = "TrainError"
+  }
+}
+
+export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lossFn: LossBuilder, adam: AdamConfig, update: UpdateSide): Graph => {
+  const g = new Graph(name)
+  const p = paramInputs(g, specs, "p.")
+  const { loss, metrics } = lossFn(g, p)
+  const grads = grad(loss, specs.map((s) => p[s.name]))
+  const gs = grads.map((gr, i) => {
+    if (gr === undefined) throw new TrainError(`${name}: parameter ${specs[i].name} does not influence the loss`)
+    return gr
+  })
+  const sq = gs.map((gr) => op.reduceSum(op.square(gr), gr.shape.map((_, i) => i)))
+  const norm = op.sqrt(sq.reduce((a, b) => op.add(a, b)))
+  g.output("loss", loss)
+  g.output("grad_norm", norm)
+  for (const [k, v] of Object.entries(metrics ?? {})) g.output(`metric.${k}`, v)
+  if (update === "js") {
+    gs.forEach((gr, i) => g.output(`grad.${specs[i].name}`, gr))
+    return g
+  }
+  const stepSize = g.input("adam.step_size", "float32", [])
+  const epsHat = g.input("adam.eps_hat", "float32", [])
+  const decay = g.input("adam.decay", "float32", [])
+  const maxNorm = g.input("adam.max_norm", "float32", [])
+  const coef = op.min(op.div(maxNorm, op.add(norm, 1e-6)), 1)
+  specs.forEach((s, i) => {
+    const m = g.input(`m.${s.name}`, "float32", s.shape)
+    const v = g.input(`v.${s.name}`, "float32", s.shape)
+    const gc = op.mul(gs[i], coef)
+    const m2 = op.add(op.mul(m, adam.beta1), op.mul(gc, 1 - adam.beta1))
+    const v2 = op.add(op.mul(v, adam.beta2), op.mul(op.square(gc), 1 - adam.beta2))
+    const decayed = adam.weightDecay === 0 ? p[s.name] : op.sub(p[s.name], op.mul(p[s.name], decay))
+    const p2 = op.sub(decayed, op.mul(op.div(m2, op.add(op.sqrt(v2), epsHat)), stepSize))
+    g.output(`next.p.${s.name}`, p2)
+    g.output(`next.m.${s.name}`, m2)
+    g.output(`next.v.${s.name}`, v2)
+  })
+  return g
+}
+
+export interface TrainState {
+  readonly params: ParamValues
+  readonly m: ParamValues
+  readonly v: ParamValues
+  /** Optimizer steps taken. */
+  readonly step: number
+}
+
+export interface StepResult {
+  readonly loss: number
+  readonly gradNorm: number
+  readonly metrics: Readonly<Record<string, number>>
+}
+
+const zerosLike = (values: ParamValues): ParamValues => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
+
+export class Trainer {
+  private params: ParamValues
+  private m: ParamValues
+  private v: ParamValues
+  private steps: number
+
+  private constructor(
+    readonly session: EngineSession,
+    readonly specs: ReadonlyArray<ParamSpec>,
+    readonly adam: AdamConfig,
+    readonly update: UpdateSide,
+    state: TrainState
+  ) {
+    this.params = state.params
+    this.m = state.m
+    this.v = state.v
+    this.steps = state.step
+  }
+
+  static async create(opts: {
+    readonly name: string
+    readonly specs: ReadonlyArray<ParamSpec>
+    readonly loss: LossBuilder
+    readonly adam?: AdamConfig
+    readonly update?: UpdateSide
+    readonly threads: number
+    readonly init: ParamValues | TrainState
+  }): Promise<Trainer> {
+    const adam = opts.adam ?? DEFAULT_ADAM
+    const update = opts.update ?? "graph"
+    const session = await EngineSession.create(buildTrainStep(opts.name, opts.specs, opts.loss, adam, update), { threads: opts.threads })
+    const state: TrainState = "step" in opts.init
+      ? (opts.init as TrainState)
+      : { params: opts.init as ParamValues, m: zerosLike(opts.init as ParamValues), v: zerosLike(opts.init as ParamValues), step: 0 }
+    for (const s of opts.specs) {
+      const have = state.params[s.name]
+      if (have === undefined || have.length !== sizeOf(s.shape)) throw new TrainError(`${opts.name}: initial value of ${s.name} should have ${sizeOf(s.shape)} values, has ${have?.length ?? "none"}`)
+    }
+    return new Trainer(session, opts.specs, adam, update, state)
+  }
+
+  get state(): TrainState {
+    return { params: this.params, m: this.m, v: this.v, step: this.steps }
+  }
+
+  /** One optimizer step on a batch; a non-finite loss or gradient stops before any state changes. */
+  async step(batch: Readonly<Record<string, HostTensor>>, lr = this.adam.lr): Promise<StepResult> {
+    const t = this.steps + 1
+    const { beta1, beta2, eps, weightDecay, maxGradNorm } = this.adam
+    const bc2 = Math.sqrt(1 - beta2 ** t)
+    const stepSize = (lr * bc2) / (1 - beta1 ** t)
+    const feeds: Record<string, HostTensor> = { ...batch }
+    for (const s of this.specs) feeds[`p.${s.name}`] = { data: this.params[s.name], dims: s.shape }
+    if (this.update === "graph") {
+      for (const s of this.specs) {
+        feeds[`m.${s.name}`] = { data: this.m[s.name], dims: s.shape }
+        feeds[`v.${s.name}`] = { data: this.v[s.name], dims: s.shape }
+      }
+      feeds["adam.step_size"] = { data: Float32Array.of(stepSize), dims: [] }
+      feeds["adam.eps_hat"] = { data: Float32Array.of(eps * bc2), dims: [] }
+      feeds["adam.decay"] = { data: Float32Array.of(lr * weightDecay), dims: [] }
+      feeds["adam.max_norm"] = { data: Float32Array.of(Number.isFinite(maxGradNorm) ? maxGradNorm : 3.4e38), dims: [] }
+    }
+    const out = await this.session.run(feeds)
+    const loss = out.loss.data[0] as number
+    const gradNorm = out.grad_norm.data[0] as number
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      throw new TrainError(`${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated`)
+    }
+    if (this.update === "graph") {
+      const next = (prefix: string) => Object.fromEntries(this.specs.map((s) => [s.name, out[`next.${prefix}.${s.name}`].data as Float32Array]))
+      this.params = next("p")
+      this.m = next("m")
+      this.v = next("v")
+    } else {
+      this.adamInJs(out, gradNorm, stepSize, eps * bc2, lr * weightDecay)
+    }
+    this.steps = t
+    const metrics = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith("metric.")).map(([k, v]) => [k.slice(7), v.data[0] as number]))
+    return { loss, gradNorm, metrics }
+  }
+
+  private adamInJs(out: Record<string, HostTensor>, norm: number, stepSize: number, epsHat: number, decay: number) {
+    const { beta1, beta2, maxGradNorm } = this.adam
+    const coef = Math.min(1, maxGradNorm / (norm + 1e-6))
+    for (const s of this.specs) {
+      const g = out[`grad.${s.name}`].data as Float32Array
+      const p = this.params[s.name]
+      const m = this.m[s.name]
+      const v = this.v[s.name]
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i] * coef
+        m[i] = beta1 * m[i] + (1 - beta1) * gi
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+        p[i] = p[i] - decay * p[i] - (stepSize * m[i]) / (Math.sqrt(v[i]) + epsHat)
+      }
+    }
+  }
+
+  release() {
+    return this.session.release()
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Networks built on the engine: the velocity / ε MLP of the flow and diffusion models, and the
+ * classifier used as a reward model. Each is a parameter list plus a forward function on graph
+ * tensors, so the same forward serves training graphs, rollout graphs and exported models.
+ */
+import type { Graph, Tensor } from "../engine/graph.ts"
+import * as op from "../engine/ops.ts"
+import type { ParamSpec } from "../engine/params.ts"
+
+const linear = (name: string, fanIn: number, fanOut: number, zero = false): Array<ParamSpec> => [
+  { name: `${name}.w`, shape: [fanIn, fanOut], init: zero ? "zeros" : { std: 1 / Math.sqrt(fanIn) } },
+  { name: `${name}.b`, shape: [fanOut], init: "zeros" }
+]
+const apply = (p: Record<string, Tensor>, name: string, x: Tensor) => op.add(op.matmul(x, p[`${name}.w`]), p[`${name}.b`])
+
+export interface VelocityNetConfig {
+  /** Elements of a latent (784 for MNIST, 2 for toys). */
+  readonly dim: number
+  readonly hidden: number
+  readonly blocks: number
+  /** Sinusoidal time features (even). */
+  readonly timeFeatures: number
+  /** Condition classes (0: unconditional); index `classes` is the learned null condition of CFG. */
+  readonly classes: number
+}
+
+/**
+ * MLP with sinusoidal time features and a class embedding: h = W_in x + W_t φ(1000 t) + E[c],
+ * then pre-activation residual blocks h += W₂ SiLU(W₁ SiLU(h)), output W_out SiLU(h) (zero-initialised
+ * so training starts from f = 0). Time enters as 1000·t, the flow models' convention (§1.3).
+ */
+export const velocityNet = (cfg: VelocityNetConfig) => {
+  const { dim, hidden: H, blocks, timeFeatures: F, classes } = cfg
+  const specs: Array<ParamSpec> = [
+    ...linear("in", dim, H),
+    ...linear("time", F, H),
+    ...(classes > 0 ? [{ name: "class.embedding", shape: [classes + 1, H], init: { std: 1 } } satisfies ParamSpec] : []),
+    ...Array.from({ length: blocks }, (_, i) => [...linear(`block${i}.fc1`, H, H), ...linear(`block${i}.fc2`, H, H, true)]).flat(),
+    ...linear("out", H, dim, true)
+  ]
+  const half = F / 2
+  const freqs = Float32Array.from({ length: half }, (_, k) => Math.exp((-Math.log(10_000) * k) / half))
+  /** f(x, t, c): x [B, dim], t [B], c [B] int64 class indices (classes = null condition). */
+  const forward = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c?: Tensor): Tensor => {
+    const angles = op.mul(op.unsqueeze(op.mul(t, 1000), [1]), g.constant(freqs, [1, half]))
+    const phi = op.concat([op.sin(angles), op.cos(angles)], 1)
+    let h = op.add(apply(p, "in", x), apply(p, "time", phi))
+    if (classes > 0) {
+      if (c === undefined) throw new Error("velocityNet: a conditional network needs class indices")
+      h = op.add(h, op.gather(p["class.embedding"], c))
+    }
+    for (let i = 0; i < blocks; i++) h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(h)))))
+    return apply(p, "out", op.silu(h))
+  }
+  /** Classifier-free guidance f_u + w (f_c − f_u), with f_u at the null condition. */
+  const guided = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c: Tensor, w: Tensor | number): Tensor => {
+    const fc = forward(g, p, x, t, c)
+    const fu = forward(g, p, x, t, op.expandAs(g.constant(BigInt64Array.of(BigInt(classes)), [1], "int64"), c))
+    return op.add(fu, op.mul(op.sub(fc, fu), w))
+  }
+  return { specs, forward, guided, config: cfg }
+}
+
+export interface ClassifierConfig {
+  readonly dim: number
+  readonly hidden: number
+  readonly layers: number
+  readonly classes: number
+}
+
+/** MLP classifier with SiLU; returns log-probabilities of the classes. */
+export const classifierNet = (cfg: ClassifierConfig) => {
+  const widths = [cfg.dim, ...Array.from({ length: cfg.layers }, () => cfg.hidden)]
+  const specs: Array<ParamSpec> = [
+    ...widths.slice(1).flatMap((w, i) => linear(`fc${i}`, widths[i], w)),
+    ...linear("head", cfg.hidden, cfg.classes)
+  ]
+  const forward = (p: Record<string, Tensor>, x: Tensor): Tensor => {
+    let h = x
+    for (let i = 0; i < cfg.layers; i++) h = op.silu(apply(p, `fc${i}`, h))
+    return op.logSoftmax(apply(p, "head", h), -1)
+  }
+  return { specs, forward, config: cfg }
+}
