@@ -1,8 +1,9 @@
 /** `npm run bench`: every benchmark, one JSON line per result on stdout. */
 import { kernelBench } from "./kernel.ts"
+import { engineBench } from "./engine.ts"
 import type { BenchLine } from "./line.ts"
 
-const suites: Record<string, () => Promise<Array<BenchLine>>> = { kernel: kernelBench }
+const suites: Record<string, () => Promise<Array<BenchLine>>> = { kernel: kernelBench, engine: engineBench }
 const only = process.argv.slice(2)
 
 for (const [name, suite] of Object.entries(suites)) {

@@ -40,3 +40,7 @@ export const loadMnist = (testFraction: number): LabelledImages => {
   }
   return { count: total, x, label, split }
 }
+
+/** Pixels in [0, 1] ⇄ model latents in [−1, 1] (the generative models work on latents). */
+export const pixelsToLatent = (p: number) => 2 * p - 1
+export const latentToPixels = (x: number) => Math.min(1, Math.max(0, (x + 1) / 2))

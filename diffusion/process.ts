@@ -18,10 +18,12 @@ export interface Process {
   readonly sigma: (t: number) => number
   /** Standard deviation of the prior sampling starts from, at the first grid time. */
   readonly priorStd: (t: number) => number
+  /** The time a network is given, in [0, 1] (networks multiply it by 1000 for their time features). */
+  readonly modelTime: (t: number) => number
 }
 
 /** Rectified flow / flow matching: α = 1 − σ, σ = t (§1.3). */
-export const rectifiedFlow: Process = { name: "rf", kind: "rf", alpha: (t) => 1 - t, sigma: (t) => t, priorStd: () => 1 }
+export const rectifiedFlow: Process = { name: "rf", kind: "rf", alpha: (t) => 1 - t, sigma: (t) => t, priorStd: () => 1, modelTime: (t) => t }
 
 /** VP with ᾱ given as a function of continuous time, e.g. ᾱ(t) = exp(−t²/2) for β(t) = t (§3.5). */
 export const vpContinuous = (name: string, alphaBar: (t: number) => number): Process => ({
@@ -29,11 +31,12 @@ export const vpContinuous = (name: string, alphaBar: (t: number) => number): Pro
   kind: "vp",
   alpha: (t) => Math.sqrt(alphaBar(t)),
   sigma: (t) => Math.sqrt(1 - alphaBar(t)),
-  priorStd: () => 1
+  priorStd: () => 1,
+  modelTime: (t) => t
 })
 
 /** VE with σ²(t) = t, i.e. dx = dW (§1.2); the prior N(0, T) ignores the data variance. */
-export const veBrownian: Process = { name: "ve", kind: "ve", alpha: () => 1, sigma: (t) => Math.sqrt(t), priorStd: (t) => Math.sqrt(t) }
+export const veBrownian: Process = { name: "ve", kind: "ve", alpha: () => 1, sigma: (t) => Math.sqrt(t), priorStd: (t) => Math.sqrt(t), modelTime: (t) => t }
 
 export const VP_SCHEDULES = ["linear", "scaled-linear", "cosine"] as const
 export type VpSchedule = (typeof VP_SCHEDULES)[number]
@@ -63,7 +66,7 @@ export const vpDiscrete = (schedule: VpSchedule, n = 1000): Process => {
     if (!Number.isInteger(t) || t < 0 || t >= n) throw new RangeError(`vp-${schedule}: timestep ${t} is not an integer in [0, ${n - 1}]`)
     return ab[t]
   }
-  return { name: `vp-${schedule}`, kind: "vp", alpha: (t) => Math.sqrt(at(t)), sigma: (t) => Math.sqrt(1 - at(t)), priorStd: () => 1 }
+  return { name: `vp-${schedule}`, kind: "vp", alpha: (t) => Math.sqrt(at(t)), sigma: (t) => Math.sqrt(1 - at(t)), priorStd: () => 1, modelTime: (t) => t / n }
 }
 
 /** Signal-to-noise ratio α²/σ² (∞ at σ = 0). */

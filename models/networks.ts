@@ -25,9 +25,9 @@ export interface VelocityNetConfig {
 }
 
 /**
- * MLP with sinusoidal time features and a class embedding: h = W_in x + W_t φ(1000 t) + E[c],
- * then pre-activation residual blocks h += W₂ SiLU(W₁ SiLU(h)), output W_out SiLU(h) (zero-initialised
- * so training starts from f = 0). Time enters as 1000·t, the flow models' convention (§1.3).
+ * MLP with sinusoidal time features and a class embedding: e = W_t φ(1000 t) + E[c], h = W_in x,
+ * then pre-activation residual blocks h += W₂ SiLU(W₁ SiLU(h + e)), output W_out SiLU(h) + s(t) ⊙ x
+ * (zero-initialised so training starts from f = 0). Time enters as 1000·t, the flow models' convention (§1.3).
  */
 export const velocityNet = (cfg: VelocityNetConfig) => {
   const { dim, hidden: H, blocks, timeFeatures: F, classes } = cfg
@@ -36,7 +36,9 @@ export const velocityNet = (cfg: VelocityNetConfig) => {
     ...linear("time", F, H),
     ...(classes > 0 ? [{ name: "class.embedding", shape: [classes + 1, H], init: { std: 1 } } satisfies ParamSpec] : []),
     ...Array.from({ length: blocks }, (_, i) => [...linear(`block${i}.fc1`, H, H), ...linear(`block${i}.fc2`, H, H, true)]).flat(),
-    ...linear("out", H, dim, true)
+    ...linear("out", H, dim, true),
+    { name: "skip.w", shape: [F, dim], init: "zeros" },
+    { name: "skip.b", shape: [dim], init: "zeros" }
   ]
   const half = F / 2
   const freqs = Float32Array.from({ length: half }, (_, k) => Math.exp((-Math.log(10_000) * k) / half))
@@ -44,13 +46,17 @@ export const velocityNet = (cfg: VelocityNetConfig) => {
   const forward = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c?: Tensor): Tensor => {
     const angles = op.mul(op.unsqueeze(op.mul(t, 1000), [1]), g.constant(freqs, [1, half]))
     const phi = op.concat([op.sin(angles), op.cos(angles)], 1)
-    let h = op.add(apply(p, "in", x), apply(p, "time", phi))
+    // e carries time and condition; every block sees it, so conditioning is not washed out with depth.
+    let e = apply(p, "time", phi)
     if (classes > 0) {
       if (c === undefined) throw new Error("velocityNet: a conditional network needs class indices")
-      h = op.add(h, op.gather(p["class.embedding"], c))
+      e = op.add(e, op.gather(p["class.embedding"], c))
     }
-    for (let i = 0; i < blocks; i++) h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(h)))))
-    return apply(p, "out", op.silu(h))
+    let h = apply(p, "in", x)
+    for (let i = 0; i < blocks; i++) h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(op.add(h, e))))))
+    // A per-pixel, time-dependent skip s(t) ⊙ x: the noise part of the target (v = (x − x0)/σ for
+    // flows) is linear in x, which the bottleneck of width H could not pass through for d > H.
+    return op.add(apply(p, "out", op.silu(h)), op.mul(x, apply(p, "skip", phi)))
   }
   /** Classifier-free guidance f_u + w (f_c − f_u), with f_u at the null condition. */
   const guided = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c: Tensor, w: Tensor | number): Tensor => {

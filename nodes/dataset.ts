@@ -39,8 +39,8 @@ const build = (req: DatasetRequest, rng: Rng["Service"]): arrow.Table => {
 export const dataset = Node.make({
   name: "dataset",
   doc: "examples of a data set with a fixed train/test split (Arrow, DatasetTable)",
-  inputs: { config: Port.of<DatasetRequest>() },
-  run: ({ config }) => Rng.useSync((rng) => build(config, rng)),
+  inputs: { request: Port.of<DatasetRequest>() },
+  run: ({ request }) => Rng.useSync((rng) => build(request, rng)),
   metrics: (table) => {
     const split = table.getChild("split")!.toArray() as Array<string>
     const x = DatasetTable.read(table, "dataset").columns.x

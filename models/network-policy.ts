@@ -1,0 +1,58 @@
+/**
+ * A trained velocity / ε network as a Policy: an ONNX session with the weights baked in (faster
+ * small-batch forwards, ONNXRUNTIME.md), with classifier-free guidance when a scale is given.
+ */
+import { Graph } from "../engine/graph.ts"
+import { toOnnx } from "../engine/onnx.ts"
+import { EngineSession } from "../engine/session.ts"
+import { paramInputs, type ParamValues } from "../engine/params.ts"
+import type { Parameterization, Process } from "../diffusion/process.ts"
+import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import type { Policy } from "./policy.ts"
+
+/** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
+export const velocityGraph = (net: VelocityNetConfig, cfg?: number) => {
+  const model = velocityNet(net)
+  const g = new Graph("velocity")
+  const p = paramInputs(g, model.specs)
+  const x = g.input("x", "float32", ["B", net.dim])
+  const t = g.input("t", "float32", ["B"])
+  const c = net.classes > 0 ? g.input("c", "int64", ["B"]) : undefined
+  const f = cfg === undefined || c === undefined ? model.forward(g, p, x, t, c) : model.guided(g, p, x, t, c, cfg)
+  g.output("f", f)
+  return g
+}
+
+export const networkPolicy = async (opts: {
+  readonly net: VelocityNetConfig
+  readonly params: ParamValues
+  readonly process: Process
+  readonly parameterization: Parameterization
+  readonly shape: ReadonlyArray<number>
+  /** Classifier-free guidance scale (1 = plain conditional model). */
+  readonly cfg: number
+  readonly threads: number
+}): Promise<Policy & { readonly session: EngineSession; readonly onnx: Uint8Array }> => {
+  const guided = opts.net.classes > 0 && opts.cfg !== 1
+  const onnx = toOnnx(velocityGraph(opts.net, guided ? opts.cfg : undefined), { initializers: opts.params })
+  const session = await EngineSession.fromBytes("velocity", onnx, { threads: opts.threads })
+  return {
+    name: `velocity-mlp(${opts.net.hidden}x${opts.net.blocks})`,
+    shape: opts.shape,
+    process: opts.process,
+    parameterization: opts.parameterization,
+    session,
+    onnx,
+    predict: async (x, batch, t, condition) => {
+      const feeds: Record<string, { data: Float32Array | BigInt64Array; dims: Array<number> }> = {
+        x: { data: x, dims: [batch, opts.net.dim] },
+        t: { data: new Float32Array(batch).fill(opts.process.modelTime(t)), dims: [batch] }
+      }
+      if (opts.net.classes > 0) {
+        if (condition === undefined) throw new Error(`${opts.net.classes}-class velocity network needs a condition per latent`)
+        feeds.c = { data: BigInt64Array.from(condition, (v) => BigInt(v)), dims: [batch] }
+      }
+      return (await session.run(feeds)).f.data as Float32Array
+    }
+  }
+}

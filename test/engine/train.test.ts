@@ -1,0 +1,134 @@
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Graph } from "../../engine/graph.ts"
+import * as op from "../../engine/ops.ts"
+import { EngineSession } from "../../engine/session.ts"
+import { Trainer, type LossBuilder } from "../../engine/train.ts"
+import { initParams, paramInputs, type ParamSpec } from "../../engine/params.ts"
+import { toOnnx } from "../../engine/onnx.ts"
+import { readSafetensors, writeSafetensors } from "../../engine/safetensors.ts"
+import { loadOnnxModel } from "../../models/external.ts"
+import { velocityNet } from "../../models/networks.ts"
+import { velocityGraph } from "../../models/network-policy.ts"
+import { openStream } from "../../random/streams.ts"
+
+const specs: Array<ParamSpec> = [
+  { name: "w", shape: [3, 2], init: { std: 0.5 } },
+  { name: "b", shape: [2], init: "zeros" }
+]
+const regression: LossBuilder = (g, p) => {
+  const x = g.input("x", "float32", ["B", 3])
+  const y = g.input("y", "float32", ["B", 2])
+  return { loss: op.reduceMean(op.square(op.sub(op.add(op.matmul(x, p.w), p.b), y)), [0, 1]) }
+}
+const batch = (key: string, n = 32) => {
+  const rng = openStream(["train-test", key])
+  const x = rng.fillNormal(new Float32Array(n * 3))
+  // y = x · W* + b* with W* = [[1, −1], [2, 0], [0, 3]], b* = [0.5, −0.5]
+  const y = Float32Array.from({ length: n * 2 }, (_, k) => {
+    const [r, c] = [Math.floor(k / 2), k % 2]
+    const W = [[1, -1], [2, 0], [0, 3]]
+    return x[r * 3] * W[0][c] + x[r * 3 + 1] * W[1][c] + x[r * 3 + 2] * W[2][c] + (c === 0 ? 0.5 : -0.5)
+  })
+  return { x: { data: x, dims: [n, 3] }, y: { data: y, dims: [n, 2] } }
+}
+
+describe("train steps", () => {
+  it("take the AdamW step PyTorch takes, computed here by hand for the first step", async () => {
+    const init = initParams(specs, openStream(["init"]))
+    const adam = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: Infinity }
+    const js = await Trainer.create({ name: "r", specs, loss: regression, adam, update: "js", threads: 1, init: { params: structuredClone(init), m: { w: new Float32Array(6), b: new Float32Array(2) }, v: { w: new Float32Array(6), b: new Float32Array(2) }, step: 0 } })
+    // Gradient of the loss at the initial weights, from a gradient-only graph run.
+    const g = new Graph("grad")
+    const p = paramInputs(g, specs)
+    const { loss } = regression(g, p)
+    const { grad } = await import("../../engine/autodiff.ts")
+    grad(loss, [p.w, p.b]).forEach((gr, i) => g.output(`g${i}`, gr!))
+    const s = await EngineSession.create(g, { threads: 1 })
+    const b0 = batch("one")
+    const out = await s.run({ w: { data: init.w, dims: [3, 2] }, b: { data: init.b, dims: [2] }, ...b0 })
+    await js.step(b0)
+    // Step 1: m̂ = g, v̂ = g², so p ← p − lr·wd·p − lr · g / (|g| + ε).
+    const gw = out.g0.data as Float32Array
+    for (let i = 0; i < 6; i++) {
+      const expected = init.w[i] - 0.1 * 0.01 * init.w[i] - (0.1 * gw[i]) / (Math.abs(gw[i]) + 1e-8)
+      expect(js.state.params.w[i]).toBeCloseTo(expected, 5)
+    }
+  })
+
+  it("give the same weights whether AdamW runs in the graph or in JS", async () => {
+    const init = initParams(specs, openStream(["init"]))
+    const make = (update: "graph" | "js") => Trainer.create({ name: "r", specs, loss: regression, update, threads: 1, init: Object.fromEntries(Object.entries(init).map(([k, v]) => [k, v.slice()])) })
+    const [a, b] = [await make("graph"), await make("js")]
+    for (let i = 0; i < 20; i++) {
+      const bt = batch(`b${i}`)
+      await a.step(bt)
+      await b.step(bt)
+    }
+    for (const k of ["w", "b"]) for (let i = 0; i < init[k].length; i++) expect(a.state.params[k][i]).toBeCloseTo(b.state.params[k][i], 4)
+  })
+
+  it("fit a linear regression with a known optimum", async () => {
+    const tr = await Trainer.create({ name: "r", specs, loss: regression, adam: { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 10 }, threads: 1, init: initParams(specs, openStream(["init"])) })
+    let last = Infinity
+    for (let i = 0; i < 400; i++) last = (await tr.step(batch(`fit${i}`))).loss
+    expect(last).toBeLessThan(1e-4)
+    expect(Array.from(tr.state.params.w, (v) => Math.round(v * 100) / 100)).toEqual([1, -1, 2, 0, 0, 3])
+  })
+
+  it("are bit-reproducible: the same inputs give the same weights and losses, step after step", async () => {
+    const run = async () => {
+      const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 2, init: initParams(specs, openStream(["init"])) })
+      const losses: Array<number> = []
+      for (let i = 0; i < 10; i++) losses.push((await tr.step(batch(`det${i}`, 512))).loss)
+      return { losses, w: Buffer.from(tr.state.params.w.buffer).toString("hex") }
+    }
+    expect(await run()).toEqual(await run())
+  })
+
+  it("refuse a non-finite loss and keep the previous weights", async () => {
+    const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 1, init: initParams(specs, openStream(["init"])) })
+    const before = tr.state.params.w.slice()
+    const bad = batch("nan")
+    ;(bad.x.data as Float32Array)[0] = Number.NaN
+    await expect(tr.step(bad)).rejects.toThrow(/step 1: loss NaN.*not updated/)
+    expect(Array.from(tr.state.params.w)).toEqual(Array.from(before))
+  })
+})
+
+describe("models as files", () => {
+  const net = { dim: 4, hidden: 8, blocks: 1, timeFeatures: 4, classes: 3 }
+  const params = initParams(velocityNet(net).specs.map((s) => ({ ...s, init: { std: 0.3 } })), openStream(["export"]))
+  const feeds = { x: { data: Float32Array.from([0.1, 0.2, -0.3, 0.4, 1, 0, -1, 0.5]), dims: [2, 4] }, t: { data: Float32Array.from([0.3, 0.9]), dims: [2] }, c: { data: BigInt64Array.from([0n, 3n]), dims: [2] } }
+
+  it("export with weights baked in and compute what the weights-as-inputs graph computes", async () => {
+    const g = velocityGraph(net)
+    const asInputs = await EngineSession.create(g, { threads: 1 })
+    const weightFeeds = Object.fromEntries(velocityNet(net).specs.map((s) => [s.name, { data: params[s.name], dims: s.shape }]))
+    const a = (await asInputs.run({ ...weightFeeds, ...feeds })).f.data
+    const baked = await EngineSession.fromBytes("baked", toOnnx(velocityGraph(net), { initializers: params }), { threads: 1 })
+    const b = (await baked.run(feeds)).f.data
+    expect(Array.from(b)).toEqual(Array.from(a))
+  })
+
+  it("round-trip weights through safetensors bit-exactly, and name the file when it is cut short", () => {
+    const specsV = velocityNet(net).specs
+    const bytes = writeSafetensors(Object.fromEntries(specsV.map((s) => [s.name, { data: params[s.name], shape: s.shape }])), { kind: "test" })
+    const back = readSafetensors(bytes, "w.safetensors")
+    expect(back.metadata.kind).toBe("test")
+    for (const s of specsV) expect(Array.from(back.tensors[s.name].data)).toEqual(Array.from(params[s.name]))
+    expect(() => readSafetensors(bytes.subarray(0, bytes.length - 4), "cut.safetensors")).toThrow(/cut\.safetensors: tensor .* past the end/)
+  })
+
+  it("load an external ONNX model against its contract, and name the input and shape that do not fit", async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-onnx-")), "policy.onnx")
+    fs.writeFileSync(file, toOnnx(velocityGraph(net), { initializers: params }))
+    const ok = { inputs: { x: { dtype: "float32", shape: ["batch", 4] }, t: { dtype: "float32", shape: ["batch"] } }, outputs: { f: { dtype: "float32", shape: ["batch", 4] } } } as const
+    await expect(loadOnnxModel(file, ok, 1)).resolves.toBeDefined()
+    await expect(loadOnnxModel(file, { ...ok, inputs: { x: { dtype: "float32", shape: ["batch", 784] } } }, 1))
+      .rejects.toThrow(new RegExp(`model .*policy\\.onnx: input "x" has shape \\[B, 4\\], expected \\[batch, 784\\]`))
+    await expect(loadOnnxModel(file, { ...ok, inputs: { image: { dtype: "float32", shape: ["batch", 4] } } }, 1)).rejects.toThrow(/has no input "image" \(its inputs: x, t, c\)/)
+  })
+})
