@@ -107,9 +107,9 @@ describe("models as files", () => {
     const g = velocityGraph(net)
     const asInputs = await EngineSession.create(g, { threads: 1 })
     const weightFeeds = Object.fromEntries(velocityNet(net).specs.map((s) => [s.name, { data: params[s.name], dims: s.shape }]))
-    const a = (await asInputs.run({ ...weightFeeds, ...feeds })).f.data
+    const a = (await asInputs.run({ ...weightFeeds, ...feeds })).f.data as Float32Array
     const baked = await EngineSession.fromBytes("baked", toOnnx(velocityGraph(net), { initializers: params }), { threads: 1 })
-    const b = (await baked.run(feeds)).f.data
+    const b = (await baked.run(feeds)).f.data as Float32Array
     expect(Array.from(b)).toEqual(Array.from(a))
   })
 
