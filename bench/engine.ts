@@ -5,6 +5,7 @@
  * FLOPs count 2·m·n·k per matrix product; a train step counts 3× its forward (forward + two
  * backward products per layer).
  */
+import { createRequire } from "node:module"
 import { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import { EngineSession } from "../engine/session.ts"
@@ -105,8 +106,9 @@ const trainStepSeconds = async (d: number, H: number, B: number, update: "graph"
 }
 
 const tfjsTrainStep = async (d: number, H: number, B: number) => {
-  const tf = await import("@tensorflow/tfjs-core")
-  await import("@tensorflow/tfjs-backend-cpu")
+  // The CommonJS bundle of @tensorflow/tfjs registers the CPU kernels and every gradient.
+  const require = createRequire(import.meta.url)
+  const tf = require("@tensorflow/tfjs") as typeof import("@tensorflow/tfjs")
   await tf.setBackend("cpu")
   const specs = mlpSpecs(d, H)
   const init = initParams(specs, openStream(["bench", "init"]))
@@ -128,8 +130,9 @@ const tfjsTrainStep = async (d: number, H: number, B: number) => {
   return timeIt(step, 2, 1)
 }
 
-export const engineBench = async (): Promise<Array<BenchLine>> => {
-  const lines: Array<BenchLine> = [{ name: "engine_threads", value: THREADS, unit: "threads" }]
+export const engineBench = async (emit: (line: BenchLine) => void): Promise<void> => {
+  const lines = { push: emit }
+  lines.push({ name: "engine_threads", value: THREADS, unit: "threads" })
   const peak = await peakSgemm()
   lines.push({ name: "peak_sgemm_gflops", value: peak, unit: "GFLOP/s", detail: "2048³ MatMul through onnxruntime-node" })
   lines.push({ name: "tiny_run_overhead_us", value: await tinyOverhead(), unit: "us", detail: "session.run of one scalar Add" })
@@ -157,5 +160,4 @@ export const engineBench = async (): Promise<Array<BenchLine>> => {
   const ours = (3 * mlpFlops(784, 256, 256)) / (await trainStepSeconds(784, 256, 256)) / 1e9
   lines.push({ name: "tfjs_cpu_train_step_gflops_d784_h256_b256", value: tfjsGflops, unit: "GFLOP/s", detail: "@tensorflow/tfjs-backend-cpu, same MLP and Adam" })
   lines.push({ name: "engine_over_tfjs_cpu_train_step_d784_h256_b256", value: ours / tfjsGflops, unit: "ratio" })
-  return lines
 }

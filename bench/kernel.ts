@@ -32,7 +32,7 @@ const timeRun = async (p: Parameters<typeof runPipeline>[0], set: Record<string,
   return (performance.now() - t0) / 1000
 }
 
-export const kernelBench = async (): Promise<Array<BenchLine>> => {
+export const kernelBench = async (emit: (line: BenchLine) => void): Promise<void> => {
   const iterations = 20
   const short = 2
   const long = 202
@@ -44,10 +44,10 @@ export const kernelBench = async (): Promise<Array<BenchLine>> => {
   await timeRun(datasetPipeline, { name: "double-ring", n: "10000" })
   const smallest = Math.min(await timeRun(datasetPipeline, { name: "double-ring", n: "10000" }), await timeRun(datasetPipeline, { name: "double-ring", n: "10000" }))
   const nodesInSmallest = Object.keys(datasetPipeline.nodes).length
-  return [
+  ;[
     { name: "kernel_overhead_per_node_call_us", value: perNode * 1e6, unit: "us" },
     { name: "kernel_iteration_commit_ms", value: perIterationCommit * 1e3, unit: "ms" },
     { name: "smallest_pipeline_iteration_ms", value: smallest * 1e3, unit: "ms", detail: "dataset double-ring n=10000, one iteration incl. commit" },
     { name: "kernel_overhead_fraction_of_smallest_iteration", value: (perNode * nodesInSmallest) / smallest, unit: "ratio" }
-  ]
+  ].forEach(emit)
 }

@@ -3,10 +3,10 @@ import { kernelBench } from "./kernel.ts"
 import { engineBench } from "./engine.ts"
 import type { BenchLine } from "./line.ts"
 
-const suites: Record<string, () => Promise<Array<BenchLine>>> = { kernel: kernelBench, engine: engineBench }
+const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = { kernel: kernelBench, engine: engineBench }
 const only = process.argv.slice(2)
 
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue
-  for (const line of await suite()) console.log(JSON.stringify(line))
+  await suite((line) => console.log(JSON.stringify(line)))
 }

@@ -1,0 +1,99 @@
+/**
+ * Reward models: terminal rewards of final samples, weighted by a spec such as
+ * `classifier:1,ink:0.2`. Built-ins: for MNIST `classifier` (log-probability of the prompted digit
+ * under the reward classifier, run through onnxruntime-node) and `ink` (mean intensity); for the
+ * 2-D toys `outer-ring` (−(‖x‖ − 2)², highest on the outer ring) and `quadratic` (−‖x‖²/2, §3.5).
+ * `onnx:<file>` is any ONNX model with input x [B, dim] float32 (pixels in [0, 1] for MNIST,
+ * points for toys) and output reward [B] float32.
+ */
+import { latentToPixels } from "../data/mnist.ts"
+import type { EngineSession } from "../engine/session.ts"
+import { loadOnnxModel } from "../models/external.ts"
+
+export interface RewardContext {
+  readonly dataset: string
+  /** Final latents, count × dim. */
+  readonly samples: Float32Array
+  readonly count: number
+  readonly dim: number
+  /** Condition per sample (class index; −1 unconditional). */
+  readonly condition: Int32Array
+}
+
+export interface RewardModel {
+  readonly name: string
+  readonly score: (ctx: RewardContext) => Promise<Float64Array>
+}
+
+export interface RewardTerm {
+  readonly name: string
+  readonly weight: number
+}
+
+export class RewardSpecError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = "RewardSpecError"
+  }
+}
+
+const MNIST_REWARDS = ["classifier", "ink"]
+const TOY_REWARDS = ["outer-ring", "quadratic"]
+
+/** Parses `name[:weight],…`; unknown names fail listing what the data set offers. */
+export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm> => {
+  const allowed = dataset === "mnist" ? MNIST_REWARDS : TOY_REWARDS
+  return spec.split(",").map((part) => {
+    const trimmed = part.trim()
+    // The weight is what follows the last colon when it is a number ("onnx:m.onnx" has none).
+    const at = trimmed.lastIndexOf(":")
+    const suffix = at > 0 ? trimmed.slice(at + 1) : ""
+    const hasWeight = suffix !== "" && Number.isFinite(Number(suffix))
+    const name = hasWeight ? trimmed.slice(0, at) : trimmed
+    const weight = hasWeight ? Number(suffix) : 1
+    if (!name.startsWith("onnx:") && !allowed.includes(name)) {
+      throw new RewardSpecError(`reward "${name}" is not available for ${dataset}; use one of ${allowed.join(", ")} or onnx:<file.onnx>`)
+    }
+    return { name, weight }
+  })
+}
+
+const pixels = (ctx: RewardContext) => (ctx.dataset === "mnist" ? ctx.samples.map(latentToPixels) : ctx.samples)
+
+/** The classifier reward: log p(prompted digit | image). */
+export const classifierReward = (session: EngineSession, classes: number): RewardModel => ({
+  name: "classifier",
+  score: async (ctx) => {
+    const out = await session.run({ x: { data: pixels(ctx), dims: [ctx.count, ctx.dim] } })
+    const logp = out.logp.data as Float32Array
+    return Float64Array.from({ length: ctx.count }, (_, i) => logp[i * classes + ctx.condition[i]])
+  }
+})
+
+const perSample = (name: string, f: (x: Float32Array, i: number, dim: number) => number): RewardModel => ({
+  name,
+  score: async (ctx) => {
+    const x = pixels(ctx)
+    return Float64Array.from({ length: ctx.count }, (_, i) => f(x, i, ctx.dim))
+  }
+})
+
+export const inkReward = perSample("ink", (x, i, d) => {
+  let s = 0
+  for (let k = 0; k < d; k++) s += x[i * d + k]
+  return s / d
+})
+export const outerRingReward = perSample("outer-ring", (x, i) => -((Math.hypot(x[2 * i], x[2 * i + 1]) - 2) ** 2))
+export const quadraticReward = perSample("quadratic", (x, i, d) => {
+  let s = 0
+  for (let k = 0; k < d; k++) s += x[i * d + k] ** 2
+  return -s / 2
+})
+
+export const onnxReward = async (file: string, dim: number, threads: number): Promise<RewardModel> => {
+  const session = await loadOnnxModel(file, { inputs: { x: { dtype: "float32", shape: ["batch", dim] } }, outputs: { reward: { dtype: "float32", shape: ["batch"] } } }, threads)
+  return {
+    name: `onnx:${file}`,
+    score: async (ctx) => Float64Array.from((await session.run({ x: { data: pixels(ctx), dims: [ctx.count, ctx.dim] } })).reward.data as Float32Array)
+  }
+}
