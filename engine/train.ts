@@ -29,8 +29,15 @@ export const DEFAULT_ADAM: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, ep
 
 export type UpdateSide = "graph" | "js"
 
-/** Builds the loss on graph `g` from the parameter tensors; batch inputs are declared inside. */
-export type LossBuilder = (g: Graph, params: Record<string, Tensor>) => { readonly loss: Tensor; readonly metrics?: Readonly<Record<string, Tensor>> }
+/**
+ * Builds the loss on graph `g` from the parameter tensors; batch inputs are declared inside.
+ * `metrics` are scalars; `extra` are any other tensors the caller wants back (e.g. per-row ratios).
+ */
+export type LossBuilder = (g: Graph, params: Record<string, Tensor>) => {
+  readonly loss: Tensor
+  readonly metrics?: Readonly<Record<string, Tensor>>
+  readonly extra?: Readonly<Record<string, Tensor>>
+}
 
 export class TrainError extends Error {
   constructor(message: string) {
@@ -42,7 +49,7 @@ export class TrainError extends Error {
 export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lossFn: LossBuilder, adam: AdamConfig, update: UpdateSide): Graph => {
   const g = new Graph(name)
   const p = paramInputs(g, specs, "p.")
-  const { loss, metrics } = lossFn(g, p)
+  const { loss, metrics, extra } = lossFn(g, p)
   const grads = grad(loss, specs.map((s) => p[s.name]))
   const gs = grads.map((gr, i) => {
     if (gr === undefined) throw new TrainError(`${name}: parameter ${specs[i].name} does not influence the loss`)
@@ -53,6 +60,7 @@ export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lo
   g.output("loss", loss)
   g.output("grad_norm", norm)
   for (const [k, v] of Object.entries(metrics ?? {})) g.output(`metric.${k}`, v)
+  for (const [k, v] of Object.entries(extra ?? {})) g.output(`extra.${k}`, v)
   if (update === "js") {
     gs.forEach((gr, i) => g.output(`grad.${specs[i].name}`, gr))
     return g
@@ -89,6 +97,7 @@ export interface StepResult {
   readonly loss: number
   readonly gradNorm: number
   readonly metrics: Readonly<Record<string, number>>
+  readonly extra: Readonly<Record<string, HostTensor>>
 }
 
 const zerosLike = (values: ParamValues): ParamValues => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
@@ -120,10 +129,15 @@ export class Trainer {
     readonly update?: UpdateSide
     readonly threads: number
     readonly init: ParamValues | TrainState
+    /** Graph optimization level (RL losses use "basic" so their forward matches the rescore graph bit for bit). */
+    readonly optimization?: "basic" | "all"
+    /** Reuse the session built under this key earlier in the process (same graph, same settings). */
+    readonly sessionKey?: string
   }): Promise<Trainer> {
     const adam = opts.adam ?? DEFAULT_ADAM
     const update = opts.update ?? "graph"
-    const session = await EngineSession.create(buildTrainStep(opts.name, opts.specs, opts.loss, adam, update), { threads: opts.threads })
+    const build = () => EngineSession.create(buildTrainStep(opts.name, opts.specs, opts.loss, adam, update), { threads: opts.threads, ...(opts.optimization ? { optimization: opts.optimization } : {}) })
+    const session = opts.sessionKey === undefined ? await build() : await cachedSession(`${opts.sessionKey}|${update}|${JSON.stringify(adam)}|${opts.threads}`, build)
     const state: TrainState = "step" in opts.init
       ? (opts.init as TrainState)
       : { params: opts.init as ParamValues, m: zerosLike(opts.init as ParamValues), v: zerosLike(opts.init as ParamValues), step: 0 }
@@ -172,7 +186,8 @@ export class Trainer {
     }
     this.steps = t
     const metrics = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith("metric.")).map(([k, v]) => [k.slice(7), v.data[0] as number]))
-    return { loss, gradNorm, metrics }
+    const extra = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith("extra.")).map(([k, v]) => [k.slice(6), v]))
+    return { loss, gradNorm, metrics, extra }
   }
 
   private adamInJs(out: Record<string, HostTensor>, norm: number, stepSize: number, epsHat: number, decay: number) {
@@ -192,7 +207,19 @@ export class Trainer {
     }
   }
 
+  /** Releases the session unless it is shared through the session cache. */
   release() {
-    return this.session.release()
+    return [...SESSIONS.values()].includes(this.session) ? Promise.resolve() : this.session.release()
   }
+}
+
+const SESSIONS = new Map<string, EngineSession>()
+
+/** A process-wide cache of sessions by key: building a train graph session costs ~1 s per iteration otherwise. */
+export const cachedSession = async (key: string, build: () => Promise<EngineSession>): Promise<EngineSession> => {
+  const hit = SESSIONS.get(key)
+  if (hit !== undefined) return hit
+  const session = await build()
+  SESSIONS.set(key, session)
+  return session
 }

@@ -9,6 +9,9 @@ import { NodeContext } from "../pipelines/kernel/services.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
 import type { SamplerRuns } from "./sampler-rollouts.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { Rewards } from "./score.ts"
+import type { Advantages } from "./advantages.ts"
 
 export interface TrajectoryMeta {
   readonly iteration: number
@@ -18,6 +21,10 @@ export interface TrajectoryMeta {
   readonly prompt?: ReadonlyArray<string | null>
   readonly groupId?: Int32Array
   readonly member?: Int32Array
+  /** Terminal reward per trajectory, stored on its last step. */
+  readonly reward?: Float64Array
+  /** Advantage per trajectory, stored on every step. */
+  readonly advantage?: Float64Array
 }
 
 /** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
@@ -70,10 +77,32 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
     b: scalar((k) => r.steps[k].b),
     std: scalar((k) => r.steps[k].s),
     log_prob: valid.every((v) => v === 0) ? null : { values: logProb, valid },
-    reward: null,
-    advantage: null
+    reward: meta.reward === undefined ? null : {
+      values: Float64Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? meta.reward![Math.floor(i / N)] : 0)),
+      valid: Uint8Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? 1 : 0))
+    },
+    advantage: meta.advantage === undefined ? null : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
   }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
 }
+
+/** rlTrajectoryTable: an RL iteration's trajectories with their rewards and advantages. */
+export const rlTrajectoryTable = Node.make({
+  name: "rlTrajectoryTable",
+  doc: "the iteration's trajectories with prompts, groups, rewards and advantages",
+  inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), advantages: Port.of<Advantages>() },
+  run: ({ trajectories: t, rewards, advantages }) =>
+    NodeContext.useSync(({ iteration }) =>
+      toTrajectoryTable(t.rollout, {
+        iteration,
+        firstId: 0,
+        promptId: t.prompts.promptId,
+        prompt: t.prompts.prompt,
+        groupId: t.prompts.groupId,
+        member: t.prompts.member,
+        reward: rewards.total,
+        advantage: advantages.perTrajectory
+      }))
+})
 
 export const trajectories = Node.make({
   name: "trajectories",

@@ -45,6 +45,9 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
   readonly node: Node<In, Out, E, R>
   readonly wiring: W
   readonly persisted?: PersistSpec
+  /** Computed once per process and reused by later iterations (inputs must not change across iterations). */
+  readonly memoized?: true
+  readonly once: () => Bound<In, Out, E, R, W>
   /**
    * Persists this entry's output through the run store: an Arrow table as Parquet, a string (a
    * report, a markdown table) as text, bytes (an ONNX model) as they are; `undefined` means nothing
@@ -55,13 +58,13 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
 
 export type AnyBound = Bound<any, any, any, any, any>
 
-const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, persisted?: PersistSpec): Bound<In, Out, E, R, W> => ({
+const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, persisted?: PersistSpec, memoized?: true): Bound<In, Out, E, R, W> => ({
   node,
   wiring,
   ...(persisted === undefined ? {} : { persisted }),
-  persist(spec) {
-    return bind(node, wiring, spec as PersistSpec)
-  }
+  ...(memoized === undefined ? {} : { memoized }),
+  persist: (spec) => bind(node, wiring, spec as PersistSpec, memoized),
+  once: () => bind(node, wiring, persisted, true)
 })
 
 export const Node = {

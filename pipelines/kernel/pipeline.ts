@@ -122,6 +122,14 @@ export const validate = (pipeline: string, nodes: Spec, stateNext?: string): Arr
       if (!declared.includes(input)) fail(pipeline, `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${declared.join(", ") || "none"})`)
     }
     deps.set(name, declared.map((i) => wired[i]).filter((d) => names.includes(d)))
+    if (nodes[name].memoized === true) {
+      for (const input of declared) {
+        const from = wired[input]
+        if (from === "state" || from === "iteration" || (names.includes(from) && nodes[from].memoized !== true)) {
+          fail(pipeline, `entry "${name}" is computed once but reads "${input}" from "${from}", which changes between iterations`)
+        }
+      }
+    }
   }
   if (stateNext !== undefined && !names.includes(stateNext)) fail(pipeline, `state.next names "${stateNext}", which is not an entry`)
 

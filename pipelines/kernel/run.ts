@@ -238,6 +238,8 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     }
 
     const progress = makeProgress(options.progress ?? "auto", pipeline.name, total, start)
+    // Outputs of entries computed once per process (`.once()`): their inputs do not change.
+    const memo = new Map<string, unknown>()
     let outputs: Record<string, unknown> = {}
     for (let iteration = start; iteration < total; iteration++) {
       const written: Array<string> = []
@@ -247,6 +249,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
         for (const level of pipeline.levels as ReadonlyArray<ReadonlyArray<string>>) {
           const results = yield* Effect.forEach(level, (entry) => {
             const bound = pipeline.nodes[entry]
+            if (bound.memoized === true && memo.has(entry)) return Effect.succeed([entry, memo.get(entry), {} as Readonly<Record<string, number>>] as const)
             const input = Object.fromEntries(Object.entries(bound.wiring as Record<string, string>).map(([k, from]) => [k, outputs[from]]))
             const t0 = performance.now()
             return (bound.node.run(input) as Effect.Effect<unknown, unknown, never>).pipe(
@@ -256,8 +259,13 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
               Effect.withSpan(`node.${entry}`, { attributes: { node: bound.node.name, iteration } }),
               Effect.map((out) => {
                 progress.nodeDone(entry, iteration, (performance.now() - t0) / 1000)
-                const m: Readonly<Record<string, number>> = bound.node.metrics?.(out, input) ?? {}
+                let m: Readonly<Record<string, number>> = bound.node.metrics?.(out, input) ?? {}
                 checkFinite(`pipeline ${pipeline.name}, iteration ${iteration}, node ${entry}`, m)
+                if (bound.memoized === true) {
+                  memo.set(entry, out)
+                  // Logged with iteration 0 only, so a resumed run's metrics equal an uninterrupted run's.
+                  if (iteration > 0) m = {}
+                }
                 return [entry, out, m] as const
               })
             )

@@ -1,0 +1,75 @@
+/**
+ * Policy-gradient losses on the one Gaussian transition every sampler shares (DESIGN.md):
+ * per transition row, μ = a·x + b·f_θ(x, t, c) and
+ *   lp = −mean_i (x' − μ)²/(2s²) − log s − ½ log 2π            (ALGORITHMS.md §0.1, mean convention)
+ *   r  = exp(lp − lp_old)
+ *   PPO-clip: max(−A r, −A clip(r, 1 − ε, 1 + ε))               (§4.2, §8; A clipped to ±5 beforehand)
+ *   KL to the reference: β · mean_i (μ − μ_ref)²/(2s²)          (§4.2, flow_grpo's per-element form)
+ * The loss is Σ_rows w_row · (PPO + KL), with w summing to 1 over real rows (0 on padding rows).
+ */
+import type { Graph, Tensor } from "../engine/graph.ts"
+import * as op from "../engine/ops.ts"
+import type { LossBuilder } from "../engine/train.ts"
+import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+
+export interface PolicyLossConfig {
+  readonly net: VelocityNetConfig
+  /** Classifier-free guidance scale in the training forward (1 = none). */
+  readonly cfg: number
+  readonly clipRange: number
+  /** KL coefficient β (0: no reference forward at all). */
+  readonly beta: number
+}
+
+/** Transition rows of one optimizer step, as graph inputs. */
+const rowInputs = (g: Graph, d: number, conditional: boolean) => ({
+  x: g.input("x", "float32", ["M", d]),
+  t: g.input("t", "float32", ["M"]),
+  c: conditional ? g.input("c", "int64", ["M"]) : undefined,
+  xNext: g.input("x_next", "float32", ["M", d]),
+  a: g.input("a", "float32", ["M"]),
+  b: g.input("b", "float32", ["M"]),
+  s: g.input("s", "float32", ["M"]),
+  lpOld: g.input("lp_old", "float32", ["M"]),
+  adv: g.input("adv", "float32", ["M"]),
+  w: g.input("w", "float32", ["M"])
+})
+
+const col = (v: Tensor) => op.unsqueeze(v, [1])
+
+/** μ and lp of the rows under parameters p (guided forward when cfg ≠ 1). */
+const meanAndLogProb = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tensor>, rows: ReturnType<typeof rowInputs>) => {
+  const model = velocityNet(cfg.net)
+  const f = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, p, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, p, rows.x, rows.t, rows.c)
+  const mu = op.add(op.mul(rows.x, col(rows.a)), op.mul(f, col(rows.b)))
+  const sq = op.reduceMean(op.square(op.sub(rows.xNext, mu)), [1])
+  const lp = op.sub(op.sub(op.neg(op.div(sq, op.mul(op.square(rows.s), 2))), op.log(rows.s)), 0.5 * Math.log(2 * Math.PI))
+  return { mu, lp }
+}
+
+/** The log-probs alone, computed exactly as inside the loss (same ops, same order): the rescore graph. */
+export const logProbGraph = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tensor>) => {
+  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0)
+  g.output("lp", meanAndLogProb(g, cfg, p, rows).lp)
+}
+
+export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
+  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0)
+  const { mu, lp } = meanAndLogProb(g, cfg, p, rows)
+  const ratio = op.exp(op.sub(lp, rows.lpOld))
+  const clipped = op.clip(ratio, 1 - cfg.clipRange, 1 + cfg.clipRange)
+  const negA = op.neg(rows.adv)
+  let perRow = op.max(op.mul(negA, ratio), op.mul(negA, clipped))
+  const metrics: Record<string, Tensor> = {}
+  if (cfg.beta > 0) {
+    const model = velocityNet(cfg.net)
+    const ref = Object.fromEntries(model.specs.map((s) => [s.name, g.input(`ref.${s.name}`, "float32", s.shape)]))
+    const fRef = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, ref, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, ref, rows.x, rows.t, rows.c)
+    const muRef = op.add(op.mul(rows.x, col(rows.a)), op.mul(fRef, col(rows.b)))
+    const kl = op.div(op.reduceMean(op.square(op.sub(mu, muRef)), [1]), op.mul(op.square(rows.s), 2))
+    perRow = op.add(perRow, op.mul(kl, cfg.beta))
+    metrics.kl = op.reduceSum(op.mul(kl, rows.w), [0])
+  }
+  const loss = op.reduceSum(op.mul(perRow, rows.w), [0])
+  return { loss, metrics, extra: { ratio, lp } }
+}

@@ -1,0 +1,94 @@
+/**
+ * Advantages: normalized rewards, one per trajectory.
+ *  - groupAdvantages (GRPO family, §4.2, §5.1): (R − mean_group) / (std + ε) with the group's
+ *    population std (Flow-GRPO, Precise; ε = 1e-4) or unbiased std (DanceGRPO, MixGRPO; ε = 1e-8),
+ *    or the std of the whole batch (`globalStd`, Flow-GRPO's SD3 default);
+ *  - promptTrackerAdvantages (DDPO, §8): a per-prompt buffer of past rewards that persists across
+ *    iterations (buffer 16); below `minCount` stored rewards, the current batch's mean and std.
+ * The tracker's buffers are part of the iteration state, so resume continues them exactly.
+ */
+import { Effect } from "effect"
+import { Node, Port } from "../pipelines/kernel/node.ts"
+import type { Rewards } from "./score.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { RlState, TrackerState } from "./rl-state.ts"
+
+export interface Advantages {
+  readonly perTrajectory: Float64Array
+  readonly tracker: TrackerState
+  /** Groups whose rewards were all equal (no learning signal). */
+  readonly zeroStdGroups: number
+}
+
+export interface GroupNormalization {
+  readonly std: "population" | "unbiased"
+  readonly globalStd: boolean
+  readonly eps: number
+}
+
+const meanStd = (xs: ArrayLike<number>, unbiased: boolean) => {
+  const n = xs.length
+  let m = 0
+  for (let i = 0; i < n; i++) m += xs[i]
+  m /= n
+  let v = 0
+  for (let i = 0; i < n; i++) v += (xs[i] - m) ** 2
+  return { mean: m, std: Math.sqrt(v / Math.max(unbiased ? n - 1 : n, 1)) }
+}
+
+/** GRPO advantages of rewards laid out in consecutive groups of `size`. */
+export const groupNormalize = (rewards: Float64Array, size: number, norm: GroupNormalization) => {
+  const out = new Float64Array(rewards.length)
+  const global = meanStd(rewards, norm.std === "unbiased").std
+  let zeroStdGroups = 0
+  for (let g = 0; g * size < rewards.length; g++) {
+    const group = rewards.subarray(g * size, (g + 1) * size)
+    const { mean, std } = meanStd(group, norm.std === "unbiased")
+    if (std === 0) zeroStdGroups++
+    for (let i = 0; i < group.length; i++) out[g * size + i] = (group[i] - mean) / ((norm.globalStd ? global : std) + norm.eps)
+  }
+  return { advantages: out, zeroStdGroups }
+}
+
+/** DDPO's per-prompt stat tracker (ddpo_pytorch stat_tracking.py): returns advantages and the new buffers. */
+export const trackPrompts = (rewards: Float64Array, keys: ReadonlyArray<string>, state: TrackerState, buffer: number, minCount: number) => {
+  const next: Record<string, Array<number>> = Object.fromEntries(Object.entries(state).map(([k, v]) => [k, [...v]]))
+  const batch = meanStd(rewards, false)
+  const out = new Float64Array(rewards.length)
+  for (const key of new Set(keys)) {
+    const rows = keys.flatMap((k, i) => (k === key ? [i] : []))
+    const buf = (next[key] ??= [])
+    // Current rewards are appended first, then the statistics are taken (as in the reference).
+    for (const i of rows) buf.push(rewards[i])
+    if (buf.length > buffer) buf.splice(0, buf.length - buffer)
+    const { mean, std } = buf.length < minCount ? batch : meanStd(buf, false)
+    for (const i of rows) out[i] = (rewards[i] - mean) / (std + 1e-6)
+  }
+  return { advantages: out, tracker: next }
+}
+
+export const groupAdvantages = (norm: GroupNormalization) =>
+  Node.make({
+    name: "groupAdvantages",
+    doc: "per-group normalized rewards (GRPO)",
+    inputs: { rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
+    run: ({ rewards, trajectories, state }) =>
+      Effect.sync((): Advantages => {
+        const { advantages, zeroStdGroups } = groupNormalize(rewards.total, trajectories.prompts.groupSize, norm)
+        return { perTrajectory: advantages, tracker: state?.tracker ?? {}, zeroStdGroups } satisfies Advantages
+      }),
+    metrics: (a) => ({ zero_std_groups: a.zeroStdGroups })
+  })
+
+export const promptTrackerAdvantages = (buffer: number, minCount: number) =>
+  Node.make({
+    name: "promptTrackerAdvantages",
+    doc: "rewards normalized by a running per-prompt tracker (DDPO)",
+    inputs: { rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
+    run: ({ rewards, trajectories, state }) =>
+      Effect.sync((): Advantages => {
+        const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
+        const { advantages, tracker } = trackPrompts(rewards.total, keys, state?.tracker ?? {}, buffer, minCount)
+        return { perTrajectory: advantages, tracker, zeroStdGroups: 0 } satisfies Advantages
+      })
+  })

@@ -1,0 +1,41 @@
+/**
+ * The iteration state of an RL run: policy weights, AdamW moments and step count, and the
+ * per-prompt reward statistics of the advantage normalizer. Checkpointed as safetensors + JSON, so
+ * a resumed run continues with exactly these values.
+ */
+import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
+import type { TrainState } from "../engine/train.ts"
+import type { ParamValues } from "../engine/params.ts"
+
+/** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
+export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
+
+export interface RlState extends TrainState {
+  readonly tracker: TrackerState
+}
+
+const pack = (values: ParamValues) => writeSafetensors(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])))
+const unpack = (bytes: Uint8Array, file: string): ParamValues =>
+  Object.fromEntries(Object.entries(readSafetensors(bytes, file).tensors).map(([k, v]) => [k, v.data]))
+
+export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | string> =>
+  s === null
+    ? { "state.json": JSON.stringify({ empty: true }) }
+    : {
+      "weights.safetensors": pack(s.params),
+      "adam_m.safetensors": pack(s.m),
+      "adam_v.safetensors": pack(s.v),
+      "state.json": JSON.stringify({ step: s.step, tracker: s.tracker })
+    }
+
+export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlState | null => {
+  const meta = JSON.parse(Buffer.from(files["state.json"]).toString("utf8")) as { empty?: boolean; step: number; tracker: TrackerState }
+  if (meta.empty === true) return null
+  return {
+    params: unpack(files["weights.safetensors"], "weights.safetensors"),
+    m: unpack(files["adam_m.safetensors"], "adam_m.safetensors"),
+    v: unpack(files["adam_v.safetensors"], "adam_v.safetensors"),
+    step: meta.step,
+    tracker: meta.tracker
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * terminalRewards: the reward of every trajectory's final sample under a weighted reward spec
+ * (`classifier:1,ink:0.2`), each raw reward kept. A NaN or Inf reward stops the iteration with an
+ * error naming the reward, the prompt and the trajectory.
+ */
+import { Effect } from "effect"
+import { Node, Port } from "../pipelines/kernel/node.ts"
+import { NonFiniteError } from "../pipelines/kernel/errors.ts"
+import { classifierReward, inkReward, onnxReward, outerRingReward, parseRewardSpec, quadraticReward, type RewardModel } from "../rewards/rewards.ts"
+import type { RewardClassifier } from "./reward-classifier.ts"
+import type { Trajectories } from "./rollout.ts"
+
+export interface ScoreRequest {
+  readonly dataset: string
+  readonly reward: string
+  readonly threads: number
+}
+
+export interface Rewards {
+  /** Weighted total per trajectory. */
+  readonly total: Float64Array
+  readonly raw: Readonly<Record<string, Float64Array>>
+}
+
+/** The reward models of a spec (the classifier comes from the pipeline's cached reward model). */
+export const rewardModels = async (spec: string, dataset: string, dim: number, classifier: RewardClassifier | undefined, threads: number) =>
+  Promise.all(parseRewardSpec(spec, dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
+    const model = term.name === "classifier"
+      ? (classifier === undefined ? (() => { throw new Error("the classifier reward needs the MNIST reward classifier") })() : classifierReward(classifier.session, classifier.net.classes))
+      : term.name === "ink" ? inkReward
+      : term.name === "outer-ring" ? outerRingReward
+      : term.name === "quadratic" ? quadraticReward
+      : await onnxReward(term.name.slice(5), dim, threads)
+    return { model, weight: term.weight }
+  }))
+
+/** Scores final samples; fails on the first non-finite reward, naming it. */
+export const scoreSamples = async (
+  models: ReadonlyArray<{ model: RewardModel; weight: number }>,
+  ctx: { dataset: string; samples: Float32Array; count: number; dim: number; condition: Int32Array; prompt: ReadonlyArray<string | null> }
+): Promise<Rewards> => {
+  const total = new Float64Array(ctx.count)
+  const raw: Record<string, Float64Array> = {}
+  for (const { model, weight } of models) {
+    const r = await model.score(ctx)
+    for (let i = 0; i < ctx.count; i++) {
+      if (!Number.isFinite(r[i])) {
+        throw new NonFiniteError({ message: `reward ${model.name} is ${r[i]} for trajectory ${i} (prompt ${JSON.stringify(ctx.prompt[i])})` })
+      }
+      total[i] += weight * r[i]
+    }
+    raw[model.name] = r
+  }
+  return { total, raw }
+}
+
+export const terminalRewards = Node.make({
+  name: "terminalRewards",
+  doc: "weighted terminal rewards of the final samples, each raw reward kept",
+  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreRequest>() },
+  run: ({ trajectories, classifier, config }) =>
+    Effect.tryPromise({
+      try: async () => {
+        const r = trajectories.rollout
+        const models = await rewardModels(config.reward, config.dataset, r.d, classifier, config.threads)
+        return await scoreSamples(models, { dataset: config.dataset, samples: r.final, count: r.chains, dim: r.d, condition: trajectories.prompts.condition, prompt: trajectories.prompts.prompt })
+      },
+      catch: (e) => e
+    }),
+  metrics: (r) => {
+    const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / x.length
+    const m = mean(r.total)
+    return {
+      reward_mean: m,
+      reward_std: Math.sqrt(r.total.reduce((a, b) => a + (b - m) ** 2, 0) / r.total.length),
+      ...Object.fromEntries(Object.entries(r.raw).map(([k, v]) => [`reward.${k}_mean`, mean(v)]))
+    }
+  }
+})

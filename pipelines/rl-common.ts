@@ -1,0 +1,143 @@
+/**
+ * What the RL pipelines share: their common settings (same names in every pipeline), the adapter
+ * nodes that hand each stage its slice of the config, and the iteration DAG
+ *   prompts → rollout → rewards → advantages → update → evaluation,
+ * with the data set, reward classifier and base model computed once. Each algorithm's file picks
+ * its sampler, advantage normalizer and defaults.
+ */
+import { Effect } from "effect"
+import { Pipeline } from "./kernel/pipeline.ts"
+import { Node, Persist, Port, type Bound } from "./kernel/node.ts"
+import { Setting, type ConfigOf, type Setting as SettingT } from "../schemas/settings.ts"
+import { DATASETS, dataset } from "../nodes/dataset.ts"
+import { datasetRequest } from "../nodes/dataset-request.ts"
+import { rewardClassifier, type RewardModelRequest } from "../nodes/reward-classifier.ts"
+import { baseModel, type PretrainRequest } from "../nodes/base-model.ts"
+import { promptBatch } from "../nodes/prompts.ts"
+import { rolloutTrajectories, type RolloutRequest } from "../nodes/rollout.ts"
+import { terminalRewards } from "../nodes/score.ts"
+import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
+import { evaluation, evalTable, type EvalRequest } from "../nodes/evaluate.ts"
+import { rlTrajectoryTable } from "../nodes/trajectories.ts"
+import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
+import type { Advantages } from "../nodes/advantages.ts"
+import type { Rewards } from "../nodes/score.ts"
+import type { Trajectories } from "../nodes/rollout.ts"
+import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
+import { PretrainSettings } from "./pretrain.ts"
+import { RewardModelSettings } from "./reward-model.ts"
+
+const defaults = <S extends Record<string, SettingT<any>>>(s: S) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.default])) as ConfigOf<S>
+
+/** Settings every RL pipeline has, under the same names; `defaults` overrides per algorithm. */
+export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "eta" | "noiseLevel"; steps: number; clipRange: number; beta: number; lr: number; groupSize: number; reward?: string }) => ({
+  dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
+  points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
+  iterations: Setting.int(20, "RL iterations", { min: 1 }),
+  sampler: Setting.literal(SAMPLER_NAMES, d.sampler, "training sampler"),
+  [d.noiseKey]: Setting.number(d.noise, d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler", { min: 0 }),
+  steps: Setting.int(d.steps, "sampling steps of the training rollouts", { min: 1 }),
+  shift: Setting.number(1, "static shift S of the flow time grid (1 = uniform)", { min: 0.01 }),
+  prompts: Setting.string("default", "prompt set: default (MNIST digits / unconditional), a .txt file or a .parquet file"),
+  promptsPerIteration: Setting.int(10, "prompts drawn per iteration", { min: 1 }),
+  groupSize: Setting.int(d.groupSize, "trajectories per prompt (group)", { min: 1 }),
+  reward: Setting.string(d.reward ?? "default", "reward spec name[:weight],… (default: classifier for MNIST, outer-ring for toys)"),
+  lr: Setting.number(d.lr, "AdamW learning rate", { min: 0 }),
+  innerEpochs: Setting.int(1, "passes over each iteration's transitions", { min: 1 }),
+  batchSize: Setting.int(16, "trajectories per optimizer step", { min: 1 }),
+  clipRange: Setting.number(d.clipRange, "PPO clip range ε of the ratio", { min: 0 }),
+  beta: Setting.number(d.beta, "KL coefficient to the base model (0: off)", { min: 0 }),
+  cfg: Setting.number(1, "classifier-free guidance scale in rollout and training (1 = none)", { min: 0 }),
+  evalEvery: Setting.int(5, "evaluate every N iterations (and at the last)", { min: 1 }),
+  evalSteps: Setting.intList([1, 2, 4, 8, 16], "step counts of the ODE/SDE evaluation (the training step count is added)", { min: 1 }),
+  evalSamplesPerPrompt: Setting.int(16, "evaluation samples per held-out prompt", { min: 1 }),
+  threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 })
+})
+
+/** The config fields every RL pipeline has (its noise key is read by `noiseOf`). */
+export type RlConfig = {
+  readonly dataset: (typeof DATASETS)[number]
+  readonly points: number
+  readonly iterations: number
+  readonly sampler: SamplerName
+  readonly steps: number
+  readonly shift: number
+  readonly prompts: string
+  readonly promptsPerIteration: number
+  readonly groupSize: number
+  readonly reward: string
+  readonly lr: number
+  readonly innerEpochs: number
+  readonly batchSize: number
+  readonly clipRange: number
+  readonly beta: number
+  readonly cfg: number
+  readonly evalEvery: number
+  readonly evalSteps: ReadonlyArray<number>
+  readonly evalSamplesPerPrompt: number
+  readonly threads: number
+  readonly eta?: number
+  readonly noiseLevel?: number
+}
+
+export interface Variant {
+  /** The base model's process: rectified flow or VP (DDPO, SDPO). */
+  readonly process: "rf" | "vp"
+  readonly sharedNoise: boolean
+  /** MixGRPO's stochastic window for an iteration, or null (every step stochastic). */
+  readonly window: (config: RlConfig, iteration: number) => readonly [number, number] | null
+}
+
+const noiseOf = (c: RlConfig) => c.eta ?? c.noiseLevel ?? 0
+const rewardOf = (c: RlConfig) => (c.reward !== "default" ? c.reward : c.dataset === "mnist" ? "classifier" : "outer-ring")
+
+/** A node handing a stage its slice of the config (it may depend on the iteration). */
+const adapter = <Out>(name: string, f: (c: RlConfig, iteration: number) => Out) =>
+  Node.make({ name, doc: `the ${name.replace("Request", "")} settings of an RL run`, inputs: { config: Port.of<RlConfig>(), iteration: Port.of<number>() }, run: ({ config, iteration }) => Effect.succeed(f(config, iteration)) })
+/** The same for stages computed once, which may read the config only. */
+const constantAdapter = <Out>(name: string, f: (c: RlConfig) => Out) =>
+  Node.make({ name, doc: `the ${name.replace("Request", "")} settings of an RL run`, inputs: { config: Port.of<RlConfig>() }, run: ({ config }) => Effect.succeed(f(config)) })
+
+/** The nodes of an RL pipeline with the given advantage normalizer. */
+export const rlNodes = <E, R>(variant: Variant, advantages: Node<{ rewards: Rewards; trajectories: Trajectories; state: RlState | null }, Advantages, E, R>) => {
+  const rolloutRequest = adapter("rolloutRequest", (c, i): RolloutRequest => ({
+    sampler: c.sampler, noise: noiseOf(c), steps: c.steps, shift: c.shift, cfg: c.cfg, sharedNoise: variant.sharedNoise, window: variant.window(c, i), threads: c.threads
+  }))
+  return {
+    request: datasetRequest.from({ config: "config" }).once(),
+    data: dataset.from({ request: "request" }).once(),
+    classifierConfig: constantAdapter("classifierRequest", (c): RewardModelRequest => ({ ...defaults(RewardModelSettings), dataset: c.dataset, threads: c.threads })).from({ config: "config" }).once(),
+    classifier: rewardClassifier.from({ data: "data", config: "classifierConfig" }).once(),
+    baseConfig: constantAdapter("baseRequest", (c): PretrainRequest => ({ ...defaults(PretrainSettings), dataset: c.dataset, process: variant.process, threads: c.threads })).from({ config: "config" }).once(),
+    base: baseModel.from({ data: "data", config: "baseConfig" }).once(),
+    promptBatch: promptBatch.from({ config: "config" }),
+    rolloutConfig: rolloutRequest.from({ config: "config", iteration: "iteration" }),
+    rollout: rolloutTrajectories.from({ state: "state", base: "base", prompts: "promptBatch", config: "rolloutConfig" }),
+    scoreConfig: adapter("scoreRequest", (c) => ({ dataset: c.dataset, reward: rewardOf(c), threads: c.threads })).from({ config: "config", iteration: "iteration" }),
+    rewards: terminalRewards.from({ trajectories: "rollout", classifier: "classifier", config: "scoreConfig" }),
+    advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
+    trajectoryTable: rlTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
+    updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads })).from({ config: "config", iteration: "iteration" }),
+    update: policyUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "updateConfig" }),
+    nextState: Node.make({ name: "nextState", doc: "the state the next iteration starts from", inputs: { update: Port.of<UpdateResult>() }, run: ({ update }) => Effect.succeed(update.state as RlState | null) }).from({ update: "update" }),
+    evalConfig: adapter("evalRequest", (c, i): EvalRequest => ({
+      ...rolloutRequest.run({ config: c, iteration: i }).pipe(Effect.runSync),
+      window: null, dataset: c.dataset, reward: rewardOf(c), evalEvery: c.evalEvery,
+      evalSteps: [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b), evalSamplesPerPrompt: c.evalSamplesPerPrompt, iterations: c.iterations
+    })).from({ config: "config", iteration: "iteration" }),
+    evaluation: evaluation.from({ update: "update", base: "base", classifier: "classifier", config: "evalConfig", iteration: "iteration" }),
+    evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval"))
+  }
+}
+
+/** The state definition shared by the RL pipelines (weights, AdamW, tracker; null before the first update). */
+export const rlState = {
+  type: Port.of<RlState | null>(),
+  initial: () => Effect.succeed(null as RlState | null),
+  next: "nextState" as const,
+  encode: encodeRlState,
+  decode: decodeRlState
+}
+
+export type { Bound }
+export { Pipeline }
