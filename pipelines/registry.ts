@@ -7,11 +7,15 @@ import { theoryGap } from "./theory-gap.ts"
 import { pretrain } from "./pretrain.ts"
 import { rewardModel } from "./reward-model.ts"
 import { flowGrpo } from "./flow-grpo.ts"
+import { danceGrpo } from "./dance-grpo.ts"
+import { mixgrpo } from "./mixgrpo.ts"
+import { precisePipeline } from "./precise.ts"
+import { ddpo } from "./ddpo.ts"
 
 /** A pipeline the CLI can run: it needs no services beyond those the kernel provides. */
 const runnable = <P extends AnyPipeline>(p: P & ([PipelineRequirements<P>] extends [never] ? unknown : { needsServices: PipelineRequirements<P> })) =>
   p as unknown as AnyPipeline
 
-export const pipelines = [runnable(quickstart), runnable(datasetPipeline), runnable(samplerCheck), runnable(theoryGap), runnable(pretrain), runnable(rewardModel), runnable(flowGrpo)]
+export const pipelines = [runnable(quickstart), runnable(datasetPipeline), runnable(samplerCheck), runnable(theoryGap), runnable(pretrain), runnable(rewardModel), runnable(flowGrpo), runnable(danceGrpo), runnable(mixgrpo), runnable(precisePipeline), runnable(ddpo)]
 
 export const findPipeline = (name: string) => pipelines.find((p) => p.name === name)

@@ -30,10 +30,10 @@ import { RewardModelSettings } from "./reward-model.ts"
 const defaults = <S extends Record<string, SettingT<any>>>(s: S) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.default])) as ConfigOf<S>
 
 /** Settings every RL pipeline has, under the same names; `defaults` overrides per algorithm. */
-export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "eta" | "noiseLevel"; steps: number; clipRange: number; beta: number; lr: number; groupSize: number; reward?: string }) => ({
+export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "eta" | "noiseLevel"; steps: number; clipRange: number; beta: number; lr: number; groupSize: number; reward?: string; iterations?: number }) => ({
   dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
-  iterations: Setting.int(20, "RL iterations", { min: 1 }),
+  iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
   sampler: Setting.literal(SAMPLER_NAMES, d.sampler, "training sampler"),
   [d.noiseKey]: Setting.number(d.noise, d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler", { min: 0 }),
   steps: Setting.int(d.steps, "sampling steps of the training rollouts", { min: 1 }),

@@ -12,9 +12,16 @@ export interface Progress {
 
 const fmt = (v: number) => Number.isInteger(v) ? String(v) : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toPrecision(4))
 
-/** Up to three metrics shown beside the bar; the first ones a pipeline logs are the headline ones. */
-const headline = (metrics: Readonly<Record<string, number>>) =>
-  Object.entries(metrics).slice(0, 3).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")
+/** RL runs show reward, improvement and gap first; other pipelines their first metrics. */
+const PREFERRED = [/^reward_mean$/, /^eval\.improvement\.s\d+$/, /^eval\.gap\.s\d+$/]
+
+/** Up to three metrics shown beside the bar. */
+const headline = (metrics: Readonly<Record<string, number>>) => {
+  const keys = Object.keys(metrics)
+  const preferred = PREFERRED.map((re) => keys.filter((k) => re.test(k)).at(-1)).filter((k): k is string => k !== undefined)
+  const shown = preferred.length > 0 ? preferred : keys.slice(0, 3)
+  return shown.map((k) => `${k}=${fmt(metrics[k])}`).join(" ")
+}
 
 export const makeProgress = (
   mode: ProgressMode,

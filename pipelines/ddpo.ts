@@ -1,0 +1,19 @@
+/**
+ * `etaflow run ddpo`: DDPO (arXiv 2305.13301, ALGORITHMS.md §8) on a VP ε-model — DDIM-η (or
+ * gDDIM-λ: `--set sampler=gddim --set eta=1.2`, the η sweep of Sheng et al.) on the leading
+ * grid, a per-prompt reward tracker (buffer 16, min count 16) that persists across iterations,
+ * PPO-clip.
+ */
+import { Pipeline } from "./kernel/pipeline.ts"
+import { promptTrackerAdvantages } from "../nodes/advantages.ts"
+import { rlNodes, rlSettings, rlState } from "./rl-common.ts"
+
+export const ddpo = Pipeline.define({
+  name: "ddpo",
+  doc: "DDPO: DDIM-η / gDDIM-λ on a VP ε-model, per-prompt reward tracker, PPO-clip",
+  settings: rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 8 }),
+  nodes: rlNodes({ process: "vp", sharedNoise: false, window: () => null }, promptTrackerAdvantages(16, 16)),
+  iterations: (c) => c.iterations,
+  state: rlState,
+  info: (c) => ({ algorithm: "ddpo", sampler: c.sampler, time_convention: "VP scaled-linear, integer timesteps 0..999 (leading grid)" })
+})

@@ -1,0 +1,88 @@
+/** RL pipelines end to end on the 2-D double ring (small configs; the base model is trained once per file). */
+import { beforeAll, describe, expect, it } from "vitest"
+import { Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { flowGrpo } from "../../pipelines/flow-grpo.ts"
+import { mixgrpo, mixWindow } from "../../pipelines/mixgrpo.ts"
+import { Graph } from "../../engine/graph.ts"
+import * as op from "../../engine/ops.ts"
+import { toOnnx } from "../../engine/onnx.ts"
+import { fromParquet } from "../../store/parquet.ts"
+import { TrajectoryTable } from "../../schemas/trajectory.ts"
+
+const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-rl-")), "run")
+const rows = (dir: string) => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { iteration: number; name: string; value: number })
+const metric = (dir: string, name: string) => rows(dir).filter((r) => r.name === name)
+
+const toy = { dataset: "double-ring", reward: "outer-ring", steps: "6", promptsPerIteration: "4", groupSize: "16", batchSize: "16", lr: "1e-3", evalSteps: "6", evalSamplesPerPrompt: "256", evalEvery: "100" }
+
+beforeAll(() => {
+  process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-rl-cache-"))
+})
+
+describe("flow-grpo on the double ring with the outer-ring reward", () => {
+  let dir = ""
+  beforeAll(async () => {
+    dir = tmp()
+    const exit = await Effect.runPromiseExit(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, iterations: "5" } }))
+    if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+  })
+
+  it("has an on-policy ratio of exactly 1 at the first optimizer step of every iteration", () => {
+    const dev = metric(dir, "first_step_ratio_deviation")
+    expect(dev.length).toBe(5)
+    expect(dev.every((r) => r.value === 0)).toBe(true)
+  })
+
+  it("moves the ODE reward up, by more than 3 standard errors, on the same evaluation noise", () => {
+    const [imp] = metric(dir, "eval.improvement.s6")
+    const [se] = metric(dir, "eval.improvement.s6.se")
+    expect(imp.iteration).toBe(4)
+    expect(imp.value).toBeGreaterThan(3 * se.value)
+  })
+
+  it("stores each iteration's trajectories with group ids, the terminal reward on the last step and the advantage on every step", () => {
+    const file = path.join(dir, "trajectories/iter-000004.parquet")
+    const { rows: n, columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
+    expect(n).toBe(64 * 6)
+    const reward = c.reward as { values: Float64Array; valid: Uint8Array }
+    for (let i = 0; i < n; i++) expect(reward.valid[i]).toBe(c.step[i] === 5 ? 1 : 0)
+    // Advantages of a group (16 trajectories of one prompt) sum to 0.
+    const adv = c.advantage as Float64Array
+    let sum = 0
+    for (let i = 0; i < n; i++) if (c.group_id[i] === 0 && c.step[i] === 0) sum += adv[i]
+    expect(Math.abs(sum)).toBeLessThan(1e-9)
+    expect(fs.existsSync(path.join(dir, "eval/iter-000004.parquet"))).toBe(true)
+  })
+})
+
+describe("RL runs", () => {
+  it("stop on a NaN reward, naming it, and commit nothing of the iteration", async () => {
+    const g = new Graph("nan-reward")
+    const x = g.input("x", "float32", ["B", 2])
+    g.output("reward", op.mul(op.reduceSum(x, [1]), Number.NaN))
+    const model = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-nan-")), "nan.onnx")
+    fs.writeFileSync(model, toOnnx(g))
+    const dir = tmp()
+    const exit = await Effect.runPromiseExit(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, reward: `onnx:${model}`, iterations: "2" } }))
+    expect(Exit.isFailure(exit)).toBe(true)
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
+    expect(manifest).toMatchObject({ status: "failed", iterations_complete: 0 })
+    expect(manifest.error).toMatch(/reward onnx:.*nan\.onnx is NaN for trajectory 0 \(prompt null\)/)
+    expect(fs.existsSync(path.join(dir, "trajectories"))).toBe(false)
+    expect(fs.existsSync(path.join(dir, "checkpoints"))).toBe(false)
+  })
+
+  it("MixGRPO trains only inside its window, which slides and never empties", async () => {
+    expect([0, 1, 2, 3, 4, 5, 6, 7].map((i) => mixWindow(6, 4, 2, i))).toEqual([[0, 4], [0, 4], [1, 5], [1, 5], [2, 6], [2, 6], [0, 4], [0, 4]])
+    const dir = tmp()
+    await Effect.runPromise(runPipeline(mixgrpo, { out: dir, progress: "none", set: { ...toy, iterations: "1", windowSize: "2" } }))
+    expect(metric(dir, "trainable_steps")[0].value).toBe(2)
+    const file = path.join(dir, "trajectories/iter-000000.parquet")
+    const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
+    for (let i = 0; i < c.step.length; i++) expect(c.std[i] > 0).toBe(c.step[i] < 2)
+  })
+})
