@@ -73,3 +73,26 @@ export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
   const loss = op.reduceSum(op.mul(perRow, rows.w), [0])
   return { loss, metrics, extra: { ratio, lp } }
 }
+
+/**
+ * SDPO's reward-difference regression with stepwise clipping (§9.4; sdpo train_sdpo.py). Rows come
+ * in pairs (2i, 2i + 1): the two trajectories of one prompt from the same initial noise, at the same
+ * step k. With dl = (lp₁ − lp₁ᵒˡᵈ) − (lp₂ − lp₂ᵒˡᵈ), dA = A₁ − A₂ (clipped ±5) and w = λ^k (input w):
+ *   L = mean_pairs max( (w·dl − dA)², (w·dl_c − dA)² ),  lp_c = clamp(lp, lpᵒˡᵈ − ε, lpᵒˡᵈ + ε).
+ */
+export const sdpoLoss = (cfg: Omit<PolicyLossConfig, "beta">): LossBuilder => (g, p) => {
+  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0)
+  const { lp } = meanAndLogProb(g, { ...cfg, beta: 0 }, p, rows)
+  const pairs = (v: Tensor) => op.reshape(v, [-1, 2], ["P", 2])
+  const member = (v: Tensor, i: number) => op.slice(pairs(v), 1, i, i + 1)
+  const diff = (v: Tensor) => op.sub(member(v, 0), member(v, 1))
+  const dl = diff(op.sub(lp, rows.lpOld))
+  const dA = diff(rows.adv)
+  const w = member(rows.w, 0)
+  let perPair = op.square(op.sub(op.mul(w, dl), dA))
+  if (cfg.clipRange > 0) {
+    const clamped = op.max(op.min(lp, op.add(rows.lpOld, cfg.clipRange)), op.sub(rows.lpOld, cfg.clipRange))
+    perPair = op.max(perPair, op.square(op.sub(op.mul(w, diff(op.sub(clamped, rows.lpOld))), dA)))
+  }
+  return { loss: op.reduceMean(perPair, [0, 1]), extra: { ratio: op.exp(op.sub(lp, rows.lpOld)), lp } }
+}

@@ -12,6 +12,7 @@ import { Node, Port } from "../pipelines/kernel/node.ts"
 import type { Rewards } from "./score.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { RlState, TrackerState } from "./rl-state.ts"
+import type { DenseRewards } from "./dense-reward.ts"
 
 export interface Advantages {
   readonly perTrajectory: Float64Array
@@ -90,5 +91,42 @@ export const promptTrackerAdvantages = (buffer: number, minCount: number) =>
         const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
         const { advantages, tracker } = trackPrompts(rewards.total, keys, state?.tracker ?? {}, buffer, minCount)
         return { perTrajectory: advantages, tracker, zeroStdGroups: 0 } satisfies Advantages
+      })
+  })
+
+/** Per-step advantages (SDPO), n × N. */
+export interface StepAdvantages {
+  readonly perStep: Float64Array
+  readonly tracker: TrackerState
+}
+
+/**
+ * SDPO's per-(prompt, step) tracker (§9.3; sdpo stat_tracking.py): DDPO's tracker keyed by
+ * "prompt|step", fed with the returns of every trajectory; below `minCount` stored values it uses
+ * the current batch's statistics at that step.
+ */
+export const trackStepPrompts = (returns: Float64Array, steps: number, prompts: ReadonlyArray<string>, state: TrackerState, buffer: number, minCount: number) => {
+  const n = prompts.length
+  const out = new Float64Array(n * steps)
+  let tracker = state
+  for (let k = 0; k < steps; k++) {
+    const atK = Float64Array.from({ length: n }, (_, j) => returns[j * steps + k])
+    const r = trackPrompts(atK, prompts.map((p) => `${p}|${k}`), tracker, buffer, minCount)
+    r.advantages.forEach((a, j) => (out[j * steps + k] = a))
+    tracker = r.tracker
+  }
+  return { advantages: out, tracker }
+}
+
+export const stepPromptTrackerAdvantages = (buffer: number, minCount: number) =>
+  Node.make({
+    name: "stepPromptTrackerAdvantages",
+    doc: "returns normalized by a running per-(prompt, step) tracker (SDPO)",
+    inputs: { rewards: Port.of<DenseRewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
+    run: ({ rewards, trajectories, state }) =>
+      Effect.sync((): StepAdvantages => {
+        const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
+        const { advantages, tracker } = trackStepPrompts(rewards.returns, trajectories.steps.length, keys, state?.tracker ?? {}, buffer, minCount)
+        return { perStep: advantages, tracker }
       })
   })

@@ -16,7 +16,7 @@ beforeAll(() => {
   process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-cache-"))
 })
 
-const ring = { dataset: "double-ring", points: "4000", hidden: "64", blocks: "2", steps: "400", batch: "256", lr: "3e-3", evalSamples: "1000", cfg: "1" }
+const ring = { dataset: "double-ring", points: "4000", hidden: "128", blocks: "2", steps: "800", batch: "256", lr: "3e-3", evalSamples: "1000", cfg: "1" }
 
 describe("pretrain", () => {
   it("learns a rectified-flow model of the double ring whose ODE samples lie near the rings with the mass split", async () => {
