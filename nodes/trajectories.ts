@@ -11,7 +11,8 @@ import type { Rollout } from "../diffusion/rollout.ts"
 import type { SamplerRuns } from "./sampler-rollouts.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { Rewards } from "./score.ts"
-import type { Advantages } from "./advantages.ts"
+import type { Advantages, StepAdvantages } from "./advantages.ts"
+import type { DenseRewards } from "./dense-reward.ts"
 
 export interface TrajectoryMeta {
   readonly iteration: number
@@ -25,6 +26,9 @@ export interface TrajectoryMeta {
   readonly reward?: Float64Array
   /** Advantage per trajectory, stored on every step. */
   readonly advantage?: Float64Array
+  /** Dense reward and advantage per (trajectory, step), n × N (SDPO); they take precedence. */
+  readonly rewardPerStep?: Float64Array
+  readonly advantagePerStep?: Float64Array
 }
 
 /** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
@@ -77,11 +81,12 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
     b: scalar((k) => r.steps[k].b),
     std: scalar((k) => r.steps[k].s),
     log_prob: valid.every((v) => v === 0) ? null : { values: logProb, valid },
-    reward: meta.reward === undefined ? null : {
+    reward: meta.rewardPerStep !== undefined ? meta.rewardPerStep : meta.reward === undefined ? null : {
       values: Float64Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? meta.reward![Math.floor(i / N)] : 0)),
       valid: Uint8Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? 1 : 0))
     },
-    advantage: meta.advantage === undefined ? null : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
+    advantage: meta.advantagePerStep !== undefined ? meta.advantagePerStep
+      : meta.advantage === undefined ? null : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
   }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
 }
 
@@ -101,6 +106,25 @@ export const rlTrajectoryTable = Node.make({
         member: t.prompts.member,
         reward: rewards.total,
         advantage: advantages.perTrajectory
+      }))
+})
+
+/** sdpoTrajectoryTable: the same with SDPO's dense rewards and per-step advantages. */
+export const sdpoTrajectoryTable = Node.make({
+  name: "sdpoTrajectoryTable",
+  doc: "the iteration's trajectories with dense per-step rewards and advantages",
+  inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<DenseRewards>(), advantages: Port.of<StepAdvantages>() },
+  run: ({ trajectories: t, rewards, advantages }) =>
+    NodeContext.useSync(({ iteration }) =>
+      toTrajectoryTable(t.rollout, {
+        iteration,
+        firstId: 0,
+        promptId: t.prompts.promptId,
+        prompt: t.prompts.prompt,
+        groupId: t.prompts.groupId,
+        member: t.prompts.member,
+        rewardPerStep: rewards.perStep,
+        advantagePerStep: advantages.perStep
       }))
 })
 

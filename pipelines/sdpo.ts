@@ -1,0 +1,55 @@
+/**
+ * `etaflow run sdpo`: SDPO (arXiv 2411.11727, ALGORITHMS.md §9) on a VP ε-model — pairs of
+ * trajectories from the same initial noise (DDIM η = 1), dense rewards from x̂0 at the first,
+ * anchor and last step, discounted returns, a per-(prompt, step) tracker, and the
+ * reward-difference loss with stepwise clipping on step-shuffled minibatches.
+ */
+import { Effect } from "effect"
+import { Pipeline } from "./kernel/pipeline.ts"
+import { Node, Persist, Port } from "./kernel/node.ts"
+import { Setting } from "../schemas/settings.ts"
+import { groupAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
+import { denseRewards } from "../nodes/dense-reward.ts"
+import { pairedUpdate } from "../nodes/update.ts"
+import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
+import { rlNodes, rlSettings, rlState, type RlConfig } from "./rl-common.ts"
+
+const SdpoSettings = {
+  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 2 }),
+  gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
+  lambda: Setting.number(0.99, "temporal weight λ^k of the loss at step k", { min: 0 })
+}
+type SdpoConfig = RlConfig & { readonly gamma: number; readonly lambda: number }
+
+const reward = (c: RlConfig) => (c.reward !== "default" ? c.reward : c.dataset === "mnist" ? "classifier" : "outer-ring")
+
+const denseRequest = Node.make({
+  name: "denseRequest",
+  doc: "the dense-reward settings of an SDPO run",
+  inputs: { config: Port.of<SdpoConfig>() },
+  run: ({ config }) => Effect.succeed({ dataset: config.dataset, reward: reward(config), threads: config.threads, gamma: config.gamma })
+})
+const pairedRequest = Node.make({
+  name: "pairedRequest",
+  doc: "the update settings of an SDPO run",
+  inputs: { config: Port.of<SdpoConfig>() },
+  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, lambda: config.lambda })
+})
+
+export const sdpo = Pipeline.define({
+  name: "sdpo",
+  doc: "SDPO: paired DDIM trajectories, dense rewards, per-step-prompt tracker, reward-difference loss, step shuffle",
+  settings: SdpoSettings,
+  nodes: {
+    ...rlNodes({ process: "vp", sharedNoise: true, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-6 })),
+    denseConfig: denseRequest.from({ config: "config" }),
+    rewards: denseRewards.from({ trajectories: "rollout", classifier: "classifier", config: "denseConfig" }),
+    advantages: stepPromptTrackerAdvantages(32, 16).from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
+    trajectoryTable: sdpoTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
+    pairedConfig: pairedRequest.from({ config: "config" }),
+    update: pairedUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "pairedConfig" })
+  },
+  iterations: (c) => c.iterations,
+  state: rlState,
+  info: (c) => ({ algorithm: "sdpo", sampler: c.sampler, time_convention: "VP scaled-linear, integer timesteps 0..999 (leading grid)" })
+})
