@@ -27,7 +27,8 @@ export interface GroupNormalization {
   readonly eps: number
 }
 
-const meanStd = (xs: ArrayLike<number>, unbiased: boolean) => {
+/** Mean and (population or unbiased) standard deviation. */
+export const meanStd = (xs: ArrayLike<number>, unbiased: boolean) => {
   const n = xs.length
   let m = 0
   for (let i = 0; i < n; i++) m += xs[i]

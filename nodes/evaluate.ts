@@ -18,6 +18,7 @@ import { rewardModels, scoreSamples } from "./score.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { UpdateResult } from "./update.ts"
+import { meanStd } from "./advantages.ts"
 
 export interface EvalRequest extends RolloutRequest {
   readonly dataset: string
@@ -43,14 +44,10 @@ export interface Evaluation {
   readonly metrics: Readonly<Record<string, number>>
 }
 
+/** Mean and its standard error. */
 const meanSe = (xs: ArrayLike<number>) => {
-  const n = xs.length
-  let m = 0
-  for (let i = 0; i < n; i++) m += xs[i]
-  m /= n
-  let v = 0
-  for (let i = 0; i < n; i++) v += (xs[i] - m) ** 2
-  return { mean: m, se: Math.sqrt(v / Math.max(n - 1, 1) / n) }
+  const { mean, std } = meanStd(xs, true)
+  return { mean, se: std / Math.sqrt(xs.length) }
 }
 
 export const evaluation = Node.make({

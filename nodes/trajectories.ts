@@ -90,23 +90,23 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
   }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
 }
 
+/** Prompt and group columns of a batch of RL trajectories. */
+const groupMeta = (t: Trajectories, iteration: number) => ({
+  iteration,
+  firstId: 0,
+  promptId: t.prompts.promptId,
+  prompt: t.prompts.prompt,
+  groupId: t.prompts.groupId,
+  member: t.prompts.member
+})
+
 /** rlTrajectoryTable: an RL iteration's trajectories with their rewards and advantages. */
 export const rlTrajectoryTable = Node.make({
   name: "rlTrajectoryTable",
   doc: "the iteration's trajectories with prompts, groups, rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), advantages: Port.of<Advantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) =>
-      toTrajectoryTable(t.rollout, {
-        iteration,
-        firstId: 0,
-        promptId: t.prompts.promptId,
-        prompt: t.prompts.prompt,
-        groupId: t.prompts.groupId,
-        member: t.prompts.member,
-        reward: rewards.total,
-        advantage: advantages.perTrajectory
-      }))
+    NodeContext.useSync(({ iteration }) => toTrajectoryTable(t.rollout, { ...groupMeta(t, iteration), reward: rewards.total, advantage: advantages.perTrajectory }))
 })
 
 /** sdpoTrajectoryTable: the same with SDPO's dense rewards and per-step advantages. */
@@ -115,17 +115,7 @@ export const sdpoTrajectoryTable = Node.make({
   doc: "the iteration's trajectories with dense per-step rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<DenseRewards>(), advantages: Port.of<StepAdvantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) =>
-      toTrajectoryTable(t.rollout, {
-        iteration,
-        firstId: 0,
-        promptId: t.prompts.promptId,
-        prompt: t.prompts.prompt,
-        groupId: t.prompts.groupId,
-        member: t.prompts.member,
-        rewardPerStep: rewards.perStep,
-        advantagePerStep: advantages.perStep
-      }))
+    NodeContext.useSync(({ iteration }) => toTrajectoryTable(t.rollout, { ...groupMeta(t, iteration), rewardPerStep: rewards.perStep, advantagePerStep: advantages.perStep }))
 })
 
 export const trajectories = Node.make({
