@@ -86,3 +86,15 @@ describe("RL runs", () => {
     for (let i = 0; i < c.step.length; i++) expect(c.std[i] > 0).toBe(c.step[i] < 2)
   })
 })
+
+describe("sdpo on the double ring", () => {
+  it("queries 3 rewards per trajectory and has an on-policy ratio of exactly 1 at its first step", async () => {
+    const { sdpo } = await import("../../pipelines/sdpo.ts")
+    const dir = tmp()
+    await Effect.runPromise(runPipeline(sdpo, { out: dir, progress: "none", set: { ...toy, groupSize: "2", promptsPerIteration: "8", batchSize: "4", iterations: "2" } }))
+    expect(metric(dir, "reward_calls_per_trajectory").map((r) => r.value)).toEqual([3, 3])
+    expect(metric(dir, "first_step_ratio_deviation").map((r) => r.value)).toEqual([0, 0])
+    // One optimizer step per (permuted step position, minibatch of 4 pairs): 6 steps × 2 minibatches.
+    expect(metric(dir, "optimizer_steps")[0].value).toBe(12)
+  }, 600_000)
+})
