@@ -47,7 +47,7 @@ const mlpForward = (p: Record<string, ReturnType<Graph["input"]>>, x: ReturnType
 }
 const mlpFlops = (d: number, H: number, B: number) => 2 * B * (d * H + 2 * H * H + H * d)
 
-const peakSgemm = async () => {
+export const peakSgemm = async () => {
   const n = 2048
   const g = new Graph("sgemm")
   g.output("c", op.matmul(g.input("a", "float32", [n, n]), g.input("b", "float32", [n, n])))
