@@ -5,7 +5,10 @@
  *   r  = exp(lp − lp_old)
  *   PPO-clip: max(−A r, −A clip(r, 1 − ε, 1 + ε))               (§4.2, §8; A clipped to ±5 beforehand)
  *   KL to the reference: β · mean_i (μ − μ_ref)²/(2s²)          (§4.2, flow_grpo's per-element form)
- * The loss is Σ_rows w_row · (PPO + KL), with w summing to 1 over real rows (0 on padding rows).
+ *   Precise's ratio normalisation (§7.5; rl_trainer.py): log r = (lp − lp_old + mean_i (μ − μ_old)²/(2s²))·s,
+ *   which removes the always-negative mean-shift part of the log-ratio and equalizes steps, and the
+ *   policy loss divided by mean |∂μ/∂f| = mean |b| (s is one value per step, so s̄ = s row by row).
+ * The loss is Σ_rows w_row · (PPO + KL), with w summing to 1 over the rows.
  */
 import type { Graph, Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
@@ -19,10 +22,13 @@ export interface PolicyLossConfig {
   readonly clipRange: number
   /** KL coefficient β (0: no reference forward at all). */
   readonly beta: number
+  /** Precise's ratio normalisation (needs the old means μ_old as an input). */
+  readonly rationorm?: boolean
 }
 
 /** Transition rows of one optimizer step, as graph inputs. */
-const rowInputs = (g: Graph, d: number, conditional: boolean) => ({
+const rowInputs = (g: Graph, d: number, conditional: boolean, rationorm = false) => ({
+  muOld: rationorm ? g.input("mu_old", "float32", ["M", d]) : undefined,
   x: g.input("x", "float32", ["M", d]),
   t: g.input("t", "float32", ["M"]),
   c: conditional ? g.input("c", "int64", ["M"]) : undefined,
@@ -50,13 +56,18 @@ const meanAndLogProb = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tenso
 /** The log-probs alone, computed exactly as inside the loss (same ops, same order): the rescore graph. */
 export const logProbGraph = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tensor>) => {
   const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0)
-  g.output("lp", meanAndLogProb(g, cfg, p, rows).lp)
+  const { mu, lp } = meanAndLogProb(g, cfg, p, rows)
+  g.output("lp", lp)
+  if (cfg.rationorm === true) g.output("mu", mu)
 }
 
 export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
-  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0)
+  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true)
   const { mu, lp } = meanAndLogProb(g, cfg, p, rows)
-  const ratio = op.exp(op.sub(lp, rows.lpOld))
+  const logRatio = rows.muOld === undefined
+    ? op.sub(lp, rows.lpOld)
+    : op.mul(op.add(op.sub(lp, rows.lpOld), op.div(op.reduceMean(op.square(op.sub(mu, rows.muOld)), [1]), op.mul(op.square(rows.s), 2))), rows.s)
+  const ratio = op.exp(logRatio)
   const clipped = op.clip(ratio, 1 - cfg.clipRange, 1 + cfg.clipRange)
   const negA = op.neg(rows.adv)
   let perRow = op.max(op.mul(negA, ratio), op.mul(negA, clipped))
@@ -70,7 +81,8 @@ export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
     perRow = op.add(perRow, op.mul(kl, cfg.beta))
     metrics.kl = op.reduceSum(op.mul(kl, rows.w), [0])
   }
-  const loss = op.reduceSum(op.mul(perRow, rows.w), [0])
+  let loss = op.reduceSum(op.mul(perRow, rows.w), [0])
+  if (rows.muOld !== undefined) loss = op.div(loss, op.reduceMean(op.max(rows.b, op.neg(rows.b)), [0]))
   return { loss, metrics, extra: { ratio, lp } }
 }
 

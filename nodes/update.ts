@@ -34,6 +34,8 @@ export interface UpdateRequest {
   /** Trajectories (PPO) or pairs (SDPO) per minibatch. */
   readonly batchSize: number
   readonly threads: number
+  /** Precise's ratio normalisation (§7.5). */
+  readonly rationorm: boolean
 }
 
 export interface UpdateResult {
@@ -55,8 +57,8 @@ interface RowValues {
   readonly weight: (j: number, kk: number, rows: number) => number
 }
 
-/** Feeds of the given rows; lpOld is the n × T' table of old log-probs. */
-const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues, lpOld: Float32Array | undefined, conditional: boolean) => {
+/** Feeds of the given rows; lpOld is the n × T' table of old log-probs, muOld (rationorm) n × T' × d. */
+const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues, lpOld: Float32Array | undefined, conditional: boolean, muOld?: Float32Array) => {
   const { rollout: r, steps, trainable } = tr
   const d = r.d
   const n = r.chains * d
@@ -67,6 +69,7 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
   const t = new Float32Array(M)
   const c = new BigInt64Array(M)
   const [a, b, s, lp, A, w] = Array.from({ length: 6 }, () => new Float32Array(M))
+  const mu = muOld === undefined ? undefined : new Float32Array(M * d)
   rows.forEach(([j, kk], row) => {
     const k = trainable[kk]
     x.set(r.latents!.subarray(k * n + j * d, k * n + (j + 1) * d), row * d)
@@ -79,6 +82,7 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
     lp[row] = lpOld?.[j * T + kk] ?? 0
     A[row] = clipAdv(values.adv(j, kk))
     w[row] = values.weight(j, kk, M)
+    mu?.set(muOld!.subarray((j * T + kk) * d, (j * T + kk + 1) * d), row * d)
   })
   const feeds: Record<string, HostTensor> = {
     x: { data: x, dims: [M, d] }, x_next: { data: xNext, dims: [M, d] }, t: { data: t, dims: [M] },
@@ -86,6 +90,7 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
     lp_old: { data: lp, dims: [M] }, adv: { data: A, dims: [M] }, w: { data: w, dims: [M] }
   }
   if (conditional) feeds.c = { data: c, dims: [M] }
+  if (mu !== undefined) feeds.mu_old = { data: mu, dims: [M, d] }
   return feeds
 }
 
@@ -118,6 +123,8 @@ const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | n
   const ref = plan.lossKey.beta > 0 ? weightFeeds("ref.", base.params) : {}
   const T = tr.trainable.length
   const lpOld = new Float32Array(tr.rollout.chains * T)
+  const d = tr.rollout.d
+  const muOld = plan.lossKey.rationorm === true ? new Float32Array(tr.rollout.chains * T * d) : undefined
   const stats = { ratioSum: 0, ratioMin: Infinity, ratioMax: -Infinity, approxKl: 0, clipped: 0, rows: 0, gradNorm: 0, loss: 0, kl: 0, steps: 0, firstDeviation: Number.NaN }
   for (let epoch = 0; epoch < config.innerEpochs; epoch++) {
     const batches = plan.partition(epoch, rng.child("epoch", epoch))
@@ -125,11 +132,15 @@ const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | n
       for (const mb of batches) {
         const out = await rescore.run({ ...rowFeeds(tr, mb, plan.values, undefined, conditional), ...weightFeeds("p.", init.params) })
         const lp = out.lp.data as Float32Array
-        mb.forEach(([j, kk], q) => (lpOld[j * T + kk] = lp[q]))
+        const mu = out.mu?.data as Float32Array | undefined
+        mb.forEach(([j, kk], q) => {
+          lpOld[j * T + kk] = lp[q]
+          if (mu !== undefined) muOld!.set(mu.subarray(q * d, (q + 1) * d), (j * T + kk) * d)
+        })
       }
     }
     for (const mb of batches) {
-      const feeds = rowFeeds(tr, mb, plan.values, lpOld, conditional)
+      const feeds = rowFeeds(tr, mb, plan.values, lpOld, conditional, muOld)
       const r = await trainer.step({ ...feeds, ...ref })
       const ratio = r.extra.ratio.data as Float32Array
       const lp = r.extra.lp.data as Float32Array
@@ -175,7 +186,7 @@ export const policyUpdate = Node.make({
   run: ({ trajectories, advantages, state, base, config }) =>
     Effect.gen(function*() {
       const rng = yield* Rng
-      const lossKey: PolicyLossConfig = { net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: config.beta }
+      const lossKey: PolicyLossConfig = { net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: config.beta, rationorm: config.rationorm }
       const n = trajectories.rollout.chains
       const T = trajectories.trainable.length
       const plan: UpdatePlan = {

@@ -1,7 +1,7 @@
 /**
  * `etaflow run precise`: the Precise sampler (ALGORITHMS.md §7: exact λ-SDE step with a
- * logSNR-derived schedule, η = √2·λ) with group advantages (population std + 1e-4) and PPO-clip.
- * Precise's ratio normalisation (§7.5) is not implemented yet: the loss is the plain PPO-clip.
+ * logSNR-derived schedule, η = √2·λ) with group advantages (population std + 1e-4) and PPO-clip
+ * with Precise's ratio normalisation (§7.5).
  */
 import { Pipeline } from "./kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
@@ -9,9 +9,9 @@ import { rlNodes, rlSettings, rlState } from "./rl-common.ts"
 
 export const precisePipeline = Pipeline.define({
   name: "precise",
-  doc: "Precise sampler (marginal-preserving λ-SDE), group advantages, PPO-clip",
+  doc: "Precise sampler (marginal-preserving λ-SDE), group advantages, PPO-clip with ratio normalisation",
   settings: rlSettings({ sampler: "precise", noise: 1.5, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 8 }),
-  nodes: rlNodes({ process: "rf", sharedNoise: false, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-4 })),
+  nodes: rlNodes({ process: "rf", sharedNoise: false, window: () => null, rationorm: true }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-4 })),
   iterations: (c) => c.iterations,
   state: rlState,
   info: (c) => ({ algorithm: "precise", sampler: c.sampler, time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise" })

@@ -86,6 +86,8 @@ export interface Variant {
   readonly sharedNoise: boolean
   /** MixGRPO's stochastic window for an iteration, or null (every step stochastic). */
   readonly window: (config: RlConfig, iteration: number) => readonly [number, number] | null
+  /** Precise's ratio normalisation in the PPO loss. */
+  readonly rationorm?: boolean
 }
 
 const noiseOf = (c: RlConfig) => c.eta ?? c.noiseLevel ?? 0
@@ -117,7 +119,7 @@ export const rlNodes = <E, R>(variant: Variant, advantages: Node<{ rewards: Rewa
     rewards: terminalRewards.from({ trajectories: "rollout", classifier: "classifier", config: "scoreConfig" }),
     advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
     trajectoryTable: rlTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
-    updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads })).from({ config: "config", iteration: "iteration" }),
+    updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads, rationorm: variant.rationorm ?? false })).from({ config: "config", iteration: "iteration" }),
     update: policyUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "updateConfig" }),
     nextState: Node.make({ name: "nextState", doc: "the state the next iteration starts from", inputs: { update: Port.of<UpdateResult>() }, run: ({ update }) => Effect.succeed(update.state as RlState | null) }).from({ update: "update" }),
     evalConfig: adapter("evalRequest", (c, i): EvalRequest => ({

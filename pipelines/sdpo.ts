@@ -33,7 +33,7 @@ const pairedRequest = Node.make({
   name: "pairedRequest",
   doc: "the update settings of an SDPO run",
   inputs: { config: Port.of<SdpoConfig>() },
-  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, lambda: config.lambda })
+  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, rationorm: false, lambda: config.lambda })
 })
 
 export const sdpo = Pipeline.define({

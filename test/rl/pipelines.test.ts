@@ -98,3 +98,13 @@ describe("sdpo on the double ring", () => {
     expect(metric(dir, "optimizer_steps")[0].value).toBe(12)
   }, 600_000)
 })
+
+describe("precise on the double ring", () => {
+  it("trains with ratio normalisation and still has an on-policy ratio of exactly 1 at its first step", async () => {
+    const { precisePipeline } = await import("../../pipelines/precise.ts")
+    const dir = tmp()
+    await Effect.runPromise(runPipeline(precisePipeline, { out: dir, progress: "none", set: { ...toy, iterations: "1" } }))
+    expect(metric(dir, "first_step_ratio_deviation")[0].value).toBe(0)
+    expect(metric(dir, "grad_norm")[0].value).toBeGreaterThan(0)
+  }, 600_000)
+})
