@@ -1,0 +1,56 @@
+/**
+ * Exact resume: an RL run killed with SIGKILL mid-run and resumed ends with the same weights and
+ * the same metrics as an uninterrupted run with the same seed.
+ */
+import { beforeAll, describe, expect, it } from "vitest"
+import { Effect } from "effect"
+import { spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { flowGrpo } from "../../pipelines/flow-grpo.ts"
+
+const cache = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-resume-cache-"))
+const set = { dataset: "double-ring", reward: "outer-ring", steps: "6", promptsPerIteration: "4", groupSize: "16", batchSize: "16", lr: "1e-3", evalSteps: "6", evalSamplesPerPrompt: "64", evalEvery: "3", iterations: "6" }
+const args = Object.entries(set).flatMap(([k, v]) => ["--set", `${k}=${v}`])
+const env = { ...process.env, ETAFLOW_CACHE: cache }
+const last = (dir: string) => fs.readFileSync(path.join(dir, "checkpoints/iter-000005/weights.safetensors"))
+const metrics = (dir: string) => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
+
+let reference = ""
+
+beforeAll(async () => {
+  process.env.ETAFLOW_CACHE = cache
+  reference = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-ref-")), "run")
+  await Effect.runPromise(runPipeline(flowGrpo, { out: reference, progress: "none", seed: 5, set }))
+}, 600_000)
+
+/** Starts the run in a child process and SIGKILLs it `delay` ms after its first checkpoint appears. */
+const killedRun = (dir: string, delay: number) =>
+  new Promise<void>((resolve) => {
+    const child = spawn(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", ...args, "--seed", "5", "--out", dir, "--progress", "none"], { env, stdio: "ignore" })
+    const poll = setInterval(() => {
+      if (fs.existsSync(path.join(dir, "checkpoints/iter-000000"))) {
+        clearInterval(poll)
+        setTimeout(() => child.kill("SIGKILL"), delay)
+      }
+    }, 5)
+    child.on("exit", () => {
+      clearInterval(poll)
+      resolve()
+    })
+  })
+
+describe("a run killed with SIGKILL and resumed", () => {
+  it.each([0, 150, 400])("ends with the uninterrupted run's weights and metrics (killed %i ms after its first checkpoint)", async (delay) => {
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-kill-")), "run")
+    await killedRun(dir, delay)
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
+    expect(manifest.status).toBe("running") // it never got to say otherwise
+    const resumed = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", "--resume", dir, "--progress", "none"], { env, encoding: "utf8" })
+    expect(resumed.status, resumed.stderr).toBe(0)
+    expect(last(dir).equals(last(reference))).toBe(true)
+    expect(metrics(dir)).toBe(metrics(reference))
+  }, 600_000)
+})
