@@ -90,6 +90,13 @@ export interface Variant {
   readonly rationorm?: boolean
 }
 
+/**
+ * The base model of a 2-D toy: a small network trained briefly (its ODE samples lie within ~0.06
+ * of the double ring), instead of the MNIST-sized pretrain defaults; MNIST uses those defaults, so
+ * `etaflow run pretrain` and the RL pipelines share one cached base.
+ */
+const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
+
 const noiseOf = (c: RlConfig) => c.eta ?? c.noiseLevel ?? 0
 const rewardOf = (c: RlConfig) => (c.reward !== "default" ? c.reward : c.dataset === "mnist" ? "classifier" : "outer-ring")
 
@@ -110,7 +117,7 @@ export const rlNodes = <E, R>(variant: Variant, advantages: Node<{ rewards: Rewa
     data: dataset.from({ request: "request" }).once(),
     classifierConfig: constantAdapter("classifierRequest", (c): RewardModelRequest => ({ ...defaults(RewardModelSettings), dataset: c.dataset, threads: c.threads })).from({ config: "config" }).once(),
     classifier: rewardClassifier.from({ data: "data", config: "classifierConfig" }).once(),
-    baseConfig: constantAdapter("baseRequest", (c): PretrainRequest => ({ ...defaults(PretrainSettings), dataset: c.dataset, process: variant.process, threads: c.threads })).from({ config: "config" }).once(),
+    baseConfig: constantAdapter("baseRequest", (c): PretrainRequest => ({ ...defaults(PretrainSettings), ...(c.dataset === "mnist" ? {} : TOY_BASE), dataset: c.dataset, process: variant.process, threads: c.threads })).from({ config: "config" }).once(),
     base: baseModel.from({ data: "data", config: "baseConfig" }).once(),
     promptBatch: promptBatch.from({ config: "config" }),
     rolloutConfig: rolloutRequest.from({ config: "config", iteration: "iteration" }),
