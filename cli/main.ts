@@ -8,7 +8,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { pipelines, findPipeline } from "../pipelines/registry.ts"
 import { runPipeline } from "../pipelines/kernel/run.ts"
-import { UsageError } from "../pipelines/kernel/errors.ts"
+import { StoreError, UsageError } from "../pipelines/kernel/errors.ts"
+import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
 import { packageVersions } from "../pipelines/kernel/versions.ts"
@@ -67,9 +68,22 @@ const inspectCmd = Command.make(
   ({ target, json }) => Effect.flatMap(inspect(target, json), Console.log)
 ).pipe(Command.withDescription("Show schema, row counts and last metrics of a run or a Parquet file"))
 
+const report = Command.make(
+  "report",
+  { dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory")) },
+  ({ dir }) =>
+    Effect.try({
+      try: () => {
+        if (!fs.existsSync(`${dir}/manifest.json`)) throw new UsageError({ message: `report: ${dir} is not a run folder (no manifest.json)` })
+        return writeReport(dir)
+      },
+      catch: (e) => (e instanceof UsageError ? e : new StoreError({ file: `${dir}/report.html`, message: e instanceof Error ? e.message : String(e) }))
+    }).pipe(Effect.flatMap(Console.log))
+).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
+
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, inspectCmd])
+  Command.withSubcommands([list, run, inspectCmd, report])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

@@ -25,6 +25,7 @@ import { packageVersions } from "./versions.ts"
 import type * as arrow from "apache-arrow"
 import { shapeOf } from "../../schemas/columns.ts"
 import { toParquet } from "../../store/parquet.ts"
+import { writeReport } from "../../report/report.ts"
 
 export interface RunOptions {
   /** Settings from a config file (or a stored run), before `set`. */
@@ -334,6 +335,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     progress.finish()
     manifest = { ...manifest, status: "complete", updated_at: now() }
     yield* Effect.try({ try: () => writeManifest(manifest), catch: asStoreError(manifestFile) })
+    yield* Effect.try({ try: () => writeReport(dir), catch: asStoreError(path.join(dir, "report.html")) })
     return {
       dir,
       config,
