@@ -47,7 +47,21 @@ const inspectRun = async (dir: string) => {
     ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricRow)
     : []
   const lastIteration = metrics.reduce((m, r) => Math.max(m, r.iteration), -1)
+  // RL runs: the evaluations at the training step count — ODE reward, improvement and gap trend.
+  const steps = manifest.config.steps
+  const at = (name: string, iteration: number) => metrics.find((r) => r.name === name && r.iteration === iteration)?.value
+  const evaluations = [...new Set(metrics.filter((r) => r.name === `eval.ode.s${steps}.reward_mean`).map((r) => r.iteration))].map((iteration) => ({
+    iteration,
+    ode_reward: at(`eval.ode.s${steps}.reward_mean`, iteration),
+    improvement: at(`eval.improvement.s${steps}`, iteration),
+    improvement_se: at(`eval.improvement.s${steps}.se`, iteration),
+    gap: at(`eval.gap.s${steps}`, iteration),
+    gap_se: at(`eval.gap.s${steps}.se`, iteration)
+  }))
+  const best = evaluations.reduce<(typeof evaluations)[number] | undefined>((b, e) => (b === undefined || (e.ode_reward ?? -Infinity) > (b.ode_reward ?? -Infinity) ? e : b), undefined)
   return {
+    evaluations,
+    best_evaluation: best,
     dir,
     pipeline: manifest.pipeline,
     status: manifest.status,
@@ -76,6 +90,12 @@ const renderRun = (r: Awaited<ReturnType<typeof inspectRun>>) => {
   for (const [entry, o] of Object.entries(r.outputs)) {
     lines.push(`output ${entry}: ${o.files} file(s), ${o.rows} rows in all`)
     if (o.last !== undefined) lines.push(renderFile(o.last, "  "))
+  }
+  if (r.evaluations.length > 0) {
+    const f = (v: number | undefined) => (v === undefined ? "—" : v.toPrecision(4))
+    lines.push(`evaluations at the training step count (ODE reward, improvement over base ± s.e., SDE − ODE gap ± s.e.):`)
+    for (const e of r.evaluations) lines.push(`  iteration ${e.iteration}: ${f(e.ode_reward)}  improvement ${f(e.improvement)} ± ${f(e.improvement_se)}  gap ${f(e.gap)} ± ${f(e.gap_se)}`)
+    if (r.best_evaluation !== undefined) lines.push(`  best: iteration ${r.best_evaluation.iteration}`)
   }
   if (r.last_metrics_iteration >= 0) {
     lines.push(`metrics of iteration ${r.last_metrics_iteration}:`)
