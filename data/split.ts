@@ -21,5 +21,5 @@ export const splitOf = (table: arrow.Table, split: "train" | "test", source = "d
   idx.forEach((r, j) => x.set(columns.x.subarray(r * dim, (r + 1) * dim), j * dim))
   const labels = columns.label === null ? null : columns.label instanceof Int32Array ? columns.label : columns.label.values
   const label = Int32Array.from(idx, (i) => labels?.[i] ?? 0)
-  return { x, label, count: idx.length, dim, shape, classes: labels === null ? 0 : Math.max(...labels) + 1 }
+  return { x, label, count: idx.length, dim, shape, classes: labels === null ? 0 : labels.reduce((m, v) => Math.max(m, v), 0) + 1 }
 }

@@ -27,7 +27,7 @@ const samplesOf = (file: string) => {
   const { rows, columns: c, shapes } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file)
   const shape = shapes.latent
   const d = shape.reduce((a, b) => a * b, 1)
-  const last = Math.max(...c.step)
+  const last = c.step.reduce((m, v) => Math.max(m, v), 0)
   const groups = new Map<number, Array<{ prompt: string | null; x: Float32Array }>>()
   for (let i = 0; i < rows; i++) {
     if (c.step[i] !== last) continue

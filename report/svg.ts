@@ -51,8 +51,7 @@ export const lineChart = (title: string, series: ReadonlyArray<Series>, xLabel =
 
 /** Points of several groups, one colour per group. */
 export const scatter = (title: string, groups: ReadonlyArray<{ name: string; x: ReadonlyArray<number>; y: ReadonlyArray<number> }>, size = 260): string => {
-  const all = groups.flatMap((g) => [...g.x, ...g.y].map(Math.abs))
-  const r = Math.max(2.5, ...all)
+  const r = groups.reduce((m, g) => g.x.concat(g.y).reduce((mm, v) => Math.max(mm, Math.abs(v)), m), 2.5)
   const P = (v: number) => size / 2 + (v / r) * (size / 2 - 12)
   return [
     `<svg class="chart scatter" xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size + 18}" viewBox="0 0 ${size} ${size + 18}">`,
