@@ -26,5 +26,3 @@ export const initParams = (specs: ReadonlyArray<ParamSpec>, rng: RandomStream): 
 /** Declares every parameter as a float32 graph input and returns them by name. */
 export const paramInputs = (g: Graph, specs: ReadonlyArray<ParamSpec>, prefix = ""): Record<string, Tensor> =>
   Object.fromEntries(specs.map((p) => [p.name, g.input(`${prefix}${p.name}`, "float32", p.shape)]))
-
-export const countParams = (specs: ReadonlyArray<ParamSpec>) => specs.reduce((a, p) => a + sizeOf(p.shape), 0)

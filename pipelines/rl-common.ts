@@ -6,8 +6,7 @@
  * its sampler, advantage normalizer and defaults.
  */
 import { Effect } from "effect"
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Node, Persist, Port, type Bound } from "./kernel/node.ts"
+import { Node, Persist, Port } from "./kernel/node.ts"
 import { Setting, type ConfigOf, type Setting as SettingT } from "../schemas/settings.ts"
 import { DATASETS, dataset } from "../nodes/dataset.ts"
 import { datasetRequest } from "../nodes/dataset-request.ts"
@@ -147,6 +146,3 @@ export const rlState = {
   encode: encodeRlState,
   decode: decodeRlState
 }
-
-export type { Bound }
-export { Pipeline }

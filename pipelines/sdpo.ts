@@ -36,12 +36,16 @@ const pairedRequest = Node.make({
   run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, rationorm: false, lambda: config.lambda })
 })
 
+// SDPO replaces the common DAG's reward, advantage, table and update entries (the group normalizer passed
+// here is overridden below); the terminal-reward and PPO config adapters are dropped.
+const { scoreConfig: _score, updateConfig: _update, ...common } = rlNodes({ process: "vp", sharedNoise: true, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-6 }))
+
 export const sdpo = Pipeline.define({
   name: "sdpo",
   doc: "SDPO: paired DDIM trajectories, dense rewards, per-step-prompt tracker, reward-difference loss, step shuffle",
   settings: SdpoSettings,
   nodes: {
-    ...rlNodes({ process: "vp", sharedNoise: true, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-6 })),
+    ...common,
     denseConfig: denseRequest.from({ config: "config" }),
     rewards: denseRewards.from({ trajectories: "rollout", classifier: "classifier", config: "denseConfig" }),
     advantages: stepPromptTrackerAdvantages(32, 16).from({ rewards: "rewards", trajectories: "rollout", state: "state" }),

@@ -3,7 +3,7 @@
  * what is allowed. A pipeline's settings give its config Schema, its `--help` text, and the
  * validation of `--set key=value`, config files and replay overrides, all from one declaration.
  */
-import { Effect, Exit, Schema } from "effect"
+import { Exit, Schema } from "effect"
 
 export interface Setting<A> {
   readonly schema: Schema.Codec<A, unknown>
@@ -119,10 +119,3 @@ export const settingsHelp = (settings: Settings): string => {
   const w1 = Math.max(...rows.map((r) => r[1].length), 7)
   return rows.map(([k, d, doc, allowed]) => `  ${k.padEnd(w0)}  ${d.padEnd(w1)}  ${doc} (${allowed})`).join("\n")
 }
-
-/** A Schema of the whole resolved config, for manifests and typed reads of stored runs. */
-export const configSchema = <S extends Settings>(settings: S) =>
-  Schema.Struct(Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, s.schema])) as never) as unknown as Schema.Codec<ConfigOf<S>, unknown>
-
-export const decodeConfig = <S extends Settings>(settings: S, value: unknown) =>
-  Schema.decodeUnknownEffect(configSchema(settings))(value).pipe(Effect.orDie)

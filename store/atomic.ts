@@ -6,7 +6,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 
-export const TMP_SUFFIX = ".tmp"
+const TMP_SUFFIX = ".tmp"
 
 const fsyncDir = (dir: string) => {
   const fd = fs.openSync(dir, "r")
