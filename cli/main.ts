@@ -10,6 +10,7 @@ import { pipelines, findPipeline } from "../pipelines/registry.ts"
 import { runPipeline } from "../pipelines/kernel/run.ts"
 import { StoreError, UsageError } from "../pipelines/kernel/errors.ts"
 import { writeReport } from "../report/report.ts"
+import { Replay } from "../pipelines/replay.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
 import { packageVersions } from "../pipelines/kernel/versions.ts"
@@ -68,6 +69,24 @@ const inspectCmd = Command.make(
   ({ target, json }) => Effect.flatMap(inspect(target, json), Console.log)
 ).pipe(Command.withDescription("Show schema, row counts and last metrics of a run or a Parquet file"))
 
+const replay = Command.make(
+  "replay",
+  {
+    source: Argument.String("run-dir").pipe(Argument.withDescription("the stored run to replay")),
+    from: Flag.String("from").pipe(Flag.withDescription("entry (or stage: score, normalize, update, evaluate) to restart at")),
+    set: Flag.KeyValuePair("set").pipe(Flag.withDescription("change one setting (repeatable)"), Flag.optional),
+    out: Flag.String("out").pipe(Flag.withDescription("the new run directory"), Flag.optional),
+    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("auto"))
+  },
+  Effect.fn("cli.replay")(function*(args) {
+    const result = yield* Replay.fromRun(args.source).from(args.from).with(Option.isSome(args.set) ? args.set.value : {}, {
+      ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
+      progress: args.progress
+    })
+    yield* Console.log(result.dir)
+  })
+).pipe(Command.withDescription("Re-run a stored run from a node onward, reading that node's inputs from the stored Parquet"))
+
 const report = Command.make(
   "report",
   { dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory")) },
@@ -83,7 +102,7 @@ const report = Command.make(
 
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, inspectCmd, report])
+  Command.withSubcommands([list, run, replay, inspectCmd, report])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

@@ -71,7 +71,8 @@ export const rolloutTrajectories = Node.make({
             stepStream: (j) => rng.stream("step", j)
           })
           await policy.session.release()
-          return { rollout: r, prompts, steps: r.steps, process: base.process, trainable: r.steps.filter((s) => s.s > 0).map((s) => s.step) } satisfies Trajectories
+          const out: Trajectories = { rollout: r, prompts, steps: r.steps, process: base.process, trainable: r.steps.filter((s) => s.s > 0).map((s) => s.step) }
+          return out
         },
         catch: (e) => e
       })

@@ -20,6 +20,7 @@ import { evaluation, evalTable, type EvalRequest } from "../nodes/evaluate.ts"
 import { rlTrajectoryTable } from "../nodes/trajectories.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
 import type { Advantages } from "../nodes/advantages.ts"
+import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
 import type { Rewards } from "../nodes/score.ts"
 import type { Trajectories } from "../nodes/rollout.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
@@ -120,13 +121,13 @@ export const rlNodes = <E, R>(variant: Variant, advantages: Node<{ rewards: Rewa
     base: baseModel.from({ data: "data", config: "baseConfig" }).once(),
     promptBatch: promptBatch.from({ config: "config" }),
     rolloutConfig: rolloutRequest.from({ config: "config", iteration: "iteration" }),
-    rollout: rolloutTrajectories.from({ state: "state", base: "base", prompts: "promptBatch", config: "rolloutConfig" }),
+    rollout: rolloutTrajectories.from({ state: "state", base: "base", prompts: "promptBatch", config: "rolloutConfig" }).restoredBy(restoreTrajectories),
     scoreConfig: adapter("scoreRequest", (c) => ({ dataset: c.dataset, reward: rewardOf(c), threads: c.threads })).from({ config: "config", iteration: "iteration" }),
-    rewards: terminalRewards.from({ trajectories: "rollout", classifier: "classifier", config: "scoreConfig" }),
-    advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
+    rewards: terminalRewards.from({ trajectories: "rollout", classifier: "classifier", config: "scoreConfig" }).restoredBy(restoreRewards),
+    advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state" }).restoredBy(restoreAdvantages),
     trajectoryTable: rlTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
     updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads, rationorm: variant.rationorm ?? false })).from({ config: "config", iteration: "iteration" }),
-    update: policyUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "updateConfig" }),
+    update: policyUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "updateConfig" }).restoredBy(restoreUpdate),
     nextState: Node.make({ name: "nextState", doc: "the state the next iteration starts from", inputs: { update: Port.of<UpdateResult>() }, run: ({ update }) => Effect.succeed(update.state as RlState | null) }).from({ update: "update" }),
     evalConfig: adapter("evalRequest", (c, i): EvalRequest => ({
       ...rolloutRequest.run({ config: c, iteration: i }).pipe(Effect.runSync),

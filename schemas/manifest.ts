@@ -24,14 +24,18 @@ export const Manifest = Schema.Struct({
   /** Why the run failed, when it did. */
   error: Schema.optionalKey(Schema.String),
   /** Times the run was resumed (ISO dates). */
-  resumed_at: Schema.optionalKey(Schema.Array(Schema.String))
+  resumed_at: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** Where a replay came from: the stored run, the entry it restarted at, the settings it changed. */
+  replay_of: Schema.optionalKey(Schema.Struct({ source: Schema.String, from: Schema.String, overrides: Schema.Record(Schema.String, Schema.String) }))
 })
 export type Manifest = typeof Manifest.Type
 
 export const MetricRow = Schema.Struct({
   iteration: Schema.Int,
   name: Schema.String,
-  value: Schema.Finite
+  value: Schema.Finite,
+  /** The entry that logged it (replay copies the rows of the entries it does not recompute). */
+  node: Schema.optionalKey(Schema.String)
 })
 export type MetricRow = typeof MetricRow.Type
 
@@ -39,7 +43,8 @@ export type MetricRow = typeof MetricRow.Type
 export const MetricsTable = new TableDef("metrics", 1, {
   iteration: Column.int32("iteration the metric belongs to"),
   name: Column.utf8("metric name, as in metrics.jsonl"),
-  value: Column.float64("metric value")
+  value: Column.float64("metric value"),
+  node: Column.utf8("pipeline entry that logged the metric", true)
 })
 
 export const TableInfo = Schema.Struct({

@@ -40,6 +40,15 @@ export const Persist = {
   once: (file: string): PersistSpec => ({ kind: "once", file })
 }
 
+/** What a restore function may read when a replay rebuilds an entry's output from a stored run. */
+export interface RestoreContext {
+  /** The stored run folder being replayed. */
+  readonly source: string
+  readonly iteration: number
+  /** Outputs already available in this iteration (sources, entries computed once, earlier levels). */
+  readonly outputs: Readonly<Record<string, unknown>>
+}
+
 /** A node placed in a pipeline: its wiring and, optionally, how its output is persisted. */
 export interface Bound<In extends Inputs, Out, E, R, W> {
   readonly node: Node<In, Out, E, R>
@@ -48,6 +57,9 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
   /** Computed once per process and reused by later iterations (inputs must not change across iterations). */
   readonly memoized?: true
   readonly once: () => Bound<In, Out, E, R, W>
+  /** Rebuilds this entry's output from a stored run, so a replay can start downstream of it. */
+  readonly restore?: (ctx: RestoreContext) => Promise<Out>
+  readonly restoredBy: (restore: (ctx: RestoreContext) => Promise<Out>) => Bound<In, Out, E, R, W>
   /**
    * Persists this entry's output through the run store: an Arrow table as Parquet, a string (a
    * report, a markdown table) as text, bytes (an ONNX model) as they are; `undefined` means nothing
@@ -58,13 +70,19 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
 
 export type AnyBound = Bound<any, any, any, any, any>
 
-const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, persisted?: PersistSpec, memoized?: true): Bound<In, Out, E, R, W> => ({
+interface Extras<Out> {
+  readonly persisted?: PersistSpec
+  readonly memoized?: true
+  readonly restore?: (ctx: RestoreContext) => Promise<Out>
+}
+
+const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, extras: Extras<Out> = {}): Bound<In, Out, E, R, W> => ({
   node,
   wiring,
-  ...(persisted === undefined ? {} : { persisted }),
-  ...(memoized === undefined ? {} : { memoized }),
-  persist: (spec) => bind(node, wiring, spec as PersistSpec, memoized),
-  once: () => bind(node, wiring, persisted, true)
+  ...extras,
+  persist: (spec) => bind(node, wiring, { ...extras, persisted: spec as PersistSpec }),
+  once: () => bind(node, wiring, { ...extras, memoized: true }),
+  restoredBy: (restore) => bind(node, wiring, { ...extras, restore })
 })
 
 export const Node = {

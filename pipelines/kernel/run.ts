@@ -37,6 +37,12 @@ export interface RunOptions {
   readonly out?: string
   /** Continue the run in this directory after its last complete iteration. */
   readonly resume?: string
+  /**
+   * Re-run a stored run from an entry onward: entries upstream of `from` are not recomputed, their
+   * outputs are restored from the stored run (`.restoredBy`) and their metrics copied. The stored
+   * config and seed are used, changed by `set`.
+   */
+  readonly replay?: { readonly source: string; readonly from: string }
   readonly progress?: ProgressMode
 }
 
@@ -137,6 +143,65 @@ const asStoreError = (file: string) => (e: unknown) =>
   e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ? e
     : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
 
+/** Stage names of the design (DESIGN.md) that `--from` accepts besides entry names. */
+const STAGE_ALIASES: Readonly<Record<string, string>> = { score: "rewards", normalize: "advantages", evaluate: "evaluation" }
+
+/**
+ * What a replay from `from` skips (the entries upstream of it, except those computed once), which
+ * of those it must restore (their outputs feed entries that run), and the stored metrics it copies.
+ */
+const planReplay = (pipeline: AnyPipeline, replay: RunOptions["replay"]) => {
+  if (replay === undefined) return undefined
+  const nodes = pipeline.nodes as Record<string, { wiring: Record<string, string>; memoized?: true; restore?: unknown }>
+  const from = nodes[replay.from] !== undefined ? replay.from : STAGE_ALIASES[replay.from]
+  if (from === undefined || nodes[from] === undefined) {
+    throw new UsageError({ message: `replay: pipeline ${pipeline.name} has no entry "${replay.from}" (entries: ${Object.keys(nodes).join(", ")})` })
+  }
+  // Upstream entries of `from` (entries computed once are reused as they are).
+  const upstream = new Set<string>()
+  const visit = (entry: string) => {
+    for (const dep of Object.values(nodes[entry].wiring)) {
+      if (nodes[dep] !== undefined && nodes[dep].memoized !== true && !upstream.has(dep)) {
+        upstream.add(dep)
+        visit(dep)
+      }
+    }
+  }
+  visit(from)
+  // Skipped: the upstream entries that can be restored, and those only skipped entries read;
+  // the rest (config adapters and the like) are recomputed, which is exact.
+  const consumers = (entry: string) => Object.keys(nodes).filter((e) => Object.values(nodes[e].wiring).includes(entry))
+  const skipped = new Set([...upstream].filter((e) => nodes[e].restore !== undefined))
+  for (let changed = true; changed;) {
+    changed = false
+    for (const e of upstream) {
+      if (!skipped.has(e) && consumers(e).every((c) => skipped.has(c))) {
+        skipped.add(e)
+        changed = true
+      }
+    }
+  }
+  const restored = new Set<string>()
+  for (const [entry, bound] of Object.entries(nodes)) {
+    if (skipped.has(entry)) continue
+    for (const dep of Object.values(bound.wiring)) if (skipped.has(dep)) restored.add(dep)
+  }
+  for (const entry of restored) {
+    if (nodes[entry].restore === undefined) {
+      throw new UsageError({ message: `replay: pipeline ${pipeline.name} cannot start at "${from}": the output of "${entry}" cannot be restored from a stored run` })
+    }
+  }
+  const rows = readMetrics(path.join(replay.source, "metrics.jsonl"))
+  return {
+    from,
+    source: replay.source,
+    skipped,
+    restored,
+    metricsOf: (entry: string, iteration: number): Readonly<Record<string, number>> =>
+      Object.fromEntries(rows.filter((r) => r.node === entry && r.iteration === iteration).map((r) => [r.name, r.value]))
+  }
+}
+
 /** Resolves the run's config and folder; nothing is written when the settings are bad. */
 export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptions) =>
   Effect.try({
@@ -153,14 +218,18 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
         if (Exit.isFailure(config)) throw new UsageError({ message: `${options.resume}/manifest.json: stored config no longer valid` })
         return { dir: options.resume, config: config.value as ConfigOf<P["settings"]>, seed: manifest.seed, manifest }
       }
-      const resolved = resolveSettings(pipeline.settings, options.config ?? {}, options.set ?? {})
+      const source = options.replay === undefined ? undefined : readManifest(options.replay.source)
+      if (source !== undefined && source.pipeline !== pipeline.name) {
+        throw new UsageError({ message: `${options.replay!.source} is a run of pipeline ${source.pipeline}, not ${pipeline.name}` })
+      }
+      const resolved = resolveSettings(pipeline.settings, source?.config ?? options.config ?? {}, options.set ?? {})
       if (Exit.isFailure(resolved)) {
         const issues = Cause.findErrorOption(resolved.cause)
         throw new UsageError({ message: formatIssues(pipeline.name, issues._tag === "Some" ? issues.value : []) })
       }
-      const seed = options.seed ?? 0
+      const seed = source?.seed ?? options.seed ?? 0
       if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError({ message: `--seed must be a non-negative integer (given: ${seed})` })
-      const dir = options.out ?? path.join("runs", `${pipeline.name}-${timestamp()}`)
+      const dir = options.out ?? path.join("runs", `${pipeline.name}-${source === undefined ? "" : "replay-"}${timestamp()}`)
       if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
         throw new UsageError({ message: `${dir} already exists and is not empty; choose another --out or continue it with --resume ${dir}` })
       }
@@ -182,6 +251,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     const manifestFile = path.join(dir, "manifest.json")
     const metricsFile = path.join(dir, "metrics.jsonl")
     const total = pipeline.iterations(config)
+    const replay = yield* Effect.try({ try: () => planReplay(pipeline, options.replay), catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) })) })
 
     const setup = yield* Effect.try({
       try: () => {
@@ -202,7 +272,8 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             updated_at: now(),
             status: "running",
             iterations: total,
-            iterations_complete: 0
+            iterations_complete: 0,
+            ...(options.replay === undefined ? {} : { replay_of: { source: options.replay.source, from: replay!.from, overrides: { ...(options.set ?? {}) } } })
           }
         }
         writeFileAtomic(manifestFile, JSON.stringify(manifest, null, 2) + "\n")
@@ -247,10 +318,19 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       const attempt = Effect.gen(function*() {
         outputs = { config, state, iteration }
         const metrics: Record<string, number> = {}
+        const metricNode: Record<string, string> = {}
         for (const level of pipeline.levels as ReadonlyArray<ReadonlyArray<string>>) {
           const results = yield* Effect.forEach(level, (entry) => {
             const bound = pipeline.nodes[entry]
             if (bound.memoized === true && memo.has(entry)) return Effect.succeed([entry, memo.get(entry), {} as Readonly<Record<string, number>>] as const)
+            if (replay?.skipped.has(entry) === true) {
+              const copied = replay.metricsOf(entry, iteration)
+              if (!replay.restored.has(entry)) return Effect.succeed([entry, undefined, copied] as const)
+              return Effect.tryPromise({
+                try: () => bound.restore!({ source: replay.source, iteration, outputs }) as Promise<unknown>,
+                catch: (e) => new NodeFailure({ pipeline: pipeline.name, node: entry, iteration, message: `restoring from ${replay.source}: ${e instanceof Error ? e.message : String(e)}`, cause: e })
+              }).pipe(Effect.map((out) => [entry, out, copied] as const))
+            }
             const input = Object.fromEntries(Object.entries(bound.wiring as Record<string, string>).map(([k, from]) => [k, outputs[from]]))
             const t0 = performance.now()
             return (bound.node.run(input) as Effect.Effect<unknown, unknown, never>).pipe(
@@ -276,6 +356,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             for (const [k, v] of Object.entries(m)) {
               if (k in metrics) return yield* new NodeFailure({ pipeline: pipeline.name, node: entry, iteration, message: `metric "${k}" is logged by two entries` })
               metrics[k] = v
+              metricNode[k] = entry
             }
           }
         }
@@ -303,13 +384,14 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
               writeDirAtomic(ckpt, { ...pipeline.state.encode(state), "rng.json": JSON.stringify({ seed, next_iteration: iteration + 1 }) })
             }
             writeFileAtomic(path.join(dir, "meta/info.json"), JSON.stringify(info, null, 2) + "\n")
-            const rows: Array<MetricRow> = Object.entries(metrics).map(([name, value]) => ({ iteration, name, value }))
+            const rows: Array<MetricRow> = Object.entries(metrics).map(([name, value]) => ({ iteration, name, value, node: metricNode[name] }))
             fs.appendFileSync(metricsFile, rows.map((r) => JSON.stringify(r) + "\n").join(""))
             const all = readMetrics(metricsFile)
             writeFileAtomic(store.path("metrics.parquet"), toParquet(MetricsTable.build(all.length, {
               iteration: Int32Array.from(all, (r) => r.iteration),
               name: all.map((r) => r.name),
-              value: Float64Array.from(all, (r) => r.value)
+              value: Float64Array.from(all, (r) => r.value),
+              node: all.map((r) => r.node ?? null)
             }, {})))
             manifest = { ...manifest, iterations_complete: iteration + 1, updated_at: now() }
             writeManifest(manifest)

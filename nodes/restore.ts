@@ -1,0 +1,102 @@
+/**
+ * Restoring RL entries from a stored run, for replay: trajectories from `trajectories/iter-N.parquet`,
+ * rewards and advantages from its reward and advantage columns, the updated state from
+ * `checkpoints/iter-N/`. Latents, coefficients and advantages come back bit-exactly, so a replay of
+ * an unchanged run from `update` reproduces its weights.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { RestoreContext } from "../pipelines/kernel/node.ts"
+import { iterFile } from "../pipelines/kernel/run.ts"
+import { fromParquet } from "../store/parquet.ts"
+import { TrajectoryTable } from "../schemas/trajectory.ts"
+import { predictions } from "../diffusion/process.ts"
+import { mnistCondition } from "../data/prompts.ts"
+import type { StepRecord } from "../diffusion/rollout.ts"
+import type { BaseModel } from "./base-model.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { Rewards } from "./score.ts"
+import type { Advantages } from "./advantages.ts"
+import type { UpdateResult } from "./update.ts"
+import { decodeRlState } from "./rl-state.ts"
+
+const table = (ctx: RestoreContext) => {
+  const file = path.join(ctx.source, "trajectories", `${iterFile(ctx.iteration)}.parquet`)
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: the stored run has no trajectories for iteration ${ctx.iteration}`)
+  const { rows, columns: c, shapes } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file)
+  const N = c.step.reduce((m, v) => Math.max(m, v), 0) + 1
+  return { rows, c, shape: shapes.latent, N, n: rows / N }
+}
+
+const masked = (v: Float64Array | { values: Float64Array; valid: Uint8Array } | null, i: number) =>
+  v === null ? Number.NaN : v instanceof Float64Array ? v[i] : v.valid[i] ? v.values[i] : Number.NaN
+
+export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajectories> => {
+  const base = ctx.outputs.base as BaseModel
+  const { c, shape, N, n } = table(ctx)
+  const d = shape.reduce((a, b) => a * b, 1)
+  const latents = new Float32Array((N + 1) * n * d)
+  const x0Pred = new Float32Array(N * n * d)
+  const logProb = new Float64Array(N * n)
+  const latent = c.latent as Float32Array
+  const nextLatent = c.next_latent as Float32Array
+  const x0 = c.x0_pred as Float32Array
+  for (let j = 0; j < n; j++) {
+    for (let k = 0; k < N; k++) {
+      const row = j * N + k
+      latents.set(latent.subarray(row * d, (row + 1) * d), k * n * d + j * d)
+      x0Pred.set(x0.subarray(row * d, (row + 1) * d), k * n * d + j * d)
+      logProb[k * n + j] = masked(c.log_prob as never, row)
+      if (k === N - 1) latents.set(nextLatent.subarray(row * d, (row + 1) * d), N * n * d + j * d)
+    }
+  }
+  const steps: Array<StepRecord> = Array.from({ length: N }, (_, k) => ({
+    step: k, t: c.t[k], tNext: c.t_next[k], a: c.a[k], b: c.b[k], s: c.std[k],
+    x0: predictions(base.process, base.parameterization, c.t[k]).x0, logProb: "gaussian"
+  }))
+  const prompt = Array.from({ length: n }, (_, j) => (c.prompt === null ? null : c.prompt[j * N]))
+  const groupId = Int32Array.from({ length: n }, (_, j) => c.group_id[j * N])
+  const groups = groupId.reduce((m, v) => Math.max(m, v), 0) + 1
+  return {
+    rollout: { chains: n, d, shape, steps, final: latents.slice(N * n * d), latents, x0Pred, logProb },
+    prompts: {
+      prompt,
+      promptId: Int32Array.from({ length: n }, (_, j) => c.prompt_id[j * N]),
+      condition: Int32Array.from(prompt, (p, j) => (base.net.classes > 0 ? mnistCondition(p ?? "", `trajectory ${j}`) : -1)),
+      groupId,
+      member: Int32Array.from({ length: n }, (_, j) => c.member[j * N]),
+      groups,
+      groupSize: n / groups
+    },
+    steps,
+    process: base.process,
+    trainable: steps.filter((s) => s.s > 0).map((s) => s.step)
+  }
+}
+
+export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards> => {
+  const { c, N, n } = table(ctx)
+  const total = Float64Array.from({ length: n }, (_, j) => masked(c.reward as never, j * N + N - 1))
+  return { total, raw: { stored: total } }
+}
+
+const checkpoint = (ctx: RestoreContext) => {
+  const dir = path.join(ctx.source, "checkpoints", iterFile(ctx.iteration))
+  if (!fs.existsSync(dir)) throw new Error(`${dir} is missing`)
+  return decodeRlState(Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))])))
+}
+
+export const restoreAdvantages = async (ctx: RestoreContext): Promise<Advantages> => {
+  const { c, N, n } = table(ctx)
+  return {
+    perTrajectory: Float64Array.from({ length: n }, (_, j) => masked(c.advantage as never, j * N)),
+    tracker: checkpoint(ctx)?.tracker ?? {},
+    zeroStdGroups: 0
+  }
+}
+
+export const restoreUpdate = async (ctx: RestoreContext): Promise<UpdateResult> => {
+  const state = checkpoint(ctx)
+  if (state === null) throw new Error(`checkpoint of iteration ${ctx.iteration} holds no policy state`)
+  return { state, metrics: {} }
+}
