@@ -18,18 +18,13 @@ import { rectifiedFlow, vpDiscrete, type Parameterization, type Process, type Vp
 import type { ParamValues } from "../engine/params.ts"
 import type { ModelFiles } from "./model-files.ts"
 
-export interface PretrainRequest {
+/** The base model's training settings, with the network and process given by name and size. */
+export type PretrainRequest = Omit<VelocityTraining, "net" | "process" | "trainSteps"> & {
   readonly dataset: string
   readonly process: "rf" | "vp"
   readonly schedule: VpSchedule
   readonly hidden: number
   readonly blocks: number
-  readonly steps: number
-  readonly batch: number
-  readonly lr: number
-  readonly condDrop: number
-  readonly ema: number
-  readonly threads: number
 }
 
 export interface BaseModel extends ModelFiles {

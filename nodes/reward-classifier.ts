@@ -15,16 +15,11 @@ import type { ParamValues } from "../engine/params.ts"
 import type { EngineSession } from "../engine/session.ts"
 import type { ModelFiles } from "./model-files.ts"
 
-export interface RewardModelRequest {
+/** The classifier's training settings, with the network given by width and depth. */
+export type RewardModelRequest = Omit<ClassifierTraining, "net"> & {
   readonly dataset: string
   readonly hidden: number
   readonly layers: number
-  readonly epochs: number
-  readonly batch: number
-  readonly lr: number
-  readonly weightDecay: number
-  readonly shift: number
-  readonly threads: number
 }
 
 export interface RewardClassifier extends ModelFiles {
