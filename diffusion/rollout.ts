@@ -83,6 +83,7 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   const x0Pred = record ? new Float32Array(N * n) : undefined
   const logProb = new Float64Array(N * chains)
   const stepStreams = Array.from({ length: chains }, (_, j) => spec.stepStream(j))
+  const z = new Float64Array(d)
 
   let x = new Float32Array(n)
   const prior = policy.process.priorStd(spec.grid[0])
@@ -97,9 +98,14 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
     const next = new Float32Array(n)
     for (let j = 0; j < chains; j++) {
-      const z = stepStreams[j]
-      for (let i = j * d; i < (j + 1) * d; i++) next[i] = a * x[i] + b * f[i] + (s > 0 ? s * z.normal() : 0)
-      logProb[k * chains + j] = transitionLogProb(next, x, f, j * d, d, a, b, s, convention, spec.reduce)
+      const o = j * d
+      if (s > 0) {
+        stepStreams[j].fillNormal(z)
+        for (let i = 0; i < d; i++) next[o + i] = a * x[o + i] + b * f[o + i] + s * z[i]
+      } else {
+        for (let i = 0; i < d; i++) next[o + i] = a * x[o + i] + b * f[o + i]
+      }
+      logProb[k * chains + j] = transitionLogProb(next, x, f, o, d, a, b, s, convention, spec.reduce)
     }
     if (x0Pred !== undefined) for (let i = 0; i < n; i++) x0Pred[k * n + i] = x0.x * x[i] + x0.f * f[i]
     latents?.set(next, (k + 1) * n)

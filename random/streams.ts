@@ -61,8 +61,20 @@ export const openStream = (key: StreamKey): RandomStream => {
     key,
     uniform,
     normal,
+    // The same sequence as repeated normal() calls, a Box–Muller pair per loop turn.
     fillNormal: (out) => {
-      for (let i = 0; i < out.length; i++) out[i] = normal()
+      let i = 0
+      if (!Number.isNaN(spare) && out.length > 0) {
+        out[i++] = spare
+        spare = Number.NaN
+      }
+      for (; i + 1 < out.length; i += 2) {
+        const r = Math.sqrt(-2 * Math.log(1 - uniformFloat64(gen)))
+        const theta = 2 * Math.PI * uniformFloat64(gen)
+        out[i] = r * Math.cos(theta)
+        out[i + 1] = r * Math.sin(theta)
+      }
+      if (i < out.length) out[i] = normal()
       return out
     },
     int: (n) => Math.floor(uniform() * n),

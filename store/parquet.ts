@@ -12,18 +12,20 @@ import * as pw from "parquet-wasm/node"
 
 const MAGIC = "PAR1"
 
-export const toParquet = (table: arrow.Table): Uint8Array => {
+export const toParquet = (table: arrow.Table): Uint8Array => parquetFromIpc(arrow.tableToIPC(table, "stream"), table.schema)
+
+/** The Parquet file of a table given as Arrow IPC stream bytes (its schema is read from them unless given). */
+export const parquetFromIpc = (ipc: Uint8Array, schema: arrow.Schema = arrow.RecordBatchReader.from(ipc).open().schema): Uint8Array => {
   let builder = new pw.WriterPropertiesBuilder()
     .setDictionaryEnabled(false)
     .setCompression(pw.Compression.SNAPPY)
     .setEncoding(pw.Encoding.BYTE_STREAM_SPLIT)
     .setCreatedBy("etaflow")
-  for (const field of table.schema.fields) {
+  for (const field of schema.fields) {
     const isFloat = arrow.DataType.isFloat(field.type) || arrow.DataType.isFixedSizeList(field.type)
     if (!isFloat) builder = builder.setColumnEncoding(field.name, pw.Encoding.PLAIN)
   }
-  const wasmTable = pw.Table.fromIPCStream(arrow.tableToIPC(table, "stream"))
-  return pw.writeParquet(wasmTable, builder.build())
+  return pw.writeParquet(pw.Table.fromIPCStream(ipc), builder.build())
 }
 
 export class ParquetReadError extends Error {

@@ -9,14 +9,16 @@
  *  3. metrics → appended to `metrics.jsonl`, `metrics.parquet` rewritten;
  *  4. `manifest.json` rewritten with `iterations_complete = i + 1`: the commit point.
  * A failure undoes 1–3 for that iteration; a kill leaves files that resume removes, since the
- * manifest does not count them.
+ * manifest does not count them. The commit is written by a worker thread (store/commit.ts) while the
+ * next iteration computes; at most one is in flight, and it lands (or fails the run) before the
+ * next is submitted, before a failure is recorded and before the run ends.
  */
 import { Cause, Effect, Exit, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Manifest, MetricsTable, RUN_FORMAT, RunInfo, type MetricRow } from "../../schemas/manifest.ts"
 import { formatIssues, resolveSettings, type ConfigOf } from "../../schemas/settings.ts"
-import { writeDirAtomic, writeFileAtomic } from "../../store/atomic.ts"
+import { writeFileAtomic } from "../../store/atomic.ts"
 import { NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
 import { NodeContext, Rng, RunStore } from "./services.ts"
@@ -25,6 +27,7 @@ import { packageVersions } from "./versions.ts"
 import type * as arrow from "apache-arrow"
 import { shapeOf } from "../../schemas/columns.ts"
 import { toParquet } from "../../store/parquet.ts"
+import { commitInBackground, tableBytes, type CommitJob } from "../../store/commit.ts"
 import { writeReport } from "../../report/report.ts"
 
 export interface RunOptions {
@@ -118,6 +121,16 @@ const cleanUncommitted = (dir: string, complete: number, metricsFile: string) =>
     writeFileAtomic(metricsFile, kept.map((l) => l + "\n").join(""))
   }
 }
+
+const manifestText = (m: Manifest) => JSON.stringify(m, null, 2) + "\n"
+
+const metricsParquet = (rows: ReadonlyArray<MetricRow>) =>
+  toParquet(MetricsTable.build(rows.length, {
+    iteration: Int32Array.from(rows, (r) => r.iteration),
+    name: rows.map((r) => r.name),
+    value: Float64Array.from(rows, (r) => r.value),
+    node: rows.map((r) => r.node ?? null)
+  }, {}))
 
 const readMetrics = (file: string): Array<MetricRow> =>
   fs.existsSync(file)
@@ -276,14 +289,38 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             ...(options.replay === undefined ? {} : { replay_of: { source: options.replay.source, from: replay!.from, overrides: { ...(options.set ?? {}) } } })
           }
         }
-        writeFileAtomic(manifestFile, JSON.stringify(manifest, null, 2) + "\n")
+        writeFileAtomic(manifestFile, manifestText(manifest))
         return { release, manifest }
       },
       catch: asStoreError(manifestFile)
     })
     let manifest = setup.manifest
-    const writeManifest = (m: Manifest) => writeFileAtomic(manifestFile, JSON.stringify(m, null, 2) + "\n")
     yield* Effect.addFinalizer(() => Effect.sync(setup.release))
+    // Iterations whose commit has landed, and the commit being written (at most one).
+    let committed = manifest.iterations_complete
+    let inFlight: { readonly iteration: number; readonly done: Promise<void>; readonly written: ReadonlyArray<string> } | undefined
+    // What a failed commit or iteration wrote goes; a path that cannot be removed is left to resume's clean-up.
+    const remove = (files: ReadonlyArray<string>) => {
+      for (const f of files) {
+        try {
+          fs.rmSync(f, { recursive: true, force: true })
+        } catch {
+          // resume removes uncommitted iterations' files by name
+        }
+      }
+    }
+    const awaitCommit = Effect.suspend(() => {
+      const job = inFlight
+      if (job === undefined) return Effect.void
+      return Effect.tryPromise({ try: () => job.done, catch: asStoreError(dir) }).pipe(
+        Effect.tap(() => Effect.sync(() => (committed = job.iteration + 1))),
+        Effect.tapError(() => Effect.sync(() => remove(job.written))),
+        Effect.ensuring(Effect.sync(() => (inFlight = undefined)))
+      )
+    })
+    // Runs before the lock is released (finalizers run last-added first): nothing writes after that.
+    yield* Effect.addFinalizer(() => Effect.ignore(awaitCommit))
+    const allMetrics = readMetrics(metricsFile)
 
     const info: { -readonly [K in keyof RunInfo]: RunInfo[K] extends Readonly<Record<string, infer V>> ? Record<string, V> : RunInfo[K] } = fs.existsSync(path.join(dir, "meta/info.json"))
       ? JSON.parse(fs.readFileSync(path.join(dir, "meta/info.json"), "utf8"))
@@ -360,8 +397,11 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
             }
           }
         }
-        yield* Effect.try({
-          try: () => {
+        // The commit, as bytes, handed to the commit worker; the next iteration starts while it is written.
+        const job = yield* Effect.try({
+          try: (): CommitJob => {
+            const tables: Array<{ file: string; ipc: Uint8Array }> = []
+            const files: Array<{ file: string; data: Uint8Array | string }> = []
             for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, { persisted?: { kind: string; dir?: string; file?: string } }>)) {
               const spec = bound.persisted
               if (spec === undefined) continue
@@ -371,58 +411,58 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
               const rel = spec.kind === "once" ? spec.file! : path.join(spec.dir!, `${iterFile(iteration)}.parquet`)
               written.push(path.join(dir, rel))
               if (typeof output === "string" || output instanceof Uint8Array) {
-                writeFileAtomic(store.path(rel), output)
+                files.push({ file: store.path(rel), data: output })
                 continue
               }
-              writeFileAtomic(store.path(rel), toParquet(output))
+              tables.push({ file: store.path(rel), ipc: tableBytes(output) })
               info.outputs[entry] = { ...describeTable(output), file: spec.kind === "once" ? rel : spec.dir! }
             }
+            const dirs: Array<{ dir: string; files: Record<string, Uint8Array | string> }> = []
             if (pipeline.state !== undefined) {
-              state = outputs[pipeline.state.next]
               const ckpt = path.join(dir, "checkpoints", iterFile(iteration))
               written.push(ckpt)
-              writeDirAtomic(ckpt, { ...pipeline.state.encode(state), "rng.json": JSON.stringify({ seed, next_iteration: iteration + 1 }) })
+              dirs.push({ dir: ckpt, files: { ...pipeline.state.encode(outputs[pipeline.state.next]), "rng.json": JSON.stringify({ seed, next_iteration: iteration + 1 }) } })
             }
-            writeFileAtomic(path.join(dir, "meta/info.json"), JSON.stringify(info, null, 2) + "\n")
             const rows: Array<MetricRow> = Object.entries(metrics).map(([name, value]) => ({ iteration, name, value, node: metricNode[name] }))
-            fs.appendFileSync(metricsFile, rows.map((r) => JSON.stringify(r) + "\n").join(""))
-            const all = readMetrics(metricsFile)
-            writeFileAtomic(store.path("metrics.parquet"), toParquet(MetricsTable.build(all.length, {
-              iteration: Int32Array.from(all, (r) => r.iteration),
-              name: all.map((r) => r.name),
-              value: Float64Array.from(all, (r) => r.value),
-              node: all.map((r) => r.node ?? null)
-            }, {})))
+            allMetrics.push(...rows)
+            files.push({ file: path.join(dir, "meta/info.json"), data: JSON.stringify(info, null, 2) + "\n" })
+            files.push({ file: store.path("metrics.parquet"), data: metricsParquet(allMetrics) })
             manifest = { ...manifest, iterations_complete: iteration + 1, updated_at: now() }
-            writeManifest(manifest)
+            return { tables, dirs, files, append: { file: metricsFile, text: rows.map((r) => JSON.stringify(r) + "\n").join("") }, commitPoint: { file: manifestFile, data: manifestText(manifest) } }
           },
           catch: asStoreError(dir)
         })
-        progress.iterationDone(iteration, metrics)
+        yield* awaitCommit
+        if (pipeline.state !== undefined) state = outputs[pipeline.state.next]
+        const done = commitInBackground(job).then(() => progress.iterationDone(iteration, metrics))
+        inFlight = { iteration, done, written }
       })
       yield* attempt.pipe(
         Effect.catchCause((cause) =>
           Effect.gen(function*() {
-            for (const f of written) fs.rmSync(f, { recursive: true, force: true })
-            cleanUncommitted(dir, iteration, metricsFile)
-            const error = Cause.squash(cause)
-            manifest = { ...manifest, status: "failed", updated_at: now(), error: error instanceof Error ? error.message : String(error) }
-            writeManifest(manifest)
+            // A commit still being written lands (or fails) first; then what this iteration left goes.
+            const landed = yield* Effect.exit(awaitCommit)
+            remove(written)
+            cleanUncommitted(dir, committed, metricsFile)
+            const error = Cause.squash(Exit.isFailure(landed) ? landed.cause : cause)
+            manifest = { ...manifest, iterations_complete: committed, status: "failed", updated_at: now(), error: error instanceof Error ? error.message : String(error) }
+            writeFileAtomic(manifestFile, manifestText(manifest))
             progress.finish()
-            return yield* Effect.failCause(cause)
+            return yield* Effect.failCause(Exit.isFailure(landed) ? landed.cause : cause)
           })
         )
       )
     }
+    yield* awaitCommit
     progress.finish()
     manifest = { ...manifest, status: "complete", updated_at: now() }
-    yield* Effect.try({ try: () => writeManifest(manifest), catch: asStoreError(manifestFile) })
+    yield* Effect.try({ try: () => writeFileAtomic(manifestFile, manifestText(manifest)), catch: asStoreError(manifestFile) })
     yield* Effect.try({ try: () => writeReport(dir), catch: asStoreError(path.join(dir, "report.html")) })
     return {
       dir,
       config,
       iterationsComplete: manifest.iterations_complete,
       outputs,
-      metrics: readMetrics(metricsFile)
+      metrics: allMetrics
     }
   }).pipe(Effect.scoped, Effect.withSpan("pipeline.run", { attributes: { pipeline: pipeline.name } })) as never

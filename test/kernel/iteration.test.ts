@@ -85,6 +85,22 @@ describe("iterated pipelines", () => {
     expect(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8")).toBe(fs.readFileSync(path.join(full, "metrics.jsonl"), "utf8"))
   })
 
+  it("fail naming the file when a commit cannot be written, and keep the iterations that landed", async () => {
+    const dir = path.join(tmp(), "unwritable")
+    faults.failAt = 2
+    await run({ out: dir, seed: 5 })
+    faults.failAt = -1
+    // The folder of the persisted tables becomes a file: iteration 2's commit (written by the commit worker) fails.
+    fs.rmSync(path.join(dir, "steps"), { recursive: true })
+    fs.writeFileSync(path.join(dir, "steps"), "not a folder")
+    const exit = await run({ resume: dir })
+    expect(Exit.isFailure(exit)).toBe(true)
+    expect(manifest(dir)).toMatchObject({ status: "failed", iterations_complete: 2 })
+    expect(manifest(dir).error).toMatch(/steps/)
+    expect(fs.readdirSync(path.join(dir, "checkpoints"))).toEqual(["iter-000000", "iter-000001"])
+    expect(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n")).toHaveLength(2)
+  })
+
   it("stop on a NaN metric, naming the node and iteration, and commit nothing of that iteration", async () => {
     const dir = path.join(tmp(), "nan")
     faults.nanAt = 1
