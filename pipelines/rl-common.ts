@@ -29,8 +29,13 @@ import { RewardModelSettings } from "./reward-model.ts"
 
 const defaults = <S extends Record<string, SettingT<any>>>(s: S) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.default])) as ConfigOf<S>
 
-/** Settings every RL pipeline has, under the same names; `defaults` overrides per algorithm. */
-export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "eta" | "noiseLevel"; steps: number; clipRange: number; beta: number; lr: number; groupSize: number; reward?: string; iterations?: number }) => ({
+/**
+ * Settings every RL pipeline has, under the same names; `d` overrides per algorithm. By default an
+ * iteration samples 32 prompts × the group size and takes two optimizer steps on it (flow_grpo's
+ * configs set grad_accum = num_batches_per_epoch / 2 "so that gradients are updated twice per
+ * epoch"); batches this size also keep the network's matrix products efficient (bench/README.md).
+ */
+export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "eta" | "noiseLevel"; steps: number; clipRange: number; beta: number; lr: number; groupSize: number; promptsPerIteration?: number; batchSize?: number; reward?: string; iterations?: number }) => ({
   dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
   iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
@@ -39,12 +44,12 @@ export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "
   steps: Setting.int(d.steps, "sampling steps of the training rollouts", { min: 1 }),
   shift: Setting.number(1, "static shift S of the flow time grid (1 = uniform)", { min: 0.01 }),
   prompts: Setting.string("default", "prompt set: default (MNIST digits / unconditional), a .txt file or a .parquet file"),
-  promptsPerIteration: Setting.int(10, "prompts drawn per iteration", { min: 1 }),
+  promptsPerIteration: Setting.int(d.promptsPerIteration ?? 32, "prompts drawn per iteration", { min: 1 }),
   groupSize: Setting.int(d.groupSize, "trajectories per prompt (group)", { min: 1 }),
   reward: Setting.string(d.reward ?? "default", "reward spec name[:weight],… (default: classifier for MNIST, outer-ring for toys)"),
   lr: Setting.number(d.lr, "AdamW learning rate", { min: 0 }),
   innerEpochs: Setting.int(1, "passes over each iteration's transitions", { min: 1 }),
-  batchSize: Setting.int(16, "trajectories per optimizer step", { min: 1 }),
+  batchSize: Setting.int(d.batchSize ?? 128, "trajectories (SDPO: pairs) per optimizer step", { min: 1 }),
   clipRange: Setting.number(d.clipRange, "PPO clip range ε of the ratio", { min: 0 }),
   beta: Setting.number(d.beta, "KL coefficient to the base model (0: off)", { min: 0 }),
   cfg: Setting.number(1, "classifier-free guidance scale in rollout and training (1 = none)", { min: 0 }),
