@@ -43,7 +43,18 @@ const RULES: Record<string, Rule> = {
   Cos: ({ inputs: [a] }, g) => [op.neg(op.mul(g, op.sin(a)))],
   Sigmoid: ({ output }, g) => [op.mul(g, op.mul(output, op.sub(1, output)))],
   Tanh: ({ output }, g) => [op.mul(g, op.sub(1, op.mul(output, output)))],
-  MatMul: ({ inputs: [a, b] }, g) => [unbroadcast(op.matmul(g, swapLast(b)), a), unbroadcast(op.matmul(swapLast(a), g), b)],
+  MatMul: ({ inputs: [a, b] }, g) =>
+    a.rank === 2 && b.rank === 2
+      ? [op.gemm(g, b, false, true), op.gemm(a, g, true, false)]
+      : [unbroadcast(op.matmul(g, swapLast(b)), a), unbroadcast(op.matmul(swapLast(a), g), b)],
+  Gemm: ({ inputs: [a, b], attrs }, g) => {
+    const ta = attrs.transA === 1
+    const tb = attrs.transB === 1
+    // Y = op(A)·op(B): dop(A) = g·op(B)ᵀ, dop(B) = op(A)ᵀ·g, transposed back where A or B was.
+    const da = ta ? op.gemm(b, g, tb, true) : op.gemm(g, b, false, !tb)
+    const db = tb ? op.gemm(g, a, true, ta) : op.gemm(a, g, !ta, false)
+    return [da, db]
+  },
   Softmax: ({ output, attrs }, g) => [op.mul(output, op.sub(g, op.reduceSum(op.mul(g, output), [attrs.axis as number], true)))],
   LogSoftmax: ({ output, attrs }, g) => [op.sub(g, op.mul(op.exp(output), op.reduceSum(g, [attrs.axis as number], true)))],
   ReduceSum: ({ inputs: [a, axesT], attrs }, g) => {

@@ -87,6 +87,18 @@ export const matmul = (a: Tensor, b: Tensor): Tensor => {
   return a.graph.node("MatMul", [a, b], a.dtype, [...batch, a.shape[a.rank - 2], b.shape[b.rank - 1]])
 }
 
+/**
+ * op(a) · op(b) for matrices, op = transpose where asked (ONNX Gemm): the backward pass's products
+ * with a transposed factor, without materialising the transpose.
+ */
+export const gemm = (a: Tensor, b: Tensor, transA = false, transB = false): Tensor => {
+  if (a.rank !== 2 || b.rank !== 2) fail(a, `Gemm needs matrices, got [${a.shape}] and [${b.shape}]`)
+  const [m, k1] = transA ? [a.shape[1], a.shape[0]] : a.shape
+  const [k2, n] = transB ? [b.shape[1], b.shape[0]] : b.shape
+  if (k1 !== k2) fail(a, `Gemm inner dimensions differ: [${a.shape}]${transA ? "ᵀ" : ""} × [${b.shape}]${transB ? "ᵀ" : ""}`)
+  return a.graph.node("Gemm", [a, b], a.dtype, [m, n], { transA: transA ? 1 : 0, transB: transB ? 1 : 0 })
+}
+
 const normAxis = (t: Tensor, axis: number) => (axis < 0 ? t.rank + axis : axis)
 
 export const softmax = (x: Tensor, axis = -1) => x.graph.node("Softmax", [x], x.dtype, x.shape, { axis: normAxis(x, axis) })

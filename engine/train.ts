@@ -55,8 +55,8 @@ export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lo
     if (gr === undefined) throw new TrainError(`${name}: parameter ${specs[i].name} does not influence the loss`)
     return gr
   })
-  const sq = gs.map((gr) => op.reduceSum(op.square(gr), gr.shape.map((_, i) => i)))
-  const norm = op.sqrt(sq.reduce((a, b) => op.add(a, b)))
+  const squares = gs.map((gr) => op.square(gr))
+  const norm = op.sqrt(squares.map((sq) => op.reduceSum(sq, sq.shape.map((_, i) => i))).reduce((a, b) => op.add(a, b)))
   g.output("loss", loss)
   g.output("grad_norm", norm)
   for (const [k, v] of Object.entries(metrics ?? {})) g.output(`metric.${k}`, v)
@@ -70,12 +70,15 @@ export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lo
   const decay = g.input("adam.decay", "float32", [])
   const maxNorm = g.input("adam.max_norm", "float32", [])
   const coef = op.min(op.div(maxNorm, op.add(norm, 1e-6)), 1)
+  // The clip coefficient is folded into scalar factors, and g² is shared with the norm: every
+  // elementwise pass over the weights costs as much as a small batch's matrix products.
+  const mScale = op.mul(coef, 1 - adam.beta1)
+  const vScale = op.mul(op.square(coef), 1 - adam.beta2)
   specs.forEach((s, i) => {
     const m = g.input(`m.${s.name}`, "float32", s.shape)
     const v = g.input(`v.${s.name}`, "float32", s.shape)
-    const gc = op.mul(gs[i], coef)
-    const m2 = op.add(op.mul(m, adam.beta1), op.mul(gc, 1 - adam.beta1))
-    const v2 = op.add(op.mul(v, adam.beta2), op.mul(op.square(gc), 1 - adam.beta2))
+    const m2 = op.add(op.mul(m, adam.beta1), op.mul(gs[i], mScale))
+    const v2 = op.add(op.mul(v, adam.beta2), op.mul(squares[i], vScale))
     const decayed = adam.weightDecay === 0 ? p[s.name] : op.sub(p[s.name], op.mul(p[s.name], decay))
     const p2 = op.sub(decayed, op.mul(op.div(m2, op.add(op.sqrt(v2), epsHat)), stepSize))
     g.output(`next.p.${s.name}`, p2)
