@@ -88,13 +88,13 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   let x = new Float32Array(n)
   const prior = policy.process.priorStd(spec.grid[0])
   for (let j = 0; j < chains; j++) {
-    const init = spec.initStream(j)
-    for (let i = 0; i < d; i++) x[j * d + i] = prior * init.normal()
+    spec.initStream(j).fillNormal(z)
+    for (let i = 0; i < d; i++) x[j * d + i] = prior * z[i]
   }
   latents?.set(x, 0)
 
   for (let k = 0; k < N; k++) {
-    const { a, b, s, x0, logProb: convention } = steps[k]
+    const { a, b, s, logProb: convention } = steps[k]
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
     const next = new Float32Array(n)
     for (let j = 0; j < chains; j++) {
@@ -107,7 +107,12 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
       }
       logProb[k * chains + j] = transitionLogProb(next, x, f, o, d, a, b, s, convention, spec.reduce)
     }
-    if (x0Pred !== undefined) for (let i = 0; i < n; i++) x0Pred[k * n + i] = x0.x * x[i] + x0.f * f[i]
+    if (x0Pred !== undefined) {
+      const cx = steps[k].x0.x
+      const cf = steps[k].x0.f
+      const out = x0Pred.subarray(k * n, (k + 1) * n)
+      for (let i = 0; i < n; i++) out[i] = cx * x[i] + cf * f[i]
+    }
     latents?.set(next, (k + 1) * n)
     x = next
   }

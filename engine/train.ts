@@ -105,11 +105,17 @@ export interface StepResult {
 
 const zerosLike = (values: ParamValues): ParamValues => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
 
+type Moments = { readonly p: ParamValues; readonly m: ParamValues; readonly v: ParamValues }
+
 export class Trainer {
   private params: ParamValues
   private m: ParamValues
   private v: ParamValues
   private steps: number
+  /** The buffers the next in-graph step writes into; the state it reads is the other set. */
+  private spare: Moments | undefined
+  /** Whether the current state's buffers are the trainer's own (the initial state is never written). */
+  private owned = false
 
   private constructor(
     readonly session: EngineSession,
@@ -151,6 +157,7 @@ export class Trainer {
     return new Trainer(session, opts.specs, adam, update, state)
   }
 
+  /** The current state. With the in-graph update its buffers are reused two steps later: copy to keep. */
   get state(): TrainState {
     return { params: this.params, m: this.m, v: this.v, step: this.steps }
   }
@@ -173,17 +180,26 @@ export class Trainer {
       feeds["adam.decay"] = { data: Float32Array.of(lr * weightDecay), dims: [] }
       feeds["adam.max_norm"] = { data: Float32Array.of(Number.isFinite(maxGradNorm) ? maxGradNorm : 3.4e38), dims: [] }
     }
-    const out = await this.session.run(feeds)
+    let target: Moments | undefined
+    const into: Record<string, HostTensor> = {}
+    if (this.update === "graph") {
+      target = this.spare ?? { p: zerosLike(this.params), m: zerosLike(this.params), v: zerosLike(this.params) }
+      for (const s of this.specs) {
+        for (const k of ["p", "m", "v"] as const) into[`next.${k}.${s.name}`] = { data: target[k][s.name], dims: s.shape }
+      }
+    }
+    const out = await this.session.run(feeds, into)
     const loss = out.loss.data[0] as number
     const gradNorm = out.grad_norm.data[0] as number
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       throw new TrainError(`${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated`)
     }
-    if (this.update === "graph") {
-      const next = (prefix: string) => Object.fromEntries(this.specs.map((s) => [s.name, out[`next.${prefix}.${s.name}`].data as Float32Array]))
-      this.params = next("p")
-      this.m = next("m")
-      this.v = next("v")
+    if (target !== undefined) {
+      this.spare = this.owned ? { p: this.params, m: this.m, v: this.v } : undefined
+      this.params = target.p
+      this.m = target.m
+      this.v = target.v
+      this.owned = true
     } else {
       this.adamInJs(out, gradNorm, stepSize, eps * bc2, lr * weightDecay)
     }

@@ -21,26 +21,36 @@ export interface DenseRewards {
   readonly rewardCalls: number
 }
 
-const cosine = (a: Float32Array, b: Float32Array) => {
+const dot = (a: Float32Array, b: Float32Array) => {
   let ab = 0
-  let aa = 0
-  let bb = 0
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i]
-    aa += a[i] * a[i]
-    bb += b[i] * b[i]
-  }
-  return ab / Math.sqrt(aa * bb)
+  for (let i = 0; i < a.length; i++) ab += a[i] * b[i]
+  return ab
+}
+
+/** Cosine similarities of a trajectory's predictions to its first and last one; each dot product once. */
+export interface Similarities {
+  readonly first: Float64Array
+  readonly last: Float64Array
+  /** cos(x̂0_k, x̂0_anchor) for every k. */
+  readonly to: (anchor: number) => Float64Array
+}
+
+export const similarities = (x0: ReadonlyArray<Float32Array>): Similarities => {
+  const N = x0.length
+  const sq = x0.map((v) => dot(v, v))
+  const to = (l: number) => Float64Array.from(x0, (v, k) => dot(v, x0[l]) / Math.sqrt(sq[k] * sq[l]))
+  return { first: to(0), last: to(N - 1), to }
 }
 
 /** Interpolated rewards of one trajectory from its N predictions x̂0_k and the three queried rewards. */
-export const interpolateRewards = (x0: ReadonlyArray<Float32Array>, anchor: number, rf: number, ra: number, rl: number): Float64Array => {
+export const interpolateRewards = (x0: ReadonlyArray<Float32Array>, anchor: number, rf: number, ra: number, rl: number, sim = similarities(x0)): Float64Array => {
   const N = x0.length
   const r = new Float64Array(N)
+  const toAnchor = sim.to(anchor)
   for (let k = 0; k < N; k++) {
-    const cf = cosine(x0[k], x0[0])
-    const cl = cosine(x0[k], x0[N - 1])
-    const ca = cosine(x0[k], x0[anchor])
+    const cf = sim.first[k]
+    const cl = sim.last[k]
+    const ca = toAnchor[k]
     const den = cf + ca + cl
     // The reference leaves the denominator unguarded; near 0 take the most similar queried reward.
     r[k] = Math.abs(den) < 1e-8 ? [rf, ra, rl][[cf, ca, cl].indexOf(Math.max(cf, ca, cl))] : (rf * cf + ra * ca + rl * cl) / den
@@ -52,11 +62,11 @@ export const interpolateRewards = (x0: ReadonlyArray<Float32Array>, anchor: numb
 }
 
 /** argmin_k (cos(x̂0_k, x̂0_0) + cos(x̂0_k, x̂0_{N−1})) over all steps. */
-export const anchorOf = (x0: ReadonlyArray<Float32Array>): number => {
+export const anchorOf = (x0: ReadonlyArray<Float32Array>, sim = similarities(x0)): number => {
   let best = 0
   let bestValue = Infinity
   for (let k = 0; k < x0.length; k++) {
-    const v = cosine(x0[k], x0[0]) + cosine(x0[k], x0[x0.length - 1])
+    const v = sim.first[k] + sim.last[k]
     if (v < bestValue) [best, bestValue] = [k, v]
   }
   return best
@@ -79,7 +89,9 @@ export const denseRewards = Node.make({
         const { chains: n, d } = r
         const N = r.steps.length
         const pred = (j: number, k: number) => r.x0Pred!.subarray(k * n * d + j * d, k * n * d + (j + 1) * d)
-        const anchor = Int32Array.from({ length: n }, (_, j) => anchorOf(Array.from({ length: N }, (_, k) => pred(j, k))))
+        const x0 = Array.from({ length: n }, (_, j) => Array.from({ length: N }, (_, k) => pred(j, k)))
+        const sims = x0.map((p) => similarities(p))
+        const anchor = Int32Array.from({ length: n }, (_, j) => anchorOf(x0[j], sims[j]))
         // One batched reward call per queried position: 3 calls per trajectory.
         const models = await rewardModels(config.reward, config.dataset, d, classifier, config.threads)
         const query = async (step: (j: number) => number) => {
@@ -91,7 +103,7 @@ export const denseRewards = Node.make({
         const perStep = new Float64Array(n * N)
         const returns = new Float64Array(n * N)
         for (let j = 0; j < n; j++) {
-          const dense = interpolateRewards(Array.from({ length: N }, (_, k) => pred(j, k)), anchor[j], rf[j], ra[j], rl[j])
+          const dense = interpolateRewards(x0[j], anchor[j], rf[j], ra[j], rl[j], sims[j])
           perStep.set(dense, j * N)
           returns.set(discountedReturns(dense, config.gamma), j * N)
         }

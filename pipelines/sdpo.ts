@@ -15,10 +15,11 @@ import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
 import { rlNodes, rlSettings, rlState, type RlConfig } from "./rl-common.ts"
 
 export const SdpoSettings = {
-  // 128 pairs per iteration as in the sdpo configs (8 × 4 sample batches on 4 GPUs); the configs
-  // step the optimizer every 64 pairs, here every 128: each step sees one shuffled position of every
-  // pair, and 256-row steps cost little more than 128-row ones (the AdamW pass is a fixed cost).
-  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 2, promptsPerIteration: 128, batchSize: 128 }),
+  // 256 pairs per iteration, one optimizer step per shuffled position. The sdpo configs sample 128
+  // pairs per epoch and step every 64 (8 × 4 sample and 2 × 8 train batches on 4 GPUs); on MNIST a
+  // 256-pair step learns faster per second (ODE-reward gain after 20 iterations: 1.72 ± 0.17 vs
+  // 1.03 ± 0.12 with 128 pairs stepped every 128), and the AdamW pass is a per-step fixed cost.
+  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 2, promptsPerIteration: 256, batchSize: 256 }),
   gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
   lambda: Setting.number(0.99, "temporal weight λ^k of the loss at step k", { min: 0 })
 }
