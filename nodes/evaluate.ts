@@ -65,7 +65,8 @@ export const evaluation = Node.make({
         const condition = Int32Array.from({ length: count }, (_, i) => set.conditions[i % set.prompts.length])
         const prompt = Array.from({ length: count }, (_, i) => (conditional ? set.prompts[i % set.prompts.length] : null))
         const models = await rewardModels(config.reward, config.dataset, base.net.dim, classifier, config.threads)
-        const tuned = await networkPolicy({ ...base, params: update.state.params, cfg: config.cfg, threads: config.threads })
+        // The EMA of the weights is the policy evaluated when one is kept (flow_grpo evaluates its EMA).
+        const tuned = await networkPolicy({ ...base, params: update.state.ema ?? update.state.params, cfg: config.cfg, threads: config.threads })
         const basePolicy = await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
         // Fixed evaluation seeds, independent of the run's seed: every run is measured on the same noise.
         const initStream = (j: number) => openStream(["eval", "init", j])

@@ -1,6 +1,6 @@
 /**
- * The iteration state of an RL run: policy weights, AdamW moments and step count, and the
- * per-prompt reward statistics of the advantage normalizer. Checkpointed as safetensors + JSON, so
+ * The iteration state of an RL run: policy weights, AdamW moments and step count, the per-prompt
+ * reward statistics of the advantage normalizer, and the EMA of the weights when one is kept. Checkpointed as safetensors + JSON, so
  * a resumed run continues with exactly these values.
  */
 import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
@@ -12,6 +12,8 @@ export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
 
 export interface RlState extends TrainState {
   readonly tracker: TrackerState
+  /** Exponential moving average of the weights (the policy evaluated), when `ema` > 0. */
+  readonly ema?: ParamValues
 }
 
 const pack = (values: ParamValues) => writeSafetensors(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])))
@@ -25,6 +27,7 @@ export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | st
       "weights.safetensors": pack(s.params),
       "adam_m.safetensors": pack(s.m),
       "adam_v.safetensors": pack(s.v),
+      ...(s.ema === undefined ? {} : { "ema.safetensors": pack(s.ema) }),
       "state.json": JSON.stringify({ step: s.step, tracker: s.tracker })
     }
 
@@ -36,6 +39,7 @@ export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlSt
     m: unpack(files["adam_m.safetensors"], "adam_m.safetensors"),
     v: unpack(files["adam_v.safetensors"], "adam_v.safetensors"),
     step: meta.step,
-    tracker: meta.tracker
+    tracker: meta.tracker,
+    ...(files["ema.safetensors"] === undefined ? {} : { ema: unpack(files["ema.safetensors"], "ema.safetensors") })
   }
 }

@@ -36,6 +36,9 @@ export interface UpdateRequest {
   readonly threads: number
   /** Precise's ratio normalisation (§7.5). */
   readonly rationorm: boolean
+  /** EMA decay of the weights (0: no EMA) and optimizer steps between its updates. */
+  readonly ema: number
+  readonly emaInterval: number
 }
 
 export interface UpdateResult {
@@ -49,6 +52,23 @@ type Row = readonly [number, number]
 /** Advantages are clipped to ±5 before the loss (every reference does, §12.5). */
 const ADV_CLIP = 5
 const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
+
+/**
+ * One EMA update after optimizer step n (1-based), flow_grpo's EMAModuleWrapper (flow_grpo/ema.py):
+ * every `interval` steps ((n + 1) % interval = 0), ema ← ema + (1 − d)(θ − ema) with the warm-up
+ * decay d = min((1 + n)/(10 + n), decay). Updates `ema` in place; returns whether it changed.
+ */
+export const emaStep = (ema: Record<string, Float32Array>, params: Record<string, Float32Array>, n: number, decay: number, interval: number): boolean => {
+  if ((n + 1) % interval !== 0) return false
+  const rate = 1 - Math.min((1 + n) / (10 + n), decay)
+  for (const [k, e] of Object.entries(ema)) {
+    const p = params[k]
+    for (let i = 0; i < e.length; i++) e[i] += rate * (p[i] - e[i])
+  }
+  return true
+}
+
+const copyOf = (p: Record<string, Float32Array>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
 
 const zeros = (p: Record<string, Float32Array>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
@@ -125,6 +145,8 @@ const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | n
   const lpOld = new Float32Array(tr.rollout.chains * T)
   const d = tr.rollout.d
   const muOld = plan.lossKey.rationorm === true ? new Float32Array(tr.rollout.chains * T * d) : undefined
+  // The EMA starts at the weights training starts from (flow_grpo clones them), and is the trainer's own copy.
+  const ema = config.ema > 0 ? copyOf(state?.ema ?? init.params) : undefined
   const stats = { ratioSum: 0, ratioMin: Infinity, ratioMax: -Infinity, approxKl: 0, clipped: 0, rows: 0, gradNorm: 0, loss: 0, kl: 0, steps: 0, firstDeviation: Number.NaN }
   for (let epoch = 0; epoch < config.innerEpochs; epoch++) {
     const batches = plan.partition(epoch, rng.child("epoch", epoch))
@@ -158,9 +180,10 @@ const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | n
       stats.loss += r.loss
       stats.kl += r.metrics.kl ?? 0
       stats.steps++
+      if (ema !== undefined) emaStep(ema, trainer.state.params, trainer.state.step, config.ema, config.emaInterval)
     }
   }
-  const newState: RlState = { ...trainer.state, tracker }
+  const newState: RlState = { ...trainer.state, tracker, ...(ema === undefined ? {} : { ema }) }
   await trainer.release()
   return {
     state: newState,

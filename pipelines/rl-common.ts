@@ -53,6 +53,8 @@ export const rlSettings = (d: { sampler: SamplerName; noise: number; noiseKey: "
   clipRange: Setting.number(d.clipRange, "PPO clip range ε of the ratio", { min: 0 }),
   beta: Setting.number(d.beta, "KL coefficient to the base model (0: off)", { min: 0 }),
   cfg: Setting.number(1, "classifier-free guidance scale in rollout and training (1 = none)", { min: 0 }),
+  ema: Setting.number(0, "EMA decay of the evaluated weights, warm-up min((1+n)/(10+n), ema) (0: off; flow_grpo 0.9)", { min: 0, max: 1 }),
+  emaInterval: Setting.int(8, "optimizer steps between EMA updates (flow_grpo 8)", { min: 1 }),
   evalEvery: Setting.int(5, "evaluate every N iterations (and at the last)", { min: 1 }),
   evalSteps: Setting.intList([1, 2, 4, 8, 16], "step counts of the ODE/SDE evaluation (the training step count is added)", { min: 1 }),
   evalSamplesPerPrompt: Setting.int(16, "evaluation samples per held-out prompt", { min: 1 }),
@@ -77,6 +79,8 @@ export type RlConfig = {
   readonly clipRange: number
   readonly beta: number
   readonly cfg: number
+  readonly ema: number
+  readonly emaInterval: number
   readonly evalEvery: number
   readonly evalSteps: ReadonlyArray<number>
   readonly evalSamplesPerPrompt: number
@@ -131,7 +135,7 @@ export const rlNodes = <E, R>(variant: Variant, advantages: Node<{ rewards: Rewa
     rewards: terminalRewards.from({ trajectories: "rollout", classifier: "classifier", config: "scoreConfig" }).restoredBy(restoreRewards),
     advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state" }).restoredBy(restoreAdvantages),
     trajectoryTable: rlTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
-    updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads, rationorm: variant.rationorm ?? false })).from({ config: "config", iteration: "iteration" }),
+    updateConfig: adapter("updateRequest", (c) => ({ lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, cfg: c.cfg, batchSize: c.batchSize, threads: c.threads, rationorm: variant.rationorm ?? false, ema: c.ema, emaInterval: c.emaInterval })).from({ config: "config", iteration: "iteration" }),
     update: policyUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "updateConfig" }).restoredBy(restoreUpdate),
     nextState: Node.make({ name: "nextState", doc: "the state the next iteration starts from", inputs: { update: Port.of<UpdateResult>() }, run: ({ update }) => Effect.succeed(update.state as RlState | null) }).from({ update: "update" }),
     evalConfig: adapter("evalRequest", (c, i): EvalRequest => ({

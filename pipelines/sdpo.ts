@@ -37,7 +37,7 @@ const pairedRequest = Node.make({
   name: "pairedRequest",
   doc: "the update settings of an SDPO run",
   inputs: { config: Port.of<SdpoConfig>() },
-  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, rationorm: false, lambda: config.lambda })
+  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, rationorm: false, ema: config.ema, emaInterval: config.emaInterval, lambda: config.lambda })
 })
 
 // SDPO replaces the common DAG's reward, advantage, table and update entries (the group normalizer passed

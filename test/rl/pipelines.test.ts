@@ -108,3 +108,32 @@ describe("precise on the double ring", () => {
     expect(metric(dir, "grad_norm")[0].value).toBeGreaterThan(0)
   }, 600_000)
 })
+
+describe("the EMA of the policy weights", () => {
+  it("follows flow_grpo's recursion: updates every `interval` steps with the warm-up decay min((1+n)/(10+n), decay)", async () => {
+    const { emaStep } = await import("../../nodes/update.ts")
+    const ema = { w: Float32Array.of(0, 1) }
+    let expected = [0, 1]
+    for (let n = 1; n <= 24; n++) {
+      const theta = { w: Float32Array.of(n, -n) }
+      const changed = emaStep(ema, theta, n, 0.9, 8)
+      expect(changed).toBe((n + 1) % 8 === 0)
+      if (changed) {
+        const d = Math.min((1 + n) / (10 + n), 0.9)
+        expected = expected.map((e, i) => Math.fround(e + (1 - d) * (theta.w[i] - e)))
+      }
+      expect(Array.from(ema.w)).toEqual(expected)
+    }
+  })
+
+  it("is the policy evaluated, and is checkpointed: an EMA never updated evaluates exactly as the base model", async () => {
+    const dir = tmp()
+    await Effect.runPromise(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1000" } }))
+    expect(metric(dir, "eval.improvement.s6")[0].value).toBe(0)
+    const ckpt = path.join(dir, "checkpoints/iter-000000")
+    expect(fs.readFileSync(path.join(ckpt, "ema.safetensors")).length).toBeGreaterThan(0)
+    const updated = tmp()
+    await Effect.runPromise(runPipeline(flowGrpo, { out: updated, progress: "none", set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1" } }))
+    expect(metric(updated, "eval.improvement.s6")[0].value).not.toBe(0)
+  }, 600_000)
+})

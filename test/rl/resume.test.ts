@@ -26,12 +26,12 @@ beforeAll(async () => {
   await Effect.runPromise(runPipeline(flowGrpo, { out: reference, progress: "none", seed: 5, set }))
 }, 600_000)
 
-/** Starts the run in a child process and SIGKILLs it `delay` ms after its first checkpoint appears. */
-const killedRun = (dir: string, delay: number) =>
+/** Starts the run in a child process and SIGKILLs it `delay` ms after checkpoint `k` appears. */
+const killedRun = (dir: string, k: number, delay: number) =>
   new Promise<void>((resolve) => {
     const child = spawn(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", ...args, "--seed", "5", "--out", dir, "--progress", "none"], { env, stdio: "ignore" })
     const poll = setInterval(() => {
-      if (fs.existsSync(path.join(dir, "checkpoints/iter-000000"))) {
+      if (fs.existsSync(path.join(dir, `checkpoints/iter-00000${k}`))) {
         clearInterval(poll)
         setTimeout(() => child.kill("SIGKILL"), delay)
       }
@@ -43,9 +43,10 @@ const killedRun = (dir: string, delay: number) =>
   })
 
 describe("a run killed with SIGKILL and resumed", () => {
-  it.each([0, 150, 400])("ends with the uninterrupted run's weights and metrics (killed %i ms after its first checkpoint)", async (delay) => {
+  // Kill points are timed, not aimed at a file write; the run has 6 iterations, so each lands mid-run.
+  it.each([[0, 0], [2, 0], [3, 30]])("ends with the uninterrupted run's weights and metrics (killed when checkpoint %i appears, + %i ms)", async (k, delay) => {
     const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-kill-")), "run")
-    await killedRun(dir, delay)
+    await killedRun(dir, k, delay)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
     expect(manifest.status).toBe("running") // it never got to say otherwise
     const resumed = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", "--resume", dir, "--progress", "none"], { env, encoding: "utf8" })
