@@ -1,6 +1,6 @@
 /**
  * `etaflow run quickstart`: SDPO on MNIST with the classifier reward — the sdpo pipeline with its
- * defaults (128 pairs per iteration from the same initial noise, dense rewards, per-step-prompt
+ * defaults (512 pairs per iteration from the same initial noise, dense rewards, per-step-prompt
  * tracker, step-shuffled reward-difference updates), from the cached pretrained VP base model and
  * reward classifier (trained first when the cache is empty). It ends with the ODE reward's
  * improvement over the base model and the SDE − ODE gap, with standard errors.
