@@ -1,7 +1,7 @@
 /**
  * onnxruntime-node sessions with fixed settings: an explicit intra-op thread count (recorded by the
  * caller), one inter-op thread, sequential execution and a fixed optimization level, so the same
- * inputs give the same output bits. Idle intra-op threads do not spin. float64 graphs use the "basic" level: at higher levels a fusion
+ * inputs give the same output bits. float64 graphs use the "basic" level: at higher levels a fusion
  * (QuickGeluFusion) produces an op with only a float32 kernel and session creation fails.
  */
 import * as ort from "onnxruntime-node"
@@ -39,10 +39,7 @@ export class EngineSession {
         interOpNumThreads: 1,
         executionMode: "sequential",
         graphOptimizationLevel: options.optimization ?? "all",
-        logSeverityLevel: 3,
-        // Idle intra-op threads sleep instead of spinning: the JS between runs (samplers, feeds) and
-        // the commit worker get the cores. An RL iteration measured ~10 % faster this way.
-        extra: { session: { intra_op: { allow_spinning: "0" } } }
+        logSeverityLevel: 3
       })
       return new EngineSession(name, session, options.threads)
     } catch (e) {
