@@ -89,6 +89,22 @@ describe("train steps", () => {
     expect(await run()).toEqual(await run())
   })
 
+  it("never write into the weights they start from, and keep a state until the next-but-one step", async () => {
+    // Steps write into two buffer sets of their own: the initial weights (a base model's, shared with
+    // the KL reference and the evaluation) must come out untouched.
+    const init = initParams(specs, openStream(["init"]))
+    const pristine = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, Array.from(v)]))
+    const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 1, init })
+    await tr.step(batch("own0"))
+    const afterOne = tr.state.params.w
+    const kept = Array.from(afterOne)
+    await tr.step(batch("own1"))
+    expect(Array.from(afterOne)).toEqual(kept)
+    for (let i = 2; i < 6; i++) await tr.step(batch(`own${i}`))
+    for (const [k, v] of Object.entries(init)) expect(Array.from(v)).toEqual(pristine[k])
+    expect(tr.state.params.w).not.toBe(init.w)
+  })
+
   it("refuse a non-finite loss and keep the previous weights", async () => {
     const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 1, init: initParams(specs, openStream(["init"])) })
     const before = tr.state.params.w.slice()
