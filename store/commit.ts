@@ -27,8 +27,11 @@ export interface CommitJob {
   readonly commitPoint: { readonly file: string; readonly data: string }
 }
 
-/** The IPC bytes of a table, ready for a commit job. */
-export const tableBytes = (table: arrow.Table): Uint8Array => arrow.tableToIPC(table, "stream")
+/** The IPC bytes of a table, ready for a commit job (a buffer of their own, moved to the worker). */
+export const tableBytes = (table: arrow.Table): Uint8Array => {
+  const ipc = arrow.tableToIPC(table, "stream")
+  return ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice()
+}
 
 /** Carries out a commit job, in order. Used by the worker; synchronous. */
 export const performCommit = (job: CommitJob): void => {
@@ -37,17 +40,6 @@ export const performCommit = (job: CommitJob): void => {
   for (const f of job.files) writeFileAtomic(f.file, f.data)
   if (job.append !== undefined) fs.appendFileSync(job.append.file, job.append.text)
   writeFileAtomic(job.commitPoint.file, job.commitPoint.data)
-}
-
-const buffersOf = (job: CommitJob): Array<ArrayBuffer> => {
-  const views = [
-    ...job.tables.map((t) => t.ipc),
-    ...job.dirs.flatMap((d) => Object.values(d.files)),
-    ...job.files.map((f) => f.data)
-  ].filter((v): v is Uint8Array => v instanceof Uint8Array)
-  // Only buffers the job owns whole are moved; views into shared memory are copied.
-  const owned = views.filter((v) => v.byteOffset === 0 && v.byteLength === v.buffer.byteLength && v.buffer instanceof ArrayBuffer)
-  return [...new Set(owned.map((v) => v.buffer as ArrayBuffer))]
 }
 
 let worker: Worker | undefined
@@ -78,8 +70,9 @@ const commitWorker = (): Worker => {
 }
 
 /**
- * Submits a commit job; resolves when every file of it is durable. The job's buffers are moved to
- * the worker (do not reuse them).
+ * Submits a commit job; resolves when every file of it is durable. The tables' IPC bytes (made for
+ * the job by `tableBytes`) are moved to the worker, not copied; everything else is copied, since it
+ * may be memory a node or the next iteration still uses.
  */
 export const commitInBackground = (job: CommitJob): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -87,5 +80,5 @@ export const commitInBackground = (job: CommitJob): Promise<void> =>
     const id = nextId++
     pending.set(id, { resolve, reject })
     w.ref()
-    w.postMessage({ id, job }, buffersOf(job))
+    w.postMessage({ id, job }, [...new Set(job.tables.map((t) => t.ipc.buffer as ArrayBuffer))])
   })
