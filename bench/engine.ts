@@ -15,7 +15,7 @@ import { openStream } from "../random/streams.ts"
 import type { BenchLine } from "./line.ts"
 
 const THREADS = 2
-const median = (xs: Array<number>) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+export const median = (xs: ReadonlyArray<number>) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const timeIt = async (f: () => Promise<unknown>, repeats: number, warmup = 1) => {
   for (let i = 0; i < warmup; i++) await f()

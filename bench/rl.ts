@@ -17,7 +17,7 @@ import { quickstart } from "../pipelines/quickstart.ts"
 import { PretrainSettings } from "../pipelines/pretrain.ts"
 import { RewardModelSettings } from "../pipelines/reward-model.ts"
 import type { AnyPipeline } from "../pipelines/kernel/pipeline.ts"
-import { peakSgemm } from "./engine.ts"
+import { median, peakSgemm } from "./engine.ts"
 import type { BenchLine } from "./line.ts"
 
 const run = async (pipeline: AnyPipeline, iterations: number) => {
@@ -52,8 +52,6 @@ const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
   const forwards = rows + rows + (c.beta > 0 ? rows : 0) // rollout, rescore, reference
   return { gflop: ((forwards + 3 * rows) * flopsPerRow() + rewardCalls * trajectories * classifierFlops()) / 1e9, detail: `${trajectories} trajectories × ${c.steps} steps` }
 }
-
-const median = (v: ReadonlyArray<number>) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]
 
 /**
  * This machine's speed drifts by up to ±25 % within minutes, so each timing (the slope between a

@@ -103,6 +103,12 @@ export interface StepResult {
   readonly extra: Readonly<Record<string, HostTensor>>
 }
 
+/**
+ * The decay of a weight EMA after optimizer step n, warmed up as min((1 + n)/(10 + n), decay): the
+ * schedule of common diffusion training code and of flow_grpo's EMAModuleWrapper.
+ */
+export const emaDecay = (n: number, decay: number): number => Math.min((1 + n) / (10 + n), decay)
+
 const zerosLike = (values: ParamValues): ParamValues => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
 
 type Moments = { readonly p: ParamValues; readonly m: ParamValues; readonly v: ParamValues }

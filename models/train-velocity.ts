@@ -7,7 +7,7 @@
  * weights are an exponential moving average of the iterates when `ema` > 0.
  */
 import * as op from "../engine/ops.ts"
-import { Trainer, DEFAULT_ADAM } from "../engine/train.ts"
+import { Trainer, DEFAULT_ADAM, emaDecay } from "../engine/train.ts"
 import { initParams, type ParamValues } from "../engine/params.ts"
 import type { RandomStream } from "../random/streams.ts"
 import type { Process } from "../diffusion/process.ts"
@@ -101,8 +101,7 @@ export const trainVelocity = async (
     const r = await trainer.step(feeds, lr)
     running = step === 0 ? r.loss : 0.98 * running + 0.02 * r.loss
     if (cfg.ema > 0) {
-      // Warm-up (1 + n)/(10 + n) as in common diffusion training code, capped at the decay.
-      const beta = Math.min(cfg.ema, (1 + step) / (10 + step))
+      const beta = emaDecay(step, cfg.ema)
       for (const [name, p] of Object.entries(trainer.state.params)) {
         const e = (ema[name] ??= Float32Array.from(p))
         for (let i = 0; i < p.length; i++) e[i] = beta * e[i] + (1 - beta) * p[i]

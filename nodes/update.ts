@@ -16,7 +16,7 @@ import { Rng } from "../pipelines/kernel/services.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import { Graph } from "../engine/graph.ts"
 import { EngineSession, type HostTensor } from "../engine/session.ts"
-import { Trainer, DEFAULT_ADAM, cachedSession, type LossBuilder, type TrainState } from "../engine/train.ts"
+import { Trainer, DEFAULT_ADAM, cachedSession, emaDecay, type LossBuilder, type TrainState } from "../engine/train.ts"
 import { paramInputs } from "../engine/params.ts"
 import { velocityNet } from "../models/networks.ts"
 import { logProbGraph, ppoLoss, sdpoLoss, type PolicyLossConfig } from "../models/policy-loss.ts"
@@ -60,7 +60,7 @@ const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
  */
 export const emaStep = (ema: Record<string, Float32Array>, params: Record<string, Float32Array>, n: number, decay: number, interval: number): boolean => {
   if ((n + 1) % interval !== 0) return false
-  const rate = 1 - Math.min((1 + n) / (10 + n), decay)
+  const rate = 1 - emaDecay(n, decay)
   for (const [k, e] of Object.entries(ema)) {
     const p = params[k]
     for (let i = 0; i < e.length; i++) e[i] += rate * (p[i] - e[i])
