@@ -39,8 +39,28 @@ export interface EmitOptions {
   readonly metadata?: Readonly<Record<string, string>>
 }
 
+/**
+ * Nodes the outputs depend on. Autodiff builds both products of every MatMul and drops the unused
+ * one afterwards (e.g. the input gradient of a weight-only training step); onnxruntime would still
+ * run such nodes, so they are not emitted.
+ */
+const liveNodes = (graph: Graph): Set<number> => {
+  const live = new Set<number>()
+  const needed = new Set(graph.outputs.map((o) => o.tensor.id))
+  for (let i = graph.nodes.length - 1; i >= 0; i--) {
+    const node = graph.nodes[i]
+    if (!needed.has(node.output.id)) continue
+    live.add(i)
+    for (const input of node.inputs) needed.add(input.id)
+  }
+  return live
+}
+
 export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
   const names = new Map<number, string>()
+  const live = liveNodes(graph)
+  const used = new Set(graph.outputs.map((o) => o.tensor.id))
+  graph.nodes.forEach((node, i) => live.has(i) && node.inputs.forEach((t) => used.add(t.id)))
   const baked = options.initializers ?? {}
   for (const { name, tensor } of graph.inputs) names.set(tensor.id, name)
   const identities: Array<ReturnType<typeof onnx.NodeProto.create>> = []
@@ -57,7 +77,7 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
     }
     return n
   }
-  const nodes = graph.nodes.map((node, i) =>
+  const nodes = graph.nodes.flatMap((node, i) => !live.has(i) ? [] : [
     onnx.NodeProto.create({
       name: `${node.op.toLowerCase()}_${i}`,
       opType: node.op,
@@ -65,9 +85,9 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
       output: [nameOf(node.output)],
       attribute: Object.entries(node.attrs).map(([k, v]) => attribute(k, v, node.op))
     })
-  )
+  ])
   const initializer = [
-    ...graph.constants.map((c) => onnx.TensorProto.create({ name: nameOf(c.tensor), dims: c.tensor.shape as Array<number>, dataType: DTYPES[c.tensor.dtype], rawData: bytesOf(c.data) })),
+    ...graph.constants.filter((c) => used.has(c.tensor.id)).map((c) => onnx.TensorProto.create({ name: nameOf(c.tensor), dims: c.tensor.shape as Array<number>, dataType: DTYPES[c.tensor.dtype], rawData: bytesOf(c.data) })),
     ...graph.inputs.filter((i) => i.name in baked).map((i) => {
       const shape = i.tensor.shape
       if (!shape.every((d) => typeof d === "number")) throw new GraphError(`${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]`)

@@ -8,6 +8,10 @@ import * as op from "../../engine/ops.ts"
 import { grad } from "../../engine/autodiff.ts"
 import { EngineSession } from "../../engine/session.ts"
 import { openStream } from "../../random/streams.ts"
+import { toOnnx } from "../../engine/onnx.ts"
+import onnxProto from "onnx-proto"
+
+const { onnx } = onnxProto
 
 interface Arg {
   readonly shape: ReadonlyArray<number>
@@ -107,5 +111,25 @@ describe("backward rules match finite differences", () => {
       const h = op.silu(op.add(op.matmul(x, w1), b1))
       return op.reduceSum(op.logSoftmax(op.matmul(h, w2)), [1])
     })
+  })
+})
+
+describe("ONNX emission", () => {
+  it("emits only the nodes the outputs need (no input gradient of a weight-only training step)", () => {
+    const g = new Graph("weights-only")
+    const x = g.input("x", "float32", ["B", 8])
+    const w1 = g.input("w1", "float32", [8, 8])
+    const w2 = g.input("w2", "float32", [8, 2])
+    const loss = op.reduceSum(op.matmul(op.tanh(op.matmul(x, w1)), w2), [0, 1])
+    const [g1, g2] = grad(loss, [w1, w2])
+    g.output("loss", loss)
+    g.output("g1", g1!)
+    g.output("g2", g2!)
+    const built = g.nodes.filter((n) => n.op === "MatMul" || n.op === "Gemm").length
+    const model = onnx.ModelProto.decode(toOnnx(g))
+    const emitted = model.graph!.node!.filter((n) => n.opType === "MatMul" || n.opType === "Gemm").length
+    // Forward 2, dW2 1, dh 1, dW1 1; autodiff also built dx (nobody reads it), which is dropped.
+    expect(built).toBe(6)
+    expect(emitted).toBe(5)
   })
 })
