@@ -19,6 +19,26 @@ export const leadingGrid = (steps: number, trainSteps = 1000, offset = 1): Array
   return [...ts, Math.max(ts[steps - 1] - ratio, 0)]
 }
 
+/**
+ * DDIM "trailing" timesteps (diffusers `timestep_spacing = "trailing"`, §1.1):
+ * `round(arange(N, 0, −N/S)) − 1`, so the first step starts at the top of the schedule (t = N − 1)
+ * whatever S; the last step goes to 0 as in `leadingGrid`. Few-step sampling needs it: the leading
+ * grid's single step starts at t = 1, where the "sample" is the starting noise.
+ */
+export const trailingGrid = (steps: number, trainSteps = 1000): Array<number> => {
+  const ts = Array.from({ length: steps }, (_, i) => roundHalfEven(trainSteps - (i * trainSteps) / steps) - 1)
+  return [...ts, 0]
+}
+
+/** numpy's `round`: halves go to the even neighbour (937.5 → 938, 812.5 → 812). */
+const roundHalfEven = (v: number): number => {
+  const r = Math.round(v)
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r
+}
+
+export const GRID_SPACINGS = ["leading", "trailing"] as const
+export type GridSpacing = (typeof GRID_SPACINGS)[number]
+
 export const checkGrid = (grid: ReadonlyArray<number>): void => {
   if (grid.length < 2) throw new Error(`a time grid needs at least 2 points, got ${grid.length}`)
   for (let k = 0; k + 1 < grid.length; k++) {

@@ -196,3 +196,7 @@ export const SAMPLER_NAMES = Object.keys(SAMPLERS) as ReadonlyArray<SamplerName>
 /** The sampler of a name, with CPS's log-prob convention chosen (§6.2). */
 export const samplerOf = (name: SamplerName, cpsLogProb: LogProbConvention = "unnormalized"): Sampler =>
   name === "cps" && cpsLogProb === "gaussian" ? cpsGaussian : SAMPLERS[name].sampler
+
+/** The log-prob convention `samplerOf(name)` stores, which a policy loss must use too (§6.2). */
+export const samplerLogProb = (name: SamplerName, cpsLogProb: LogProbConvention = "unnormalized"): LogProbConvention =>
+  name === "cps" ? cpsLogProb : "gaussian"

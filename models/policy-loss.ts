@@ -1,19 +1,24 @@
 /**
  * Policy-gradient losses on the one Gaussian transition every sampler shares (DESIGN.md):
  * per transition row, μ = a·x + b·f_θ(x, t, c) and
- *   lp = −mean_i (x' − μ)²/(2s²) − log s − ½ log 2π            (ALGORITHMS.md §0.1, mean convention)
+ *   lp = −mean_i (x' − μ)²/(2s²) − log s − ½ log 2π            (docs/algorithms.md §0.1, mean convention)
+ *   or, for FlowCPS (§6.2), its unnormalised lp = −mean_i (x' − μ)² — the one its sampler stores
  *   r  = exp(lp − lp_old)
  *   PPO-clip: max(−A r, −A clip(r, 1 − ε, 1 + ε))               (§4.2, §8; A clipped to ±5 beforehand)
- *   KL to the reference: β · mean_i (μ − μ_ref)²/(2s²)          (§4.2, flow_grpo's per-element form)
- *   Precise's ratio normalisation (§7.5; rl_trainer.py): log r = (lp − lp_old + mean_i (μ − μ_old)²/(2s²))·s,
- *   which removes the always-negative mean-shift part of the log-ratio and equalizes steps, and the
- *   policy loss divided by mean |∂μ/∂f| = mean |b| (s is one value per step, so s̄ = s row by row).
- * The loss is Σ_rows w_row · (PPO + KL), with w summing to 1 over the rows.
+ *   KL to the reference, klForm "paper": mean_i (μ − μ_ref)²/(2s²) (2505.05470 eq. 9, per element);
+ *   klForm "code": flow_grpo's train_sd3.py divides by 2σ_t² with σ_t = s/√Δ, i.e. Δ·paper, where Δ is
+ *   the step length in model time (input `kl_scale` = Δ or 1)
+ *   Precise's ratio normalisation (§7.5; rl_trainer.py), per step as the reference loops over steps:
+ *   log r = (lp − lp_old + mean_i (μ − μ_old)²/(2s²))·s, which removes the always-negative mean-shift
+ *   part of the log-ratio and equalises steps, and the policy term of a row divided by |∂μ/∂f| = |b|
+ *   of its step (s and b are one value per step, so the reference's batch means are these values).
+ * The loss is Σ_rows w_row · (PPO + β·KL), with w summing to 1 over the rows.
  */
-import type { Graph, Tensor } from "../engine/graph.ts"
+import { GraphError, type Graph, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { LossBuilder } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import type { LogProbConvention } from "../diffusion/samplers.ts"
 
 export interface PolicyLossConfig {
   readonly net: VelocityNetConfig
@@ -24,10 +29,12 @@ export interface PolicyLossConfig {
   readonly beta: number
   /** Precise's ratio normalisation (needs the old means μ_old as an input). */
   readonly rationorm?: boolean
+  /** The log-prob the training sampler stores (§6.2): the loss must use the same one. Default gaussian. */
+  readonly logProb?: LogProbConvention
 }
 
 /** Transition rows of one optimizer step, as graph inputs. */
-const rowInputs = (g: Graph, d: number, conditional: boolean, rationorm = false) => ({
+const rowInputs = (g: Graph, d: number, conditional: boolean, rationorm = false, kl = false) => ({
   muOld: rationorm ? g.input("mu_old", "float32", ["M", d]) : undefined,
   x: g.input("x", "float32", ["M", d]),
   t: g.input("t", "float32", ["M"]),
@@ -38,7 +45,8 @@ const rowInputs = (g: Graph, d: number, conditional: boolean, rationorm = false)
   s: g.input("s", "float32", ["M"]),
   lpOld: g.input("lp_old", "float32", ["M"]),
   adv: g.input("adv", "float32", ["M"]),
-  w: g.input("w", "float32", ["M"])
+  w: g.input("w", "float32", ["M"]),
+  klScale: kl ? g.input("kl_scale", "float32", ["M"]) : undefined
 })
 
 const col = (v: Tensor) => op.unsqueeze(v, [1])
@@ -49,7 +57,9 @@ const meanAndLogProb = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tenso
   const f = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, p, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, p, rows.x, rows.t, rows.c)
   const mu = op.add(op.mul(rows.x, col(rows.a)), op.mul(f, col(rows.b)))
   const sq = op.reduceMean(op.square(op.sub(rows.xNext, mu)), [1])
-  const lp = op.sub(op.sub(op.neg(op.div(sq, op.mul(op.square(rows.s), 2))), op.log(rows.s)), 0.5 * Math.log(2 * Math.PI))
+  const lp = cfg.logProb === "unnormalized"
+    ? op.neg(sq)
+    : op.sub(op.sub(op.neg(op.div(sq, op.mul(op.square(rows.s), 2))), op.log(rows.s)), 0.5 * Math.log(2 * Math.PI))
   return { mu, lp }
 }
 
@@ -62,7 +72,10 @@ export const logProbGraph = (g: Graph, cfg: PolicyLossConfig, p: Record<string, 
 }
 
 export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
-  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true)
+  if (cfg.rationorm === true && cfg.logProb === "unnormalized") {
+    throw new GraphError(`ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one`)
+  }
+  const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true, cfg.beta > 0)
   const { mu, lp } = meanAndLogProb(g, cfg, p, rows)
   const logRatio = rows.muOld === undefined
     ? op.sub(lp, rows.lpOld)
@@ -71,18 +84,21 @@ export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
   const clipped = op.clip(ratio, 1 - cfg.clipRange, 1 + cfg.clipRange)
   const negA = op.neg(rows.adv)
   let perRow = op.max(op.mul(negA, ratio), op.mul(negA, clipped))
+  if (rows.muOld !== undefined) perRow = op.div(perRow, op.max(rows.b, op.neg(rows.b)))
   const metrics: Record<string, Tensor> = {}
   if (cfg.beta > 0) {
     const model = velocityNet(cfg.net)
     const ref = Object.fromEntries(model.specs.map((s) => [s.name, g.input(`ref.${s.name}`, "float32", s.shape)]))
-    const fRef = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, ref, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, ref, rows.x, rows.t, rows.c)
+    const fRef = rows.c !== undefined && cfg.cfg !== 1
+      ? model.guided(g, ref, rows.x, rows.t, rows.c, cfg.cfg)
+      : model.forward(g, ref, rows.x, rows.t, rows.c)
     const muRef = op.add(op.mul(rows.x, col(rows.a)), op.mul(fRef, col(rows.b)))
-    const kl = op.div(op.reduceMean(op.square(op.sub(mu, muRef)), [1]), op.mul(op.square(rows.s), 2))
+    const paperKl = op.div(op.reduceMean(op.square(op.sub(mu, muRef)), [1]), op.mul(op.square(rows.s), 2))
+    const kl = op.mul(paperKl, rows.klScale!)
     perRow = op.add(perRow, op.mul(kl, cfg.beta))
     metrics.kl = op.reduceSum(op.mul(kl, rows.w), [0])
   }
-  let loss = op.reduceSum(op.mul(perRow, rows.w), [0])
-  if (rows.muOld !== undefined) loss = op.div(loss, op.reduceMean(op.max(rows.b, op.neg(rows.b)), [0]))
+  const loss = op.reduceSum(op.mul(perRow, rows.w), [0])
   return { loss, metrics, extra: { ratio, lp } }
 }
 

@@ -69,28 +69,34 @@ export const trackPrompts = (rewards: Float64Array, keys: ReadonlyArray<string>,
   return { advantages: out, tracker: next }
 }
 
-export const groupAdvantages = (norm: GroupNormalization) =>
+/** Group advantages with the algorithm's std and ε; whether the std is the batch's is a setting. */
+export const groupAdvantages = (norm: Omit<GroupNormalization, "globalStd">) =>
   Node.make({
     name: "groupAdvantages",
     doc: "per-group normalized rewards (GRPO)",
-    inputs: { rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
-    run: ({ rewards, trajectories, state }) =>
+    inputs: {
+      rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
+      config: Port.of<{ readonly globalStd: boolean }>()
+    },
+    run: ({ rewards, trajectories, state, config }) =>
       Effect.sync((): Advantages => {
-        const { advantages, zeroStdGroups } = groupNormalize(rewards.total, trajectories.prompts.groupSize, norm)
+        const { advantages, zeroStdGroups } = groupNormalize(rewards.total, trajectories.prompts.groupSize, { ...norm, globalStd: config.globalStd })
         return { perTrajectory: advantages, tracker: state?.tracker ?? {}, zeroStdGroups } satisfies Advantages
       }),
     metrics: (a) => ({ zero_std_groups: a.zeroStdGroups })
   })
 
-export const promptTrackerAdvantages = (buffer: number, minCount: number) =>
-  Node.make({
+export const promptTrackerAdvantages = Node.make({
     name: "promptTrackerAdvantages",
     doc: "rewards normalized by a running per-prompt tracker (DDPO)",
-    inputs: { rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
-    run: ({ rewards, trajectories, state }) =>
+    inputs: {
+      rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
+      config: Port.of<{ readonly trackerBuffer: number; readonly trackerMinCount: number }>()
+    },
+    run: ({ rewards, trajectories, state, config }) =>
       Effect.sync((): Advantages => {
         const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
-        const { advantages, tracker } = trackPrompts(rewards.total, keys, state?.tracker ?? {}, buffer, minCount)
+        const { advantages, tracker } = trackPrompts(rewards.total, keys, state?.tracker ?? {}, config.trackerBuffer, config.trackerMinCount)
         return { perTrajectory: advantages, tracker, zeroStdGroups: 0 } satisfies Advantages
       })
   })

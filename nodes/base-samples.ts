@@ -13,7 +13,7 @@ import { networkPolicy } from "../models/network-policy.ts"
 import { accuracy } from "../models/train-classifier.ts"
 import { rollout } from "../diffusion/rollout.ts"
 import { ode } from "../diffusion/samplers.ts"
-import { leadingGrid, uniformGrid } from "../diffusion/grids.ts"
+import { trailingGrid, uniformGrid } from "../diffusion/grids.ts"
 import { ringStats } from "./sampler-table.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
@@ -36,7 +36,8 @@ export const baseSamples = Node.make({
       const n = config.evalSamples
       const classes = base.net.classes
       const condition = classes > 0 ? Int32Array.from({ length: n }, (_, i) => i % classes) : undefined
-      const grid = base.process.kind === "rf" ? uniformGrid(config.evalSteps) : leadingGrid(config.evalSteps)
+      // Trailing DDIM timesteps: evaluation starts at the top of the schedule (§1.1).
+      const grid = base.process.kind === "rf" ? uniformGrid(config.evalSteps) : trailingGrid(config.evalSteps)
       return yield* Effect.tryPromise({
         try: async () => {
           const policy = await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })

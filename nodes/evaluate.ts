@@ -74,7 +74,8 @@ export const evaluation = Node.make({
         const metrics: Record<string, number> = {}
         const rows: Array<{ steps: number; sample: number; prompt: string | null; ode: number; sde: number; baseOde: number }> = []
         for (const steps of config.evalSteps) {
-          const grid = gridOf(base.process, steps, config.shift)
+          // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
+          const grid = gridOf(base.process, steps, config.shift, "trailing")
           const common = { grid, chains: count, ...(conditional ? { condition } : {}), initStream, stepStream }
           const score = async (policy: typeof tuned, sampler: typeof ode, noise: number) =>
             (await scoreSamples(models, { dataset: config.dataset, samples: (await rollout({ ...common, policy, sampler, noise })).final, count, dim: base.net.dim, condition, prompt })).total

@@ -9,7 +9,7 @@ import { Node, Port } from "../pipelines/kernel/node.ts"
 import { Rng } from "../pipelines/kernel/services.ts"
 import { rollout, type Rollout, type StepRecord } from "../diffusion/rollout.ts"
 import { samplerOf, type SamplerName } from "../diffusion/samplers.ts"
-import { leadingGrid, shiftGrid, uniformGrid } from "../diffusion/grids.ts"
+import { leadingGrid, shiftGrid, trailingGrid, uniformGrid, type GridSpacing } from "../diffusion/grids.ts"
 import { networkPolicy } from "../models/network-policy.ts"
 import type { Process } from "../diffusion/process.ts"
 import type { ParamValues } from "../engine/params.ts"
@@ -24,6 +24,8 @@ export interface RolloutRequest {
   readonly steps: number
   /** Static shift of a flow grid (1 = uniform). */
   readonly shift: number
+  /** Timestep spacing of a discrete VP grid. */
+  readonly spacing: GridSpacing
   readonly cfg: number
   /** Group members start from the same initial noise. */
   readonly sharedNoise: boolean
@@ -41,8 +43,12 @@ export interface Trajectories {
   readonly trainable: ReadonlyArray<number>
 }
 
-export const gridOf = (process: Process, steps: number, shift: number): Array<number> =>
-  process.kind === "rf" ? shiftGrid(uniformGrid(steps), shift) : leadingGrid(steps)
+/**
+ * The time grid of a process: a (shifted) uniform σ grid for flows; leading or trailing DDIM
+ * timesteps for discrete VP (§1.1).
+ */
+export const gridOf = (process: Process, steps: number, shift: number, spacing: GridSpacing): Array<number> =>
+  process.kind === "rf" ? shiftGrid(uniformGrid(steps), shift) : spacing === "leading" ? leadingGrid(steps) : trailingGrid(steps)
 
 export const currentParams = (state: RlState | null, base: BaseModel): ParamValues => state?.params ?? base.params
 
@@ -62,7 +68,7 @@ export const rolloutTrajectories = Node.make({
             policy,
             sampler: samplerOf(config.sampler),
             noise: config.noise,
-            grid: gridOf(base.process, config.steps, config.shift),
+            grid: gridOf(base.process, config.steps, config.shift, config.spacing),
             chains: prompts.prompt.length,
             ...(conditional ? { condition: prompts.condition } : {}),
             record: true,

@@ -1,14 +1,23 @@
 /**
- * Policy updates through the engine's AdamW, on rows (trajectory j, stochastic step k):
- *  - policyUpdate: PPO-clip (+ KL to the base model), DDPO / GRPO family (ALGORITHMS.md §4.2, §8,
- *    §12.9). Each inner epoch shuffles trajectories and takes one optimizer step per minibatch of
- *    `batchSize` trajectories over all their stochastic steps — the gradient the references
+ * Policy updates through the engine's AdamW, on rows (trajectory j, step k) of the trained steps:
+ *  - policyUpdate: PPO-clip (+ KL to the base model), DDPO / GRPO family (docs/algorithms.md §4.2,
+ *    §8, §12.9). Each inner epoch shuffles trajectories and takes one optimizer step per minibatch
+ *    of `batchSize` trajectories over all their trained steps — the gradient the references
  *    accumulate over `grad_accum × trained steps` micro-steps, computed as one batch.
  *  - pairedUpdate: SDPO's reward-difference regression (§9.4) with step-shuffled minibatches
  *    (§9.5): each pair gets its own permutation of the steps, and the optimizer step at position j
  *    mixes different actual steps across pairs.
- * Before the first epoch, every row's old log-prob is re-scored at θ_old with a graph that computes
- * it exactly as the loss does, on the same minibatches: the first step's ratio is exactly 1.
+ * Both are one factory (`updateNode`) with its own loss, minibatch partition and row values.
+ *
+ * The old log-prob of a row is the one the sampler stored at rollout time, as in every reference
+ * (flow_grpo, ddpo-pytorch, sdpo store `log_probs` while sampling). The first optimizer step runs
+ * at θ_old, so its graph log-probs against the stored ones are a free check of the on-policy
+ * invariant (`logprob_deviation`). `rescoreOldLogProb` re-computes them with the loss's own graph
+ * instead (a diagnosis: the first ratio is then exactly 1).
+ *
+ * Trained steps (§4.2, §5.1, §8): of the N steps, each trajectory trains ⌊N·timestepFraction⌋ of its
+ * stochastic steps — the first ones in order (flow_grpo: 0.99 drops the last transition) or, with
+ * `shuffleTimesteps`, a fresh permutation per trajectory and epoch (ddpo-pytorch, DanceGRPO's 0.6).
  */
 import { Effect } from "effect"
 import { Node, Port } from "../pipelines/kernel/node.ts"
@@ -17,25 +26,38 @@ import { permutation, type RandomStream } from "../random/streams.ts"
 import { Graph } from "../engine/graph.ts"
 import { EngineSession, type HostTensor } from "../engine/session.ts"
 import { Trainer, DEFAULT_ADAM, cachedSession, emaDecay, type LossBuilder, type TrainState } from "../engine/train.ts"
-import { paramInputs } from "../engine/params.ts"
+import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { velocityNet } from "../models/networks.ts"
 import { logProbGraph, ppoLoss, sdpoLoss, type PolicyLossConfig } from "../models/policy-loss.ts"
+import type { LogProbConvention } from "../diffusion/samplers.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { RlState } from "./rl-state.ts"
+
+export const KL_FORMS = ["code", "paper"] as const
+export type KlForm = (typeof KL_FORMS)[number]
 
 export interface UpdateRequest {
   readonly lr: number
   readonly innerEpochs: number
   readonly clipRange: number
   readonly beta: number
+  /** flow_grpo's code KL (Δ·paper, the default) or the paper's per-element form (§4.2). */
+  readonly klForm: KlForm
   readonly cfg: number
   /** Trajectories (PPO) or pairs (SDPO) per minibatch. */
   readonly batchSize: number
   readonly threads: number
   /** Precise's ratio normalisation (§7.5). */
   readonly rationorm: boolean
+  /** The log-prob convention of the training sampler (FlowCPS's is unnormalised, §6.2). */
+  readonly logProb: LogProbConvention
+  /** Fraction of the N steps each trajectory trains, and whether they are drawn at random. */
+  readonly timestepFraction: number
+  readonly shuffleTimesteps: boolean
+  /** Re-score old log-probs at θ_old with the loss's graph instead of using the stored ones. */
+  readonly rescoreOldLogProb: boolean
   /** EMA decay of the weights (0: no EMA) and optimizer steps between its updates. */
   readonly ema: number
   readonly emaInterval: number
@@ -46,7 +68,7 @@ export interface UpdateResult {
   readonly metrics: Readonly<Record<string, number>>
 }
 
-/** A row: trajectory j at its kk-th stochastic step. */
+/** A row: trajectory j at step k (k indexes the rollout's steps). */
 type Row = readonly [number, number]
 
 /** Advantages are clipped to ±5 before the loss (every reference does, §12.5). */
@@ -58,7 +80,9 @@ const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
  * every `interval` steps ((n + 1) % interval = 0), ema ← ema + (1 − d)(θ − ema) with the warm-up
  * decay d = min((1 + n)/(10 + n), decay). Updates `ema` in place; returns whether it changed.
  */
-export const emaStep = (ema: Record<string, Float32Array>, params: Record<string, Float32Array>, n: number, decay: number, interval: number): boolean => {
+export const emaStep = (
+  ema: Record<string, Float32Array>, params: Record<string, Float32Array>, n: number, decay: number, interval: number
+): boolean => {
   if ((n + 1) % interval !== 0) return false
   const rate = 1 - emaDecay(n, decay)
   for (const [k, e] of Object.entries(ema)) {
@@ -68,30 +92,53 @@ export const emaStep = (ema: Record<string, Float32Array>, params: Record<string
   return true
 }
 
-const copyOf = (p: Record<string, Float32Array>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
+const copyOf = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
+const zeros = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
-const zeros = (p: Record<string, Float32Array>) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
-
-interface RowValues {
-  readonly adv: (j: number, kk: number) => number
-  readonly weight: (j: number, kk: number, rows: number) => number
+/**
+ * The steps trajectory j trains in an epoch: ⌊N·fraction⌋ (at least 1) of its stochastic steps, in
+ * order or from a permutation drawn for (epoch, trajectory).
+ */
+export const trainedSteps = (tr: Trajectories, config: Pick<UpdateRequest, "timestepFraction" | "shuffleTimesteps">) => {
+  const N = tr.steps.length
+  const T = tr.trainable.length
+  const count = Math.max(1, Math.min(T, Math.floor(N * config.timestepFraction + 1e-9)))
+  return (stream: RandomStream, j: number): Array<number> => {
+    if (!config.shuffleTimesteps) return tr.trainable.slice(0, count)
+    const perm = permutation(stream.child("steps", j), T)
+    return Array.from(perm.subarray(0, count), (kk) => tr.trainable[kk])
+  }
 }
 
-/** Feeds of the given rows; lpOld is the n × T' table of old log-probs, muOld (rationorm) n × T' × d. */
-const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues, lpOld: Float32Array | undefined, conditional: boolean, muOld?: Float32Array) => {
-  const { rollout: r, steps, trainable } = tr
+interface RowValues {
+  readonly adv: (j: number, k: number) => number
+  readonly weight: (j: number, k: number, rows: number) => number
+}
+
+/** Per-row inputs the loss reads besides the network's. */
+interface RowTables {
+  /** Old log-prob of (j, k), chains × N. */
+  readonly lpOld: Float64Array
+  /** Old mean μ_old of (j, k), for Precise's ratio normalisation. */
+  readonly muOld: ((j: number, k: number, out: Float32Array, offset: number) => void) | undefined
+  /** The KL's per-row scale (klForm). */
+  readonly klScale: ((k: number) => number) | undefined
+}
+
+/** Feeds of the given rows. */
+const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues, tables: RowTables, conditional: boolean) => {
+  const { rollout: r, steps } = tr
   const d = r.d
   const n = r.chains * d
+  const N = steps.length
   const M = rows.length
-  const T = trainable.length
   const x = new Float32Array(M * d)
   const xNext = new Float32Array(M * d)
   const t = new Float32Array(M)
   const c = new BigInt64Array(M)
-  const [a, b, s, lp, A, w] = Array.from({ length: 6 }, () => new Float32Array(M))
-  const mu = muOld === undefined ? undefined : new Float32Array(M * d)
-  rows.forEach(([j, kk], row) => {
-    const k = trainable[kk]
+  const [a, b, s, lp, A, w, kl] = Array.from({ length: 7 }, () => new Float32Array(M))
+  const mu = tables.muOld === undefined ? undefined : new Float32Array(M * d)
+  rows.forEach(([j, k], row) => {
     x.set(r.latents!.subarray(k * n + j * d, k * n + (j + 1) * d), row * d)
     xNext.set(r.latents!.subarray((k + 1) * n + j * d, (k + 1) * n + (j + 1) * d), row * d)
     t[row] = tr.process.modelTime(steps[k].t)
@@ -99,10 +146,11 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
     a[row] = steps[k].a
     b[row] = steps[k].b
     s[row] = steps[k].s
-    lp[row] = lpOld?.[j * T + kk] ?? 0
-    A[row] = clipAdv(values.adv(j, kk))
-    w[row] = values.weight(j, kk, M)
-    mu?.set(muOld!.subarray((j * T + kk) * d, (j * T + kk + 1) * d), row * d)
+    lp[row] = tables.lpOld[j * N + k]
+    A[row] = clipAdv(values.adv(j, k))
+    w[row] = values.weight(j, k, M)
+    kl[row] = tables.klScale?.(k) ?? 0
+    if (mu !== undefined) tables.muOld!(j, k, mu, row * d)
   })
   const feeds: Record<string, HostTensor> = {
     x: { data: x, dims: [M, d] }, x_next: { data: xNext, dims: [M, d] }, t: { data: t, dims: [M] },
@@ -111,7 +159,31 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
   }
   if (conditional) feeds.c = { data: c, dims: [M] }
   if (mu !== undefined) feeds.mu_old = { data: mu, dims: [M, d] }
+  if (tables.klScale !== undefined) feeds.kl_scale = { data: kl, dims: [M] }
   return feeds
+}
+
+/** The stored log-probs, chains × N (the rollout keeps them step-major). */
+const storedLogProbs = (tr: Trajectories): Float64Array => {
+  const { chains, logProb } = tr.rollout
+  const N = tr.steps.length
+  const out = new Float64Array(chains * N)
+  for (let k = 0; k < N; k++) for (let j = 0; j < chains; j++) out[j * N + k] = logProb[k * chains + j]
+  return out
+}
+
+/**
+ * μ_old = a·x + b·f_old, with f_old recovered from the x̂0 the sampler stored (x̂0 = cx·x + cf·f):
+ * the mean the sampler drew x_next around, without a second forward pass.
+ */
+const storedMeans = (tr: Trajectories) => (j: number, k: number, out: Float32Array, offset: number) => {
+  const { latents, x0Pred, chains, d } = tr.rollout
+  const { a, b, x0 } = tr.steps[k]
+  const base = k * chains * d + j * d
+  for (let i = 0; i < d; i++) {
+    const xi = latents![base + i]
+    out[offset + i] = a * xi + (b * (x0Pred![base + i] - x0.x * xi)) / x0.f
+  }
 }
 
 interface UpdatePlan {
@@ -123,51 +195,84 @@ interface UpdatePlan {
   readonly values: RowValues
 }
 
-const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | null, tracker: RlState["tracker"], base: BaseModel, config: UpdateRequest, rng: RandomStream): Promise<UpdateResult> => {
-  if (tr.trainable.length === 0) throw new Error(`${plan.name}: no stochastic step to train (noise level 0?)`)
-  const specs = velocityNet(base.net).specs
-  const conditional = base.net.classes > 0
-  const init: TrainState = state ?? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
-  const key = `${plan.name}|${JSON.stringify(plan.lossKey)}`
-  const trainer = await Trainer.create({
-    name: plan.name, specs, loss: plan.loss, threads: config.threads, optimization: "basic", sessionKey: key,
-    adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 }, init
-  })
-  const rescore = await cachedSession(`rescore|${JSON.stringify(plan.lossKey)}|${config.threads}`, () => {
+const newStats = () => ({
+  ratioSum: 0, ratioMin: Infinity, ratioMax: -Infinity, approxKl: 0, clipped: 0, rows: 0,
+  gradNorm: 0, loss: 0, kl: 0, steps: 0, firstDeviation: Number.NaN, lpDeviation: Number.NaN
+})
+
+/** Old log-probs (and means) re-computed at θ_old with the loss's own graph (`rescoreOldLogProb`). */
+const rescore = async (
+  plan: UpdatePlan, tr: Trajectories, batches: ReadonlyArray<ReadonlyArray<Row>>, tables: RowTables,
+  params: ParamValues, config: UpdateRequest, conditional: boolean
+): Promise<RowTables> => {
+  const specs = velocityNet(plan.lossKey.net).specs
+  const session = await cachedSession(`rescore|${JSON.stringify(plan.lossKey)}|${config.threads}`, () => {
     const g = new Graph("policy-logprob")
     logProbGraph(g, plan.lossKey, paramInputs(g, specs, "p."))
     return EngineSession.create(g, { threads: config.threads, optimization: "basic" })
   })
-  const weightFeeds = (prefix: string, values: Record<string, Float32Array>) =>
-    Object.fromEntries(specs.map((sp) => [`${prefix}${sp.name}`, { data: values[sp.name], dims: sp.shape }]))
-  const ref = plan.lossKey.beta > 0 ? weightFeeds("ref.", base.params) : {}
-  const T = tr.trainable.length
-  const lpOld = new Float32Array(tr.rollout.chains * T)
+  const N = tr.steps.length
   const d = tr.rollout.d
-  const muOld = plan.lossKey.rationorm === true ? new Float32Array(tr.rollout.chains * T * d) : undefined
+  const lpOld = new Float64Array(tables.lpOld.length)
+  const mus = new Map<number, Float32Array>()
+  const weights = Object.fromEntries(specs.map((sp) => [`p.${sp.name}`, { data: params[sp.name], dims: sp.shape }]))
+  for (const mb of batches) {
+    const { mu_old: _mu, kl_scale: _kl, ...feeds } = rowFeeds(tr, mb, plan.values, tables, conditional)
+    const out = await session.run({ ...feeds, ...weights })
+    const lp = out.lp.data as Float32Array
+    const mu = out.mu?.data as Float32Array | undefined
+    mb.forEach(([j, k], q) => {
+      lpOld[j * N + k] = lp[q]
+      if (mu !== undefined) mus.set(j * N + k, mu.slice(q * d, (q + 1) * d))
+    })
+  }
+  const muOld = tables.muOld === undefined ? undefined
+    : (j: number, k: number, out: Float32Array, offset: number) => out.set(mus.get(j * N + k)!, offset)
+  return { ...tables, lpOld, muOld }
+}
+
+const runUpdates = async (
+  plan: UpdatePlan, tr: Trajectories, state: RlState | null, tracker: RlState["tracker"], base: BaseModel,
+  config: UpdateRequest, rng: RandomStream
+): Promise<UpdateResult> => {
+  if (tr.trainable.length === 0) throw new Error(`${plan.name}: no stochastic step to train (noise level 0?)`)
+  const specs = velocityNet(base.net).specs
+  const conditional = base.net.classes > 0
+  const init: TrainState = state ?? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
+  const trainer = await Trainer.create({
+    name: plan.name, specs, loss: plan.loss, threads: config.threads, optimization: "basic",
+    sessionKey: `${plan.name}|${JSON.stringify(plan.lossKey)}`,
+    adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 }, init
+  })
+  const ref = plan.lossKey.beta > 0
+    ? Object.fromEntries(specs.map((sp) => [`ref.${sp.name}`, { data: base.params[sp.name], dims: sp.shape }]))
+    : {}
+  const steps = tr.steps
+  let tables: RowTables = {
+    lpOld: storedLogProbs(tr),
+    muOld: plan.lossKey.rationorm === true ? storedMeans(tr) : undefined,
+    // Δ in model time (σ for flows, t/1000 for discrete VP): flow_grpo's code KL is Δ × the paper's.
+    klScale: plan.lossKey.beta > 0
+      ? (k) => (config.klForm === "code" ? tr.process.modelTime(steps[k].t) - tr.process.modelTime(steps[k].tNext) : 1)
+      : undefined
+  }
   // The EMA starts at the weights training starts from (flow_grpo clones them), and is the trainer's own copy.
   const ema = config.ema > 0 ? copyOf(state?.ema ?? init.params) : undefined
-  const stats = { ratioSum: 0, ratioMin: Infinity, ratioMax: -Infinity, approxKl: 0, clipped: 0, rows: 0, gradNorm: 0, loss: 0, kl: 0, steps: 0, firstDeviation: Number.NaN }
+  const stats = newStats()
   for (let epoch = 0; epoch < config.innerEpochs; epoch++) {
     const batches = plan.partition(epoch, rng.child("epoch", epoch))
-    if (epoch === 0) {
-      for (const mb of batches) {
-        const out = await rescore.run({ ...rowFeeds(tr, mb, plan.values, undefined, conditional), ...weightFeeds("p.", init.params) })
-        const lp = out.lp.data as Float32Array
-        const mu = out.mu?.data as Float32Array | undefined
-        mb.forEach(([j, kk], q) => {
-          lpOld[j * T + kk] = lp[q]
-          if (mu !== undefined) muOld!.set(mu.subarray(q * d, (q + 1) * d), (j * T + kk) * d)
-        })
-      }
-    }
+    if (epoch === 0 && config.rescoreOldLogProb) tables = await rescore(plan, tr, batches, tables, init.params, config, conditional)
     for (const mb of batches) {
-      const feeds = rowFeeds(tr, mb, plan.values, lpOld, conditional, muOld)
+      const feeds = rowFeeds(tr, mb, plan.values, tables, conditional)
       const r = await trainer.step({ ...feeds, ...ref })
       const ratio = r.extra.ratio.data as Float32Array
       const lp = r.extra.lp.data as Float32Array
       const lpo = feeds.lp_old.data as Float32Array
-      if (stats.steps === 0) stats.firstDeviation = ratio.reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
+      if (stats.steps === 0) {
+        // The first step runs at θ_old: the loss graph's log-probs against the sampler's.
+        stats.firstDeviation = ratio.reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
+        stats.lpDeviation = mb.reduce((m, [j, k], q) => Math.max(m, Math.abs(lp[q] - tables.lpOld[j * steps.length + k])), 0)
+      }
       for (let q = 0; q < ratio.length; q++) {
         stats.ratioSum += ratio[q]
         stats.ratioMin = Math.min(stats.ratioMin, ratio[q])
@@ -185,86 +290,121 @@ const runUpdates = async (plan: UpdatePlan, tr: Trajectories, state: RlState | n
   }
   const newState: RlState = { ...trainer.state, tracker, ...(ema === undefined ? {} : { ema }) }
   await trainer.release()
-  return {
-    state: newState,
-    metrics: {
-      ratio_mean: stats.ratioSum / stats.rows,
-      ratio_min: stats.ratioMin,
-      ratio_max: stats.ratioMax,
-      first_step_ratio_deviation: stats.firstDeviation,
-      clipfrac: stats.clipped / stats.rows,
-      approx_kl: stats.approxKl / stats.rows,
-      grad_norm: stats.gradNorm / stats.steps,
-      policy_loss: stats.loss / stats.steps,
-      ...(plan.lossKey.beta > 0 ? { kl: stats.kl / stats.steps } : {}),
-      optimizer_steps: stats.steps
-    }
-  }
+  return { state: newState, metrics: summary(stats, plan.lossKey.beta > 0) }
 }
 
-export const policyUpdate = Node.make({
-  name: "policyUpdate",
-  doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
-  inputs: { trajectories: Port.of<Trajectories>(), advantages: Port.of<Advantages>(), state: Port.of<RlState | null>(), base: Port.of<BaseModel>(), config: Port.of<UpdateRequest>() },
-  run: ({ trajectories, advantages, state, base, config }) =>
-    Effect.gen(function*() {
-      const rng = yield* Rng
-      const lossKey: PolicyLossConfig = { net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: config.beta, rationorm: config.rationorm }
-      const n = trajectories.rollout.chains
-      const T = trajectories.trainable.length
-      const plan: UpdatePlan = {
-        name: "ppo-train-step",
-        loss: ppoLoss(lossKey),
-        lossKey,
-        partition: (_, stream) => {
-          const order = permutation(stream, n)
-          const batches: Array<Array<Row>> = []
-          for (let i = 0; i < n; i += config.batchSize) {
-            batches.push(Array.from(order.subarray(i, Math.min(n, i + config.batchSize))).flatMap((j) => Array.from({ length: T }, (_, kk) => [j, kk] as const)))
-          }
-          return batches
-        },
-        values: { adv: (j) => advantages.perTrajectory[j], weight: (_, __, rows) => 1 / rows }
-      }
-      return yield* Effect.tryPromise({ try: () => runUpdates(plan, trajectories, state, advantages.tracker, base, config, rng.stream("update")), catch: (e) => e })
-    }),
-  metrics: (u) => u.metrics
+const summary = (stats: ReturnType<typeof newStats>, kl: boolean) => ({
+  ratio_mean: stats.ratioSum / stats.rows,
+  ratio_min: stats.ratioMin,
+  ratio_max: stats.ratioMax,
+  first_step_ratio_deviation: stats.firstDeviation,
+  logprob_deviation: stats.lpDeviation,
+  clipfrac: stats.clipped / stats.rows,
+  approx_kl: stats.approxKl / stats.rows,
+  grad_norm: stats.gradNorm / stats.steps,
+  policy_loss: stats.loss / stats.steps,
+  ...(kl ? { kl: stats.kl / stats.steps } : {}),
+  optimizer_steps: stats.steps,
+  trained_rows: stats.rows
 })
 
-export const pairedUpdate = Node.make({
+type UpdateInputs<Adv, Cfg> = {
+  trajectories: Trajectories
+  advantages: Adv
+  state: RlState | null
+  base: BaseModel
+  config: Cfg
+}
+
+/** An update node: its loss, minibatch partition and row values from the inputs. */
+const updateNode = <Adv extends { readonly tracker: RlState["tracker"] }, Cfg extends UpdateRequest>(def: {
+  readonly name: string
+  readonly doc: string
+  readonly plan: (input: UpdateInputs<Adv, Cfg>) => UpdatePlan
+}) =>
+  Node.make({
+    name: def.name,
+    doc: def.doc,
+    inputs: {
+      trajectories: Port.of<Trajectories>(), advantages: Port.of<Adv>(), state: Port.of<RlState | null>(),
+      base: Port.of<BaseModel>(), config: Port.of<Cfg>()
+    },
+    run: (input: UpdateInputs<Adv, Cfg>) =>
+      Effect.gen(function*() {
+        const rng = yield* Rng
+        return yield* Effect.tryPromise({
+          try: () => runUpdates(
+            def.plan(input), input.trajectories, input.state, input.advantages.tracker, input.base, input.config, rng.stream("update")
+          ),
+          catch: (e) => e
+        })
+      }),
+    metrics: (u: UpdateResult) => u.metrics
+  })
+
+const lossKeyOf = (base: BaseModel, config: UpdateRequest): PolicyLossConfig => ({
+  net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: config.beta,
+  rationorm: config.rationorm, logProb: config.logProb
+})
+
+export const policyUpdate = updateNode<Advantages, UpdateRequest>({
+  name: "policyUpdate",
+  doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
+  plan: ({ trajectories, advantages, base, config }) => {
+    const lossKey = lossKeyOf(base, config)
+    const n = trajectories.rollout.chains
+    const stepsOf = trainedSteps(trajectories, config)
+    return {
+      name: "ppo-train-step",
+      loss: ppoLoss(lossKey),
+      lossKey,
+      partition: (_, stream) => {
+        const order = permutation(stream, n)
+        const batches: Array<Array<Row>> = []
+        for (let i = 0; i < n; i += config.batchSize) {
+          const members = Array.from(order.subarray(i, Math.min(n, i + config.batchSize)))
+          batches.push(members.flatMap((j) => stepsOf(stream, j).map((k) => [j, k] as const)))
+        }
+        return batches
+      },
+      values: { adv: (j) => advantages.perTrajectory[j], weight: (_, __, rows) => 1 / rows }
+    }
+  }
+})
+
+export const pairedUpdate = updateNode<StepAdvantages, UpdateRequest & { readonly lambda: number }>({
   name: "pairedUpdate",
   doc: "SDPO reward-difference regression with step-shuffled minibatches of pairs",
-  inputs: { trajectories: Port.of<Trajectories>(), advantages: Port.of<StepAdvantages>(), state: Port.of<RlState | null>(), base: Port.of<BaseModel>(), config: Port.of<UpdateRequest & { readonly lambda: number }>() },
-  run: ({ trajectories, advantages, state, base, config }) =>
-    Effect.gen(function*() {
-      const rng = yield* Rng
-      if (trajectories.prompts.groupSize !== 2) return yield* Effect.fail(new Error(`pairedUpdate: SDPO trains on pairs; groupSize is ${trajectories.prompts.groupSize}, expected 2`))
-      const lossKey: PolicyLossConfig = { net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: 0 }
-      const pairs = trajectories.rollout.chains / 2
-      const T = trajectories.trainable.length
-      const N = trajectories.steps.length
-      const plan: UpdatePlan = {
-        name: "sdpo-train-step",
-        loss: sdpoLoss(lossKey),
-        lossKey,
-        partition: (_, stream) => {
-          const order = permutation(stream.child("pairs"), pairs)
-          const perms = Array.from({ length: pairs }, (_, p) => permutation(stream.child("steps", p), T))
-          const batches: Array<Array<Row>> = []
-          for (let j = 0; j < T; j++) {
-            for (let i = 0; i < pairs; i += config.batchSize) {
-              batches.push(Array.from(order.subarray(i, Math.min(pairs, i + config.batchSize))).flatMap((p) => [[2 * p, perms[p][j]], [2 * p + 1, perms[p][j]]] as const))
-            }
+  plan: ({ trajectories, advantages, base, config }) => {
+    if (trajectories.prompts.groupSize !== 2) {
+      throw new Error(`pairedUpdate: SDPO trains on pairs; groupSize is ${trajectories.prompts.groupSize}, expected 2`)
+    }
+    const lossKey = { ...lossKeyOf(base, config), beta: 0, rationorm: false }
+    const pairs = trajectories.rollout.chains / 2
+    const N = trajectories.steps.length
+    // Each pair's steps are permuted (§9.5); both members take the same step at each position.
+    const stepsOf = trainedSteps(trajectories, { ...config, shuffleTimesteps: true })
+    return {
+      name: "sdpo-train-step",
+      loss: sdpoLoss(lossKey),
+      lossKey,
+      partition: (_, stream) => {
+        const order = permutation(stream.child("pairs"), pairs)
+        const perms = Array.from({ length: pairs }, (_, p) => stepsOf(stream, p))
+        const batches: Array<Array<Row>> = []
+        for (let j = 0; j < perms[0].length; j++) {
+          for (let i = 0; i < pairs; i += config.batchSize) {
+            const members = Array.from(order.subarray(i, Math.min(pairs, i + config.batchSize)))
+            batches.push(members.flatMap((p) => [[2 * p, perms[p][j]], [2 * p + 1, perms[p][j]]] as const))
           }
-          return batches
-        },
-        values: {
-          adv: (j, kk) => advantages.perStep[j * N + trajectories.trainable[kk]],
-          // λ^k, with k the step's original index (it stays attached through the shuffle).
-          weight: (_, kk) => config.lambda ** trajectories.trainable[kk]
         }
+        return batches
+      },
+      values: {
+        adv: (j, k) => advantages.perStep[j * N + k],
+        // λ^k, with k the step's original index (it stays attached through the shuffle).
+        weight: (_, k) => config.lambda ** k
       }
-      return yield* Effect.tryPromise({ try: () => runUpdates(plan, trajectories, state, advantages.tracker, base, config, rng.stream("update")), catch: (e) => e })
-    }),
-  metrics: (u) => u.metrics
+    }
+  }
 })

@@ -5,13 +5,16 @@
  */
 import { Pipeline } from "./kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
-import { rlNodes, rlSettings, rlState } from "./rl-common.ts"
+import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
 
 export const danceGrpo = Pipeline.define({
   name: "dance-grpo",
   doc: "DanceGRPO: Dance SDE, shared group noise, unbiased-std group advantages, PPO-clip",
-  settings: rlSettings({ sampler: "dance-grpo", noise: 0.3, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 8 }),
-  nodes: rlNodes({ process: "rf", sharedNoise: true, window: () => null }, groupAdvantages({ std: "unbiased", globalStd: false, eps: 1e-8 })),
+  settings: {
+    ...rlSettings({ sampler: "dance-grpo", noise: 0.3, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8, timestepFraction: 0.6, shuffleTimesteps: true }),
+    ...grpoSettings(false)
+  },
+  nodes: rlNodes({ process: "rf", sharedNoise: true, window: () => null }, groupAdvantages({ std: "unbiased", eps: 1e-8 })),
   iterations: (c) => c.iterations,
   state: rlState,
   info: (c) => ({ algorithm: "dance-grpo", sampler: c.sampler, time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise" })

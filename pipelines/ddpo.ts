@@ -6,13 +6,17 @@
  */
 import { Pipeline } from "./kernel/pipeline.ts"
 import { promptTrackerAdvantages } from "../nodes/advantages.ts"
-import { rlNodes, rlSettings, rlState } from "./rl-common.ts"
+import { rlNodes, rlSettings, rlState, trackerSettings, vpSettings } from "./rl-common.ts"
 
 export const ddpo = Pipeline.define({
   name: "ddpo",
   doc: "DDPO: DDIM-η / gDDIM-λ on a VP ε-model, per-prompt reward tracker, PPO-clip",
-  settings: rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 3e-5, groupSize: 8 }),
-  nodes: rlNodes({ process: "vp", sharedNoise: false, window: () => null }, promptTrackerAdvantages(16, 16)),
+  settings: {
+    ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8, timestepFraction: 1, shuffleTimesteps: true }),
+    ...vpSettings,
+    ...trackerSettings
+  },
+  nodes: rlNodes({ process: "vp", sharedNoise: false, window: () => null }, promptTrackerAdvantages),
   iterations: (c) => c.iterations,
   state: rlState,
   info: (c) => ({ algorithm: "ddpo", sampler: c.sampler, time_convention: "VP scaled-linear, integer timesteps 0..999 (leading grid)" })

@@ -5,13 +5,16 @@
  */
 import { Pipeline } from "./kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
-import { rlNodes, rlSettings, rlState } from "./rl-common.ts"
+import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
 
 export const flowGrpo = Pipeline.define({
   name: "flow-grpo",
   doc: "Flow-GRPO: Flow-GRPO SDE, group advantages, PPO-clip + KL, ODE evaluation",
-  settings: rlSettings({ sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-3, beta: 0.01, lr: 3e-5, groupSize: 8 }),
-  nodes: rlNodes({ process: "rf", sharedNoise: false, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-4 })),
+  settings: {
+    ...rlSettings({ sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0.01, lr: 3e-5, groupSize: 8, timestepFraction: 0.99, shuffleTimesteps: false }),
+    ...grpoSettings(true)
+  },
+  nodes: rlNodes({ process: "rf", sharedNoise: false, window: () => null }, groupAdvantages({ std: "population", eps: 1e-4 })),
   iterations: (c) => c.iterations,
   state: rlState,
   info: (c) => ({ algorithm: "flow-grpo", sampler: c.sampler, time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise" })

@@ -8,11 +8,11 @@ import { Effect } from "effect"
 import { Pipeline } from "./kernel/pipeline.ts"
 import { Node, Persist, Port } from "./kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
-import { groupAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
+import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
 import { denseRewards } from "../nodes/dense-reward.ts"
 import { pairedUpdate } from "../nodes/update.ts"
 import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
-import { rlNodes, rlSettings, rlState, type RlConfig } from "./rl-common.ts"
+import { rlNodes, rlSettings, rlState, updateRequestOf, vpSettings, type RlConfig } from "./rl-common.ts"
 
 export const SdpoSettings = {
   // 512 pairs per iteration, one optimizer step per shuffled position, lr 6e-5 (the sdpo PickScore
@@ -20,7 +20,8 @@ export const SdpoSettings = {
   // 2 × 8 train batches on 4 GPUs); on MNIST, with the AdamW pass a fixed cost per step, larger
   // steps learn more per second: ODE-reward gain at 10 steps after ~55 s of training, 512 pairs ×
   // 12 iterations 2.04 ± 0.20, 256 × 20 1.76 ± 0.20 (both lr 6e-5), 256 × 20 at lr 3e-5 1.72 ± 0.17.
-  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-3, beta: 0, lr: 6e-5, groupSize: 2, promptsPerIteration: 512, batchSize: 512, iterations: 12 }),
+  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 6e-5, groupSize: 2, promptsPerIteration: 512, batchSize: 512, iterations: 12, timestepFraction: 1, shuffleTimesteps: true }),
+  ...vpSettings,
   gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
   lambda: Setting.number(0.99, "temporal weight λ^k of the loss at step k", { min: 0 })
 }
@@ -38,12 +39,12 @@ const pairedRequest = Node.make({
   name: "pairedRequest",
   doc: "the update settings of an SDPO run",
   inputs: { config: Port.of<SdpoConfig>() },
-  run: ({ config }) => Effect.succeed({ lr: config.lr, innerEpochs: config.innerEpochs, clipRange: config.clipRange, beta: 0, cfg: config.cfg, batchSize: config.batchSize, threads: config.threads, rationorm: false, ema: config.ema, emaInterval: config.emaInterval, lambda: config.lambda })
+  run: ({ config }) => Effect.succeed({ ...updateRequestOf(config, false), beta: 0, lambda: config.lambda })
 })
 
 // SDPO replaces the common DAG's reward, advantage, table and update entries (the group normalizer passed
 // here is overridden below); the terminal-reward and PPO config adapters are dropped.
-const { scoreConfig: _score, updateConfig: _update, ...common } = rlNodes({ process: "vp", sharedNoise: true, window: () => null }, groupAdvantages({ std: "population", globalStd: false, eps: 1e-6 }))
+const { scoreConfig: _score, updateConfig: _update, ...common } = rlNodes({ process: "vp", sharedNoise: true, window: () => null }, promptTrackerAdvantages)
 
 export const sdpo = Pipeline.define({
   name: "sdpo",

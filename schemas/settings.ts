@@ -53,6 +53,13 @@ export const Setting = {
     allowed: `one of ${choices.join(", ")}`,
     fromString: (raw) => raw
   }),
+  boolean: (def: boolean, doc: string): Setting<boolean> => ({
+    schema: Schema.Boolean as never,
+    default: def,
+    doc,
+    allowed: "true or false",
+    fromString: (raw) => (raw === "true" ? true : raw === "false" ? false : raw)
+  }),
   string: (def: string, doc: string): Setting<string> => ({
     schema: Schema.String as never,
     default: def,

@@ -39,7 +39,7 @@ describe("DuckDB reading a run", () => {
   })
 
   it("reads metrics.parquet and the evaluation rows", async () => {
-    const m = await query(`SELECT count(*) AS n FROM '${dir}/metrics.parquet' WHERE name = 'first_step_ratio_deviation' AND value = 0`)
+    const m = await query(`SELECT count(*) AS n FROM '${dir}/metrics.parquet' WHERE name = 'logprob_deviation' AND value < 1e-5`)
     expect(m[0].n).toBe("2")
     const e = await query(`SELECT iteration, steps, count(*) AS n FROM '${dir}/eval/*.parquet' GROUP BY ALL`)
     expect(e).toEqual([{ iteration: 1, steps: 5, n: "32" }])
