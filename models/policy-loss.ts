@@ -33,34 +33,41 @@ export interface PolicyLossConfig {
   readonly logProb?: LogProbConvention
 }
 
-/** Transition rows of one optimizer step, as graph inputs. */
+/**
+ * Transition rows of one optimizer step, as graph inputs. The coefficients and old log-probs are
+ * float64, and the log-prob is computed in float64 from the float32 latents and network output:
+ * at the last VP steps s ≈ 0.02, so float32 rounding of μ (~1e-7) would move lp by ~1e-5 — as much
+ * as the clip range — while the sampler's stored value is float64 (diffusion/logprob.ts).
+ */
 const rowInputs = (g: Graph, d: number, conditional: boolean, rationorm = false, kl = false) => ({
   muOld: rationorm ? g.input("mu_old", "float32", ["M", d]) : undefined,
   x: g.input("x", "float32", ["M", d]),
   t: g.input("t", "float32", ["M"]),
   c: conditional ? g.input("c", "int64", ["M"]) : undefined,
   xNext: g.input("x_next", "float32", ["M", d]),
-  a: g.input("a", "float32", ["M"]),
-  b: g.input("b", "float32", ["M"]),
-  s: g.input("s", "float32", ["M"]),
-  lpOld: g.input("lp_old", "float32", ["M"]),
+  a: g.input("a", "float64", ["M"]),
+  b: g.input("b", "float64", ["M"]),
+  s: g.input("s", "float64", ["M"]),
+  lpOld: g.input("lp_old", "float64", ["M"]),
   adv: g.input("adv", "float32", ["M"]),
   w: g.input("w", "float32", ["M"]),
   klScale: kl ? g.input("kl_scale", "float32", ["M"]) : undefined
 })
 
 const col = (v: Tensor) => op.unsqueeze(v, [1])
+const f64 = (v: Tensor) => op.cast(v, "float64")
+const f32 = (v: Tensor) => op.cast(v, "float32")
 
 /** μ and lp of the rows under parameters p (guided forward when cfg ≠ 1). */
 const meanAndLogProb = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tensor>, rows: ReturnType<typeof rowInputs>) => {
   const model = velocityNet(cfg.net)
   const f = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, p, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, p, rows.x, rows.t, rows.c)
-  const mu = op.add(op.mul(rows.x, col(rows.a)), op.mul(f, col(rows.b)))
-  const sq = op.reduceMean(op.square(op.sub(rows.xNext, mu)), [1])
+  const mu = op.add(op.mul(f64(rows.x), col(rows.a)), op.mul(f64(f), col(rows.b)))
+  const sq = op.reduceMean(op.square(op.sub(f64(rows.xNext), mu)), [1])
   const lp = cfg.logProb === "unnormalized"
     ? op.neg(sq)
     : op.sub(op.sub(op.neg(op.div(sq, op.mul(op.square(rows.s), 2))), op.log(rows.s)), 0.5 * Math.log(2 * Math.PI))
-  return { mu, lp }
+  return { f, mu, lp }
 }
 
 /** The log-probs alone, computed exactly as inside the loss (same ops, same order): the rescore graph. */
@@ -76,15 +83,15 @@ export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
     throw new GraphError(`ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one`)
   }
   const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true, cfg.beta > 0)
-  const { mu, lp } = meanAndLogProb(g, cfg, p, rows)
+  const { f, mu, lp } = meanAndLogProb(g, cfg, p, rows)
   const logRatio = rows.muOld === undefined
     ? op.sub(lp, rows.lpOld)
-    : op.mul(op.add(op.sub(lp, rows.lpOld), op.div(op.reduceMean(op.square(op.sub(mu, rows.muOld)), [1]), op.mul(op.square(rows.s), 2))), rows.s)
-  const ratio = op.exp(logRatio)
+    : op.mul(op.add(op.sub(lp, rows.lpOld), op.div(op.reduceMean(op.square(op.sub(mu, f64(rows.muOld))), [1]), op.mul(op.square(rows.s), 2))), rows.s)
+  const ratio = op.exp(f32(logRatio))
   const clipped = op.clip(ratio, 1 - cfg.clipRange, 1 + cfg.clipRange)
   const negA = op.neg(rows.adv)
   let perRow = op.max(op.mul(negA, ratio), op.mul(negA, clipped))
-  if (rows.muOld !== undefined) perRow = op.div(perRow, op.max(rows.b, op.neg(rows.b)))
+  if (rows.muOld !== undefined) perRow = op.div(perRow, f32(op.max(rows.b, op.neg(rows.b))))
   const metrics: Record<string, Tensor> = {}
   if (cfg.beta > 0) {
     const model = velocityNet(cfg.net)
@@ -92,8 +99,9 @@ export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
     const fRef = rows.c !== undefined && cfg.cfg !== 1
       ? model.guided(g, ref, rows.x, rows.t, rows.c, cfg.cfg)
       : model.forward(g, ref, rows.x, rows.t, rows.c)
-    const muRef = op.add(op.mul(rows.x, col(rows.a)), op.mul(fRef, col(rows.b)))
-    const paperKl = op.div(op.reduceMean(op.square(op.sub(mu, muRef)), [1]), op.mul(op.square(rows.s), 2))
+    // μ − μ_ref = b·(f − f_ref): the x terms cancel exactly.
+    const dMu = op.mul(f64(op.sub(f, fRef)), col(rows.b))
+    const paperKl = f32(op.div(op.reduceMean(op.square(dMu), [1]), op.mul(op.square(rows.s), 2)))
     const kl = op.mul(paperKl, rows.klScale!)
     perRow = op.add(perRow, op.mul(kl, cfg.beta))
     metrics.kl = op.reduceSum(op.mul(kl, rows.w), [0])
@@ -114,13 +122,13 @@ export const sdpoLoss = (cfg: Omit<PolicyLossConfig, "beta">): LossBuilder => (g
   const pairs = (v: Tensor) => op.reshape(v, [-1, 2], ["P", 2])
   const member = (v: Tensor, i: number) => op.slice(pairs(v), 1, i, i + 1)
   const diff = (v: Tensor) => op.sub(member(v, 0), member(v, 1))
-  const dl = diff(op.sub(lp, rows.lpOld))
+  const dl = diff(f32(op.sub(lp, rows.lpOld)))
   const dA = diff(rows.adv)
   const w = member(rows.w, 0)
   let perPair = op.square(op.sub(op.mul(w, dl), dA))
   if (cfg.clipRange > 0) {
     const clamped = op.max(op.min(lp, op.add(rows.lpOld, cfg.clipRange)), op.sub(rows.lpOld, cfg.clipRange))
-    perPair = op.max(perPair, op.square(op.sub(op.mul(w, diff(op.sub(clamped, rows.lpOld))), dA)))
+    perPair = op.max(perPair, op.square(op.sub(op.mul(w, diff(f32(op.sub(clamped, rows.lpOld)))), dA)))
   }
-  return { loss: op.reduceMean(perPair, [0, 1]), extra: { ratio: op.exp(op.sub(lp, rows.lpOld)), lp } }
+  return { loss: op.reduceMean(perPair, [0, 1]), extra: { ratio: op.exp(f32(op.sub(lp, rows.lpOld))), lp } }
 }

@@ -136,7 +136,8 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
   const xNext = new Float32Array(M * d)
   const t = new Float32Array(M)
   const c = new BigInt64Array(M)
-  const [a, b, s, lp, A, w, kl] = Array.from({ length: 7 }, () => new Float32Array(M))
+  const [a, b, s, lp] = Array.from({ length: 4 }, () => new Float64Array(M))
+  const [A, w, kl] = Array.from({ length: 3 }, () => new Float32Array(M))
   const mu = tables.muOld === undefined ? undefined : new Float32Array(M * d)
   rows.forEach(([j, k], row) => {
     x.set(r.latents!.subarray(k * n + j * d, k * n + (j + 1) * d), row * d)
@@ -219,11 +220,11 @@ const rescore = async (
   for (const mb of batches) {
     const { mu_old: _mu, kl_scale: _kl, ...feeds } = rowFeeds(tr, mb, plan.values, tables, conditional)
     const out = await session.run({ ...feeds, ...weights })
-    const lp = out.lp.data as Float32Array
-    const mu = out.mu?.data as Float32Array | undefined
+    const lp = out.lp.data as Float64Array
+    const mu = out.mu?.data as Float64Array | undefined
     mb.forEach(([j, k], q) => {
       lpOld[j * N + k] = lp[q]
-      if (mu !== undefined) mus.set(j * N + k, mu.slice(q * d, (q + 1) * d))
+      if (mu !== undefined) mus.set(j * N + k, Float32Array.from(mu.subarray(q * d, (q + 1) * d)))
     })
   }
   const muOld = tables.muOld === undefined ? undefined
@@ -266,8 +267,8 @@ const runUpdates = async (
       const feeds = rowFeeds(tr, mb, plan.values, tables, conditional)
       const r = await trainer.step({ ...feeds, ...ref })
       const ratio = r.extra.ratio.data as Float32Array
-      const lp = r.extra.lp.data as Float32Array
-      const lpo = feeds.lp_old.data as Float32Array
+      const lp = r.extra.lp.data as Float64Array
+      const lpo = feeds.lp_old.data as Float64Array
       if (stats.steps === 0) {
         // The first step runs at θ_old: the loss graph's log-probs against the sampler's.
         stats.firstDeviation = ratio.reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
