@@ -23,7 +23,9 @@ export const leadingGrid = (steps: number, trainSteps = 1000, offset = 1): Array
  * DDIM "trailing" timesteps (diffusers `timestep_spacing = "trailing"`, §1.1):
  * `round(arange(N, 0, −N/S)) − 1`, so the first step starts at the top of the schedule (t = N − 1)
  * whatever S; the last step goes to 0 as in `leadingGrid`. Few-step sampling needs it: the leading
- * grid's single step starts at t = 1, where the "sample" is the starting noise.
+ * grid's single step starts at t = 1, where the "sample" is the starting noise. With the cosine
+ * schedule ᾱ_999 ≈ 2e-9, so an ε-model's x̂0 at the first trailing step divides by α ≈ 5e-5 and the
+ * ODE diverges (measured on the double ring): use scaled-linear (the default, SD's) there.
  */
 export const trailingGrid = (steps: number, trainSteps = 1000): Array<number> => {
   const ts = Array.from({ length: steps }, (_, i) => roundHalfEven(trainSteps - (i * trainSteps) / steps) - 1)

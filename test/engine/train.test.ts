@@ -67,7 +67,12 @@ describe("train steps", () => {
       await a.step(bt)
       await b.step(bt)
     }
-    for (const k of ["w", "b"]) for (let i = 0; i < init[k].length; i++) expect(a.state.params[k][i]).toBeCloseTo(b.state.params[k][i], 4)
+    // Both are float32 AdamW in a different operation order (the graph folds the clip into scalars):
+    // after 20 steps they agree to a few float32 ulps of the weights' scale, not just 4 decimals.
+    const scale = Math.max(...Object.values(b.state.params).flatMap((v) => Array.from(v, Math.abs)))
+    for (const k of ["w", "b"]) {
+      for (let i = 0; i < init[k].length; i++) expect(Math.abs(a.state.params[k][i] - b.state.params[k][i])).toBeLessThan(8 * 2 ** -23 * scale)
+    }
   })
 
   it("fit a linear regression with a known optimum", async () => {

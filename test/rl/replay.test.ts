@@ -7,6 +7,8 @@ import * as path from "node:path"
 import { runPipeline } from "../../pipelines/kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { Replay } from "../../pipelines/replay.ts"
+import { fromParquet } from "../../store/parquet.ts"
+import { TrajectoryTable } from "../../schemas/trajectory.ts"
 
 const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-replay-")), "run")
 const set = { dataset: "double-ring", reward: "outer-ring", steps: "5", promptsPerIteration: "4", groupSize: "8", batchSize: "16", lr: "1e-3", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "3" }
@@ -37,8 +39,19 @@ describe("replay", () => {
     await Effect.runPromise(Replay.fromRun(source).from("score").with({ reward: "quadratic" }, { out, progress: "none" }))
     const reward = (dir: string) => metrics(dir).trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.name === "reward_mean" && m.iteration === 0)[0].value
     expect(reward(out)).not.toBe(reward(source))
-    // The stored samples are the same: the trajectories written by the replay equal the source's latents.
-    expect(fs.readFileSync(path.join(out, "trajectories/iter-000000.parquet")).length).toBeGreaterThan(0)
+    // The stored samples are the same: the replay's trajectory table holds the source's latents,
+    // coefficients and log-probs value for value; only the rewards (and advantages) differ.
+    const table = (dir: string) => {
+      const file = path.join(dir, "trajectories/iter-000000.parquet")
+      return TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns
+    }
+    const [mine, theirs] = [table(out), table(source)]
+    for (const column of ["latent", "next_latent", "x0_pred", "t", "a", "b", "std"] as const) {
+      expect(Array.from(mine[column] as ArrayLike<number>)).toEqual(Array.from(theirs[column] as ArrayLike<number>))
+    }
+    const values = (c: typeof mine.log_prob) => (c instanceof Float64Array ? Array.from(c) : Array.from((c as { values: Float64Array }).values))
+    expect(values(mine.log_prob)).toEqual(values(theirs.log_prob))
+    expect(values(mine.reward)).not.toEqual(values(theirs.reward))
   })
 
   it("re-runs the updates from stored rollouts with another learning rate", async () => {
