@@ -1,9 +1,7 @@
 /**
  * RL iteration efficiency of the default MNIST configs (the quickstart, i.e. SDPO, and Flow-GRPO):
- * model FLOPs of one iteration ÷ (wall time × peak SGEMM measured in the same run). Model FLOPs
- * are the policy network's rollout forwards, old-log-prob rescore, KL reference forward (β > 0) and
- * train rows at 3× a forward, plus the reward classifier's forwards (1 per trajectory, SDPO's
- * dense reward 3). The per-iteration time is the slope between a 1- and a 4-iteration run, so session building,
+ * necessary model FLOPs of one iteration (`gflopOf`) ÷ (wall time × peak SGEMM measured in the same
+ * run); the reward classifier counts 1 forward per trajectory, SDPO's dense reward 3. The per-iteration time is the slope between a 1- and a 4-iteration run, so session building,
  * caches and the final evaluation cancel out; `evalEvery` is raised past the run (evaluation is a
  * separate cost, every `evalEvery` iterations). Uses the model cache (a first run pretrains).
  */
@@ -43,14 +41,24 @@ const classifierFlops = () => {
   return 2 * (D * H + (RewardModelSettings.layers.default - 1) * H * H + H * 10)
 }
 
-/** Model GFLOP of one iteration of a pipeline's default config, and what it samples. */
+/**
+ * Necessary model GFLOP of one iteration of a pipeline's default config: the rollout's forwards
+ * (every step), the trained rows (⌊N·timestepFraction⌋ steps per trajectory) at 3× a forward, the
+ * KL reference's forward on the trained rows when β > 0, and the reward model's forwards. The
+ * re-score of old log-probs is not counted: the references use the stored ones, and so does the
+ * update unless `rescoreOldLogProb` asks for a diagnosis.
+ */
 const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
   const c = Object.fromEntries(Object.entries(pipeline.settings).map(([k, s]) => [k, (s as { default: unknown }).default])) as Record<string, number>
   const trajectories = c.promptsPerIteration * c.groupSize
-  // Every step of the default samplers is stochastic, so every transition is a train row.
-  const rows = trajectories * c.steps
-  const forwards = rows + rows + (c.beta > 0 ? rows : 0) // rollout, rescore, reference
-  return { gflop: ((forwards + 3 * rows) * flopsPerRow() + rewardCalls * trajectories * classifierFlops()) / 1e9, detail: `${trajectories} trajectories × ${c.steps} steps` }
+  const rollout = trajectories * c.steps
+  // Every step of the default samplers is stochastic, so the fraction alone decides the trained rows.
+  const trained = trajectories * Math.max(1, Math.floor(c.steps * c.timestepFraction + 1e-9))
+  const forwards = rollout + (c.beta > 0 ? trained : 0) + 3 * trained
+  return {
+    gflop: (forwards * flopsPerRow() + rewardCalls * trajectories * classifierFlops()) / 1e9,
+    detail: `${trajectories} trajectories × ${c.steps} steps, ${trained / trajectories} trained`
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * 2-D toy distributions, generated from a seeded stream. Labels name the mode a point came from.
  *  - double-ring: equal mass on the circles of radius 1 (label 0) and 2 (label 1), exact radii
- *    (the continuous version of the 256-atom ring of ALGORITHMS.md §7.4);
+ *    (the continuous version of the 256-atom ring of docs/algorithms.md §7.4);
  *  - gaussian-mixture: 8 equal-weight components centred on the circle of radius 2, std 0.15;
  *  - two-moons: the two interleaved half circles of scikit-learn's make_moons, noise std 0.05.
  */

@@ -1,7 +1,7 @@
 /**
  * Closed-form output of the continuous λ-family sampler (gDDIM, §3.2) for Gaussian data
  * N(μ0, s0²) per coordinate with the exact score, started from the standard prior
- * (ALGORITHMS.md §3.5, derived and checked there against a 1e5-step integration).
+ * (docs/algorithms.md §3.5, derived and checked there against a 1e5-step integration).
  *
  * Prior errors E_T = prior mean − m_T, D_T = prior variance − v_T are contracted by K_λ:
  *   VE (σ² = t, prior N(0, T)):  K_λ = (s0² / (s0² + T))^((1 + λ²)/2),  E_T = −μ0,  D_T = −s0²

@@ -1,4 +1,4 @@
-/** Time grids t_0 > t_1 > … > t_N of a sampler (ALGORITHMS.md §1.1, §1.3). */
+/** Time grids t_0 > t_1 > … > t_N of a sampler (docs/algorithms.md §1.1, §1.3). */
 
 /** `linspace(start, end, n + 1)`. */
 export const uniformGrid = (n: number, start = 1, end = 0): Array<number> =>

@@ -1,5 +1,5 @@
 /**
- * Policy log-probability of one transition (ALGORITHMS.md §0.1, §6.2), float64.
+ * Policy log-probability of one transition (docs/algorithms.md §0.1, §6.2), float64.
  * "mean" (default, every reference implementation) averages over the d latent elements, so
  * exp(lp_new − lp_old) is the true density ratio to the power 1/d; "sum" is the exact log density.
  */

@@ -1,6 +1,6 @@
 /**
  * Exact moments of a sampler's output for Gaussian data N(μ0, s0²) per coordinate with the exact
- * model (ALGORITHMS.md §3.5). Every step is affine in x plus Gaussian noise, so the mean and
+ * model (docs/algorithms.md §3.5). Every step is affine in x plus Gaussian noise, so the mean and
  * variance of the discretized sampler propagate in closed form — no Monte Carlo. This measures the
  * discretization error of a sampler exactly, and is what sampled rollouts must agree with.
  */

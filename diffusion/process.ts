@@ -1,5 +1,5 @@
 /**
- * Forward processes as Gaussian paths `x_t = α(t)·x0 + σ(t)·ε` (ALGORITHMS.md §1), and the one
+ * Forward processes as Gaussian paths `x_t = α(t)·x0 + σ(t)·ε` (docs/algorithms.md §1), and the one
  * conversion from a model output to the clean-sample and noise predictions x̂0, ε̂.
  *
  * Time convention (one for all of etaflow): `t` grows with noise and sampling runs from large to

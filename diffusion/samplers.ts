@@ -1,6 +1,6 @@
 /**
  * Samplers as Gaussian transitions `x_next ~ N(a·x + b·f, s²I)` with scalars a, b, s that depend
- * on the process, the grid and the step only (DESIGN.md "The one idea"; ALGORITHMS.md §2–§7).
+ * on the process, the grid and the step only (docs/algorithms.md §0, §2–§7).
  *
  * Every sampler is written as the deterministic step plus a multiple of ε̂:
  *   μ = ODE(x, f) + k·ε̂,
@@ -41,7 +41,7 @@ export class SamplerError extends Error {
   }
 }
 
-/** Steps with a smaller std are deterministic (ALGORITHMS.md §12.3). */
+/** Steps with a smaller std are deterministic (docs/algorithms.md §12.3). */
 export const DETERMINISTIC_STD = 1e-12
 
 const times = (ctx: StepContext) => ({ t: ctx.grid[ctx.step], tn: ctx.grid[ctx.step + 1] })
@@ -184,7 +184,7 @@ export const SAMPLERS = {
   gddim: { sampler: gddim, noise: "λ of gDDIM (any ≥ 0)", processes: ["rf", "vp", "ve"], family: "exponential", reference: 1 },
   "flow-grpo": { sampler: flowGrpo, noise: "noise level a", processes: ["rf"], family: "euler-maruyama", reference: 0.7 },
   "dance-grpo": { sampler: danceGrpo, noise: "η (constant diffusion)", processes: ["rf"], family: "euler-maruyama", reference: 0.3 },
-  // FlowCPS's default level was not found (ALGORITHMS.md §6); 0.5 puts sin(ηπ/2) ≈ 0.71 of σ' into fresh noise.
+  // FlowCPS's default level was not found (docs/algorithms.md §6); 0.5 puts sin(ηπ/2) ≈ 0.71 of σ' into fresh noise.
   cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho", reference: 0.5 },
   precise: { sampler: precise, noise: "η (= √2·λ)", processes: ["rf"], family: "exponential", reference: 1.5 },
   "dance-precise": { sampler: dancePrecise, noise: "η", processes: ["rf"], family: "exponential", reference: 0.3 }

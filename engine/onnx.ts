@@ -1,7 +1,7 @@
 /**
  * ONNX emission: a Graph → ModelProto bytes (onnx-proto), opset 17. Tensors are named after their
  * inputs and outputs; an output takes the name of its producing node's output directly, because an
- * Identity node just to name an output costs a full copy per run (ONNXRUNTIME.md).
+ * Identity node just to name an output costs a full copy per run (docs/onnxruntime.md).
  */
 import onnxProto from "onnx-proto"
 import { GraphError, type ConstantData, type DType, type Graph, type Tensor } from "./graph.ts"

@@ -121,7 +121,7 @@ export const countOf = (x: Tensor, axes: ReadonlyArray<number>): Tensor => {
   return cast(prod, x.dtype)
 }
 
-/** Mean over axes as ReduceSum ÷ n (ReduceMean changed its axes form at opset 18, ONNXRUNTIME.md). */
+/** Mean over axes as ReduceSum ÷ n (ReduceMean changed its axes form at opset 18, docs/onnxruntime.md). */
 export const reduceMean = (x: Tensor, axes: ReadonlyArray<number>, keepdims = false): Tensor => div(reduceSum(x, axes, keepdims), countOf(x, axes))
 
 /** Reshape to a static shape (at most one -1) or to the run-time shape of another tensor. */

@@ -1,5 +1,5 @@
 /**
- * Models with exact outputs, no training (ALGORITHMS.md §3.5, §7.4, §12.7): the posterior mean
+ * Models with exact outputs, no training (docs/algorithms.md §3.5, §7.4, §12.7): the posterior mean
  * x̂0 = E[x0 | x_t] of known data under the path x_t = α x0 + σ ε, turned into the model's
  * parameterization by inverting the one conversion of diffusion/process.ts.
  */

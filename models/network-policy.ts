@@ -1,6 +1,6 @@
 /**
  * A trained velocity / ε network as a Policy: an ONNX session with the weights baked in (faster
- * small-batch forwards, ONNXRUNTIME.md), with classifier-free guidance when a scale is given.
+ * small-batch forwards, docs/onnxruntime.md), with classifier-free guidance when a scale is given.
  */
 import { Graph } from "../engine/graph.ts"
 import { toOnnx } from "../engine/onnx.ts"

@@ -1,5 +1,5 @@
 /**
- * Policy-gradient losses on the one Gaussian transition every sampler shares (DESIGN.md):
+ * Policy-gradient losses on the one Gaussian transition every sampler shares (docs/algorithms.md §0):
  * per transition row, μ = a·x + b·f_θ(x, t, c) and
  *   lp = −mean_i (x' − μ)²/(2s²) − log s − ½ log 2π            (docs/algorithms.md §0.1, mean convention)
  *   or, for FlowCPS (§6.2), its unnormalised lp = −mean_i (x' − μ)² — the one its sampler stores

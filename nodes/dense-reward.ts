@@ -1,5 +1,5 @@
 /**
- * denseRewards (SDPO, ALGORITHMS.md §9.2–9.3; sdpo pipeline_with_logprob_sdpo.py): rewards of the
+ * denseRewards (SDPO, docs/algorithms.md §9.2–9.3; sdpo pipeline_with_logprob_sdpo.py): rewards of the
  * predicted clean samples x̂0 at the first, the anchor and the last step — three reward-model calls
  * per trajectory — with the other steps interpolated by cosine similarity, then discounted returns
  * G_k = r_k + γ G_{k+1}. The anchor is the step whose x̂0 is least similar to both ends.

@@ -1,7 +1,7 @@
 /**
  * evaluation: every `evalEvery` iterations (and at the last), on the held-out prompt set with fixed
  * seeds, the ODE (η = 0) and the training SDE from the same initial noise at each of `evalSteps`
- * (ALGORITHMS.md §11): mean rewards with standard errors, the reward gap SDE − ODE (paired), and
+ * (docs/algorithms.md §11): mean rewards with standard errors, the reward gap SDE − ODE (paired), and
  * the improvement of the ODE reward over the base model's ODE reward on the same noise.
  */
 import { Effect } from "effect"

@@ -1,6 +1,6 @@
 /**
  * gapPoints: the SDE − ODE reward gap of the gDDIM λ-sampler on Gaussian data with the exact score
- * and reward r(x) = −x²/2 (ALGORITHMS.md §3.5, §11), three ways for each horizon T:
+ * and reward r(x) = −x²/2 (docs/algorithms.md §3.5, §11), three ways for each horizon T:
  *  - gap_exact: the closed form of the continuous sampler;
  *  - gap_discrete: exact moments of the discretized sampler at the configured step count, which
  *    separates discretization error from Monte-Carlo error;

@@ -1,5 +1,5 @@
 /**
- * `etaflow run dance-grpo`: DanceGRPO (arXiv 2505.07818, ALGORITHMS.md §5.1) — the DanceGRPO SDE
+ * `etaflow run dance-grpo`: DanceGRPO (arXiv 2505.07818, docs/algorithms.md §5.1) — the DanceGRPO SDE
  * (constant diffusion η), every member of a group starting from the same noise, group advantages
  * with the unbiased std + 1e-8, PPO-clip without KL.
  */

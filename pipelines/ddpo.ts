@@ -1,5 +1,5 @@
 /**
- * `etaflow run ddpo`: DDPO (arXiv 2305.13301, ALGORITHMS.md §8) on a VP ε-model — DDIM-η (or
+ * `etaflow run ddpo`: DDPO (arXiv 2305.13301, docs/algorithms.md §8) on a VP ε-model — DDIM-η (or
  * gDDIM-λ: `--set sampler=gddim --set eta=1.2`, the η sweep of Sheng et al.) on the leading
  * grid, a per-prompt reward tracker (buffer 16, min count 16) that persists across iterations,
  * PPO-clip.

@@ -1,5 +1,5 @@
 /**
- * `etaflow run flow-grpo`: Flow-GRPO (arXiv 2505.05470, ALGORITHMS.md §4) — the Flow-GRPO SDE with
+ * `etaflow run flow-grpo`: Flow-GRPO (arXiv 2505.05470, docs/algorithms.md §4) — the Flow-GRPO SDE with
  * noise level a, group-normalized rewards (population std + 1e-4), PPO-clip with KL to the base
  * model, ODE evaluation of the reward gap.
  */

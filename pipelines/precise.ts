@@ -1,5 +1,5 @@
 /**
- * `etaflow run precise`: the Precise sampler (ALGORITHMS.md §7: exact λ-SDE step with a
+ * `etaflow run precise`: the Precise sampler (docs/algorithms.md §7: exact λ-SDE step with a
  * logSNR-derived schedule, η = √2·λ) with group advantages (population std + 1e-4) and PPO-clip
  * with Precise's ratio normalisation (§7.5).
  */

@@ -1,5 +1,5 @@
 /**
- * `etaflow run sampler-check`: every sampler on the analytic double ring of ALGORITHMS.md §7.4,
+ * `etaflow run sampler-check`: every sampler on the analytic double ring of docs/algorithms.md §7.4,
  * where the right answer is known (outer-ring mass 0.5, samples on the rings).
  */
 import { Pipeline } from "./kernel/pipeline.ts"

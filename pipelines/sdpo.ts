@@ -1,5 +1,5 @@
 /**
- * `etaflow run sdpo`: SDPO (arXiv 2411.11727, ALGORITHMS.md §9) on a VP ε-model — pairs of
+ * `etaflow run sdpo`: SDPO (arXiv 2411.11727, docs/algorithms.md §9) on a VP ε-model — pairs of
  * trajectories from the same initial noise (DDIM η = 1), dense rewards from x̂0 at the first,
  * anchor and last step, discounted returns, a per-(prompt, step) tracker, and the
  * reward-difference loss with stepwise clipping on step-shuffled minibatches.

@@ -1,5 +1,5 @@
 /**
- * `etaflow run theory-gap`: the SDE − ODE reward gap on the Gaussian model of ALGORITHMS.md §3.5,
+ * `etaflow run theory-gap`: the SDE − ODE reward gap on the Gaussian model of docs/algorithms.md §3.5,
  * closed form against the sampled gDDIM sampler, next to the brief's rate, for T and a sweep of T.
  */
 import { Pipeline } from "./kernel/pipeline.ts"

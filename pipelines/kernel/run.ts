@@ -77,7 +77,7 @@ const asStoreError = (file: string) => (e: unknown) =>
   e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ? e
     : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
 
-/** Stage names of the design (DESIGN.md) that `--from` accepts besides entry names. */
+/** Stage names of the design (docs/design.md) that `--from` accepts besides entry names. */
 const STAGE_ALIASES: Readonly<Record<string, string>> = { score: "rewards", normalize: "advantages", evaluate: "evaluation" }
 
 /**
