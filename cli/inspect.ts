@@ -6,7 +6,7 @@ import { Effect } from "effect"
 import { parquetSummary } from "../store/parquet.ts"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
-import { StoreError, UsageError } from "../pipelines/kernel/errors.ts"
+import { StoreError, UsageError } from "../kernel/errors.ts"
 
 interface FileReport {
   readonly file: string

@@ -7,13 +7,13 @@ import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { pipelines, findPipeline } from "../pipelines/registry.ts"
-import { runPipeline } from "../pipelines/kernel/run.ts"
-import { StoreError, UsageError } from "../pipelines/kernel/errors.ts"
+import { runPipeline } from "../kernel/run.ts"
+import { StoreError, UsageError } from "../kernel/errors.ts"
 import { writeReport } from "../report/report.ts"
 import { Replay } from "../pipelines/replay.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
-import { packageVersions } from "../pipelines/kernel/versions.ts"
+import { packageVersions } from "../kernel/versions.ts"
 
 const lookup = (name: string) =>
   Effect.fromNullishOr(findPipeline(name)).pipe(

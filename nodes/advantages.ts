@@ -8,7 +8,7 @@
  * The tracker's buffers are part of the iteration state, so resume continues them exactly.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 import type { Rewards } from "./score.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { RlState, TrackerState } from "./rl-state.ts"

@@ -5,8 +5,8 @@
  */
 import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { NodeContext, Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NodeContext, Rng } from "../kernel/services.ts"
 import { splitOf } from "../data/split.ts"
 import { pixelsToLatent } from "../data/mnist.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"

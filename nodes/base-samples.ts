@@ -5,8 +5,8 @@
  * radial error. The samples are a DatasetTable (label = the condition), MNIST as pixels.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
 import { latentToPixels } from "../data/mnist.ts"
 import { networkPolicy } from "../models/network-policy.ts"

@@ -1,6 +1,6 @@
 /** datasetRequest: the data-set part of a training pipeline's config, in the form `dataset` reads. */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 import type { DatasetName, DatasetRequest } from "./dataset.ts"
 
 export const datasetRequest = Node.make({

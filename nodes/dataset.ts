@@ -4,8 +4,8 @@
  * stream, so the same seed gives the same points.
  */
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
 import { loadMnist, MNIST_SHAPE } from "../data/mnist.ts"
 import { sampleToy, type Toy } from "../data/toys.ts"

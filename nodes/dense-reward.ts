@@ -5,7 +5,7 @@
  * G_k = r_k + γ G_{k+1}. The anchor is the step whose x̂0 is least similar to both ends.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 import { rewardModels, scoreSamples, type ScoreRequest } from "./score.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { Trajectories } from "./rollout.ts"

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 import { openStream } from "../random/streams.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
 import { rollout } from "../diffusion/rollout.ts"

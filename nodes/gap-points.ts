@@ -9,8 +9,8 @@
  * next to the brief's rate: (2T)⁻¹ for VE, e^{−T²/2} for VP with β(t) = t.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { gapBound, gapExact, quadraticReward, vpAlphaBar } from "../diffusion/gaussian-theory.ts"
 import { gaussianSamplerMoments } from "../diffusion/moments.ts"
 import { rollout } from "../diffusion/rollout.ts"

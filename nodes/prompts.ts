@@ -3,8 +3,8 @@
  * set (a seeded permutation, cycling when more are asked than exist), each repeated `groupSize`
  * times as one group. Every drawn prompt appears exactly groupSize times.
  */
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { permutation } from "../random/streams.ts"
 import { loadPromptSet } from "../data/prompts.ts"
 

@@ -6,8 +6,8 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { RestoreContext } from "../pipelines/kernel/node.ts"
-import { iterFile } from "../pipelines/kernel/run-folder.ts"
+import type { RestoreContext } from "../kernel/node.ts"
+import { iterFile } from "../kernel/run-folder.ts"
 import { fromParquet } from "../store/parquet.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import { predictions } from "../diffusion/process.ts"

@@ -5,8 +5,8 @@
  */
 import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { NodeContext, Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NodeContext, Rng } from "../kernel/services.ts"
 import { splitOf } from "../data/split.ts"
 import { classifierNet, type ClassifierConfig } from "../models/networks.ts"
 import { accuracy, classifierSession, trainClassifier, type ClassifierTraining } from "../models/train-classifier.ts"

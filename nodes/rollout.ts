@@ -5,8 +5,8 @@
  * `init_same_noise`, SDPO pairs); a step window makes only some steps stochastic (MixGRPO).
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { rollout, type Rollout, type StepRecord } from "../diffusion/rollout.ts"
 import { samplerOf, type SamplerName } from "../diffusion/samplers.ts"
 import { leadingGrid, shiftGrid, trailingGrid, uniformGrid, type GridSpacing } from "../diffusion/grids.ts"

@@ -4,8 +4,8 @@
  * keeps only final samples, since every step of every sweep point would be millions of rows.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { rollout, type Rollout } from "../diffusion/rollout.ts"
 import { SAMPLERS, SAMPLER_NAMES, samplerOf, type LogProbConvention, type SamplerName } from "../diffusion/samplers.ts"
 import { uniformGrid } from "../diffusion/grids.ts"

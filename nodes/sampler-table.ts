@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
 import type { SamplerRuns } from "./sampler-rollouts.ts"
 

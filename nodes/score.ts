@@ -4,8 +4,8 @@
  * error naming the reward, the prompt and the trajectory.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { NonFiniteError } from "../pipelines/kernel/errors.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NonFiniteError } from "../kernel/errors.ts"
 import { classifierReward, inkReward, onnxReward, outerRingReward, parseRewardSpec, quadraticReward, type RewardModel } from "../rewards/rewards.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { Trajectories } from "./rollout.ts"

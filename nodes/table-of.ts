@@ -1,7 +1,7 @@
 /** tableOf: the Arrow table inside a node output that carries one (for persisting it). */
 import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
+import { Node, Port } from "../kernel/node.ts"
 
 export const tableOf = Node.make({
   name: "tableOf",

@@ -4,8 +4,8 @@
  * does it for the rollouts of a sampler check.
  */
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { NodeContext } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NodeContext } from "../kernel/services.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
 import type { SamplerRuns } from "./sampler-rollouts.ts"

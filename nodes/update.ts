@@ -20,8 +20,8 @@
  * `shuffleTimesteps`, a fresh permutation per trajectory and epoch (ddpo-pytorch, DanceGRPO's 0.6).
  */
 import { Effect } from "effect"
-import { Node, Port } from "../pipelines/kernel/node.ts"
-import { Rng } from "../pipelines/kernel/services.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import { Graph } from "../engine/graph.ts"
 import { EngineSession, type HostTensor } from "../engine/session.ts"

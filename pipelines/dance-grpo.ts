@@ -3,7 +3,7 @@
  * (constant diffusion η), every member of a group starting from the same noise, group advantages
  * with the unbiased std + 1e-8, PPO-clip without KL.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
 import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
 

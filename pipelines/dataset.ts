@@ -1,6 +1,6 @@
 /** `etaflow run dataset`: writes a data set as `dataset.parquet` in the run folder. */
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Persist } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { dataset, DATASETS } from "../nodes/dataset.ts"
 

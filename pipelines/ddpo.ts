@@ -4,7 +4,7 @@
  * grid, a per-prompt reward tracker (buffer 16, min count 16) that persists across iterations,
  * PPO-clip.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { promptTrackerAdvantages } from "../nodes/advantages.ts"
 import { rlNodes, rlSettings, rlState, trackerSettings, vpSettings } from "./rl-common.ts"
 

@@ -3,7 +3,7 @@
  * noise level a, group-normalized rewards (population std + 1e-4), PPO-clip with KL to the base
  * model, ODE evaluation of the reward gap.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
 import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
 

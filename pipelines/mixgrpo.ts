@@ -7,7 +7,7 @@
  * lets l reach L, an empty window (no gradient) for τ iterations before rolling back; here l rolls
  * back to 0 as soon as it would reach L, so every iteration trains.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { Setting } from "../schemas/settings.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
 import { grpoSettings, rlNodes, rlSettings, rlState, type RlConfig } from "./rl-common.ts"

@@ -3,7 +3,7 @@
  * logSNR-derived schedule, η = √2·λ) with group advantages (population std + 1e-4) and PPO-clip
  * with Precise's ratio normalisation (§7.5).
  */
-import { Pipeline } from "./kernel/pipeline.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
 import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
 

@@ -4,8 +4,8 @@
  * and measures its ODE samples (for MNIST: the reward classifier's accuracy on the prompted digit).
  */
 import { Effect } from "effect"
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Node, Persist, Port } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Node, Persist, Port } from "../kernel/node.ts"
 import { Setting, type ConfigOf } from "../schemas/settings.ts"
 import { dataset, DATASETS } from "../nodes/dataset.ts"
 import { datasetRequest } from "../nodes/dataset-request.ts"

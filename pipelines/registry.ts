@@ -1,5 +1,5 @@
 /** Every pipeline the CLI can run, by name. */
-import type { AnyPipeline, PipelineRequirements } from "./kernel/pipeline.ts"
+import type { AnyPipeline, PipelineRequirements } from "../kernel/pipeline.ts"
 import { datasetPipeline } from "./dataset.ts"
 import { quickstart } from "./quickstart.ts"
 import { samplerCheck } from "./sampler-check.ts"

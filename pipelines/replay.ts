@@ -7,8 +7,8 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { findPipeline } from "./registry.ts"
-import { runPipeline, type RunOptions } from "./kernel/run.ts"
-import { UsageError } from "./kernel/errors.ts"
+import { runPipeline, type RunOptions } from "../kernel/run.ts"
+import { UsageError } from "../kernel/errors.ts"
 
 export const Replay = {
   fromRun: (source: string) => ({

@@ -2,8 +2,8 @@
  * `etaflow run reward-model`: trains (or reuses from the cache) the MNIST classifier that scores
  * samples, reports its held-out accuracy, and writes it as ONNX and safetensors.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Persist } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { dataset } from "../nodes/dataset.ts"
 import { datasetRequest } from "../nodes/dataset-request.ts"

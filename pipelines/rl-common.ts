@@ -6,7 +6,7 @@
  * its sampler, advantage normalizer and defaults.
  */
 import { Effect } from "effect"
-import { Node, Persist, Port } from "./kernel/node.ts"
+import { Node, Persist, Port } from "../kernel/node.ts"
 import { Setting, type ConfigOf, type Setting as SettingT } from "../schemas/settings.ts"
 import { DATASETS, dataset } from "../nodes/dataset.ts"
 import { datasetRequest } from "../nodes/dataset-request.ts"

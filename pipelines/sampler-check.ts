@@ -2,8 +2,8 @@
  * `etaflow run sampler-check`: every sampler on the analytic double ring of docs/algorithms.md §7.4,
  * where the right answer is known (outer-ring mass 0.5, samples on the rings).
  */
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Persist } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { samplerRuns } from "../nodes/sampler-rollouts.ts"

@@ -5,8 +5,8 @@
  * reward-difference loss with stepwise clipping on step-shuffled minibatches.
  */
 import { Effect } from "effect"
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Node, Persist, Port } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Node, Persist, Port } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
 import { denseRewards } from "../nodes/dense-reward.ts"

@@ -2,8 +2,8 @@
  * `etaflow run theory-gap`: the SDE − ODE reward gap on the Gaussian model of docs/algorithms.md §3.5,
  * closed form against the sampled gDDIM sampler, next to the brief's rate, for T and a sweep of T.
  */
-import { Pipeline } from "./kernel/pipeline.ts"
-import { Persist } from "./kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
+import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { gapPoints } from "../nodes/gap-points.ts"
 import { gapTable } from "../nodes/gap-table.ts"

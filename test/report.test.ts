@@ -11,7 +11,7 @@ import { chromium } from "playwright-core"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import { toParquet } from "../store/parquet.ts"
 import { writeReport } from "../report/report.ts"
-import { runPipeline } from "../pipelines/kernel/run.ts"
+import { runPipeline } from "../kernel/run.ts"
 import { flowGrpo } from "../pipelines/flow-grpo.ts"
 import { openStream } from "../random/streams.ts"
 

@@ -3,7 +3,7 @@ import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { runPipeline } from "../../kernel/run.ts"
 import { faults, randomWalk } from "../fixtures/random-walk.ts"
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-iter-"))

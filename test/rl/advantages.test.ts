@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { groupNormalize, trackPrompts } from "../../nodes/advantages.ts"
 import { promptBatch } from "../../nodes/prompts.ts"
-import { Rng } from "../../pipelines/kernel/services.ts"
+import { Rng } from "../../kernel/services.ts"
 import { openStream } from "../../random/streams.ts"
 
 const direct = (xs: Array<number>, unbiased: boolean) => {

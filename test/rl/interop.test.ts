@@ -5,7 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DuckDBInstance } from "@duckdb/node-api"
-import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 
 let dir = ""

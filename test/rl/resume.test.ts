@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { runPipeline } from "../../pipelines/kernel/run.ts"
+import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 
 const cache = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-resume-cache-"))

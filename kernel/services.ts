@@ -6,9 +6,9 @@ import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type * as arrow from "apache-arrow"
-import { openStream, type RandomStream } from "../../random/streams.ts"
-import { fromParquet, toParquet } from "../../store/parquet.ts"
-import { writeFileAtomic } from "../../store/atomic.ts"
+import { openStream, type RandomStream } from "../random/streams.ts"
+import { fromParquet, toParquet } from "../store/parquet.ts"
+import { writeFileAtomic } from "../store/atomic.ts"
 import { StoreError } from "./errors.ts"
 
 /** Which pipeline, entry and iteration a node call belongs to. */

@@ -5,9 +5,9 @@
 import { Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Manifest, MetricsTable, type MetricRow } from "../../schemas/manifest.ts"
-import { writeFileAtomic } from "../../store/atomic.ts"
-import { toParquet } from "../../store/parquet.ts"
+import { Manifest, MetricsTable, type MetricRow } from "../schemas/manifest.ts"
+import { writeFileAtomic } from "../store/atomic.ts"
+import { toParquet } from "../store/parquet.ts"
 import { UsageError } from "./errors.ts"
 
 export const iterFile = (i: number) => `iter-${String(i).padStart(6, "0")}`

@@ -9,7 +9,7 @@
 import type { Effect } from "effect"
 import type { AnyBound, Bound, Port } from "./node.ts"
 import { PipelineDefinitionError } from "./errors.ts"
-import type { ConfigOf, Settings } from "../../schemas/settings.ts"
+import type { ConfigOf, Settings } from "../schemas/settings.ts"
 import type { KernelServices } from "./services.ts"
 
 export const SOURCES = ["config", "state", "iteration"] as const
