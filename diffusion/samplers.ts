@@ -8,6 +8,7 @@
  * correction. With noise level 0 every k is exactly 0, so every sampler reproduces the ODE step bit
  * for bit. Samplers share one signature `(ctx, noise) → Transition`, like k-diffusion's.
  */
+import { Data } from "effect"
 import { predictions, snr, type Affine, type Parameterization, type Process } from "./process.ts"
 
 export interface StepContext {
@@ -34,12 +35,8 @@ export interface Transition {
 
 export type Sampler = (ctx: StepContext, noise: number) => Transition
 
-export class SamplerError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = "SamplerError"
-  }
-}
+/** A sampler cannot take this step (it names the sampler and the step). */
+export class SamplerError extends Data.TaggedError("SamplerError")<{ readonly sampler: string; readonly step: number; readonly message: string }> {}
 
 /** Steps with a smaller std are deterministic (docs/algorithms.md §12.3). */
 export const DETERMINISTIC_STD = 1e-12
@@ -47,7 +44,9 @@ export const DETERMINISTIC_STD = 1e-12
 const times = (ctx: StepContext) => ({ t: ctx.grid[ctx.step], tn: ctx.grid[ctx.step + 1] })
 
 const requireFlow = (ctx: StepContext, sampler: string) => {
-  if (ctx.process.kind !== "rf") throw new SamplerError(`sampler ${sampler} is defined for rectified flow only, not for ${ctx.process.name}`)
+  if (ctx.process.kind !== "rf") {
+    throw new SamplerError({ sampler, step: ctx.step, message: `sampler ${sampler} is defined for rectified flow only, not for ${ctx.process.name}` })
+  }
 }
 
 /** μ = ODE + k·ε̂ as (a, b); the ODE part is the Euler step for flows and DDIM η = 0 otherwise. */
@@ -97,7 +96,7 @@ export const ddim: Sampler = (ctx, eta) => {
   const etaMax = 1 / Math.sqrt(1 - r)
   if (eta > etaMax) {
     const { t, tn } = times(ctx)
-    throw new SamplerError(`ddim: eta ${eta} exceeds the limit ${etaMax.toPrecision(6)} of step ${ctx.step} (t ${t} → ${tn}); use gddim for more noise`)
+    throw new SamplerError({ sampler: "ddim", step: ctx.step, message: `ddim: eta ${eta} exceeds the limit ${etaMax.toPrecision(6)} of step ${ctx.step} (t ${t} → ${tn}); use gddim for more noise` })
   }
   const s = eta * sn * Math.sqrt(1 - r)
   return ddimForm(ctx, eta === 0 ? 1 : Math.sqrt(Math.max(0, 1 - eta * eta * (1 - r))), s)

@@ -26,7 +26,7 @@ export const unbroadcast = (g: Tensor, target: Tensor): Tensor => {
 const swapLast = (t: Tensor) => op.transpose(t, [...t.shape.keys()].map((i) => (i < t.rank - 2 ? i : i === t.rank - 2 ? t.rank - 1 : t.rank - 2)))
 const staticSize = (t: Tensor, axis: number, what: string): number => {
   const d = t.shape[axis]
-  if (typeof d !== "number") throw new GraphError(`${t.graph.name}: the gradient of ${what} needs a static size on axis ${axis}, got "${d}"`)
+  if (typeof d !== "number") throw new GraphError({ graph: t.graph.name, message: `${t.graph.name}: the gradient of ${what} needs a static size on axis ${axis}, got "${d}"` })
   return d
 }
 
@@ -125,7 +125,7 @@ const isFloat = (t: Tensor) => t.dtype === "float32" || t.dtype === "float64"
  */
 export const grad = (output: Tensor, wrt: ReadonlyArray<Tensor>, seed?: Tensor): Array<Tensor | undefined> => {
   const graph = output.graph
-  if (seed === undefined && output.rank !== 0) throw new GraphError(`${graph.name}: grad of a non-scalar [${output.shape}] needs a seed`)
+  if (seed === undefined && output.rank !== 0) throw new GraphError({ graph: graph.name, message: `${graph.name}: grad of a non-scalar [${output.shape}] needs a seed` })
   // Tensors that depend on some wrt: only their producers need a backward rule.
   const depends = new Set(wrt.map((t) => t.id))
   for (const node of graph.nodes) if (node.inputs.some((i) => depends.has(i.id))) depends.add(node.output.id)
@@ -136,7 +136,7 @@ export const grad = (output: Tensor, wrt: ReadonlyArray<Tensor>, seed?: Tensor):
     const g = grads.get(node.output.id)
     if (g === undefined || !depends.has(node.output.id)) continue
     const rule = RULES[node.op]
-    if (rule === undefined) throw new GraphError(`${graph.name}: no gradient rule for ${node.op}`)
+    if (rule === undefined) throw new GraphError({ graph: graph.name, message: `${graph.name}: no gradient rule for ${node.op}` })
     const inputGrads = rule(node, g)
     node.inputs.forEach((input, i) => {
       const gi = inputGrads[i]

@@ -29,7 +29,7 @@ const attribute = (name: string, value: number | string | ReadonlyArray<number>,
   if (typeof value === "number") return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value })
   if (typeof value === "string") return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(value) })
   if (Array.isArray(value)) return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: value as Array<number> })
-  throw new GraphError(`${op}: attribute ${name} has an unsupported value`)
+  throw new GraphError({ graph: op, message: `${op}: attribute ${name} has an unsupported value` })
 }
 
 export interface EmitOptions {
@@ -90,9 +90,9 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
     ...graph.constants.filter((c) => used.has(c.tensor.id)).map((c) => onnx.TensorProto.create({ name: nameOf(c.tensor), dims: c.tensor.shape as Array<number>, dataType: DTYPES[c.tensor.dtype], rawData: bytesOf(c.data) })),
     ...graph.inputs.filter((i) => i.name in baked).map((i) => {
       const shape = i.tensor.shape
-      if (!shape.every((d) => typeof d === "number")) throw new GraphError(`${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]`)
+      if (!shape.every((d) => typeof d === "number")) throw new GraphError({ graph: graph.name, message: `${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]` })
       const data = baked[i.name]
-      if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) throw new GraphError(`${graph.name}: weights for ${i.name} have ${data.length} values, expected shape [${shape}]`)
+      if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) throw new GraphError({ graph: graph.name, message: `${graph.name}: weights for ${i.name} have ${data.length} values, expected shape [${shape}]` })
       return onnx.TensorProto.create({ name: i.name, dims: shape as Array<number>, dataType: DTYPES[i.tensor.dtype], rawData: bytesOf(data) })
     })
   ]

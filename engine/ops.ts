@@ -7,7 +7,7 @@ import { GraphError, type Dim, type DType, type Shape, Tensor } from "./graph.ts
 type Operand = Tensor | number
 
 const fail = (t: Tensor, msg: string): never => {
-  throw new GraphError(`${t.graph.name}: ${msg}`)
+  throw new GraphError({ graph: t.graph.name, message: `${t.graph.name}: ${msg}` })
 }
 
 const lift = (a: Operand, like: Tensor): Tensor => (typeof a === "number" ? like.graph.scalar(a, like.dtype) : a)

@@ -4,6 +4,7 @@
  * inputs give the same output bits. float64 graphs use the "basic" level: at higher levels a fusion
  * (QuickGeluFusion) produces an op with only a float32 kernel and session creation fails.
  */
+import { Data } from "effect"
 import * as ort from "onnxruntime-node"
 import type { Graph } from "./graph.ts"
 import { toOnnx } from "./onnx.ts"
@@ -22,12 +23,8 @@ export interface SessionOptions {
 
 const ORT_TYPES = new Map<Function, ort.Tensor.Type>([[Float32Array, "float32"], [Float64Array, "float64"], [BigInt64Array, "int64"], [Uint8Array, "bool"]])
 
-export class SessionError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = "SessionError"
-  }
-}
+/** onnxruntime could not load or run a model (it names the model). */
+export class SessionError extends Data.TaggedError("SessionError")<{ readonly model: string; readonly message: string }> {}
 
 export class EngineSession {
   private constructor(readonly name: string, readonly session: ort.InferenceSession, readonly threads: number) {}
@@ -43,7 +40,7 @@ export class EngineSession {
       })
       return new EngineSession(name, session, options.threads)
     } catch (e) {
-      throw new SessionError(`${name}: onnxruntime could not load the model (${e instanceof Error ? e.message : e})`)
+      throw new SessionError({ model: name, message: `${name}: onnxruntime could not load the model (${e instanceof Error ? e.message : e})` })
     }
   }
 
@@ -64,7 +61,7 @@ export class EngineSession {
   async run(feeds: Readonly<Record<string, HostTensor>>, into?: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
     const tensor = (name: string, t: HostTensor) => {
       const type = ORT_TYPES.get(t.data.constructor)
-      if (type === undefined) throw new SessionError(`${this.name}: ${name} has unsupported data`)
+      if (type === undefined) throw new SessionError({ model: this.name, message: `${this.name}: ${name} has unsupported data` })
       return new ort.Tensor(type, t.data as never, t.dims as Array<number>)
     }
     const ortFeeds: Record<string, ort.Tensor> = {}
@@ -79,7 +76,7 @@ export class EngineSession {
         out = await this.session.run(ortFeeds, fetches)
       }
     } catch (e) {
-      throw new SessionError(`${this.name}: run failed (${e instanceof Error ? e.message : e})`)
+      throw new SessionError({ model: this.name, message: `${this.name}: run failed (${e instanceof Error ? e.message : e})` })
     }
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { data: v.data as HostData, dims: v.dims }]))
   }

@@ -9,6 +9,7 @@
  *   p ← p − lr·wd·p − lr_t · m / (√v + ε̂),  lr_t = lr √(1−β2ᵗ)/(1−β1ᵗ),  ε̂ = ε √(1−β2ᵗ)
  * after clipping g to total norm ≤ maxGradNorm (coefficient min(1, max/(‖g‖ + 1e-6))).
  */
+import { Data } from "effect"
 import { Graph, type Tensor } from "./graph.ts"
 import * as op from "./ops.ts"
 import { grad } from "./autodiff.ts"
@@ -39,12 +40,8 @@ export type LossBuilder = (g: Graph, params: Record<string, Tensor>) => {
   readonly extra?: Readonly<Record<string, Tensor>>
 }
 
-export class TrainError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = "TrainError"
-  }
-}
+/** A train step cannot be built or went non-finite (it names the model). */
+export class TrainError extends Data.TaggedError("TrainError")<{ readonly model: string; readonly message: string }> {}
 
 export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lossFn: LossBuilder, adam: AdamConfig, update: UpdateSide): Graph => {
   const g = new Graph(name)
@@ -52,7 +49,7 @@ export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lo
   const { loss, metrics, extra } = lossFn(g, p)
   const grads = grad(loss, specs.map((s) => p[s.name]))
   const gs = grads.map((gr, i) => {
-    if (gr === undefined) throw new TrainError(`${name}: parameter ${specs[i].name} does not influence the loss`)
+    if (gr === undefined) throw new TrainError({ model: name, message: `${name}: parameter ${specs[i].name} does not influence the loss` })
     return gr
   })
   const squares = gs.map((gr) => op.square(gr))
@@ -158,7 +155,7 @@ export class Trainer {
       : { params: opts.init as ParamValues, m: zerosLike(opts.init as ParamValues), v: zerosLike(opts.init as ParamValues), step: 0 }
     for (const s of opts.specs) {
       const have = state.params[s.name]
-      if (have === undefined || have.length !== sizeOf(s.shape)) throw new TrainError(`${opts.name}: initial value of ${s.name} should have ${sizeOf(s.shape)} values, has ${have?.length ?? "none"}`)
+      if (have === undefined || have.length !== sizeOf(s.shape)) throw new TrainError({ model: opts.name, message: `${opts.name}: initial value of ${s.name} should have ${sizeOf(s.shape)} values, has ${have?.length ?? "none"}` })
     }
     return new Trainer(session, opts.specs, adam, update, state)
   }
@@ -198,7 +195,7 @@ export class Trainer {
     const loss = out.loss.data[0] as number
     const gradNorm = out.grad_norm.data[0] as number
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-      throw new TrainError(`${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated`)
+      throw new TrainError({ model: this.session.name, message: `${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated` })
     }
     if (target !== undefined) {
       this.spare = this.owned ? { p: this.params, m: this.m, v: this.v } : undefined

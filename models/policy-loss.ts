@@ -80,7 +80,7 @@ export const logProbGraph = (g: Graph, cfg: PolicyLossConfig, p: Record<string, 
 
 export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
   if (cfg.rationorm === true && cfg.logProb === "unnormalized") {
-    throw new GraphError(`ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one`)
+    throw new GraphError({ graph: "ppo-loss", message: `ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one` })
   }
   const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true, cfg.beta > 0)
   const { f, mu, lp } = meanAndLogProb(g, cfg, p, rows)

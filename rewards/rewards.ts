@@ -6,6 +6,7 @@
  * `onnx:<file>` is any ONNX model with input x [B, dim] float32 (pixels in [0, 1] for MNIST,
  * points for toys) and output reward [B] float32.
  */
+import { Data } from "effect"
 import { latentToPixels } from "../data/mnist.ts"
 import type { EngineSession } from "../engine/session.ts"
 import { loadOnnxModel } from "../models/external.ts"
@@ -30,12 +31,8 @@ export interface RewardTerm {
   readonly weight: number
 }
 
-export class RewardSpecError extends Error {
-  constructor(message: string) {
-    super(message)
-    this.name = "RewardSpecError"
-  }
-}
+/** A reward spec names no reward this data set has (it names the reward). */
+export class RewardSpecError extends Data.TaggedError("RewardSpecError")<{ readonly reward: string; readonly message: string }> {}
 
 const MNIST_REWARDS = ["classifier", "ink"]
 const TOY_REWARDS = ["outer-ring", "quadratic"]
@@ -52,7 +49,7 @@ export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm
     const name = hasWeight ? trimmed.slice(0, at) : trimmed
     const weight = hasWeight ? Number(suffix) : 1
     if (!name.startsWith("onnx:") && !allowed.includes(name)) {
-      throw new RewardSpecError(`reward "${name}" is not available for ${dataset}; use one of ${allowed.join(", ")} or onnx:<file.onnx>`)
+      throw new RewardSpecError({ reward: name, message: `reward "${name}" is not available for ${dataset}; use one of ${allowed.join(", ")} or onnx:<file.onnx>` })
     }
     return { name, weight }
   })

@@ -7,6 +7,7 @@
  * address top-level columns by name, so BYTE_STREAM_SPLIT is the file-wide default (it reaches the
  * nested tensor leaves) and the flat non-float columns are switched back to PLAIN.
  */
+import { Data } from "effect"
 import * as arrow from "apache-arrow"
 import * as pw from "parquet-wasm/node"
 
@@ -28,20 +29,20 @@ export const parquetFromIpc = (ipc: Uint8Array, schema: arrow.Schema = arrow.Rec
   return pw.writeParquet(pw.Table.fromIPCStream(ipc), builder.build())
 }
 
-export class ParquetReadError extends Error {
-  constructor(readonly file: string, readonly reason: string) {
-    super(`${file}: not a readable Parquet file (${reason})`)
-    this.name = "ParquetReadError"
+/** A file is not a readable Parquet file (it names the file and why). */
+export class ParquetReadError extends Data.TaggedError("ParquetReadError")<{ readonly file: string; readonly reason: string }> {
+  override get message() {
+    return `${this.file}: not a readable Parquet file (${this.reason})`
   }
 }
 
 /** Reads a whole Parquet file into one Arrow table; a truncated or corrupt file fails naming `file`. */
 const fromParquetHeader = (bytes: Uint8Array, file: string) => {
-  if (bytes.length < 12) throw new ParquetReadError(file, `only ${bytes.length} bytes`)
+  if (bytes.length < 12) throw new ParquetReadError({ file, reason: `only ${bytes.length} bytes` })
   const head = Buffer.from(bytes.subarray(0, 4)).toString("latin1")
   const tail = Buffer.from(bytes.subarray(bytes.length - 4)).toString("latin1")
-  if (head !== MAGIC) throw new ParquetReadError(file, "missing PAR1 header")
-  if (tail !== MAGIC) throw new ParquetReadError(file, "missing PAR1 footer: the file is truncated")
+  if (head !== MAGIC) throw new ParquetReadError({ file, reason: "missing PAR1 header" })
+  if (tail !== MAGIC) throw new ParquetReadError({ file, reason: "missing PAR1 footer: the file is truncated" })
 }
 
 export const fromParquet = (bytes: Uint8Array, file: string): arrow.Table => {
@@ -49,7 +50,7 @@ export const fromParquet = (bytes: Uint8Array, file: string): arrow.Table => {
   try {
     return arrow.tableFromIPC(pw.readParquet(bytes, { batchSize: 1 << 20 }).intoIPCStream())
   } catch (e) {
-    throw new ParquetReadError(file, String(e instanceof Error ? e.message : e))
+    throw new ParquetReadError({ file, reason: String(e instanceof Error ? e.message : e) })
   }
 }
 
@@ -62,6 +63,6 @@ export const parquetSummary = async (bytes: Uint8Array, file: string): Promise<{
     const schema = arrow.tableFromIPC(pw.readParquet(bytes, { limit: 0 }).intoIPCStream()).schema
     return { rows, schema }
   } catch (e) {
-    throw new ParquetReadError(file, String(e instanceof Error ? e.message : e))
+    throw new ParquetReadError({ file, reason: String(e instanceof Error ? e.message : e) })
   }
 }
