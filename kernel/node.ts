@@ -5,8 +5,10 @@
  * pipeline) and optionally the metrics worth logging from its output (Dagster's materializations).
  * Services a node needs (run store, RNG streams, later ONNX sessions) appear in `R`.
  */
-import type { Effect } from "effect"
+import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
+import { NodeFailure } from "./errors.ts"
+import { NodeContext } from "./services.ts"
 
 /** A typed input port. It carries no runtime value; `Port.of<T>()` only fixes `T` for the compiler. */
 export interface Port<T> {
@@ -85,6 +87,11 @@ const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring
   restoredBy: (restore) => bind(node, wiring, { ...extras, restore })
 })
 
+/** A tagged error class (Data.TaggedError) a node body may throw and its callers may catchTag on. */
+export type TaggedErrorClass = new (...args: ReadonlyArray<any>) => Error & { readonly _tag: string }
+
+const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
 export const Node = {
   make: <In extends Inputs, Out, E = never, R = never>(def: {
     readonly name: string
@@ -95,5 +102,25 @@ export const Node = {
   }): Node<In, Out, E, R> => {
     const node: Node<In, Out, E, R> = { ...def, from: (wiring) => bind(node, wiring) }
     return node
-  }
+  },
+
+  /**
+   * A promise-returning node body as an Effect with a typed failure: an error of one of the
+   * `expected` tagged classes fails as itself; anything else becomes a NodeFailure naming the
+   * pipeline, entry and iteration of the call.
+   */
+  promise: <A, const C extends ReadonlyArray<TaggedErrorClass>>(
+    expected: C,
+    body: () => Promise<A>
+  ): Effect.Effect<A, InstanceType<C[number]> | NodeFailure, NodeContext> =>
+    Effect.gen(function*() {
+      const ctx = yield* NodeContext
+      return yield* Effect.tryPromise({
+        try: body,
+        catch: (e): InstanceType<C[number]> | NodeFailure =>
+          expected.some((k) => e instanceof k)
+            ? (e as InstanceType<C[number]>)
+            : new NodeFailure({ pipeline: ctx.pipeline, node: ctx.entry, iteration: ctx.iteration, message: describe(e), cause: e })
+      })
+    })
 }

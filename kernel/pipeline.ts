@@ -55,17 +55,26 @@ export type Checked<S extends Spec, Cfg, St> = {
     : EdgeErrors<Env<S, Cfg, St>, K & string, S[K]>
 }
 
-export interface StateDef<Cfg, St, S extends Spec> {
+interface StateCore<Cfg, St> {
   /** The state's type (`Port.of<MyState>()`); it fixes `St` before the functions below are checked. */
   readonly type: Port<St>
   /** The state before the first iteration (e.g. the pretrained weights). */
-  readonly initial: (config: Cfg) => Effect.Effect<St, unknown, never>
-  /** The entry whose output is the next iteration's state. */
-  readonly next: keyof S & string
+  readonly initial: (config: Cfg) => Effect.Effect<St, never, never>
   /** How the state is written into `checkpoints/iter-NNNNNN/` and read back on resume. */
   readonly encode: (state: St) => Readonly<Record<string, Uint8Array | string>>
   readonly decode: (files: Readonly<Record<string, Uint8Array>>, config: Cfg) => St
 }
+
+/** The entry whose output holds the next iteration's state, and how to take it from that output. */
+type NextState<St, S extends Spec> = {
+  readonly [K in keyof S & string]: {
+    readonly next: K
+    /** The state within the entry's output (default: the output is the state). */
+    readonly select?: (output: OutOf<S[K]>) => St
+  }
+}[keyof S & string]
+
+export type StateDef<Cfg, St, S extends Spec> = StateCore<Cfg, St> & NextState<St, S>
 
 export interface Pipeline<Sets extends Settings = Settings, St = unknown, S extends Spec = Spec> {
   readonly name: string
@@ -78,6 +87,10 @@ export interface Pipeline<Sets extends Settings = Settings, St = unknown, S exte
   readonly info: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
   /** Entry names in execution order, grouped in levels whose members may run concurrently. */
   readonly levels: ReadonlyArray<ReadonlyArray<keyof S & string>>
+  /** Old stage names `replay --from` still accepts (deprecated), to the entry they now name. */
+  readonly aliases: Readonly<Record<string, keyof S & string>>
+  /** Runs after a complete run with its folder (e.g. writes the report). */
+  readonly onComplete: ((dir: string) => void) | undefined
 }
 
 export type AnyPipeline = Pipeline<any, any, any>
@@ -92,6 +105,8 @@ export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
   readonly iterations?: (config: ConfigOf<Sets>) => number
   readonly state?: StateDef<ConfigOf<Sets>, St, S>
   readonly info?: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
+  readonly aliases?: Readonly<Record<string, keyof S & string>>
+  readonly onComplete?: (dir: string) => void
 }
 
 const fail = (pipeline: string, message: string): never => {
@@ -170,7 +185,9 @@ export const Pipeline = {
       iterations: def.iterations ?? (() => 1),
       state: def.state,
       info: def.info ?? (() => ({})),
-      levels: levels as never
+      levels: levels as never,
+      aliases: def.aliases ?? {},
+      onComplete: def.onComplete
     }
   },
 
@@ -194,6 +211,6 @@ export const Pipeline = {
   ): Pipeline<Sets, St, Omit<S, keyof X> & X> => {
     const nodes = { ...base.nodes, ...patch } as unknown as Omit<S, keyof X> & X
     const newName = name ?? base.name
-    return { ...base, name: newName, nodes, state: base.state as never, levels: validate(newName, nodes, base.state?.next) as never }
+    return { ...base, name: newName, nodes, state: base.state as never, aliases: base.aliases as never, levels: validate(newName, nodes, base.state?.next) as never }
   }
 }

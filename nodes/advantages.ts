@@ -72,7 +72,7 @@ export const trackPrompts = (rewards: Float64Array, keys: ReadonlyArray<string>,
 /** Group advantages with the algorithm's std and ε; whether the std is the batch's is a setting. */
 export const groupAdvantages = (norm: Omit<GroupNormalization, "globalStd">) =>
   Node.make({
-    name: "groupAdvantages",
+    name: "advantages",
     doc: "per-group normalized rewards (GRPO)",
     inputs: {
       rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
@@ -87,7 +87,7 @@ export const groupAdvantages = (norm: Omit<GroupNormalization, "globalStd">) =>
   })
 
 export const promptTrackerAdvantages = Node.make({
-    name: "promptTrackerAdvantages",
+    name: "advantages",
     doc: "rewards normalized by a running per-prompt tracker (DDPO)",
     inputs: {
       rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
@@ -127,7 +127,7 @@ export const trackStepPrompts = (returns: Float64Array, steps: number, prompts: 
 
 export const stepPromptTrackerAdvantages = (buffer: number, minCount: number) =>
   Node.make({
-    name: "stepPromptTrackerAdvantages",
+    name: "advantages",
     doc: "returns normalized by a running per-(prompt, step) tracker (SDPO)",
     inputs: { rewards: Port.of<DenseRewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
     run: ({ rewards, trajectories, state }) =>

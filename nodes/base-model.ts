@@ -1,5 +1,5 @@
 /**
- * baseModel: the pretrained velocity (rectified flow) or ε (VP) network of a data set — from the
+ * base: the pretrained velocity (rectified flow) or ε (VP) network of a data set — from the
  * model cache when one was trained with the same config and seed, else trained now and cached.
  * RL pipelines start from it.
  */
@@ -14,7 +14,12 @@ import { trainVelocity, type VelocityTraining } from "../models/train-velocity.t
 import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import { velocityGraph } from "../models/network-policy.ts"
-import { rectifiedFlow, vpDiscrete, type Parameterization, type Process, type VpSchedule } from "../diffusion/process.ts"
+import { rectifiedFlow, vpDiscrete, VP_SCHEDULES, type Parameterization, type Process, type VpSchedule } from "../diffusion/process.ts"
+import { GraphError } from "../engine/graph.ts"
+import { SessionError } from "../engine/session.ts"
+import { TrainError } from "../engine/train.ts"
+import { defaultsOf, Setting } from "../schemas/settings.ts"
+import { DATASETS, type DatasetName } from "./dataset.ts"
 import type { ParamValues } from "../engine/params.ts"
 import type { ModelFiles } from "./model-files.ts"
 
@@ -41,34 +46,77 @@ export interface BaseModel extends ModelFiles {
 export const processOf = (req: Pick<PretrainRequest, "process" | "schedule">): { process: Process; parameterization: Parameterization } =>
   req.process === "rf" ? { process: rectifiedFlow, parameterization: "velocity" } : { process: vpDiscrete(req.schedule), parameterization: "epsilon" }
 
+/** The base model's settings: the `pretrain` pipeline's, and the defaults every RL pipeline trains with. */
+export const PretrainSettings = {
+  dataset: Setting.literal(DATASETS, "mnist", "data set to model"),
+  points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
+  process: Setting.literal(["rf", "vp"], "rf", "rectified flow (velocity) or VP diffusion (ε)"),
+  schedule: Setting.literal(VP_SCHEDULES, "scaled-linear", "VP ᾱ schedule, 1,000 training steps (ignored for rf)"),
+  hidden: Setting.int(512, "hidden width of the network", { min: 1 }),
+  blocks: Setting.int(3, "residual blocks", { min: 0 }),
+  steps: Setting.int(1500, "optimizer steps", { min: 1 }),
+  batch: Setting.int(256, "minibatch size", { min: 1 }),
+  lr: Setting.number(1e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
+  condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", { min: 0, max: 1 }),
+  ema: Setting.number(0.999, "decay of the weights' moving average that becomes the model (0: last iterate)", { min: 0, max: 1 }),
+  cfg: Setting.number(3, "classifier-free guidance scale of the evaluation samples (1 = none)", { min: 0 }),
+  evalSamples: Setting.int(500, "ODE samples drawn to measure the model", { min: 1 }),
+  evalSteps: Setting.int(20, "ODE steps of those samples", { min: 1 }),
+  threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 })
+}
+
+/**
+ * The base model of a 2-D toy in RL pipelines: a small network trained briefly (its ODE samples lie
+ * within ~0.06 of the double ring) instead of the MNIST-sized defaults; MNIST uses those defaults,
+ * so `etaflow run pretrain` and the RL pipelines share one cached base.
+ */
+const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
+
+const train = (data: arrow.Table, config: PretrainRequest) =>
+  Effect.gen(function*() {
+    const { seed } = yield* NodeContext
+    const rng = yield* Rng
+    const split = splitOf(data, "train")
+    // MNIST pixels become latents in [−1, 1]; the toys are used as they are.
+    const x = config.dataset === "mnist" ? split.x.map(pixelsToLatent) : split.x
+    const classes = config.dataset === "mnist" ? split.classes : 0
+    const net: VelocityNetConfig = { dim: split.dim, hidden: config.hidden, blocks: config.blocks, timeFeatures: 64, classes }
+    const { process, parameterization } = processOf(config)
+    const { steps, batch, lr, condDrop, ema, threads } = config
+    const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
+    const schedule = config.process === "vp" ? config.schedule : null
+    const key = { dataset: config.dataset, process: config.process, schedule, net, steps, batch, lr, condDrop, ema, threads, seed }
+    const specs = velocityNet(net).specs
+    return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
+      const hit = loadCached("base-model", key, specs)
+      let loss = Number(hit?.meta.loss ?? Number.NaN)
+      const params = hit?.params ?? (await trainVelocity({ x, label: split.label, count: split.count }, training, rng.stream("train"), (_, l) => (loss = l)))
+      const meta = { etaflow_model: "velocity-mlp", process: process.name, parameterization }
+      const onnx = toOnnx(velocityGraph(net), { initializers: params, metadata: meta })
+      const weights = weightsFile(params, specs, { kind: "base-model", process: process.name, parameterization })
+      if (hit === undefined) storeCached("base-model", key, { weights, onnx }, { loss, net, process: process.name, parameterization })
+      return { net, params, process, parameterization, shape: split.shape, onnx, weights, loss, cached: hit !== undefined } satisfies BaseModel
+    })
+  })
+
+/** base (the `pretrain` pipeline's stage): the network its settings describe. */
 export const baseModel = Node.make({
-  name: "baseModel",
+  name: "base",
   doc: "the pretrained velocity / ε network of the data set (cached by config and seed)",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<PretrainRequest>() },
-  run: ({ data, config }) =>
-    Effect.gen(function*() {
-      const { seed } = yield* NodeContext
-      const rng = yield* Rng
-      const train = splitOf(data, "train")
-      // MNIST pixels become latents in [−1, 1]; the toys are used as they are.
-      const x = config.dataset === "mnist" ? train.x.map(pixelsToLatent) : train.x
-      const net: VelocityNetConfig = { dim: train.dim, hidden: config.hidden, blocks: config.blocks, timeFeatures: 64, classes: config.dataset === "mnist" ? train.classes : 0 }
-      const { process, parameterization } = processOf(config)
-      const training: VelocityTraining = { net, process, trainSteps: 1000, steps: config.steps, batch: config.batch, lr: config.lr, condDrop: config.condDrop, ema: config.ema, threads: config.threads }
-      const key = { dataset: config.dataset, process: config.process, schedule: config.process === "vp" ? config.schedule : null, net, steps: config.steps, batch: config.batch, lr: config.lr, condDrop: config.condDrop, ema: config.ema, threads: config.threads, seed }
-      const specs = velocityNet(net).specs
-      return yield* Effect.tryPromise({
-        try: async () => {
-          const hit = loadCached("base-model", key, specs)
-          let loss = Number(hit?.meta.loss ?? Number.NaN)
-          const params = hit?.params ?? (await trainVelocity({ x, label: train.label, count: train.count }, training, rng.stream("train"), (_, l) => (loss = l)))
-          const onnx = toOnnx(velocityGraph(net), { initializers: params, metadata: { etaflow_model: "velocity-mlp", process: process.name, parameterization } })
-          const weights = weightsFile(params, specs, { kind: "base-model", process: process.name, parameterization })
-          if (hit === undefined) storeCached("base-model", key, { weights, onnx }, { loss, net, process: process.name, parameterization })
-          return { net, params, process, parameterization, shape: train.shape, onnx, weights, loss, cached: hit !== undefined } satisfies BaseModel
-        },
-        catch: (e) => e
-      })
-    }),
+  run: ({ data, config }) => train(data, config),
   metrics: (m) => ({ loss: m.loss })
 })
+
+const defaults = defaultsOf(PretrainSettings)
+
+/** base of an RL pipeline: the pretrain defaults for its data set and process (cached, so shared with `pretrain`). */
+export const rlBaseModel = (process: "rf" | "vp") =>
+  Node.make({
+    name: "base",
+    doc: "the pretrained velocity / ε network the policy starts from (pretrain defaults, cached)",
+    inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>() },
+    run: ({ data, config }) =>
+      train(data, { ...defaults, ...(config.dataset === "mnist" ? {} : TOY_BASE), dataset: config.dataset, process, threads: config.threads }),
+    metrics: (m) => ({ loss: m.loss })
+  })

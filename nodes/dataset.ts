@@ -36,27 +36,39 @@ const build = (req: DatasetRequest, rng: Rng["Service"]): arrow.Table => {
   }, { x: [2] })
 }
 
+const datasetMetrics = (table: arrow.Table) => {
+  const split = table.getChild("split")!.toArray() as Array<string>
+  const x = DatasetTable.read(table, "dataset").columns.x
+  let sum = 0
+  let sq = 0
+  for (const v of x) {
+    sum += v
+    sq += v * v
+  }
+  const mean = sum / x.length
+  return {
+    examples: table.numRows,
+    train_examples: split.filter((s) => s === "train").length,
+    test_examples: split.filter((s) => s === "test").length,
+    x_mean: mean,
+    x_std: Math.sqrt(Math.max(sq / x.length - mean * mean, 0))
+  }
+}
+
+/** dataset (the `dataset` pipeline's stage): the data set its settings name. */
 export const dataset = Node.make({
   name: "dataset",
   doc: "examples of a data set with a fixed train/test split (Arrow, DatasetTable)",
-  inputs: { request: Port.of<DatasetRequest>() },
-  run: ({ request }) => Rng.useSync((rng) => build(request, rng)),
-  metrics: (table) => {
-    const split = table.getChild("split")!.toArray() as Array<string>
-    const x = DatasetTable.read(table, "dataset").columns.x
-    let sum = 0
-    let sq = 0
-    for (const v of x) {
-      sum += v
-      sq += v * v
-    }
-    const mean = sum / x.length
-    return {
-      examples: table.numRows,
-      train_examples: split.filter((s) => s === "train").length,
-      test_examples: split.filter((s) => s === "test").length,
-      x_mean: mean,
-      x_std: Math.sqrt(Math.max(sq / x.length - mean * mean, 0))
-    }
-  }
+  inputs: { config: Port.of<DatasetRequest>() },
+  run: ({ config }) => Rng.useSync((rng) => build(config, rng)),
+  metrics: datasetMetrics
+})
+
+/** data: the data set of a training pipeline (`dataset`, `points`), with the fixed 20 % test split. */
+export const trainingData = Node.make({
+  name: "data",
+  doc: "the training pipeline's data set with a fixed train/test split (Arrow, DatasetTable)",
+  inputs: { config: Port.of<{ readonly dataset: DatasetName; readonly points: number }>() },
+  run: ({ config }) => Rng.useSync((rng) => build({ name: config.dataset, n: config.points, testFraction: 0.2 }, rng)),
+  metrics: datasetMetrics
 })

@@ -4,9 +4,9 @@
  * per trajectory — with the other steps interpolated by cosine similarity, then discounted returns
  * G_k = r_k + γ G_{k+1}. The anchor is the step whose x̂0 is least similar to both ends.
  */
-import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
-import { rewardModels, scoreSamples, type ScoreRequest } from "./score.ts"
+import { REWARD_ERRORS, rewardModels, scoreSamples, type ScoreConfig } from "./score.ts"
+import { rewardOf } from "./rl-config.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { Trajectories } from "./rollout.ts"
 
@@ -79,37 +79,34 @@ export const discountedReturns = (r: Float64Array, gamma: number): Float64Array 
 }
 
 export const denseRewards = Node.make({
-  name: "denseRewards",
+  name: "rewards",
   doc: "SDPO dense rewards: x̂0 rewards at first/anchor/last step, interpolated by cosine similarity; discounted returns",
-  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreRequest & { readonly gamma: number }>() },
+  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreConfig & { readonly gamma: number }>() },
   run: ({ trajectories, classifier, config }) =>
-    Effect.tryPromise({
-      try: async (): Promise<DenseRewards> => {
-        const r = trajectories.rollout
-        const { chains: n, d } = r
-        const N = r.steps.length
-        const pred = (j: number, k: number) => r.x0Pred!.subarray(k * n * d + j * d, k * n * d + (j + 1) * d)
-        const x0 = Array.from({ length: n }, (_, j) => Array.from({ length: N }, (_, k) => pred(j, k)))
-        const sims = x0.map((p) => similarities(p))
-        const anchor = Int32Array.from({ length: n }, (_, j) => anchorOf(x0[j], sims[j]))
-        // One batched reward call per queried position: 3 calls per trajectory.
-        const models = await rewardModels(config.reward, config.dataset, d, classifier, config.threads)
-        const query = async (step: (j: number) => number) => {
-          const samples = new Float32Array(n * d)
-          for (let j = 0; j < n; j++) samples.set(pred(j, step(j)), j * d)
-          return (await scoreSamples(models, { dataset: config.dataset, samples, count: n, dim: d, condition: trajectories.prompts.condition, prompt: trajectories.prompts.prompt })).total
-        }
-        const [rf, ra, rl] = [await query(() => 0), await query((j) => anchor[j]), await query(() => N - 1)]
-        const perStep = new Float64Array(n * N)
-        const returns = new Float64Array(n * N)
-        for (let j = 0; j < n; j++) {
-          const dense = interpolateRewards(x0[j], anchor[j], rf[j], ra[j], rl[j], sims[j])
-          perStep.set(dense, j * N)
-          returns.set(discountedReturns(dense, config.gamma), j * N)
-        }
-        return { perStep, returns, final: rl, anchor, rewardCalls: 3 * n }
-      },
-      catch: (e) => e
+    Node.promise(REWARD_ERRORS, async (): Promise<DenseRewards> => {
+      const r = trajectories.rollout
+      const { chains: n, d } = r
+      const N = r.steps.length
+      const pred = (j: number, k: number) => r.x0Pred!.subarray(k * n * d + j * d, k * n * d + (j + 1) * d)
+      const x0 = Array.from({ length: n }, (_, j) => Array.from({ length: N }, (_, k) => pred(j, k)))
+      const sims = x0.map((p) => similarities(p))
+      const anchor = Int32Array.from({ length: n }, (_, j) => anchorOf(x0[j], sims[j]))
+      // One batched reward call per queried position: 3 calls per trajectory.
+      const models = await rewardModels(rewardOf(config), config.dataset, d, classifier, config.threads)
+      const query = async (step: (j: number) => number) => {
+        const samples = new Float32Array(n * d)
+        for (let j = 0; j < n; j++) samples.set(pred(j, step(j)), j * d)
+        return (await scoreSamples(models, { dataset: config.dataset, samples, count: n, dim: d, condition: trajectories.prompts.condition, prompt: trajectories.prompts.prompt })).total
+      }
+      const [rf, ra, rl] = [await query(() => 0), await query((j) => anchor[j]), await query(() => N - 1)]
+      const perStep = new Float64Array(n * N)
+      const returns = new Float64Array(n * N)
+      for (let j = 0; j < n; j++) {
+        const dense = interpolateRewards(x0[j], anchor[j], rf[j], ra[j], rl[j], sims[j])
+        perStep.set(dense, j * N)
+        returns.set(discountedReturns(dense, config.gamma), j * N)
+      }
+      return { perStep, returns, final: rl, anchor, rewardCalls: 3 * n }
     }),
   metrics: (r) => ({
     reward_mean: r.final.reduce((a, b) => a + b, 0) / r.final.length,

@@ -9,25 +9,18 @@ import type * as arrow from "apache-arrow"
 import { Node, Port } from "../kernel/node.ts"
 import { openStream } from "../random/streams.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
-import { rollout } from "../diffusion/rollout.ts"
-import { ode, samplerOf } from "../diffusion/samplers.ts"
+import { rollout as sampleChains } from "../diffusion/rollout.ts"
+import { ode as odeSampler, SamplerError, samplerOf, type Sampler } from "../diffusion/samplers.ts"
+import { GraphError } from "../engine/graph.ts"
 import { networkPolicy } from "../models/network-policy.ts"
 import { loadPromptSet } from "../data/prompts.ts"
-import { gridOf, type RolloutRequest } from "./rollout.ts"
-import { rewardModels, scoreSamples } from "./score.ts"
+import { gridOf } from "./rollout.ts"
+import { REWARD_ERRORS, rewardModels, scoreSamples } from "./score.ts"
+import { noiseOf, rewardOf, type RlConfig } from "./rl-config.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { UpdateResult } from "./update.ts"
 import { meanStd } from "./advantages.ts"
-
-export interface EvalRequest extends RolloutRequest {
-  readonly dataset: string
-  readonly reward: string
-  readonly evalEvery: number
-  readonly evalSteps: ReadonlyArray<number>
-  readonly evalSamplesPerPrompt: number
-  readonly iterations: number
-}
 
 export const EvalTable = new TableDef("eval", 1, {
   iteration: Column.int32("iteration whose weights were evaluated"),
@@ -50,64 +43,107 @@ const meanSe = (xs: ArrayLike<number>) => {
   return { mean, se: std / Math.sqrt(xs.length) }
 }
 
+/** The step counts evaluated: `evalSteps` and the training step count, ascending. */
+export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> => [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
+
+interface EvalSet {
+  readonly count: number
+  readonly condition: Int32Array
+  readonly prompt: ReadonlyArray<string | null>
+  readonly conditional: boolean
+}
+
+/** The held-out prompts, `evalSamplesPerPrompt` samples each. */
+const evalSet = (base: BaseModel, perPrompt: number): EvalSet => {
+  const conditional = base.net.classes > 0
+  const set = loadPromptSet(conditional ? "mnist" : "toy", conditional)
+  const count = set.prompts.length * perPrompt
+  return {
+    count,
+    conditional,
+    condition: Int32Array.from({ length: count }, (_, i) => set.conditions[i % set.prompts.length]),
+    prompt: Array.from({ length: count }, (_, i) => (conditional ? set.prompts[i % set.prompts.length] : null))
+  }
+}
+
+type Policy = Awaited<ReturnType<typeof networkPolicy>>
+interface EvalRow { steps: number; sample: number; prompt: string | null; ode: number; sde: number; baseOde: number }
+
+/**
+ * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
+ * evaluation seeds independent of the run's seed: every run is measured on the same noise.
+ */
+const evaluateAt = async (
+  steps: number, policies: { tuned: Policy; base: Policy }, models: Awaited<ReturnType<typeof rewardModels>>,
+  set: EvalSet, base: BaseModel, config: RlConfig
+) => {
+  // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
+  const grid = gridOf(base.process, steps, config.shift, "trailing")
+  const common = {
+    grid, chains: set.count, ...(set.conditional ? { condition: set.condition } : {}),
+    initStream: (j: number) => openStream(["eval", "init", j]), stepStream: (j: number) => openStream(["eval", "step", j])
+  }
+  const score = async (policy: Policy, sampler: Sampler, noise: number) => {
+    const samples = (await sampleChains({ ...common, policy, sampler, noise })).final
+    return (await scoreSamples(models, { dataset: config.dataset, samples, count: set.count, dim: base.net.dim, condition: set.condition, prompt: set.prompt })).total
+  }
+  const ode = await score(policies.tuned, odeSampler, 0)
+  const sde = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config))
+  const baseOde = await score(policies.base, odeSampler, 0)
+  const [o, sd] = [meanSe(ode), meanSe(sde)]
+  const gap = meanSe(sde.map((v, i) => v - ode[i]))
+  const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
+  const metrics = {
+    [`eval.ode.s${steps}.reward_mean`]: o.mean, [`eval.ode.s${steps}.reward_se`]: o.se,
+    [`eval.sde.s${steps}.reward_mean`]: sd.mean, [`eval.sde.s${steps}.reward_se`]: sd.se,
+    [`eval.gap.s${steps}`]: gap.mean, [`eval.gap.s${steps}.se`]: gap.se,
+    [`eval.improvement.s${steps}`]: imp.mean, [`eval.improvement.s${steps}.se`]: imp.se
+  }
+  const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
+    steps, sample: i, prompt: set.prompt[i], ode: ode[i], sde: sde[i], baseOde: baseOde[i]
+  }))
+  return { metrics, rows }
+}
+
+const tableOf = (rows: ReadonlyArray<EvalRow>, iteration: number, conditional: boolean) =>
+  EvalTable.build(rows.length, {
+    iteration: new Int32Array(rows.length).fill(iteration),
+    steps: Int32Array.from(rows, (r) => r.steps),
+    sample: Int32Array.from(rows, (r) => r.sample),
+    prompt: conditional ? rows.map((r) => r.prompt) : null,
+    reward_ode: Float64Array.from(rows, (r) => r.ode),
+    reward_sde: Float64Array.from(rows, (r) => r.sde),
+    reward_base_ode: Float64Array.from(rows, (r) => r.baseOde)
+  }, {})
+
 export const evaluation = Node.make({
   name: "evaluation",
   doc: "ODE vs SDE rewards from the same noise at several step counts, gap and improvement over the base",
-  inputs: { update: Port.of<UpdateResult>(), base: Port.of<BaseModel>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<EvalRequest>(), iteration: Port.of<number>() },
+  inputs: {
+    update: Port.of<UpdateResult>(), base: Port.of<BaseModel>(), classifier: Port.of<RewardClassifier | undefined>(),
+    config: Port.of<RlConfig>(), iteration: Port.of<number>()
+  },
   run: ({ update, base, classifier, config, iteration }) =>
-    Effect.tryPromise({
-      try: async (): Promise<Evaluation | undefined> => {
-        const last = iteration === config.iterations - 1
-        if ((iteration + 1) % config.evalEvery !== 0 && !last) return undefined
-        const conditional = base.net.classes > 0
-        const set = loadPromptSet(conditional ? "mnist" : "toy", conditional)
-        const count = set.prompts.length * config.evalSamplesPerPrompt
-        const condition = Int32Array.from({ length: count }, (_, i) => set.conditions[i % set.prompts.length])
-        const prompt = Array.from({ length: count }, (_, i) => (conditional ? set.prompts[i % set.prompts.length] : null))
-        const models = await rewardModels(config.reward, config.dataset, base.net.dim, classifier, config.threads)
-        // The EMA of the weights is the policy evaluated when one is kept (flow_grpo evaluates its EMA).
-        const tuned = await networkPolicy({ ...base, params: update.state.ema ?? update.state.params, cfg: config.cfg, threads: config.threads })
-        const basePolicy = await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
-        // Fixed evaluation seeds, independent of the run's seed: every run is measured on the same noise.
-        const initStream = (j: number) => openStream(["eval", "init", j])
-        const stepStream = (j: number) => openStream(["eval", "step", j])
-        const metrics: Record<string, number> = {}
-        const rows: Array<{ steps: number; sample: number; prompt: string | null; ode: number; sde: number; baseOde: number }> = []
-        for (const steps of config.evalSteps) {
-          // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
-          const grid = gridOf(base.process, steps, config.shift, "trailing")
-          const common = { grid, chains: count, ...(conditional ? { condition } : {}), initStream, stepStream }
-          const score = async (policy: typeof tuned, sampler: typeof ode, noise: number) =>
-            (await scoreSamples(models, { dataset: config.dataset, samples: (await rollout({ ...common, policy, sampler, noise })).final, count, dim: base.net.dim, condition, prompt })).total
-          const rOde = await score(tuned, ode, 0)
-          const rSde = await score(tuned, samplerOf(config.sampler), config.noise)
-          const rBase = await score(basePolicy, ode, 0)
-          const o = meanSe(rOde)
-          const sd = meanSe(rSde)
-          const gap = meanSe(rSde.map((v, i) => v - rOde[i]))
-          const imp = meanSe(rOde.map((v, i) => v - rBase[i]))
-          Object.assign(metrics, {
-            [`eval.ode.s${steps}.reward_mean`]: o.mean, [`eval.ode.s${steps}.reward_se`]: o.se,
-            [`eval.sde.s${steps}.reward_mean`]: sd.mean, [`eval.sde.s${steps}.reward_se`]: sd.se,
-            [`eval.gap.s${steps}`]: gap.mean, [`eval.gap.s${steps}.se`]: gap.se,
-            [`eval.improvement.s${steps}`]: imp.mean, [`eval.improvement.s${steps}.se`]: imp.se
-          })
-          for (let i = 0; i < count; i++) rows.push({ steps, sample: i, prompt: prompt[i], ode: rOde[i], sde: rSde[i], baseOde: rBase[i] })
-        }
-        await tuned.session.release()
-        await basePolicy.session.release()
-        const table = EvalTable.build(rows.length, {
-          iteration: new Int32Array(rows.length).fill(iteration),
-          steps: Int32Array.from(rows, (r) => r.steps),
-          sample: Int32Array.from(rows, (r) => r.sample),
-          prompt: conditional ? rows.map((r) => r.prompt) : null,
-          reward_ode: Float64Array.from(rows, (r) => r.ode),
-          reward_sde: Float64Array.from(rows, (r) => r.sde),
-          reward_base_ode: Float64Array.from(rows, (r) => r.baseOde)
-        }, {})
-        return { table, metrics }
-      },
-      catch: (e) => e
+    Node.promise([...REWARD_ERRORS, SamplerError, GraphError], async (): Promise<Evaluation | undefined> => {
+      const last = iteration === config.iterations - 1
+      if ((iteration + 1) % config.evalEvery !== 0 && !last) return undefined
+      const set = evalSet(base, config.evalSamplesPerPrompt)
+      const models = await rewardModels(rewardOf(config), config.dataset, base.net.dim, classifier, config.threads)
+      // The EMA of the weights is the policy evaluated when one is kept (flow_grpo evaluates its EMA).
+      const policies = {
+        tuned: await networkPolicy({ ...base, params: update.state.ema ?? update.state.params, cfg: config.cfg, threads: config.threads }),
+        base: await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
+      }
+      const metrics: Record<string, number> = {}
+      const rows: Array<EvalRow> = []
+      for (const steps of evalStepsOf(config)) {
+        const at = await evaluateAt(steps, policies, models, set, base, config)
+        Object.assign(metrics, at.metrics)
+        rows.push(...at.rows)
+      }
+      await policies.tuned.session.release()
+      await policies.base.session.release()
+      return { table: tableOf(rows, iteration, set.conditional), metrics }
     }),
   metrics: (e) => e?.metrics ?? {}
 })

@@ -1,5 +1,5 @@
 /**
- * promptBatch: the prompts of one iteration — `promptsPerIteration` prompts drawn from the prompt
+ * prompts: the prompts of one iteration — `promptsPerIteration` prompts drawn from the prompt
  * set (a seeded permutation, cycling when more are asked than exist), each repeated `groupSize`
  * times as one group. Every drawn prompt appears exactly groupSize times.
  */
@@ -27,8 +27,8 @@ export interface PromptBatch {
   readonly groupSize: number
 }
 
-export const promptBatch = Node.make({
-  name: "promptBatch",
+export const prompts = Node.make({
+  name: "prompts",
   doc: "the iteration's prompts in groups of groupSize (seeded)",
   inputs: { config: Port.of<PromptRequest>() },
   run: ({ config }) =>

@@ -1,5 +1,5 @@
 /**
- * rewardClassifier: the MNIST classifier used as a reward model — from the model cache when one
+ * classifier: the MNIST classifier used as a reward model — from the model cache when one
  * was trained with the same config and seed, else trained now and cached. Its held-out accuracy
  * is measured every time. Other data sets have no reward classifier (the output is undefined).
  */
@@ -14,6 +14,10 @@ import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
 import type { ParamValues } from "../engine/params.ts"
 import type { EngineSession } from "../engine/session.ts"
 import type { ModelFiles } from "./model-files.ts"
+import { GraphError } from "../engine/graph.ts"
+import { SessionError } from "../engine/session.ts"
+import { TrainError } from "../engine/train.ts"
+import { defaultsOf, Setting } from "../schemas/settings.ts"
 
 /** The classifier's training settings, with the network given by width and depth. */
 export type RewardModelRequest = Omit<ClassifierTraining, "net"> & {
@@ -31,34 +35,63 @@ export interface RewardClassifier extends ModelFiles {
   readonly cached: boolean
 }
 
+/** The reward classifier's settings: the `reward-model` pipeline's, and the defaults every other pipeline uses. */
+export const RewardModelSettings = {
+  dataset: Setting.literal(["mnist"], "mnist", "data set of the classifier"),
+  points: Setting.int(10_000, "unused for MNIST (kept for the shared data-set node)", { min: 1 }),
+  hidden: Setting.int(512, "hidden width of the MLP classifier", { min: 1 }),
+  layers: Setting.int(2, "hidden layers", { min: 1 }),
+  epochs: Setting.int(40, "passes over the training split", { min: 1 }),
+  batch: Setting.int(128, "minibatch size", { min: 1 }),
+  lr: Setting.number(2e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
+  weightDecay: Setting.number(1e-4, "AdamW decoupled weight decay", { min: 0 }),
+  shift: Setting.int(2, "random translation of training digits, in pixels", { min: 0 }),
+  threads: Setting.int(2, "onnxruntime intra-op threads (results are reproducible for a fixed count)", { min: 1 })
+}
+
+const train = (data: arrow.Table, config: RewardModelRequest) =>
+  Effect.gen(function*() {
+    if (config.dataset !== "mnist") return undefined
+    const { seed } = yield* NodeContext
+    const rng = yield* Rng
+    const train = splitOf(data, "train")
+    const test = splitOf(data, "test")
+    const net: ClassifierConfig = { dim: train.dim, hidden: config.hidden, layers: config.layers, classes: train.classes }
+    const { epochs, batch, lr, weightDecay, shift, threads } = config
+    const training: ClassifierTraining = { net, epochs, batch, lr, weightDecay, shift, threads }
+    const key = { training, seed }
+    const specs = classifierNet(net).specs
+    return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
+      const hit = loadCached("reward-classifier", key, specs)
+      const params = hit?.params ?? (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train")))
+      const { bytes, session } = await classifierSession(net, params, config.threads)
+      const testAccuracy = await accuracy(session, { ...test, side: test.shape[0] }, net.dim, net.classes)
+      const trainAccuracy = await accuracy(session, { ...train, side: train.shape[0] }, net.dim, net.classes)
+      const weights = weightsFile(params, specs, { kind: "reward-classifier", test_accuracy: String(testAccuracy) })
+      if (hit === undefined) storeCached("reward-classifier", key, { weights, onnx: bytes }, { test_accuracy: testAccuracy, net })
+      return { net, params, session, onnx: bytes, weights, testAccuracy, trainAccuracy, cached: hit !== undefined } satisfies RewardClassifier
+    })
+  })
+
+const metrics = (out: RewardClassifier | undefined) =>
+  out === undefined ? {} : { test_accuracy: out.testAccuracy, train_accuracy: out.trainAccuracy }
+
+/** classifier (the `reward-model` pipeline's stage): the classifier its settings describe. */
 export const rewardClassifier = Node.make({
-  name: "rewardClassifier",
+  name: "classifier",
   doc: "the MNIST reward classifier (cached by config and seed) with its held-out accuracy",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<RewardModelRequest>() },
-  run: ({ data, config }) =>
-    Effect.gen(function*() {
-      if (config.dataset !== "mnist") return undefined
-      const { seed } = yield* NodeContext
-      const rng = yield* Rng
-      const train = splitOf(data, "train")
-      const test = splitOf(data, "test")
-      const net: ClassifierConfig = { dim: train.dim, hidden: config.hidden, layers: config.layers, classes: train.classes }
-      const training: ClassifierTraining = { net, epochs: config.epochs, batch: config.batch, lr: config.lr, weightDecay: config.weightDecay, shift: config.shift, threads: config.threads }
-      const key = { training, seed }
-      const specs = classifierNet(net).specs
-      return yield* Effect.tryPromise({
-        try: async () => {
-          const hit = loadCached("reward-classifier", key, specs)
-          const params = hit?.params ?? (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train")))
-          const { bytes, session } = await classifierSession(net, params, config.threads)
-          const testAccuracy = await accuracy(session, { ...test, side: test.shape[0] }, net.dim, net.classes)
-          const trainAccuracy = await accuracy(session, { ...train, side: train.shape[0] }, net.dim, net.classes)
-          const weights = weightsFile(params, specs, { kind: "reward-classifier", test_accuracy: String(testAccuracy) })
-          if (hit === undefined) storeCached("reward-classifier", key, { weights, onnx: bytes }, { test_accuracy: testAccuracy, net })
-          return { net, params, session, onnx: bytes, weights, testAccuracy, trainAccuracy, cached: hit !== undefined } satisfies RewardClassifier
-        },
-        catch: (e) => e
-      })
-    }),
-  metrics: (out) => (out === undefined ? {} : { test_accuracy: out.testAccuracy, train_accuracy: out.trainAccuracy })
+  run: ({ data, config }) => train(data, config),
+  metrics
+})
+
+const defaults = defaultsOf(RewardModelSettings)
+
+/** classifier of the other pipelines: the reward-model defaults (cached, so shared with `reward-model`). */
+export const defaultClassifier = Node.make({
+  name: "classifier",
+  doc: "the MNIST reward classifier at the reward-model defaults (cached), with its held-out accuracy",
+  inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: string; readonly threads: number }>() },
+  run: ({ data, config }) => train(data, { ...defaults, dataset: config.dataset, threads: config.threads }),
+  metrics
 })

@@ -1,20 +1,24 @@
 /**
- * terminalRewards: the reward of every trajectory's final sample under a weighted reward spec
+ * rewards: the reward of every trajectory's final sample under a weighted reward spec
  * (`classifier:1,ink:0.2`), each raw reward kept. A NaN or Inf reward stops the iteration with an
  * error naming the reward, the prompt and the trajectory.
  */
-import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
 import { NonFiniteError } from "../kernel/errors.ts"
-import { classifierReward, inkReward, onnxReward, outerRingReward, parseRewardSpec, quadraticReward, type RewardModel } from "../rewards/rewards.ts"
+import {
+  classifierReward, inkReward, onnxReward, outerRingReward, parseRewardSpec, quadraticReward, RewardSpecError, type RewardModel
+} from "../rewards/rewards.ts"
+import { ModelContractError } from "../models/external.ts"
+import { SessionError } from "../engine/session.ts"
+import { rewardOf, type RlConfig } from "./rl-config.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import type { Trajectories } from "./rollout.ts"
 
-export interface ScoreRequest {
-  readonly dataset: string
-  readonly reward: string
-  readonly threads: number
-}
+/** What scoring reads from an RL config (`reward: "default"` resolves by data set). */
+export type ScoreConfig = Pick<RlConfig, "dataset" | "reward" | "threads">
+
+/** Errors a reward call may raise, besides a NodeFailure for anything unforeseen. */
+export const REWARD_ERRORS = [NonFiniteError, RewardSpecError, ModelContractError, SessionError] as const
 
 export interface Rewards {
   /** Weighted total per trajectory. */
@@ -26,7 +30,9 @@ export interface Rewards {
 export const rewardModels = async (spec: string, dataset: string, dim: number, classifier: RewardClassifier | undefined, threads: number) =>
   Promise.all(parseRewardSpec(spec, dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
     const model = term.name === "classifier"
-      ? (classifier === undefined ? (() => { throw new Error("the classifier reward needs the MNIST reward classifier") })() : classifierReward(classifier.session, classifier.net.classes))
+      ? (classifier === undefined
+        ? (() => { throw new RewardSpecError({ reward: "classifier", message: "the classifier reward needs the MNIST reward classifier" }) })()
+        : classifierReward(classifier.session, classifier.net.classes))
       : term.name === "ink" ? inkReward
       : term.name === "outer-ring" ? outerRingReward
       : term.name === "quadratic" ? quadraticReward
@@ -54,18 +60,16 @@ export const scoreSamples = async (
   return { total, raw }
 }
 
-export const terminalRewards = Node.make({
-  name: "terminalRewards",
+export const rewards = Node.make({
+  name: "rewards",
   doc: "weighted terminal rewards of the final samples, each raw reward kept",
-  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreRequest>() },
+  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreConfig>() },
   run: ({ trajectories, classifier, config }) =>
-    Effect.tryPromise({
-      try: async () => {
-        const r = trajectories.rollout
-        const models = await rewardModels(config.reward, config.dataset, r.d, classifier, config.threads)
-        return await scoreSamples(models, { dataset: config.dataset, samples: r.final, count: r.chains, dim: r.d, condition: trajectories.prompts.condition, prompt: trajectories.prompts.prompt })
-      },
-      catch: (e) => e
+    Node.promise(REWARD_ERRORS, async () => {
+      const r = trajectories.rollout
+      const models = await rewardModels(rewardOf(config), config.dataset, r.d, classifier, config.threads)
+      const { condition, prompt } = trajectories.prompts
+      return await scoreSamples(models, { dataset: config.dataset, samples: r.final, count: r.chains, dim: r.d, condition, prompt })
     }),
   metrics: (r) => {
     const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / x.length

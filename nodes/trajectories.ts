@@ -102,7 +102,7 @@ const groupMeta = (t: Trajectories, iteration: number) => ({
 
 /** rlTrajectoryTable: an RL iteration's trajectories with their rewards and advantages. */
 export const rlTrajectoryTable = Node.make({
-  name: "rlTrajectoryTable",
+  name: "trajectoryTable",
   doc: "the iteration's trajectories with prompts, groups, rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), advantages: Port.of<Advantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>
@@ -111,7 +111,7 @@ export const rlTrajectoryTable = Node.make({
 
 /** sdpoTrajectoryTable: the same with SDPO's dense rewards and per-step advantages. */
 export const sdpoTrajectoryTable = Node.make({
-  name: "sdpoTrajectoryTable",
+  name: "trajectoryTable",
   doc: "the iteration's trajectories with dense per-step rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<DenseRewards>(), advantages: Port.of<StepAdvantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>

@@ -23,21 +23,23 @@ import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { Graph } from "../engine/graph.ts"
 import { EngineSession, type HostTensor } from "../engine/session.ts"
 import { Trainer, DEFAULT_ADAM, cachedSession, emaDecay, type LossBuilder, type TrainState } from "../engine/train.ts"
+import { Graph } from "../engine/graph.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { velocityNet } from "../models/networks.ts"
 import { logProbGraph, ppoLoss, sdpoLoss, type PolicyLossConfig } from "../models/policy-loss.ts"
-import type { LogProbConvention } from "../diffusion/samplers.ts"
+import { GraphError } from "../engine/graph.ts"
+import { SessionError } from "../engine/session.ts"
+import { samplerLogProb, type LogProbConvention } from "../diffusion/samplers.ts"
+import { TrainError } from "../engine/train.ts"
+import type { KlForm, RlConfig, RlVariant } from "./rl-config.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { RlState } from "./rl-state.ts"
 
-export const KL_FORMS = ["code", "paper"] as const
-export type KlForm = (typeof KL_FORMS)[number]
-
+/** The update's settings, from an RL config and the algorithm's variant. */
 export interface UpdateRequest {
   readonly lr: number
   readonly innerEpochs: number
@@ -62,6 +64,14 @@ export interface UpdateRequest {
   readonly ema: number
   readonly emaInterval: number
 }
+
+/** The update settings of an RL config; the log-prob convention is the training sampler's (§6.2). */
+export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest => ({
+  lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, klForm: c.klForm, cfg: c.cfg,
+  batchSize: c.batchSize, threads: c.threads, rationorm, logProb: samplerLogProb(c.sampler),
+  timestepFraction: c.timestepFraction, shuffleTimesteps: c.shuffleTimesteps, rescoreOldLogProb: c.rescoreOldLogProb,
+  ema: c.ema, emaInterval: c.emaInterval
+})
 
 export interface UpdateResult {
   readonly state: RlState
@@ -317,14 +327,14 @@ type UpdateInputs<Adv, Cfg> = {
   config: Cfg
 }
 
-/** An update node: its loss, minibatch partition and row values from the inputs. */
-const updateNode = <Adv extends { readonly tracker: RlState["tracker"] }, Cfg extends UpdateRequest>(def: {
-  readonly name: string
+/** An update node (the stage `update`): its loss, minibatch partition and row values from the inputs. */
+const updateNode = <Adv extends { readonly tracker: RlState["tracker"] }, Cfg extends RlConfig>(def: {
   readonly doc: string
-  readonly plan: (input: UpdateInputs<Adv, Cfg>) => UpdatePlan
+  readonly request: (config: Cfg) => UpdateRequest
+  readonly plan: (input: UpdateInputs<Adv, Cfg>, request: UpdateRequest) => UpdatePlan
 }) =>
   Node.make({
-    name: def.name,
+    name: "update",
     doc: def.doc,
     inputs: {
       trajectories: Port.of<Trajectories>(), advantages: Port.of<Adv>(), state: Port.of<RlState | null>(),
@@ -333,12 +343,9 @@ const updateNode = <Adv extends { readonly tracker: RlState["tracker"] }, Cfg ex
     run: (input: UpdateInputs<Adv, Cfg>) =>
       Effect.gen(function*() {
         const rng = yield* Rng
-        return yield* Effect.tryPromise({
-          try: () => runUpdates(
-            def.plan(input), input.trajectories, input.state, input.advantages.tracker, input.base, input.config, rng.stream("update")
-          ),
-          catch: (e) => e
-        })
+        const request = def.request(input.config)
+        return yield* Node.promise([TrainError, GraphError, SessionError], () =>
+          runUpdates(def.plan(input, request), input.trajectories, input.state, input.advantages.tracker, input.base, request, rng.stream("update")))
       }),
     metrics: (u: UpdateResult) => u.metrics
   })
@@ -348,10 +355,11 @@ const lossKeyOf = (base: BaseModel, config: UpdateRequest): PolicyLossConfig => 
   rationorm: config.rationorm, logProb: config.logProb
 })
 
-export const policyUpdate = updateNode<Advantages, UpdateRequest>({
-  name: "policyUpdate",
+/** PPO-clip (+ KL) on shuffled minibatches of trajectories (DDPO, the GRPO family). */
+export const policyUpdate = (variant: Pick<RlVariant, "rationorm">) => updateNode<Advantages, RlConfig>({
   doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
-  plan: ({ trajectories, advantages, base, config }) => {
+  request: (c) => updateRequestOf(c, variant.rationorm ?? false),
+  plan: ({ trajectories, advantages, base }, config) => {
     const lossKey = lossKeyOf(base, config)
     const n = trajectories.rollout.chains
     const stepsOf = trainedSteps(trajectories, config)
@@ -373,14 +381,15 @@ export const policyUpdate = updateNode<Advantages, UpdateRequest>({
   }
 })
 
-export const pairedUpdate = updateNode<StepAdvantages, UpdateRequest & { readonly lambda: number }>({
-  name: "pairedUpdate",
+/** SDPO's reward-difference regression on step-shuffled minibatches of pairs (§9.4, §9.5). */
+export const pairedUpdate = updateNode<StepAdvantages, RlConfig & { readonly lambda: number }>({
   doc: "SDPO reward-difference regression with step-shuffled minibatches of pairs",
-  plan: ({ trajectories, advantages, base, config }) => {
+  request: (c) => ({ ...updateRequestOf(c, false), beta: 0 }),
+  plan: ({ trajectories, advantages, base, config: { lambda } }, config) => {
     if (trajectories.prompts.groupSize !== 2) {
-      throw new Error(`pairedUpdate: SDPO trains on pairs; groupSize is ${trajectories.prompts.groupSize}, expected 2`)
+      throw new Error(`update: SDPO trains on pairs; groupSize is ${trajectories.prompts.groupSize}, expected 2`)
     }
-    const lossKey = { ...lossKeyOf(base, config), beta: 0, rationorm: false }
+    const lossKey = lossKeyOf(base, config)
     const pairs = trajectories.rollout.chains / 2
     const N = trajectories.steps.length
     // Each pair's steps are permuted (§9.5); both members take the same step at each position.
@@ -404,7 +413,7 @@ export const pairedUpdate = updateNode<StepAdvantages, UpdateRequest & { readonl
       values: {
         adv: (j, k) => advantages.perStep[j * N + k],
         // λ^k, with k the step's original index (it stays attached through the shuffle).
-        weight: (_, k) => config.lambda ** k
+        weight: (_, k) => lambda ** k
       }
     }
   }

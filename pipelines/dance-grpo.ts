@@ -1,21 +1,24 @@
 /**
- * `etaflow run dance-grpo`: DanceGRPO (arXiv 2505.07818, docs/algorithms.md §5.1) — the DanceGRPO SDE
- * (constant diffusion η), every member of a group starting from the same noise, group advantages
- * with the unbiased std + 1e-8, PPO-clip without KL.
+ * `etaflow run dance-grpo`: DanceGRPO (arXiv 2505.07818, docs/algorithms.md §5.1) — the DanceGRPO
+ * SDE (constant diffusion η), every member of a group starting from the same noise, group advantages
+ * with the unbiased std + 1e-8, PPO-clip without KL on a random 60 % of each trajectory's steps.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlNodes, rlSettings, rlState } from "./rl-common.ts"
+import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
+
+const variant: RlVariant = { process: "rf", sharedNoise: true }
 
 export const danceGrpo = Pipeline.define({
-  name: "dance-grpo",
+  ...rlPipeline({ name: "dance-grpo", algorithm: "dance-grpo", variant }),
   doc: "DanceGRPO: Dance SDE, shared group noise, unbiased-std group advantages, PPO-clip",
   settings: {
-    ...rlSettings({ sampler: "dance-grpo", noise: 0.3, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8, timestepFraction: 0.6, shuffleTimesteps: true }),
+    ...rlSettings({
+      sampler: "dance-grpo", noise: 0.3, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8,
+      timestepFraction: 0.6, shuffleTimesteps: true
+    }),
     ...grpoSettings(false)
   },
-  nodes: rlNodes({ process: "rf", sharedNoise: true, window: () => null }, groupAdvantages({ std: "unbiased", eps: 1e-8 })),
-  iterations: (c) => c.iterations,
-  state: rlState,
-  info: (c) => ({ algorithm: "dance-grpo", sampler: c.sampler, time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise" })
+  nodes: rlNodes(variant, groupAdvantages({ std: "unbiased", eps: 1e-8 }))
 })

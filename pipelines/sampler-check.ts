@@ -3,6 +3,7 @@
  * where the right answer is known (outer-ring mass 0.5, samples on the rings).
  */
 import { Pipeline } from "../kernel/pipeline.ts"
+import { writeReport } from "../report/report.ts"
 import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
@@ -27,5 +28,6 @@ export const samplerCheck = Pipeline.define({
     table: samplerTable.from({ runs: "runs" }).persist(Persist.once("sampler-table.parquet")),
     markdown: markdownTable.from({ table: "table" }).persist(Persist.once("sampler-table.md"))
   },
-  info: (config) => ({ time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise", target: config.target, sampler: config.sampler })
+  info: (config) => ({ time_convention: "rectified flow, t = σ ∈ [0, 1], σ = 1 noise", target: config.target, sampler: config.sampler }),
+  onComplete: writeReport
 })

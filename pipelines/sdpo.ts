@@ -4,15 +4,16 @@
  * anchor and last step, discounted returns, a per-(prompt, step) tracker, and the
  * reward-difference loss with stepwise clipping on step-shuffled minibatches.
  */
-import { Effect } from "effect"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { Node, Persist, Port } from "../kernel/node.ts"
+import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
 import { denseRewards } from "../nodes/dense-reward.ts"
 import { pairedUpdate } from "../nodes/update.ts"
 import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
-import { rlNodes, rlSettings, rlState, updateRequestOf, vpSettings, type RlConfig } from "./rl-common.ts"
+import { rlSettings, vpSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { restoreUpdate } from "../nodes/restore.ts"
+import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 export const SdpoSettings = {
   // 512 pairs per iteration, one optimizer step per shuffled position, lr 6e-5 (the sdpo PickScore
@@ -20,46 +21,33 @@ export const SdpoSettings = {
   // 2 × 8 train batches on 4 GPUs); on MNIST, with the AdamW pass a fixed cost per step, larger
   // steps learn more per second: ODE-reward gain at 10 steps after ~55 s of training, 512 pairs ×
   // 12 iterations 2.04 ± 0.20, 256 × 20 1.76 ± 0.20 (both lr 6e-5), 256 × 20 at lr 3e-5 1.72 ± 0.17.
-  ...rlSettings({ sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 6e-5, groupSize: 2, promptsPerIteration: 512, batchSize: 512, iterations: 12, timestepFraction: 1, shuffleTimesteps: true }),
+  ...rlSettings({
+    sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 6e-5, groupSize: 2,
+    promptsPerIteration: 512, batchSize: 512, iterations: 12, timestepFraction: 1, shuffleTimesteps: true
+  }),
   ...vpSettings,
   gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
   lambda: Setting.number(0.99, "temporal weight λ^k of the loss at step k", { min: 0 })
 }
-type SdpoConfig = RlConfig & { readonly gamma: number; readonly lambda: number }
 
-const reward = (c: RlConfig) => (c.reward !== "default" ? c.reward : c.dataset === "mnist" ? "classifier" : "outer-ring")
+const variant: RlVariant = { process: "vp", sharedNoise: true }
 
-const denseRequest = Node.make({
-  name: "denseRequest",
-  doc: "the dense-reward settings of an SDPO run",
-  inputs: { config: Port.of<SdpoConfig>() },
-  run: ({ config }) => Effect.succeed({ dataset: config.dataset, reward: reward(config), threads: config.threads, gamma: config.gamma })
-})
-const pairedRequest = Node.make({
-  name: "pairedRequest",
-  doc: "the update settings of an SDPO run",
-  inputs: { config: Port.of<SdpoConfig>() },
-  run: ({ config }) => Effect.succeed({ ...updateRequestOf(config, false), beta: 0, lambda: config.lambda })
-})
-
-// SDPO replaces the common DAG's reward, advantage, table and update entries (the group normalizer passed
-// here is overridden below); the terminal-reward and PPO config adapters are dropped.
-const { scoreConfig: _score, updateConfig: _update, ...common } = rlNodes({ process: "vp", sharedNoise: true, window: () => null }, promptTrackerAdvantages)
+// SDPO replaces the common DAG's reward, advantage, table and update stages.
+const common = rlNodes(variant, promptTrackerAdvantages)
 
 export const sdpo = Pipeline.define({
-  name: "sdpo",
+  ...rlPipeline({ name: "sdpo", algorithm: "sdpo", variant }),
   doc: "SDPO: paired DDIM trajectories, dense rewards, per-step-prompt tracker, reward-difference loss, step shuffle",
   settings: SdpoSettings,
   nodes: {
     ...common,
-    denseConfig: denseRequest.from({ config: "config" }),
-    rewards: denseRewards.from({ trajectories: "rollout", classifier: "classifier", config: "denseConfig" }),
+    rewards: denseRewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }),
     advantages: stepPromptTrackerAdvantages(32, 16).from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
-    trajectoryTable: sdpoTrajectoryTable.from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" }).persist(Persist.perIteration("trajectories")),
-    pairedConfig: pairedRequest.from({ config: "config" }),
-    update: pairedUpdate.from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "pairedConfig" })
-  },
-  iterations: (c) => c.iterations,
-  state: rlState,
-  info: (c) => ({ algorithm: "sdpo", sampler: c.sampler, time_convention: "VP scaled-linear, integer timesteps 0..999 (leading grid)" })
+    trajectoryTable: sdpoTrajectoryTable
+      .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
+      .persist(Persist.perIteration("trajectories")),
+    update: pairedUpdate
+      .from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "config" })
+      .restoredBy(restoreUpdate)
+  }
 })

@@ -3,6 +3,7 @@
  * closed form against the sampled gDDIM sampler, next to the brief's rate, for T and a sweep of T.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
+import { writeReport } from "../report/report.ts"
 import { Persist } from "../kernel/node.ts"
 import { Setting } from "../schemas/settings.ts"
 import { gapPoints } from "../nodes/gap-points.ts"
@@ -27,5 +28,6 @@ export const theoryGap = Pipeline.define({
     table: gapTable.from({ points: "points" }).persist(Persist.once("theory-gap.parquet")),
     markdown: markdownTable.from({ table: "table" }).persist(Persist.once("theory-gap.md"))
   },
-  info: (config) => ({ time_convention: config.process === "ve" ? "VE, σ²(t) = t" : "VP, ᾱ(t) = exp(−t²/2)", reward: "r(x) = −x²/2", sampler: "gddim" })
+  info: (config) => ({ time_convention: config.process === "ve" ? "VE, σ²(t) = t" : "VP, ᾱ(t) = exp(−t²/2)", reward: "r(x) = −x²/2", sampler: "gddim" }),
+  onComplete: writeReport
 })

@@ -19,6 +19,10 @@ export interface Setting<A> {
 export type Settings = Readonly<Record<string, Setting<any>>>
 export type ConfigOf<S extends Settings> = { readonly [K in keyof S]: S[K]["default"] }
 
+/** The config of every setting at its default. */
+export const defaultsOf = <S extends Settings>(settings: S): ConfigOf<S> =>
+  Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, s.default])) as ConfigOf<S>
+
 const asNumber = (raw: string): unknown => (raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw)
 
 const bounds = (min?: number, max?: number) =>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { groupNormalize, trackPrompts } from "../../nodes/advantages.ts"
-import { promptBatch } from "../../nodes/prompts.ts"
+import { prompts } from "../../nodes/prompts.ts"
 import { Rng } from "../../kernel/services.ts"
 import { openStream } from "../../random/streams.ts"
 
@@ -50,7 +50,7 @@ describe("advantage normalizers", () => {
 describe("prompt batches", () => {
   it("put every drawn prompt in exactly one group of groupSize, seeded", async () => {
     const run = (seed: number) =>
-      Effect.runSync(promptBatch.run({ config: { dataset: "mnist", prompts: "default", promptsPerIteration: 7, groupSize: 5 } }).pipe(Effect.provideService(Rng, Rng.forCall(seed, 0, "prompts"))))
+      Effect.runSync(prompts.run({ config: { dataset: "mnist", prompts: "default", promptsPerIteration: 7, groupSize: 5 } }).pipe(Effect.provideService(Rng, Rng.forCall(seed, 0, "prompts"))))
     const b = run(1)
     expect(b.prompt.length).toBe(35)
     const counts = new Map<string, number>()

@@ -1,0 +1,81 @@
+/**
+ * What the RL pipelines share: the iteration DAG
+ *   prompts → rollout → rewards → advantages → trajectoryTable → update → evaluation → evalTable
+ * with the data set, reward classifier and base model computed once (`rlNodes`), and the rest of a
+ * pipeline definition — state, iterations, info, the old stage names replay still accepts, the
+ * report written after every run (`rlPipeline`). Each algorithm's file adds only what differs: its
+ * settings' defaults, its advantage normalizer and its variant (process, shared noise, window).
+ */
+import { Effect } from "effect"
+import { Persist, Port, type Node } from "../kernel/node.ts"
+import { trainingData } from "../nodes/dataset.ts"
+import { defaultClassifier } from "../nodes/reward-classifier.ts"
+import { rlBaseModel } from "../nodes/base-model.ts"
+import { prompts } from "../nodes/prompts.ts"
+import { rollout, type Trajectories } from "../nodes/rollout.ts"
+import { rewards, type Rewards } from "../nodes/score.ts"
+import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
+import { evaluation, evalTable } from "../nodes/evaluate.ts"
+import { rlTrajectoryTable } from "../nodes/trajectories.ts"
+import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
+import type { Advantages } from "../nodes/advantages.ts"
+import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
+import type { RlConfig, RlVariant } from "../nodes/rl-config.ts"
+import { writeReport } from "../report/report.ts"
+
+/** The entries of an RL pipeline with the given advantage normalizer. */
+export const rlNodes = <C extends RlConfig, AC, E, R>(
+  variant: RlVariant<C>,
+  advantages: Node<{ rewards: Rewards; trajectories: Trajectories; state: RlState | null; config: AC }, Advantages, E, R>
+) => ({
+  data: trainingData.from({ config: "config" }).once(),
+  classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
+  base: rlBaseModel(variant.process).from({ data: "data", config: "config" }).once(),
+  prompts: prompts.from({ config: "config" }),
+  rollout: rollout(variant)
+    .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
+    .restoredBy(restoreTrajectories),
+  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(restoreRewards),
+  advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state", config: "config" }).restoredBy(restoreAdvantages),
+  trajectoryTable: rlTrajectoryTable
+    .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
+    .persist(Persist.perIteration("trajectories")),
+  update: policyUpdate(variant)
+    .from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "config" })
+    .restoredBy(restoreUpdate),
+  evaluation: evaluation.from({ update: "update", base: "base", classifier: "classifier", config: "config", iteration: "iteration" }),
+  evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval"))
+})
+
+const TIME_CONVENTION = {
+  rf: () => "rectified flow, t = σ ∈ [0, 1], σ = 1 noise",
+  vp: (c: RlConfig) => `VP scaled-linear, integer timesteps 0..999 (${c.spacing ?? "leading"} training grid, trailing evaluation)`
+}
+
+/**
+ * The definition every RL pipeline shares: iterations, the state (weights, AdamW, tracker; null
+ * before the first update) held in the update's output, info, the report, and the stage names of
+ * earlier releases that `replay --from` still accepts (with a deprecation line).
+ */
+export const rlPipeline = <C extends RlConfig>(def: {
+  readonly name: string
+  readonly algorithm: string
+  readonly variant: RlVariant<C>
+  readonly info?: (config: C) => Readonly<Record<string, unknown>>
+}) => ({
+  name: def.name,
+  iterations: (c: C) => c.iterations,
+  state: {
+    type: Port.of<RlState | null>(),
+    initial: () => Effect.succeed(null),
+    next: "update" as const,
+    select: (u: UpdateResult): RlState | null => u.state,
+    encode: encodeRlState,
+    decode: decodeRlState
+  },
+  info: (c: C) => ({
+    algorithm: def.algorithm, sampler: c.sampler, time_convention: TIME_CONVENTION[def.variant.process](c), ...def.info?.(c)
+  }),
+  aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
+  onComplete: writeReport
+})
