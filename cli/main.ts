@@ -48,14 +48,14 @@ const run = Command.make(
   Effect.fn("cli.run")(function*(args) {
     const pipeline = yield* lookup(args.pipeline)
     const config = Option.isSome(args.config) ? yield* readConfigFile(args.config.value) : undefined
-    const result = yield* (runPipeline(pipeline, {
+    const result = yield* runPipeline(pipeline, {
       ...(config === undefined ? {} : { config }),
       ...(Option.isSome(args.set) ? { set: args.set.value } : {}),
       seed: args.seed,
       ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
       ...(Option.isSome(args.resume) ? { resume: args.resume.value } : {}),
       progress: args.progress
-    }) as unknown as Effect.Effect<{ readonly dir: string }, unknown>) // registered pipelines need no services (registry.ts)
+    })
     yield* Console.log(result.dir)
   })
 ).pipe(Command.withDescription("Run a pipeline; the last line printed is the run directory. `etaflow run <pipeline> --help` lists its settings"))

@@ -8,8 +8,8 @@
  * `stepStream(j)`, so results do not depend on the batch size, and chains may share initial noise.
  */
 import type { RandomStream } from "../random/streams.ts"
-import type { Policy } from "../models/policy.ts"
-import { latentSize } from "../models/policy.ts"
+import type { Policy } from "./policy.ts"
+import { latentSize } from "./policy.ts"
 import { transitionLogProb, type Reduce } from "./logprob.ts"
 import { ode, type Sampler, type StepContext, type Transition } from "./samplers.ts"
 import { checkGrid } from "./grids.ts"

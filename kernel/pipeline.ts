@@ -94,6 +94,15 @@ export interface Pipeline<Sets extends Settings = Settings, St = unknown, S exte
 }
 
 export type AnyPipeline = Pipeline<any, any, any>
+
+/** What a node may fail with in a pipeline the CLI can run: tagged errors a caller can catchTag on. */
+export interface TaggedFailure {
+  readonly _tag: string
+  readonly message: string
+}
+
+/** A pipeline that runs as it is: its nodes fail with tagged errors and need only the kernel's services. */
+export type RunnablePipeline = Pipeline<any, any, Readonly<Record<string, Bound<any, any, TaggedFailure, KernelServices, any>>>>
 export type PipelineError<P> = P extends Pipeline<any, any, infer S> ? ErrOf<S[keyof S]> : never
 export type PipelineRequirements<P> = P extends Pipeline<any, any, infer S> ? Exclude<ReqOf<S[keyof S]>, KernelServices> : never
 

@@ -4,7 +4,7 @@
  * parameterization by inverting the one conversion of diffusion/process.ts.
  */
 import { predictions, type Parameterization, type Process } from "../diffusion/process.ts"
-import type { Policy } from "./policy.ts"
+import type { Policy } from "../diffusion/policy.ts"
 
 /** Builds a policy from a posterior-mean function `x̂0(x_row) → out_row`. */
 const fromPosteriorMean = (

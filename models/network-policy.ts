@@ -8,7 +8,7 @@ import { EngineSession } from "../engine/session.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import type { Parameterization, Process } from "../diffusion/process.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
-import type { Policy } from "./policy.ts"
+import type { Policy } from "../diffusion/policy.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
 export const velocityGraph = (net: VelocityNetConfig, cfg?: number) => {

@@ -5,6 +5,9 @@
  * radial error. The samples are a DatasetTable (label = the condition), MNIST as pixels.
  */
 import { Effect } from "effect"
+import { SamplerError } from "../diffusion/samplers.ts"
+import { GraphError } from "../engine/graph.ts"
+import { REWARD_ERRORS } from "./score.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
@@ -27,7 +30,7 @@ export interface SampleRequest {
 }
 
 export const baseSamples = Node.make({
-  name: "baseSamples",
+  name: "samples",
   doc: "ODE samples of the pretrained model and their quality (class accuracy, ring mass)",
   inputs: { base: Port.of<BaseModel>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<SampleRequest>() },
   run: ({ base, classifier, config }) =>
@@ -38,8 +41,7 @@ export const baseSamples = Node.make({
       const condition = classes > 0 ? Int32Array.from({ length: n }, (_, i) => i % classes) : undefined
       // Trailing DDIM timesteps: evaluation starts at the top of the schedule (§1.1).
       const grid = base.process.kind === "rf" ? uniformGrid(config.evalSteps) : trailingGrid(config.evalSteps)
-      return yield* Effect.tryPromise({
-        try: async () => {
+      return yield* Node.promise([...REWARD_ERRORS, SamplerError, GraphError], async () => {
           const policy = await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
           const r = await rollout({ policy, sampler: ode, noise: 0, grid, chains: n, ...(condition ? { condition } : {}), initStream: (j) => rng.stream("init", j), stepStream: (j) => rng.stream("step", j) })
           await policy.session.release()
@@ -61,9 +63,7 @@ export const baseSamples = Node.make({
             x
           }, { x: base.shape })
           return { table, metrics }
-        },
-        catch: (e) => e
-      })
+        })
     }),
   metrics: (out) => out.metrics
 })

@@ -9,6 +9,7 @@
  * next to the brief's rate: (2T)⁻¹ for VE, e^{−T²/2} for VP with β(t) = t.
  */
 import { Effect } from "effect"
+import { SamplerError } from "../diffusion/samplers.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { gapBound, gapExact, quadraticReward, vpAlphaBar } from "../diffusion/gaussian-theory.ts"
@@ -45,7 +46,7 @@ export const theoryGrid = (kind: "ve" | "vp", T: number, steps: number): Array<n
   Array.from({ length: steps + 1 }, (_, k) => (k === steps ? 0 : kind === "ve" ? T * (1 - k / steps) ** 2 : T * (1 - k / steps)))
 
 export const gapPoints = Node.make({
-  name: "gapPoints",
+  name: "points",
   doc: "SDE − ODE reward gap of gDDIM-λ on Gaussian data: closed form, exact discretized, sampled",
   inputs: { config: Port.of<TheoryGapRequest>() },
   run: ({ config }) =>
@@ -61,10 +62,7 @@ export const gapPoints = Node.make({
         const moments = (sampler: typeof ode, noise: number) =>
           gaussianSamplerMoments({ process, parameterization: "epsilon", sampler, noise, grid, mean: config.mu0, std: config.s0 })
         const run = (sampler: typeof ode, noise: number) =>
-          Effect.tryPromise({
-            try: () => rollout({ policy, sampler, noise, grid, chains: config.chains, initStream: (j) => rng.stream("init", T, j), stepStream: (j) => rng.stream("step", T, j) }),
-            catch: (e) => e
-          })
+          Node.promise([SamplerError], () => rollout({ policy, sampler, noise, grid, chains: config.chains, initStream: (j) => rng.stream("init", T, j), stepStream: (j) => rng.stream("step", T, j) }))
         const sde = yield* run(gddim, config.lambda)
         const odeRun = yield* run(ode, 0)
         let sum = 0

@@ -15,7 +15,7 @@ export const TheoryGapTable = new TableDef("theory_gap", 1, {
 })
 
 export const gapTable = Node.make({
-  name: "gapTable",
+  name: "table",
   doc: "the reward gap per horizon T, with the bound it is compared to",
   inputs: { points: Port.of<ReadonlyArray<GapPoint>>() },
   run: ({ points }) =>

@@ -10,14 +10,14 @@ export interface ModelFiles {
 }
 
 export const modelOnnx = Node.make({
-  name: "modelOnnx",
+  name: "onnx",
   doc: "the model as ONNX with weights as initializers",
   inputs: { model: Port.of<ModelFiles | undefined>() },
   run: ({ model }) => Effect.succeed(model?.onnx)
 })
 
 export const modelWeights = Node.make({
-  name: "modelWeights",
+  name: "weights",
   doc: "the model's weights in safetensors",
   inputs: { model: Port.of<ModelFiles | undefined>() },
   run: ({ model }) => Effect.succeed(model?.weights)

@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { rollout, type Rollout } from "../diffusion/rollout.ts"
-import { SAMPLERS, SAMPLER_NAMES, samplerOf, type LogProbConvention, type SamplerName } from "../diffusion/samplers.ts"
+import { SamplerError, SAMPLERS, SAMPLER_NAMES, samplerOf, type LogProbConvention, type SamplerName } from "../diffusion/samplers.ts"
 import { uniformGrid } from "../diffusion/grids.ts"
 import { rectifiedFlow } from "../diffusion/process.ts"
 import { doubleRing } from "../models/analytic.ts"
@@ -38,7 +38,7 @@ export const samplerPoints = (req: SamplerCheckRequest) =>
     : [{ sampler: req.sampler, noise: req.noiseLevel, steps: req.steps }]
 
 export const samplerRuns = Node.make({
-  name: "samplerRuns",
+  name: "runs",
   doc: "rollouts of the analytic double ring (§7.4) with each requested sampler and step count",
   inputs: { config: Port.of<SamplerCheckRequest>() },
   run: ({ config }) =>
@@ -49,8 +49,7 @@ export const samplerRuns = Node.make({
       const sweep = config.sampler === "all"
       const runs: Array<SamplerRun> = []
       for (const point of samplerPoints(config)) {
-        const r = yield* Effect.tryPromise({
-          try: () =>
+        const r = yield* Node.promise([SamplerError], () =>
             rollout({
               policy,
               sampler: samplerOf(point.sampler, config.cpsLogProb),
@@ -61,9 +60,7 @@ export const samplerRuns = Node.make({
               // The same initial noise for every sampler and step count: common random numbers.
               initStream: (j) => rng.stream("init", j),
               stepStream: (j) => rng.stream("step", point.sampler, point.steps, j)
-            }),
-          catch: (e) => e
-        })
+            }))
         runs.push({ ...point, rollout: r })
       }
       return runs as SamplerRuns

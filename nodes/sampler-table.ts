@@ -38,7 +38,7 @@ export const ringStats = (final: Float32Array, chains: number): RingStats => {
 }
 
 export const samplerTable = Node.make({
-  name: "samplerTable",
+  name: "table",
   doc: "outer-ring mass, its standard error and the radial error of every sampler run",
   inputs: { runs: Port.of<SamplerRuns>() },
   run: ({ runs }) =>
@@ -75,7 +75,7 @@ export const markdownOf = (table: arrow.Table): string => {
 }
 
 export const markdownTable = Node.make({
-  name: "markdownTable",
+  name: "markdown",
   doc: "a table rendered as markdown, for the run folder and issue notes",
   inputs: { table: Port.of<arrow.Table>() },
   run: ({ table }) => Effect.sync(() => markdownOf(table))

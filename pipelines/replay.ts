@@ -22,7 +22,7 @@ export const Replay = {
           })
           const pipeline = findPipeline(pipelineName)
           if (pipeline === undefined) return yield* new UsageError({ message: `replay: ${source} was made by pipeline ${pipelineName}, which this etaflow does not have` })
-          return yield* (runPipeline(pipeline, { ...options, set, replay: { source, from: entry } }) as unknown as Effect.Effect<{ readonly dir: string }, unknown>)
+          return yield* runPipeline(pipeline, { ...options, set, replay: { source, from: entry } })
         })
     })
   })

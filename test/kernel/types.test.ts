@@ -42,3 +42,19 @@ describe("pipeline edges are checked by the compiler", () => {
     expect(found.map((d) => d.line).sort((a, b) => a - b)).toEqual([lineOf("BAD-EDGE"), lineOf("BAD-CONFIG"), lineOf("BAD-SOURCE")].sort((a, b) => a - b))
   })
 })
+
+describe("pipeline failures are typed", () => {
+  const file = path.resolve("test/fixtures/types/error-channel.ts")
+  const lines = fs.readFileSync(file, "utf8").split("\n")
+  const found = diagnostics(file)
+
+  it("give every registered pipeline an error channel of tagged errors a caller can catchTag on", () => {
+    const marker = lines.findIndex((l) => l.includes("UNTYPED-ERROR")) + 1
+    expect(found.filter((d) => d.line !== marker)).toEqual([])
+  })
+
+  it("refuse to register a pipeline whose node fails with an untyped error", () => {
+    const marker = lines.findIndex((l) => l.includes("UNTYPED-ERROR")) + 1
+    expect(found.find((d) => d.line === marker)?.text).toMatch(/not assignable to type 'RunnablePipeline'/)
+  })
+})

@@ -1,5 +1,5 @@
 /** Replay: a stored run re-run from a node onward, reading that node's inputs from its Parquet files. */
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -23,20 +23,36 @@ beforeAll(async () => {
 }, 600_000)
 
 describe("replay", () => {
-  it.each(["update", "normalize", "score", "evaluate"])("of an unchanged run from %s reproduces its weights and metrics bit for bit", async (from) => {
+  it.each(["update", "advantages", "rewards", "evaluation"])("of an unchanged run from %s reproduces its weights and metrics bit for bit", async (from) => {
     const out = tmp()
     const r = await Effect.runPromise(Replay.fromRun(source).from(from).with({}, { out, progress: "none" }))
     expect(r.dir).toBe(out)
     expect(weights(out).equals(weights(source))).toBe(true)
     expect(metrics(out)).toBe(metrics(source))
     const manifest = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8"))
-    const entry: Record<string, string> = { update: "update", normalize: "advantages", score: "rewards", evaluate: "evaluation" }
-    expect(manifest.replay_of).toEqual({ source, from: entry[from], overrides: {} })
+    expect(manifest.replay_of).toEqual({ source, from, overrides: {} })
   })
+
+  it.each([["score", "rewards"], ["normalize", "advantages"], ["evaluate", "evaluation"]])(
+    "still accepts the old stage name %s, for %s, with a deprecation line",
+    async (old, entry) => {
+      const lines: Array<string> = []
+      const spy = vi.spyOn(console, "error").mockImplementation((...args: Array<unknown>) => void lines.push(args.join(" ")))
+      const out = tmp()
+      try {
+        await Effect.runPromise(Replay.fromRun(source).from(old).with({}, { out, progress: "none" }))
+      } finally {
+        spy.mockRestore()
+      }
+      expect(lines.join("\n")).toMatch(new RegExp(`--from ${old} is deprecated; the stage is now called "${entry}"`))
+      expect(JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8")).replay_of.from).toBe(entry)
+      expect(weights(out).equals(weights(source))).toBe(true)
+    }
+  )
 
   it("re-scores stored samples with another reward model", async () => {
     const out = tmp()
-    await Effect.runPromise(Replay.fromRun(source).from("score").with({ reward: "quadratic" }, { out, progress: "none" }))
+    await Effect.runPromise(Replay.fromRun(source).from("rewards").with({ reward: "quadratic" }, { out, progress: "none" }))
     const reward = (dir: string) => metrics(dir).trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.name === "reward_mean" && m.iteration === 0)[0].value
     expect(reward(out)).not.toBe(reward(source))
     // The stored samples are the same: the replay's trajectory table holds the source's latents,

@@ -1,8 +1,9 @@
 /**
- * The policy interface every model implements — analytic models with exact scores now, trained
- * networks later — so every pipeline runs on either.
+ * The policy the sampler loop calls (diffusion/rollout.ts): raw outputs f(x, t, c) of a model.
+ * models/ implements it — analytic models with exact scores and trained networks alike — so every
+ * sampler and pipeline runs on either.
  */
-import type { Parameterization, Process } from "../diffusion/process.ts"
+import type { Parameterization, Process } from "./process.ts"
 
 export interface Policy {
   readonly name: string

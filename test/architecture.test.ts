@@ -1,0 +1,90 @@
+/**
+ * Layers run one way: cli → pipelines → nodes → {diffusion, models, rewards, store, schemas, data,
+ * report} → {engine, kernel, random}. The folder-level import graph of the sources is read from the
+ * code and compared with the allowed edges; a forbidden import or a cycle fails here.
+ */
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { pipelines } from "../pipelines/registry.ts"
+
+/** The folders each folder may import from (besides itself). */
+const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
+  random: [],
+  schemas: [],
+  store: ["schemas"],
+  engine: ["random"],
+  kernel: ["random", "schemas", "store"],
+  diffusion: ["random"],
+  data: ["random", "schemas", "store"],
+  models: ["diffusion", "engine", "random", "store"],
+  rewards: ["data", "engine", "models"],
+  report: ["data", "schemas", "store"],
+  nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],
+  pipelines: ["diffusion", "kernel", "nodes", "report", "schemas"],
+  cli: ["kernel", "pipelines", "report", "schemas", "store"],
+  bench: ["engine", "kernel", "pipelines", "random", "schemas"]
+}
+
+const sources = (dir: string): Array<string> =>
+  fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name)
+    return e.isDirectory() ? sources(p) : /\.(ts|mjs)$/.test(e.name) ? [p] : []
+  })
+
+/** Folder → folders it imports, with one example file per edge. */
+const importGraph = () => {
+  const edges = new Map<string, Map<string, string>>()
+  for (const folder of Object.keys(ALLOWED)) {
+    for (const file of sources(folder)) {
+      const text = fs.readFileSync(file, "utf8")
+      for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+        const target = path.relative(".", path.resolve(path.dirname(file), m[1])).split(path.sep)[0]
+        if (target === folder) continue
+        if (!edges.has(folder)) edges.set(folder, new Map())
+        edges.get(folder)!.set(target, file)
+      }
+    }
+  }
+  return edges
+}
+
+describe("the source folders", () => {
+  const graph = importGraph()
+
+  it("import only from the layers below them", () => {
+    const forbidden = [...graph].flatMap(([from, targets]) =>
+      [...targets].filter(([to]) => !ALLOWED[from].includes(to)).map(([to, file]) => `${from} → ${to} (${file})`))
+    expect(forbidden).toEqual([])
+  })
+
+  it("form no cycle", () => {
+    const visiting = new Set<string>()
+    const done = new Set<string>()
+    const cycles: Array<string> = []
+    const visit = (folder: string, trail: Array<string>) => {
+      if (visiting.has(folder)) cycles.push([...trail, folder].join(" → "))
+      if (visiting.has(folder) || done.has(folder)) return
+      visiting.add(folder)
+      for (const to of graph.get(folder)?.keys() ?? []) visit(to, [...trail, folder])
+      visiting.delete(folder)
+      done.add(folder)
+    }
+    for (const folder of graph.keys()) visit(folder, [])
+    expect(cycles).toEqual([])
+  })
+
+  it("keep the kernel free of domain code", () => {
+    const kernelImports = [...(graph.get("kernel")?.keys() ?? [])]
+    for (const domain of ["nodes", "pipelines", "report", "diffusion", "models", "rewards", "data", "engine"]) {
+      expect(kernelImports).not.toContain(domain)
+    }
+  })
+})
+
+describe("every registered pipeline", () => {
+  it.each(pipelines.map((p) => [p.name, p] as const))("%s names each stage once: its node's name is its entry's name", (_, p) => {
+    const mismatched = Object.entries(p.nodes).filter(([entry, bound]) => bound.node.name !== entry).map(([entry, b]) => `${entry} ≠ ${b.node.name}`)
+    expect(mismatched).toEqual([])
+  })
+})
