@@ -1,19 +1,18 @@
 import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { pretrain } from "../../pipelines/pretrain.ts"
 import { rewardModel } from "../../pipelines/reward-model.ts"
 import { loadOnnxModel } from "../../models/external.ts"
+import { isolateCache, lastMetrics, tempRun } from "../support/runs.ts"
 
-const tmp = (p: string) => path.join(fs.mkdtempSync(path.join(os.tmpdir(), `etaflow-${p}-`)), "run")
-const metricsOf = (dir: string) =>
-  Object.fromEntries(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.name, r.value]))
+const tmp = tempRun
+const metricsOf = lastMetrics
 
 beforeAll(() => {
-  process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-cache-"))
+  isolateCache("pretrain")
 })
 
 const ring = { dataset: "double-ring", points: "4000", hidden: "128", blocks: "2", steps: "800", batch: "256", lr: "3e-3", evalSamples: "1000", cfg: "1" }

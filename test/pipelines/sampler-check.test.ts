@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { samplerCheck } from "../../pipelines/sampler-check.ts"
@@ -12,8 +11,9 @@ import { doubleRing } from "../../models/analytic.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import { transitionLogProb } from "../../diffusion/logprob.ts"
 import { SAMPLER_NAMES } from "../../diffusion/samplers.ts"
+import { lastMetrics, metricLines, tempRun } from "../support/runs.ts"
 
-const out = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-sc-")), "run")
+const out = () => tempRun("sc")
 const read = (file: string) => fromParquet(new Uint8Array(fs.readFileSync(file)), file)
 
 describe("sampler-check", () => {
@@ -32,7 +32,7 @@ describe("sampler-check", () => {
       const stored = lp instanceof Float64Array ? lp[row] : lp.values[row]
       expect(recomputed).toBe(stored)
     }
-    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).name)
+    const metrics = metricLines(dir).map((r) => r.name)
     expect(metrics).toEqual(["outer_mass", "outer_mass_se", "radial_error"])
     expect(fs.readFileSync(path.join(dir, "sampler-table.md"), "utf8")).toMatch(/\| flow-grpo \| 0\.7000 \| 6 \| 300 \|/)
   })
@@ -51,7 +51,7 @@ describe("sampler-check", () => {
   it("puts the ODE's 50-step samples on the rings with the outer mass near 0.5", async () => {
     const dir = out()
     await Effect.runPromise(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "ode", steps: "50", chains: "4000" } }))
-    const m = Object.fromEntries(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.name, r.value]))
+    const m = lastMetrics(dir)
     expect(m.radial_error).toBeLessThan(1e-3)
     expect(Math.abs(m.outer_mass - 0.5)).toBeLessThan(0.05)
   })
@@ -63,7 +63,7 @@ describe("sampler-check", () => {
     const run = async (sampler: string, noise: string) => {
       const dir = out()
       await Effect.runPromise(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler, noiseLevel: noise, steps: "20", chains: "20000" } }))
-      return Object.fromEntries(fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).map((r) => [r.name, r.value]))
+      return lastMetrics(dir)
     }
     const [precise, cps, flow] = [await run("precise", "1.5"), await run("cps", "0.5"), await run("flow-grpo", "0.7")]
     const gap = Math.abs(cps.outer_mass - 0.5) - Math.abs(precise.outer_mass - 0.5)

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { theoryGap } from "../../pipelines/theory-gap.ts"
 import { fromParquet } from "../../store/parquet.ts"
 import { TheoryGapTable } from "../../nodes/gap-table.ts"
+import { metricLines, tempRun } from "../support/runs.ts"
 import { gapExact, lambdaMoments, vpAlphaBar } from "../../diffusion/gaussian-theory.ts"
 
 describe("the Gaussian reward-gap theory (§3.5)", () => {
@@ -44,7 +44,7 @@ describe("the Gaussian reward-gap theory (§3.5)", () => {
 
 describe("theory-gap", () => {
   it("samples a gap that agrees with the exact discretized gap within Monte-Carlo error, and the closed form within discretization error", async () => {
-    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-tg-")), "run")
+    const dir = tempRun("tg")
     await Effect.runPromise(runPipeline(theoryGap, { out: dir, progress: "none", set: { process: "vp", T: "1.5", s0: "0.5", lambda: "1.5", steps: "600", chains: "4000", sweepT: "0.5,3" } }))
     const { rows, columns: c } = TheoryGapTable.read(fromParquet(new Uint8Array(fs.readFileSync(path.join(dir, "theory-gap.parquet"))), "t"), "theory-gap")
     expect(Array.from(c.T)).toEqual([1.5, 0.5, 3])
@@ -53,7 +53,7 @@ describe("theory-gap", () => {
       expect(Math.abs(c.gap_discrete[i] - c.gap_exact[i])).toBeLessThan(5e-3)
       expect(c.within_bound[i]).toBe(1)
     }
-    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).name)
+    const metrics = metricLines(dir).map((r) => r.name)
     expect(metrics).toEqual(["gap_exact", "gap_sampled", "gap_sampled_se", "gap_discrete", "bound"])
   })
 })

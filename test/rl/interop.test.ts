@@ -1,12 +1,10 @@
 /** An RL run's Parquet files read by an independent engine (DuckDB) agree with etaflow's own numbers. */
 import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { DuckDBInstance } from "@duckdb/node-api"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
+import { isolateCache, metricSeries, tempRun, toyRl } from "../support/runs.ts"
 
 let dir = ""
 const query = async (sql: string) => {
@@ -16,9 +14,10 @@ const query = async (sql: string) => {
 }
 
 beforeAll(async () => {
-  process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-duck-cache-"))
-  dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-duck-")), "run")
-  const set = { dataset: "double-ring", reward: "outer-ring", steps: "5", promptsPerIteration: "4", groupSize: "8", batchSize: "16", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "2" }
+  isolateCache("duck")
+  dir = tempRun("duck")
+  const { lr: _lr, ...toy } = toyRl
+  const set = { ...toy, steps: "5", groupSize: "8", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "2" }
   await Effect.runPromise(runPipeline(flowGrpo, { out: dir, progress: "none", set }))
 }, 600_000)
 
@@ -33,7 +32,7 @@ describe("DuckDB reading a run", () => {
     expect(perStep.map((r) => r.n)).toEqual(Array(5).fill("32"))
     for (const r of perStep) expect(r.lo).toBe(r.hi) // a, b, s depend on the step only
     const rewards = await query(`SELECT iteration, avg(reward) AS r FROM '${dir}/trajectories/*.parquet' WHERE reward IS NOT NULL GROUP BY iteration ORDER BY iteration`)
-    const logged = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.name === "reward_mean")
+    const logged = metricSeries(dir, "reward_mean")
     expect(rewards.map((r) => Number(r.iteration))).toEqual([0, 1])
     rewards.forEach((r, i) => expect(Number(r.r)).toBeCloseTo(logged[i].value, 12))
   })

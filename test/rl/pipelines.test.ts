@@ -2,7 +2,6 @@
 import { beforeAll, describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
@@ -12,15 +11,14 @@ import * as op from "../../engine/ops.ts"
 import { toOnnx } from "../../engine/onnx.ts"
 import { fromParquet } from "../../store/parquet.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { isolateCache, metricSeries, tempDir, tempRun, toyRl } from "../support/runs.ts"
 
-const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-rl-")), "run")
-const rows = (dir: string) => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { iteration: number; name: string; value: number })
-const metric = (dir: string, name: string) => rows(dir).filter((r) => r.name === name)
-
-const toy = { dataset: "double-ring", reward: "outer-ring", steps: "6", promptsPerIteration: "4", groupSize: "16", batchSize: "16", lr: "1e-3", evalSteps: "6", evalSamplesPerPrompt: "256", evalEvery: "100" }
+const tmp = () => tempRun("rl")
+const metric = metricSeries
+const toy = toyRl
 
 beforeAll(() => {
-  process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-rl-cache-"))
+  isolateCache("rl")
 })
 
 describe("flow-grpo on the double ring with the outer-ring reward", () => {
@@ -73,7 +71,7 @@ describe("RL runs", () => {
     const g = new Graph("nan-reward")
     const x = g.input("x", "float32", ["B", 2])
     g.output("reward", op.mul(op.reduceSum(x, [1]), Number.NaN))
-    const model = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-nan-")), "nan.onnx")
+    const model = path.join(tempDir("nan"), "nan.onnx")
     fs.writeFileSync(model, toOnnx(g))
     const dir = tmp()
     const exit = await Effect.runPromiseExit(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, reward: `onnx:${model}`, iterations: "2" } }))

@@ -2,22 +2,22 @@
 import { beforeAll, describe, expect, it, vi } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { Replay } from "../../pipelines/replay.ts"
 import { fromParquet } from "../../store/parquet.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { isolateCache, metricsText, tempRun, toyRl } from "../support/runs.ts"
 
-const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-replay-")), "run")
-const set = { dataset: "double-ring", reward: "outer-ring", steps: "5", promptsPerIteration: "4", groupSize: "8", batchSize: "16", lr: "1e-3", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "3" }
+const tmp = () => tempRun("replay")
+const set = { ...toyRl, steps: "5", groupSize: "8", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "3" }
 const weights = (dir: string) => fs.readFileSync(path.join(dir, "checkpoints/iter-000002/weights.safetensors"))
-const metrics = (dir: string) => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
+const metrics = metricsText
 let source = ""
 
 beforeAll(async () => {
-  process.env.ETAFLOW_CACHE = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-replay-cache-"))
+  isolateCache("replay")
   source = tmp()
   await Effect.runPromise(runPipeline(flowGrpo, { out: source, progress: "none", seed: 2, set }))
 }, 600_000)

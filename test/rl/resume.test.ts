@@ -6,23 +6,23 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
+import { metricsText, tempDir, tempRun, toyRl } from "../support/runs.ts"
 
-const cache = fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-resume-cache-"))
-const set = { dataset: "double-ring", reward: "outer-ring", steps: "6", promptsPerIteration: "4", groupSize: "16", batchSize: "16", lr: "1e-3", evalSteps: "6", evalSamplesPerPrompt: "64", evalEvery: "3", iterations: "6" }
+const cache = tempDir("resume-cache")
+const set = { ...toyRl, evalSamplesPerPrompt: "64", evalEvery: "3", iterations: "6" }
 const args = Object.entries(set).flatMap(([k, v]) => ["--set", `${k}=${v}`])
 const env = { ...process.env, ETAFLOW_CACHE: cache }
 const last = (dir: string) => fs.readFileSync(path.join(dir, "checkpoints/iter-000005/weights.safetensors"))
-const metrics = (dir: string) => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
+const metrics = metricsText
 
 let reference = ""
 
 beforeAll(async () => {
   process.env.ETAFLOW_CACHE = cache
-  reference = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-ref-")), "run")
+  reference = tempRun("ref")
   await Effect.runPromise(runPipeline(flowGrpo, { out: reference, progress: "none", seed: 5, set }))
 }, 600_000)
 
@@ -45,7 +45,7 @@ const killedRun = (dir: string, k: number, delay: number) =>
 describe("a run killed with SIGKILL and resumed", () => {
   // Kill points are timed, not aimed at a file write; the run has 6 iterations, so each lands mid-run.
   it.each([[0, 0], [2, 0], [3, 30]])("ends with the uninterrupted run's weights and metrics (killed when checkpoint %i appears, + %i ms)", async (k, delay) => {
-    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-kill-")), "run")
+    const dir = tempRun("kill")
     await killedRun(dir, k, delay)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
     expect(manifest.status).toBe("running") // it never got to say otherwise
