@@ -19,14 +19,13 @@ afterEach(() => {
 
 describe("iterated pipelines", () => {
   it.effect("thread the state through every iteration and commit one checkpoint and one table per iteration", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const dir = path.join(tmp(), "run")
       const exit = yield* run({ out: dir, seed: 7 })
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(manifest(dir)).toMatchObject({ status: "complete", iterations: 5, iterations_complete: 5, seed: 7 })
       expect(fs.readdirSync(path.join(dir, "steps")).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `iter-00000${i}.parquet`))
       // The final state equals the initial state plus every persisted step: the state really is threaded.
-      
       const total = new Float64Array(8)
       for (let i = 0; i < 5; i++) {
         const file = path.join(dir, "steps", `iter-00000${i}.parquet`)
@@ -40,7 +39,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("give the same bits for the same seed, and other bits for another seed", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const [a, b, c] = [path.join(tmp(), "a"), path.join(tmp(), "b"), path.join(tmp(), "c")]
       yield* run({ out: a, seed: 1 })
       yield* run({ out: b, seed: 1 })
@@ -51,7 +50,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("resume after a failure from the last complete iteration and end with the uninterrupted result", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const full = path.join(tmp(), "full")
       yield* run({ out: full, seed: 3 })
       const broken = path.join(tmp(), "broken")
@@ -72,7 +71,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("clean up what a killed iteration left behind before resuming", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const full = path.join(tmp(), "full")
       yield* run({ out: full, seed: 4 })
       const dir = path.join(tmp(), "killed")
@@ -91,7 +90,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("fail naming the file when a commit cannot be written, and keep the iterations that landed", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const dir = path.join(tmp(), "unwritable")
       faults.failAt = 2
       yield* run({ out: dir, seed: 5 })
@@ -108,7 +107,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("stop on a NaN metric, naming the node and iteration, and commit nothing of that iteration", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const dir = path.join(tmp(), "nan")
       faults.nanAt = 1
       const exit = yield* run({ out: dir })
@@ -122,7 +121,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("refuse to resume a run folder another live process holds, and take over a stale lock", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const dir = path.join(tmp(), "locked")
       faults.failAt = 1
       yield* run({ out: dir })
@@ -137,7 +136,7 @@ describe("iterated pipelines", () => {
     }))
 
   it.effect("refuse a new run into a folder that is not empty", () =>
-      Effect.gen(function*() {
+    Effect.gen(function*() {
       const dir = tmp()
       fs.writeFileSync(path.join(dir, "x"), "")
       const exit = yield* run({ out: dir })
