@@ -8,9 +8,9 @@
 import { createRequire } from "node:module"
 import { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
-import { EngineSession } from "../engine/session.ts"
-import { Trainer, DEFAULT_ADAM } from "../engine/train.ts"
 import { initParams, type ParamSpec } from "../engine/params.ts"
+import { EngineSession } from "../engine/session.ts"
+import { DEFAULT_ADAM, Trainer } from "../engine/train.ts"
 import { openStream } from "../random/streams.ts"
 import type { BenchLine } from "./line.ts"
 
@@ -32,10 +32,12 @@ const randomArray = (n: number, key: string) => openStream(["bench", key]).fillN
 
 const mlpSpecs = (d: number, H: number): Array<ParamSpec> => {
   const widths = [d, H, H, H, d]
-  return widths.slice(1).flatMap((w, i) => [
-    { name: `l${i}.w`, shape: [widths[i], w], init: { std: 1 / Math.sqrt(widths[i]) } },
-    { name: `l${i}.b`, shape: [w], init: "zeros" }
-  ] satisfies Array<ParamSpec>)
+  return widths.slice(1).flatMap((w, i) =>
+    [
+      { name: `l${i}.w`, shape: [widths[i], w], init: { std: 1 / Math.sqrt(widths[i]) } },
+      { name: `l${i}.b`, shape: [w], init: "zeros" }
+    ] satisfies Array<ParamSpec>
+  )
 }
 const mlpForward = (p: Record<string, ReturnType<Graph["input"]>>, x: ReturnType<Graph["input"]>) => {
   let h = x
@@ -77,7 +79,10 @@ const forwardGflops = async (d: number, H: number, B: number) => {
   g.output("y", mlpForward(p, g.input("x", "float32", ["B", d])))
   const s = await EngineSession.create(g, { threads: THREADS })
   const params = initParams(specs, openStream(["bench", "init"]))
-  const feeds = { ...Object.fromEntries(specs.map((sp) => [sp.name, { data: params[sp.name], dims: sp.shape }])), x: { data: randomArray(B * d, "x"), dims: [B, d] } }
+  const feeds = {
+    ...Object.fromEntries(specs.map((sp) => [sp.name, { data: params[sp.name], dims: sp.shape }])),
+    x: { data: randomArray(B * d, "x"), dims: [B, d] }
+  }
   const t = await timeIt(() => s.run(feeds), B >= 4096 && H >= 1024 ? 3 : 7)
   return { gflops: mlpFlops(d, H, B) / t / 1e9, rows: B / t }
 }
@@ -99,7 +104,10 @@ const trainer = (d: number, H: number, update: "graph" | "js") =>
 
 const trainStepSeconds = async (d: number, H: number, B: number, update: "graph" | "js" = "graph") => {
   const tr = await trainer(d, H, update)
-  const batch = { x: { data: randomArray(B * d, "x"), dims: [B, d] }, y: { data: randomArray(B * d, "y"), dims: [B, d] } }
+  const batch = {
+    x: { data: randomArray(B * d, "x"), dims: [B, d] },
+    y: { data: randomArray(B * d, "y"), dims: [B, d] }
+  }
   const t = await timeIt(() => tr.step(batch), B >= 4096 && H >= 1024 ? 3 : 7)
   await tr.release()
   return t
@@ -117,14 +125,18 @@ const tfjsTrainStep = async (d: number, H: number, B: number) => {
   const x = tf.tensor(randomArray(B * d, "x"), [B, d])
   const y = tf.tensor(randomArray(B * d, "y"), [B, d])
   const step = () => {
-    opt.minimize(() => {
-      let h: ReturnType<typeof tf.matMul> = x
-      for (let i = 0; i < 4; i++) {
-        h = tf.add(tf.matMul(h, vars[2 * i]), vars[2 * i + 1])
-        if (i < 3) h = tf.mul(h, tf.sigmoid(h))
-      }
-      return tf.mean(tf.square(tf.sub(h, y))) as never
-    }, false, vars)
+    opt.minimize(
+      () => {
+        let h: ReturnType<typeof tf.matMul> = x
+        for (let i = 0; i < 4; i++) {
+          h = tf.add(tf.matMul(h, vars[2 * i]), vars[2 * i + 1])
+          if (i < 3) h = tf.mul(h, tf.sigmoid(h))
+        }
+        return tf.mean(tf.square(tf.sub(h, y))) as never
+      },
+      false,
+      vars
+    )
     return Promise.resolve()
   }
   return timeIt(step, 2, 1)
@@ -134,8 +146,18 @@ export const engineBench = async (emit: (line: BenchLine) => void): Promise<void
   const lines = { push: emit }
   lines.push({ name: "engine_threads", value: THREADS, unit: "threads" })
   const peak = await peakSgemm()
-  lines.push({ name: "peak_sgemm_gflops", value: peak, unit: "GFLOP/s", detail: "2048³ MatMul through onnxruntime-node" })
-  lines.push({ name: "tiny_run_overhead_us", value: await tinyOverhead(), unit: "us", detail: "session.run of one scalar Add" })
+  lines.push({
+    name: "peak_sgemm_gflops",
+    value: peak,
+    unit: "GFLOP/s",
+    detail: "2048³ MatMul through onnxruntime-node"
+  })
+  lines.push({
+    name: "tiny_run_overhead_us",
+    value: await tinyOverhead(),
+    unit: "us",
+    detail: "session.run of one scalar Add"
+  })
   for (const d of [2, 784]) {
     for (const H of [256, 1024]) {
       for (const B of [256, 4096]) {
@@ -151,7 +173,12 @@ export const engineBench = async (emit: (line: BenchLine) => void): Promise<void
         const gflops = (3 * mlpFlops(d, H, B)) / t / 1e9
         lines.push({ name: `train_step_gflops_${tag}`, value: gflops, unit: "GFLOP/s" })
         lines.push({ name: `train_step_rows_per_s_${tag}`, value: B / t, unit: "rows/s" })
-        lines.push({ name: `train_step_fraction_of_peak_${tag}`, value: gflops / localPeak, unit: "ratio", detail: `peak ${localPeak.toFixed(0)} GFLOP/s` })
+        lines.push({
+          name: `train_step_fraction_of_peak_${tag}`,
+          value: gflops / localPeak,
+          unit: "ratio",
+          detail: `peak ${localPeak.toFixed(0)} GFLOP/s`
+        })
       }
     }
   }
@@ -168,6 +195,11 @@ export const engineBench = async (emit: (line: BenchLine) => void): Promise<void
   const tfjs = await tfjsTrainStep(784, 256, 256)
   const tfjsGflops = (3 * mlpFlops(784, 256, 256)) / tfjs / 1e9
   const ours = (3 * mlpFlops(784, 256, 256)) / (await trainStepSeconds(784, 256, 256)) / 1e9
-  lines.push({ name: "tfjs_cpu_train_step_gflops_d784_h256_b256", value: tfjsGflops, unit: "GFLOP/s", detail: "@tensorflow/tfjs-backend-cpu, same MLP and Adam" })
+  lines.push({
+    name: "tfjs_cpu_train_step_gflops_d784_h256_b256",
+    value: tfjsGflops,
+    unit: "GFLOP/s",
+    detail: "@tensorflow/tfjs-backend-cpu, same MLP and Adam"
+  })
   lines.push({ name: "engine_over_tfjs_cpu_train_step_d784_h256_b256", value: ours / tfjsGflops, unit: "ratio" })
 }

@@ -1,34 +1,41 @@
 /**
  * RL iteration efficiency of the default MNIST configs (the quickstart, i.e. SDPO, and Flow-GRPO):
  * necessary model FLOPs of one iteration (`gflopOf`) ÷ (wall time × peak SGEMM measured in the same
- * run); the reward classifier counts 1 forward per trajectory, SDPO's dense reward 3. The per-iteration time is the slope between a 1- and a 4-iteration run, so session building,
- * caches and the final evaluation cancel out; `evalEvery` is raised past the run (evaluation is a
+ * run); the reward classifier counts 1 forward per trajectory, SDPO's dense reward 3. The
+ * per-iteration time is the slope between a 1- and a 4-iteration run, so session building, caches
+ * and the final evaluation cancel out; `evalEvery` is raised past the run (evaluation is a
  * separate cost, every `evalEvery` iterations). Uses the model cache (a first run pretrains).
  */
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import type { AnyPipeline } from "../kernel/pipeline.ts"
 import { runPipeline } from "../kernel/run.ts"
 import { flowGrpo } from "../pipelines/flow-grpo.ts"
-import { quickstart } from "../pipelines/quickstart.ts"
 import { PretrainSettings } from "../pipelines/pretrain.ts"
+import { quickstart } from "../pipelines/quickstart.ts"
 import { RewardModelSettings } from "../pipelines/reward-model.ts"
-import type { AnyPipeline } from "../kernel/pipeline.ts"
 import { median, peakSgemm } from "./engine.ts"
 import type { BenchLine } from "./line.ts"
 
 const run = async (pipeline: AnyPipeline, iterations: number) => {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-bench-rl-")), "run")
   const t0 = performance.now()
-  await Effect.runPromise(runPipeline(pipeline, { out, progress: "none", set: { iterations: String(iterations), evalEvery: "1000" } }) as Effect.Effect<unknown, unknown>)
+  await Effect.runPromise(
+    runPipeline(pipeline, {
+      out,
+      progress: "none",
+      set: { iterations: String(iterations), evalEvery: "1000" }
+    }) as Effect.Effect<unknown, unknown>
+  )
   const seconds = (performance.now() - t0) / 1000
   fs.rmSync(path.dirname(out), { recursive: true, force: true })
   return seconds
 }
 
 const D = 784
-/** Multiply-adds ×2 of one forward row of the default MNIST network: input, time, blocks, output and skip projections. */
+/** Multiply-adds ×2 of one forward row of the default MNIST network: input, time, blocks, output, skip. */
 const flopsPerRow = () => {
   const H = PretrainSettings.hidden.default
   const blocks = PretrainSettings.blocks.default
@@ -49,7 +56,9 @@ const classifierFlops = () => {
  * update unless `rescoreOldLogProb` asks for a diagnosis.
  */
 const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
-  const c = Object.fromEntries(Object.entries(pipeline.settings).map(([k, s]) => [k, (s as { default: unknown }).default])) as Record<string, number>
+  const c = Object.fromEntries(
+    Object.entries(pipeline.settings).map(([k, s]) => [k, (s as { default: unknown }).default])
+  ) as Record<string, number>
   const trajectories = c.promptsPerIteration * c.groupSize
   const rollout = trajectories * c.steps
   // Every step of the default samplers is stochastic, so the fraction alone decides the trained rows.
@@ -83,9 +92,16 @@ export const rlBench = async (emit: (line: BenchLine) => void): Promise<void> =>
     const mid = reps.find((r) => r.efficiency === median(reps.map((q) => q.efficiency)))!
     emit({ name: `rl_iteration_seconds_${label}`, value: mid.seconds, unit: "s", detail })
     emit({ name: `rl_iteration_model_gflop_${label}`, value: gflop, unit: "GFLOP" })
-    emit({ name: `rl_iteration_peak_sgemm_gflops_${label}`, value: mid.peak, unit: "GFLOP/s", detail: "higher of the measurements before and after the timing" })
     emit({
-      name: `rl_iteration_efficiency_${label}`, value: mid.efficiency, unit: "ratio",
+      name: `rl_iteration_peak_sgemm_gflops_${label}`,
+      value: mid.peak,
+      unit: "GFLOP/s",
+      detail: "higher of the measurements before and after the timing"
+    })
+    emit({
+      name: `rl_iteration_efficiency_${label}`,
+      value: mid.efficiency,
+      unit: "ratio",
       detail: `model FLOPs ÷ (wall time × peak SGEMM); median of ${reps.map((r) => r.efficiency.toFixed(2)).join(", ")}`
     })
   }

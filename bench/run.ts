@@ -1,10 +1,14 @@
 /** `npm run bench`: every benchmark, one JSON line per result on stdout. */
-import { kernelBench } from "./kernel.ts"
 import { engineBench } from "./engine.ts"
-import { rlBench } from "./rl.ts"
+import { kernelBench } from "./kernel.ts"
 import type { BenchLine } from "./line.ts"
+import { rlBench } from "./rl.ts"
 
-const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = { kernel: kernelBench, engine: engineBench, rl: rlBench }
+const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = {
+  kernel: kernelBench,
+  engine: engineBench,
+  rl: rlBench
+}
 const only = process.argv.slice(2)
 
 for (const [name, suite] of Object.entries(suites)) {

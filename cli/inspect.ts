@@ -1,12 +1,12 @@
 /** `etaflow inspect <run-dir | file.parquet>`: schema, row counts and last metrics. */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import { parquetSummary } from "../store/parquet.ts"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { StoreError, UsageError } from "../kernel/errors.ts"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
-import { StoreError, UsageError } from "../kernel/errors.ts"
+import { parquetSummary } from "../store/parquet.ts"
 
 interface FileReport {
   readonly file: string
@@ -21,7 +21,9 @@ const describeFile = async (file: string): Promise<FileReport> => {
     rows,
     columns: schema.fields.map((f) => ({
       name: f.name,
-      type: arrow.DataType.isFixedSizeList(f.type) ? `float32[${shapeOf(f, file).join(",")}]` : String(f.type).toLowerCase(),
+      type: arrow.DataType.isFixedSizeList(f.type)
+        ? `float32[${shapeOf(f, file).join(",")}]`
+        : String(f.type).toLowerCase(),
       nullable: f.nullable,
       ...(arrow.DataType.isFixedSizeList(f.type) ? { shape: shapeOf(f, file) } : {})
     }))
@@ -29,7 +31,9 @@ const describeFile = async (file: string): Promise<FileReport> => {
 }
 
 const parquetFiles = (dir: string): Array<string> =>
-  fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith(".parquet")).sort().map((f) => path.join(dir, f)) : []
+  fs.existsSync(dir)
+    ? fs.readdirSync(dir).filter((f) => f.endsWith(".parquet")).sort().map((f) => path.join(dir, f))
+    : []
 
 const inspectRun = async (dir: string) => {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
@@ -44,13 +48,18 @@ const inspectRun = async (dir: string) => {
   }
   const metricsFile = path.join(dir, "metrics.jsonl")
   const metrics = fs.existsSync(metricsFile)
-    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricRow)
+    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) =>
+      JSON.parse(l) as MetricRow
+    )
     : []
   const lastIteration = metrics.reduce((m, r) => Math.max(m, r.iteration), -1)
   // RL runs: the evaluations at the training step count — ODE reward, improvement and gap trend.
   const steps = manifest.config.steps
-  const at = (name: string, iteration: number) => metrics.find((r) => r.name === name && r.iteration === iteration)?.value
-  const evaluations = [...new Set(metrics.filter((r) => r.name === `eval.ode.s${steps}.reward_mean`).map((r) => r.iteration))].map((iteration) => ({
+  const at = (name: string, iteration: number) =>
+    metrics.find((r) => r.name === name && r.iteration === iteration)?.value
+  const evaluations = [
+    ...new Set(metrics.filter((r) => r.name === `eval.ode.s${steps}.reward_mean`).map((r) => r.iteration))
+  ].map((iteration) => ({
     iteration,
     ode_reward: at(`eval.ode.s${steps}.reward_mean`, iteration),
     improvement: at(`eval.improvement.s${steps}`, iteration),
@@ -58,7 +67,10 @@ const inspectRun = async (dir: string) => {
     gap: at(`eval.gap.s${steps}`, iteration),
     gap_se: at(`eval.gap.s${steps}.se`, iteration)
   }))
-  const best = evaluations.reduce<(typeof evaluations)[number] | undefined>((b, e) => (b === undefined || (e.ode_reward ?? -Infinity) > (b.ode_reward ?? -Infinity) ? e : b), undefined)
+  const best = evaluations.reduce<(typeof evaluations)[number] | undefined>(
+    (b, e) => (b === undefined || (e.ode_reward ?? -Infinity) > (b.ode_reward ?? -Infinity) ? e : b),
+    undefined
+  )
   return {
     evaluations,
     best_evaluation: best,
@@ -72,18 +84,24 @@ const inspectRun = async (dir: string) => {
     config: manifest.config,
     ...(manifest.error === undefined ? {} : { error: manifest.error }),
     outputs,
-    last_metrics: Object.fromEntries(metrics.filter((r) => r.iteration === lastIteration).map((r) => [r.name, r.value])),
+    last_metrics: Object.fromEntries(
+      metrics.filter((r) => r.iteration === lastIteration).map((r) => [r.name, r.value])
+    ),
     last_metrics_iteration: lastIteration
   }
 }
 
 const renderFile = (r: FileReport, indent = "") =>
-  [`${indent}${r.file}: ${r.rows} rows`, ...r.columns.map((c) => `${indent}  ${c.name}: ${c.type}${c.nullable ? " (nullable)" : ""}`)].join("\n")
+  [
+    `${indent}${r.file}: ${r.rows} rows`,
+    ...r.columns.map((c) => `${indent}  ${c.name}: ${c.type}${c.nullable ? " (nullable)" : ""}`)
+  ].join("\n")
 
 const renderRun = (r: Awaited<ReturnType<typeof inspectRun>>) => {
   const lines = [
     `run ${r.dir}`,
-    `  pipeline ${r.pipeline}, status ${r.status}, iterations ${r.iterations_complete}/${r.iterations}, seed ${r.seed}, created ${r.created_at}`,
+    `  pipeline ${r.pipeline}, status ${r.status}, iterations ${r.iterations_complete}/${r.iterations}, ` +
+    `seed ${r.seed}, created ${r.created_at}`,
     `  config ${JSON.stringify(r.config)}`
   ]
   if ("error" in r) lines.push(`  error: ${r.error}`)
@@ -93,8 +111,16 @@ const renderRun = (r: Awaited<ReturnType<typeof inspectRun>>) => {
   }
   if (r.evaluations.length > 0) {
     const f = (v: number | undefined) => (v === undefined ? "—" : v.toPrecision(4))
-    lines.push(`evaluations at the training step count (ODE reward, improvement over base ± s.e., SDE − ODE gap ± s.e.):`)
-    for (const e of r.evaluations) lines.push(`  iteration ${e.iteration}: ${f(e.ode_reward)}  improvement ${f(e.improvement)} ± ${f(e.improvement_se)}  gap ${f(e.gap)} ± ${f(e.gap_se)}`)
+    lines.push(
+      `evaluations at the training step count (ODE reward, improvement over base ± s.e., SDE − ODE gap ± s.e.):`
+    )
+    for (const e of r.evaluations) {
+      lines.push(
+        `  iteration ${e.iteration}: ${f(e.ode_reward)}  improvement ${f(e.improvement)} ± ${
+          f(e.improvement_se)
+        }  gap ${f(e.gap)} ± ${f(e.gap_se)}`
+      )
+    }
     if (r.best_evaluation !== undefined) lines.push(`  best: iteration ${r.best_evaluation.iteration}`)
   }
   if (r.last_metrics_iteration >= 0) {
@@ -109,13 +135,19 @@ export const inspect = (target: string, json: boolean) =>
     try: async () => {
       if (!fs.existsSync(target)) throw new UsageError({ message: `inspect: ${target} does not exist` })
       if (fs.statSync(target).isDirectory()) {
-        if (!fs.existsSync(path.join(target, "manifest.json"))) throw new UsageError({ message: `inspect: ${target} is not a run folder (no manifest.json)` })
+        if (!fs.existsSync(path.join(target, "manifest.json"))) {
+          throw new UsageError({ message: `inspect: ${target} is not a run folder (no manifest.json)` })
+        }
         const r = await inspectRun(target)
         return json ? JSON.stringify(r, null, 2) : renderRun(r)
       }
-      if (!target.endsWith(".parquet")) throw new UsageError({ message: `inspect: ${target} is neither a run folder nor a .parquet file` })
+      if (!target.endsWith(".parquet")) {
+        throw new UsageError({ message: `inspect: ${target} is neither a run folder nor a .parquet file` })
+      }
       const r = await describeFile(target)
       return json ? JSON.stringify(r, null, 2) : renderFile(r)
     },
-    catch: (e) => (e instanceof UsageError ? e : new StoreError({ file: target, message: e instanceof Error ? e.message : String(e) }))
+    catch: (e) => (e instanceof UsageError
+      ? e
+      : new StoreError({ file: target, message: e instanceof Error ? e.message : String(e) }))
   })

@@ -6,32 +6,38 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
-import { pipelines, findPipeline } from "../pipelines/registry.ts"
-import { runPipeline } from "../kernel/run.ts"
 import { StoreError, UsageError } from "../kernel/errors.ts"
-import { writeReport } from "../report/report.ts"
+import { runPipeline } from "../kernel/run.ts"
+import { packageVersions } from "../kernel/versions.ts"
+import { findPipeline, pipelines } from "../pipelines/registry.ts"
 import { Replay } from "../pipelines/replay.ts"
+import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
-import { packageVersions } from "../kernel/versions.ts"
 
 const lookup = (name: string) =>
   Effect.fromNullishOr(findPipeline(name)).pipe(
-    Effect.mapError(() => new UsageError({ message: `unknown pipeline "${name}"; available: ${pipelines.map((p) => p.name).join(", ")}` }))
+    Effect.mapError(() =>
+      new UsageError({ message: `unknown pipeline "${name}"; available: ${pipelines.map((p) => p.name).join(", ")}` })
+    )
   )
 
 const readConfigFile = (file: string) =>
   Effect.try({
     try: () => {
       const value = JSON.parse(fs.readFileSync(file, "utf8")) as unknown
-      if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("expected a JSON object of settings")
+      if (typeof value !== "object" || value === null || Array.isArray(value)) {
+        throw new Error("expected a JSON object of settings")
+      }
       return value as Record<string, unknown>
     },
     catch: (e) => new UsageError({ message: `--config ${file}: ${e instanceof Error ? e.message : String(e)}` })
   })
 
-const list = Command.make("list", {}, () =>
-  Console.log(pipelines.map((p) => `${p.name.padEnd(14)} ${p.doc}`).join("\n"))
+const list = Command.make(
+  "list",
+  {},
+  () => Console.log(pipelines.map((p) => `${p.name.padEnd(14)} ${p.doc}`).join("\n"))
 ).pipe(Command.withDescription("List the pipelines, one per line"))
 
 const run = Command.make(
@@ -39,11 +45,23 @@ const run = Command.make(
   {
     pipeline: Argument.String("pipeline").pipe(Argument.withDescription("pipeline name (see `etaflow list`)")),
     set: Flag.KeyValuePair("set").pipe(Flag.withDescription("override one setting (repeatable)"), Flag.optional),
-    config: Flag.String("config").pipe(Flag.withDescription("JSON file of settings (applied before --set)"), Flag.optional),
+    config: Flag.String("config").pipe(
+      Flag.withDescription("JSON file of settings (applied before --set)"),
+      Flag.optional
+    ),
     seed: Flag.Int("seed").pipe(Flag.withDescription("seed of every random stream of the run"), Flag.withDefault(0)),
-    out: Flag.String("out").pipe(Flag.withDescription("the run directory (default runs/<pipeline>-<timestamp>)"), Flag.optional),
-    resume: Flag.String("resume").pipe(Flag.withDescription("continue the run in this directory after its last complete iteration"), Flag.optional),
-    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDescription("progress display on stderr"), Flag.withDefault("auto"))
+    out: Flag.String("out").pipe(
+      Flag.withDescription("the run directory (default runs/<pipeline>-<timestamp>)"),
+      Flag.optional
+    ),
+    resume: Flag.String("resume").pipe(
+      Flag.withDescription("continue the run in this directory after its last complete iteration"),
+      Flag.optional
+    ),
+    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(
+      Flag.withDescription("progress display on stderr"),
+      Flag.withDefault("auto")
+    )
   },
   Effect.fn("cli.run")(function*(args) {
     const pipeline = yield* lookup(args.pipeline)
@@ -58,7 +76,11 @@ const run = Command.make(
     })
     yield* Console.log(result.dir)
   })
-).pipe(Command.withDescription("Run a pipeline; the last line printed is the run directory. `etaflow run <pipeline> --help` lists its settings"))
+).pipe(
+  Command.withDescription(
+    "Run a pipeline; the last line printed is the run directory. `etaflow run <pipeline> --help` lists its settings"
+  )
+)
 
 const inspectCmd = Command.make(
   "inspect",
@@ -73,19 +95,26 @@ const replay = Command.make(
   "replay",
   {
     source: Argument.String("run-dir").pipe(Argument.withDescription("the stored run to replay")),
-    from: Flag.String("from").pipe(Flag.withDescription("entry (or stage: score, normalize, update, evaluate) to restart at")),
+    from: Flag.String("from").pipe(
+      Flag.withDescription("entry (or stage: score, normalize, update, evaluate) to restart at")
+    ),
     set: Flag.KeyValuePair("set").pipe(Flag.withDescription("change one setting (repeatable)"), Flag.optional),
     out: Flag.String("out").pipe(Flag.withDescription("the new run directory"), Flag.optional),
     progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("auto"))
   },
   Effect.fn("cli.replay")(function*(args) {
-    const result = yield* Replay.fromRun(args.source).from(args.from).with(Option.isSome(args.set) ? args.set.value : {}, {
-      ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
-      progress: args.progress
-    })
+    const result = yield* Replay.fromRun(args.source).from(args.from).with(
+      Option.isSome(args.set) ? args.set.value : {},
+      {
+        ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
+        progress: args.progress
+      }
+    )
     yield* Console.log(result.dir)
   })
-).pipe(Command.withDescription("Re-run a stored run from a node onward, reading that node's inputs from the stored Parquet"))
+).pipe(
+  Command.withDescription("Re-run a stored run from a node onward, reading that node's inputs from the stored Parquet")
+)
 
 const report = Command.make(
   "report",
@@ -93,10 +122,14 @@ const report = Command.make(
   ({ dir }) =>
     Effect.try({
       try: () => {
-        if (!fs.existsSync(`${dir}/manifest.json`)) throw new UsageError({ message: `report: ${dir} is not a run folder (no manifest.json)` })
+        if (!fs.existsSync(`${dir}/manifest.json`)) {
+          throw new UsageError({ message: `report: ${dir} is not a run folder (no manifest.json)` })
+        }
         return writeReport(dir)
       },
-      catch: (e) => (e instanceof UsageError ? e : new StoreError({ file: `${dir}/report.html`, message: e instanceof Error ? e.message : String(e) }))
+      catch: (e) => (e instanceof UsageError
+        ? e
+        : new StoreError({ file: `${dir}/report.html`, message: e instanceof Error ? e.message : String(e) }))
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
 
@@ -113,7 +146,8 @@ const pipelineHelp = (argv: ReadonlyArray<string>): string | undefined => {
   return [
     `etaflow run ${p.name} — ${p.doc}`,
     "",
-    `USAGE\n  etaflow run ${p.name} [--set key=value]… [--config file.json] [--seed N] [--out DIR] [--resume DIR] [--progress auto|bar|lines|none]`,
+    `USAGE\n  etaflow run ${p.name} [--set key=value]… [--config file.json] [--seed N] [--out DIR] [--resume DIR] ` +
+    `[--progress auto|bar|lines|none]`,
     "",
     "SETTINGS (key, default, meaning)",
     settingsHelp(p.settings)
@@ -121,8 +155,16 @@ const pipelineHelp = (argv: ReadonlyArray<string>): string | undefined => {
 }
 
 const USAGE_TAGS = new Set([
-  "UsageError", "UnrecognizedOption", "DuplicateOption", "MissingOption", "MissingArgument",
-  "UnexpectedArgument", "InvalidValue", "UnknownSubcommand", "ValidationError", "ShowHelp"
+  "UsageError",
+  "UnrecognizedOption",
+  "DuplicateOption",
+  "MissingOption",
+  "MissingArgument",
+  "UnexpectedArgument",
+  "InvalidValue",
+  "UnknownSubcommand",
+  "ValidationError",
+  "ShowHelp"
 ])
 
 const argv = process.argv.slice(2)

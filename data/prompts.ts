@@ -25,7 +25,9 @@ export const TOY_PROMPTS: PromptSet = { name: "unconditional", prompts: [""], co
 /** Maps a prompt to an MNIST class: the single digit it mentions ("a handwritten 7", "seven" is not understood). */
 export const mnistCondition = (prompt: string, where: string): number => {
   const digits = prompt.match(/\d/g)
-  if (digits === null || digits.length !== 1) throw new Error(`${where}: prompt "${prompt}" should name exactly one digit 0–9`)
+  if (digits === null || digits.length !== 1) {
+    throw new Error(`${where}: prompt "${prompt}" should name exactly one digit 0–9`)
+  }
   return Number(digits[0])
 }
 
@@ -33,12 +35,20 @@ export const mnistCondition = (prompt: string, where: string): number => {
 export const loadPromptSet = (spec: string, conditional: boolean): PromptSet => {
   if (spec === "mnist") return MNIST_PROMPTS
   if (spec === "toy") return TOY_PROMPTS
-  if (!fs.existsSync(spec)) throw new Error(`prompt set ${spec}: file not found (use "mnist", "toy", a .txt or a .parquet file)`)
+  if (!fs.existsSync(spec)) {
+    throw new Error(`prompt set ${spec}: file not found (use "mnist", "toy", a .txt or a .parquet file)`)
+  }
   let prompts: Array<string>
   if (spec.endsWith(".parquet")) {
     const table = fromParquet(new Uint8Array(fs.readFileSync(spec)), spec)
     const column = table.getChild("prompt")
-    if (column === null) throw new Error(`${spec}: a prompt Parquet file needs a "prompt" column (it has ${table.schema.fields.map((f) => f.name).join(", ")})`)
+    if (column === null) {
+      throw new Error(
+        `${spec}: a prompt Parquet file needs a "prompt" column (it has ${
+          table.schema.fields.map((f) => f.name).join(", ")
+        })`
+      )
+    }
     prompts = Array.from({ length: table.numRows }, (_, i) => String(column.get(i)))
   } else {
     prompts = fs.readFileSync(spec, "utf8").split("\n").map((l) => l.trim()).filter((l) => l !== "")

@@ -19,7 +19,18 @@ export const splitOf = (table: arrow.Table, split: "train" | "test", source = "d
   const idx = Array.from({ length: rows }, (_, i) => i).filter((i) => columns.split[i] === split)
   const x = new Float32Array(idx.length * dim)
   idx.forEach((r, j) => x.set(columns.x.subarray(r * dim, (r + 1) * dim), j * dim))
-  const labels = columns.label === null ? null : columns.label instanceof Int32Array ? columns.label : columns.label.values
+  const labels = columns.label === null
+    ? null
+    : columns.label instanceof Int32Array
+    ? columns.label
+    : columns.label.values
   const label = Int32Array.from(idx, (i) => labels?.[i] ?? 0)
-  return { x, label, count: idx.length, dim, shape, classes: labels === null ? 0 : labels.reduce((m, v) => Math.max(m, v), 0) + 1 }
+  return {
+    x,
+    label,
+    count: idx.length,
+    dim,
+    shape,
+    classes: labels === null ? 0 : labels.reduce((m, v) => Math.max(m, v), 0) + 1
+  }
 }

@@ -48,4 +48,7 @@ export const gapExact = (g: GaussianTheory, lambda: number): number =>
   quadraticReward(lambdaMoments(g, lambda)) - quadraticReward(lambdaMoments(g, 0))
 
 /** The rate stated in the project brief (Sheng et al., unverified, §3.4): (2T)⁻¹ for VE, e^{−T²/2} for VP. */
-export const gapBound = (process: "ve" | "vp", T: number): number => (process === "ve" ? 1 / (2 * T) : Math.exp((-T * T) / 2))
+export const gapBound = (
+  process: "ve" | "vp",
+  T: number
+): number => (process === "ve" ? 1 / (2 * T) : Math.exp((-T * T) / 2))

@@ -44,6 +44,8 @@ export type GridSpacing = (typeof GRID_SPACINGS)[number]
 export const checkGrid = (grid: ReadonlyArray<number>): void => {
   if (grid.length < 2) throw new Error(`a time grid needs at least 2 points, got ${grid.length}`)
   for (let k = 0; k + 1 < grid.length; k++) {
-    if (!(grid[k + 1] < grid[k])) throw new Error(`time grid must decrease: step ${k} goes from ${grid[k]} to ${grid[k + 1]}`)
+    if (!(grid[k + 1] < grid[k])) {
+      throw new Error(`time grid must decrease: step ${k} goes from ${grid[k]} to ${grid[k + 1]}`)
+    }
   }
 }

@@ -4,7 +4,7 @@
  * variance of the discretized sampler propagate in closed form — no Monte Carlo. This measures the
  * discretization error of a sampler exactly, and is what sampled rollouts must agree with.
  */
-import { predictions, type Parameterization, type Process } from "./process.ts"
+import { type Parameterization, predictions, type Process } from "./process.ts"
 import type { Sampler, StepContext } from "./samplers.ts"
 
 export const gaussianSamplerMoments = (opts: {

@@ -17,7 +17,12 @@ export interface Policy {
    * Raw outputs f(x, t, c) for `batch` latents stored row-major in `x` (batch × d), all at time t.
    * `condition` holds one class index per latent for conditional models.
    */
-  readonly predict: (x: Float32Array, batch: number, t: number, condition?: Int32Array) => Float32Array | Promise<Float32Array>
+  readonly predict: (
+    x: Float32Array,
+    batch: number,
+    t: number,
+    condition?: Int32Array
+  ) => Float32Array | Promise<Float32Array>
 }
 
 export const latentSize = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)

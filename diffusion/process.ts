@@ -23,7 +23,14 @@ export interface Process {
 }
 
 /** Rectified flow / flow matching: α = 1 − σ, σ = t (§1.3). */
-export const rectifiedFlow: Process = { name: "rf", kind: "rf", alpha: (t) => 1 - t, sigma: (t) => t, priorStd: () => 1, modelTime: (t) => t }
+export const rectifiedFlow: Process = {
+  name: "rf",
+  kind: "rf",
+  alpha: (t) => 1 - t,
+  sigma: (t) => t,
+  priorStd: () => 1,
+  modelTime: (t) => t
+}
 
 /** VP with ᾱ given as a function of continuous time, e.g. ᾱ(t) = exp(−t²/2) for β(t) = t (§3.5). */
 export const vpContinuous = (name: string, alphaBar: (t: number) => number): Process => ({
@@ -36,7 +43,14 @@ export const vpContinuous = (name: string, alphaBar: (t: number) => number): Pro
 })
 
 /** VE with σ²(t) = t, i.e. dx = dW (§1.2); the prior N(0, T) ignores the data variance. */
-export const veBrownian: Process = { name: "ve", kind: "ve", alpha: () => 1, sigma: (t) => Math.sqrt(t), priorStd: (t) => Math.sqrt(t), modelTime: (t) => t }
+export const veBrownian: Process = {
+  name: "ve",
+  kind: "ve",
+  alpha: () => 1,
+  sigma: (t) => Math.sqrt(t),
+  priorStd: (t) => Math.sqrt(t),
+  modelTime: (t) => t
+}
 
 export const VP_SCHEDULES = ["linear", "scaled-linear", "cosine"] as const
 export type VpSchedule = (typeof VP_SCHEDULES)[number]
@@ -47,8 +61,9 @@ export const alphaBars = (schedule: VpSchedule, n = 1000): Float64Array => {
   for (let i = 0; i < n; i++) {
     const u = n === 1 ? 0 : i / (n - 1)
     if (schedule === "linear") betas[i] = 1e-4 + u * (0.02 - 1e-4)
-    else if (schedule === "scaled-linear") betas[i] = (Math.sqrt(0.00085) + u * (Math.sqrt(0.012) - Math.sqrt(0.00085))) ** 2
-    else {
+    else if (schedule === "scaled-linear") {
+      betas[i] = (Math.sqrt(0.00085) + u * (Math.sqrt(0.012) - Math.sqrt(0.00085))) ** 2
+    } else {
       const f = (s: number) => Math.cos(((s + 0.008) / 1.008) * (Math.PI / 2)) ** 2
       betas[i] = Math.min(1 - f((i + 1) / n) / f(i / n), 0.999)
     }
@@ -63,10 +78,19 @@ export const alphaBars = (schedule: VpSchedule, n = 1000): Float64Array => {
 export const vpDiscrete = (schedule: VpSchedule, n = 1000): Process => {
   const ab = alphaBars(schedule, n)
   const at = (t: number) => {
-    if (!Number.isInteger(t) || t < 0 || t >= n) throw new RangeError(`vp-${schedule}: timestep ${t} is not an integer in [0, ${n - 1}]`)
+    if (!Number.isInteger(t) || t < 0 || t >= n) {
+      throw new RangeError(`vp-${schedule}: timestep ${t} is not an integer in [0, ${n - 1}]`)
+    }
     return ab[t]
   }
-  return { name: `vp-${schedule}`, kind: "vp", alpha: (t) => Math.sqrt(at(t)), sigma: (t) => Math.sqrt(1 - at(t)), priorStd: () => 1, modelTime: (t) => t / n }
+  return {
+    name: `vp-${schedule}`,
+    kind: "vp",
+    alpha: (t) => Math.sqrt(at(t)),
+    sigma: (t) => Math.sqrt(1 - at(t)),
+    priorStd: () => 1,
+    modelTime: (t) => t / n
+  }
 }
 
 /** Signal-to-noise ratio α²/σ² (∞ at σ = 0). */
@@ -85,7 +109,11 @@ export interface Affine {
  * x̂0 and ε̂ from the raw model output f at time t (§1.1, §1.3). Velocity is the flow-matching
  * velocity v = ε − x0 and needs the rectified-flow path.
  */
-export const predictions = (p: Process, param: Parameterization, t: number): { readonly x0: Affine; readonly eps: Affine } => {
+export const predictions = (
+  p: Process,
+  param: Parameterization,
+  t: number
+): { readonly x0: Affine; readonly eps: Affine } => {
   const a = p.alpha(t)
   const s = p.sigma(t)
   switch (param) {

@@ -8,11 +8,11 @@
  * `stepStream(j)`, so results do not depend on the batch size, and chains may share initial noise.
  */
 import type { RandomStream } from "../random/streams.ts"
+import { checkGrid } from "./grids.ts"
+import { type Reduce, transitionLogProb } from "./logprob.ts"
 import type { Policy } from "./policy.ts"
 import { latentSize } from "./policy.ts"
-import { transitionLogProb, type Reduce } from "./logprob.ts"
 import { ode, type Sampler, type StepContext, type Transition } from "./samplers.ts"
-import { checkGrid } from "./grids.ts"
 
 export interface RolloutSpec {
   readonly policy: Policy
@@ -56,7 +56,9 @@ export interface Rollout {
 /** Validates the spec before any work; errors name the field at fault. */
 const check = (spec: RolloutSpec) => {
   checkGrid(spec.grid)
-  if (!Number.isInteger(spec.chains) || spec.chains < 1) throw new Error(`rollout: chains must be a positive integer, got ${spec.chains}`)
+  if (!Number.isInteger(spec.chains) || spec.chains < 1) {
+    throw new Error(`rollout: chains must be a positive integer, got ${spec.chains}`)
+  }
   if (!(spec.noise >= 0)) throw new Error(`rollout: noise level must be ≥ 0, got ${spec.noise}`)
   if (spec.condition !== undefined && spec.condition.length !== spec.chains) {
     throw new Error(`rollout: condition has ${spec.condition.length} entries for ${spec.chains} chains`)
@@ -64,9 +66,16 @@ const check = (spec: RolloutSpec) => {
 }
 
 /** The transition of every step, computed (and validated) before sampling starts. */
-export const transitions = (spec: Pick<RolloutSpec, "policy" | "sampler" | "noise" | "grid" | "stochastic">): Array<StepRecord> =>
+export const transitions = (
+  spec: Pick<RolloutSpec, "policy" | "sampler" | "noise" | "grid" | "stochastic">
+): Array<StepRecord> =>
   spec.grid.slice(0, -1).map((t, step) => {
-    const ctx: StepContext = { process: spec.policy.process, parameterization: spec.policy.parameterization, grid: spec.grid, step }
+    const ctx: StepContext = {
+      process: spec.policy.process,
+      parameterization: spec.policy.parameterization,
+      grid: spec.grid,
+      step
+    }
     const stochastic = spec.stochastic?.(step) ?? true
     return { ...(stochastic ? spec.sampler(ctx, spec.noise) : ode(ctx, 0)), step, t, tNext: spec.grid[step + 1] }
   })

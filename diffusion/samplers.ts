@@ -9,7 +9,7 @@
  * for bit. Samplers share one signature `(ctx, noise) → Transition`, like k-diffusion's.
  */
 import { Data } from "effect"
-import { predictions, snr, type Affine, type Parameterization, type Process } from "./process.ts"
+import { type Affine, type Parameterization, predictions, type Process, snr } from "./process.ts"
 
 export interface StepContext {
   readonly process: Process
@@ -36,7 +36,9 @@ export interface Transition {
 export type Sampler = (ctx: StepContext, noise: number) => Transition
 
 /** A sampler cannot take this step (it names the sampler and the step). */
-export class SamplerError extends Data.TaggedError("SamplerError")<{ readonly sampler: string; readonly step: number; readonly message: string }> {}
+export class SamplerError extends Data.TaggedError("SamplerError")<
+  { readonly sampler: string; readonly step: number; readonly message: string }
+> {}
 
 /** Steps with a smaller std are deterministic (docs/algorithms.md §12.3). */
 export const DETERMINISTIC_STD = 1e-12
@@ -45,12 +47,21 @@ const times = (ctx: StepContext) => ({ t: ctx.grid[ctx.step], tn: ctx.grid[ctx.s
 
 const requireFlow = (ctx: StepContext, sampler: string) => {
   if (ctx.process.kind !== "rf") {
-    throw new SamplerError({ sampler, step: ctx.step, message: `sampler ${sampler} is defined for rectified flow only, not for ${ctx.process.name}` })
+    throw new SamplerError({
+      sampler,
+      step: ctx.step,
+      message: `sampler ${sampler} is defined for rectified flow only, not for ${ctx.process.name}`
+    })
   }
 }
 
 /** μ = ODE + k·ε̂ as (a, b); the ODE part is the Euler step for flows and DDIM η = 0 otherwise. */
-const meanWithCorrection = (ctx: StepContext, k: number, s: number, logProb: LogProbConvention = "gaussian"): Transition => {
+const meanWithCorrection = (
+  ctx: StepContext,
+  k: number,
+  s: number,
+  logProb: LogProbConvention = "gaussian"
+): Transition => {
   const { t, tn } = times(ctx)
   const { x0, eps } = predictions(ctx.process, ctx.parameterization, t)
   let a: number
@@ -86,30 +97,49 @@ const snrRatio = (ctx: StepContext) => {
   return ctx.process.sigma(tn) === 0 ? 0 : snr(ctx.process, t) / snr(ctx.process, tn)
 }
 
-/** Deterministic step: Euler for flows (§2), DDIM η = 0 for VP/VE (Song et al. 2021, eq. 12). */
+/**
+ * Deterministic step (§2): μ = α' x̂0 + σ' ε̂ (DDIM η = 0, Song et al. 2010.02502 eq. 12; for
+ * rectified flow the Euler step x + (σ' − σ) v̂), s = 0.
+ */
 export const ode: Sampler = (ctx) => meanWithCorrection(ctx, 0, 0)
 
-/** DDIM-η (Song et al. 2021 eq. 16; ddpo_pytorch ddim_with_logprob.py; §3.1): refuses η > η_max(step). */
+/**
+ * DDIM-η (Song et al. 2010.02502 eq. 16; ddpo_pytorch ddim_with_logprob.py; §3.1), r = SNR_t/SNR_t':
+ *   s = η σ' √(1 − r),   μ = α' x̂0 + √(σ'² − s²) ε̂;
+ * refuses η > η_max = (1 − r)^(−½) of a step, where the root would be negative.
+ */
 export const ddim: Sampler = (ctx, eta) => {
   const r = snrRatio(ctx)
   const sn = ctx.process.sigma(times(ctx).tn)
   const etaMax = 1 / Math.sqrt(1 - r)
   if (eta > etaMax) {
     const { t, tn } = times(ctx)
-    throw new SamplerError({ sampler: "ddim", step: ctx.step, message: `ddim: eta ${eta} exceeds the limit ${etaMax.toPrecision(6)} of step ${ctx.step} (t ${t} → ${tn}); use gddim for more noise` })
+    throw new SamplerError({
+      sampler: "ddim",
+      step: ctx.step,
+      message: `ddim: eta ${eta} exceeds the limit ${
+        etaMax.toPrecision(6)
+      } of step ${ctx.step} (t ${t} → ${tn}); use gddim for more noise`
+    })
   }
   const s = eta * sn * Math.sqrt(1 - r)
   return ddimForm(ctx, eta === 0 ? 1 : Math.sqrt(Math.max(0, 1 - eta * eta * (1 - r))), s)
 }
 
-/** gDDIM-λ, marginal preserving for any λ ≥ 0 (Zhang et al. 2206.05564; exact OU solution, §3.2). */
+/**
+ * gDDIM-λ, marginal preserving for any λ ≥ 0 (Zhang et al. 2206.05564; exact OU solution, §3.2):
+ *   ρ = r^(λ²/2),   s = σ' √(1 − ρ²),   μ = α' x̂0 + σ' ρ ε̂.
+ */
 export const gddim: Sampler = (ctx, lambda) => {
   const rho = lambda === 0 ? 1 : snrRatio(ctx) ** ((lambda * lambda) / 2)
   const sn = ctx.process.sigma(times(ctx).tn)
   return ddimForm(ctx, rho, sn * Math.sqrt(Math.max(0, 1 - rho * rho)))
 }
 
-/** Flow-GRPO SDE, Euler–Maruyama (2505.05470 eq. 8; flow_grpo sd3_sde_with_logprob.py; §4.1). */
+/**
+ * Flow-GRPO SDE, Euler–Maruyama (2505.05470 eq. 8; flow_grpo sd3_sde_with_logprob.py; §4.1), Δ = σ − σ':
+ *   σ_t = a √(σ/(1 − σ)),   μ = x − Δ v̂ − (σ_t² Δ/(2σ)) ε̂,   s = σ_t √Δ.
+ */
 export const flowGrpo: Sampler = (ctx, level) => {
   requireFlow(ctx, "flow-grpo")
   const { t, tn } = times(ctx)
@@ -119,7 +149,10 @@ export const flowGrpo: Sampler = (ctx, level) => {
   return meanWithCorrection(ctx, (st * st * dt) / (2 * t), st * Math.sqrt(-dt))
 }
 
-/** DanceGRPO SDE (2505.07818; DanceGRPO train_grpo_flux.py flux_step; §5.1): constant diffusion η. */
+/**
+ * DanceGRPO SDE (2505.07818; DanceGRPO train_grpo_flux.py flux_step; §5.1), constant diffusion η:
+ *   μ = x − Δ v̂ − (η² Δ/(2σ)) ε̂,   s = η √Δ.
+ */
 export const danceGrpo: Sampler = (ctx, eta) => {
   requireFlow(ctx, "dance-grpo")
   const { t, tn } = times(ctx)
@@ -127,7 +160,10 @@ export const danceGrpo: Sampler = (ctx, eta) => {
   return meanWithCorrection(ctx, (eta * eta * dt) / (2 * t), eta * Math.sqrt(-dt))
 }
 
-/** Coefficients-preserving sampling (2509.05952; FlowCPS sd3_sde_with_logprob.py; §6.1). */
+/**
+ * Coefficients-preserving sampling (2509.05952; FlowCPS sd3_sde_with_logprob.py; §6.1):
+ *   s = σ' sin(ηπ/2),   μ = (1 − σ') x̂0 + σ' cos(ηπ/2) ε̂.
+ */
 const cpsWith = (logProb: LogProbConvention): Sampler => (ctx, eta) => {
   requireFlow(ctx, "cps")
   const { tn } = times(ctx)
@@ -138,7 +174,10 @@ export const cps: Sampler = cpsWith("unnormalized")
 /** CPS with the standard Gaussian log-prob, as in the Precise repository's `cps` mode (§6.2). */
 export const cpsGaussian: Sampler = cpsWith("gaussian")
 
-/** Precise (2605.23522; Precise sde_with_logprob.py "precise"; §7.1): ρ = q^{η²/2}, = gDDIM λ = η/√2. */
+/**
+ * Precise (2605.23522; Precise sde_with_logprob.py "precise"; §7.1), = gDDIM at λ = η/√2:
+ *   q = σ'(1 − σ)/(σ(1 − σ')),   s = σ' √(1 − q^(η²)),   μ = (1 − σ') x̂0 + σ' q^(η²/2) ε̂.
+ */
 export const precise: Sampler = (ctx, eta) => {
   requireFlow(ctx, "precise")
   const { t, tn } = times(ctx)
@@ -147,7 +186,10 @@ export const precise: Sampler = (ctx, eta) => {
   return ddimForm(ctx, rho, tn * Math.sqrt(Math.max(0, 1 - rho * rho)))
 }
 
-/** Dance-precise (Precise sde_with_logprob.py "dance_precise"; §7.1): ρ = exp(−η²/2 (1/σ' − 1/σ)). */
+/**
+ * Dance-precise (Precise sde_with_logprob.py "dance_precise"; §7.1):
+ *   ρ = exp(−η²/2 (1/σ' − 1/σ)),   s = σ' √(1 − ρ²),   μ = (1 − σ') x̂0 + σ' ρ ε̂.
+ */
 export const dancePrecise: Sampler = (ctx, eta) => {
   requireFlow(ctx, "dance-precise")
   const { t, tn } = times(ctx)
@@ -179,10 +221,34 @@ export interface SamplerInfo {
 export const SAMPLERS = {
   ode: { sampler: ode, noise: "ignored", processes: ["rf", "vp", "ve"], family: "exponential", reference: 0 },
   // DDPO and SDPO sample with DDIM η = 1 (§8, §9.1); gDDIM λ = 1 is the same sampler.
-  ddim: { sampler: ddim, noise: "η of DDIM (≤ its per-step limit)", processes: ["rf", "vp", "ve"], family: "exponential", reference: 1 },
-  gddim: { sampler: gddim, noise: "λ of gDDIM (any ≥ 0)", processes: ["rf", "vp", "ve"], family: "exponential", reference: 1 },
-  "flow-grpo": { sampler: flowGrpo, noise: "noise level a", processes: ["rf"], family: "euler-maruyama", reference: 0.7 },
-  "dance-grpo": { sampler: danceGrpo, noise: "η (constant diffusion)", processes: ["rf"], family: "euler-maruyama", reference: 0.3 },
+  ddim: {
+    sampler: ddim,
+    noise: "η of DDIM (≤ its per-step limit)",
+    processes: ["rf", "vp", "ve"],
+    family: "exponential",
+    reference: 1
+  },
+  gddim: {
+    sampler: gddim,
+    noise: "λ of gDDIM (any ≥ 0)",
+    processes: ["rf", "vp", "ve"],
+    family: "exponential",
+    reference: 1
+  },
+  "flow-grpo": {
+    sampler: flowGrpo,
+    noise: "noise level a",
+    processes: ["rf"],
+    family: "euler-maruyama",
+    reference: 0.7
+  },
+  "dance-grpo": {
+    sampler: danceGrpo,
+    noise: "η (constant diffusion)",
+    processes: ["rf"],
+    family: "euler-maruyama",
+    reference: 0.3
+  },
   // FlowCPS's default level was not found (docs/algorithms.md §6); 0.5 puts sin(ηπ/2) ≈ 0.71 of σ' into fresh noise.
   cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho", reference: 0.5 },
   precise: { sampler: precise, noise: "η (= √2·λ)", processes: ["rf"], family: "exponential", reference: 1.5 },

@@ -4,7 +4,7 @@
  * textbook vector–Jacobian product of its op (checked against finite differences in
  * test/engine/gradients.test.ts); broadcasting is undone by summing over the broadcast axes.
  */
-import { GraphError, Tensor, type OpNode } from "./graph.ts"
+import { GraphError, type OpNode, Tensor } from "./graph.ts"
 import * as op from "./ops.ts"
 
 type Rule = (node: OpNode, g: Tensor) => ReadonlyArray<Tensor | undefined>
@@ -23,10 +23,16 @@ export const unbroadcast = (g: Tensor, target: Tensor): Tensor => {
   return staticShape ? op.reshape(summed, target.shape as Array<number>) : op.reshape(summed, target)
 }
 
-const swapLast = (t: Tensor) => op.transpose(t, [...t.shape.keys()].map((i) => (i < t.rank - 2 ? i : i === t.rank - 2 ? t.rank - 1 : t.rank - 2)))
+const swapLast = (t: Tensor) =>
+  op.transpose(t, [...t.shape.keys()].map((i) => (i < t.rank - 2 ? i : i === t.rank - 2 ? t.rank - 1 : t.rank - 2)))
 const staticSize = (t: Tensor, axis: number, what: string): number => {
   const d = t.shape[axis]
-  if (typeof d !== "number") throw new GraphError({ graph: t.graph.name, message: `${t.graph.name}: the gradient of ${what} needs a static size on axis ${axis}, got "${d}"` })
+  if (typeof d !== "number") {
+    throw new GraphError({
+      graph: t.graph.name,
+      message: `${t.graph.name}: the gradient of ${what} needs a static size on axis ${axis}, got "${d}"`
+    })
+  }
   return d
 }
 
@@ -34,7 +40,10 @@ const RULES: Record<string, Rule> = {
   Add: ({ inputs: [a, b] }, g) => [unbroadcast(g, a), unbroadcast(g, b)],
   Sub: ({ inputs: [a, b] }, g) => [unbroadcast(g, a), unbroadcast(op.neg(g), b)],
   Mul: ({ inputs: [a, b] }, g) => [unbroadcast(op.mul(g, b), a), unbroadcast(op.mul(g, a), b)],
-  Div: ({ inputs: [a, b], output }, g) => [unbroadcast(op.div(g, b), a), unbroadcast(op.neg(op.div(op.mul(g, output), b)), b)],
+  Div: (
+    { inputs: [a, b], output },
+    g
+  ) => [unbroadcast(op.div(g, b), a), unbroadcast(op.neg(op.div(op.mul(g, output), b)), b)],
   Neg: (_, g) => [op.neg(g)],
   Exp: ({ output }, g) => [op.mul(g, output)],
   Log: ({ inputs: [a] }, g) => [op.div(g, a)],
@@ -55,14 +64,23 @@ const RULES: Record<string, Rule> = {
     const db = tb ? op.gemm(g, a, true, ta) : op.gemm(a, g, !ta, false)
     return [da, db]
   },
-  Softmax: ({ output, attrs }, g) => [op.mul(output, op.sub(g, op.reduceSum(op.mul(g, output), [attrs.axis as number], true)))],
-  LogSoftmax: ({ output, attrs }, g) => [op.sub(g, op.mul(op.exp(output), op.reduceSum(g, [attrs.axis as number], true)))],
+  Softmax: (
+    { output, attrs },
+    g
+  ) => [op.mul(output, op.sub(g, op.reduceSum(op.mul(g, output), [attrs.axis as number], true)))],
+  LogSoftmax: (
+    { output, attrs },
+    g
+  ) => [op.sub(g, op.mul(op.exp(output), op.reduceSum(g, [attrs.axis as number], true)))],
   ReduceSum: ({ inputs: [a, axesT], attrs }, g) => {
-    const axes = (a.graph.constants.find((c) => c.tensor === axesT)!.data as BigInt64Array)
+    const axes = a.graph.constants.find((c) => c.tensor === axesT)!.data as BigInt64Array
     const kept = attrs.keepdims === 1 ? g : op.unsqueeze(g, Array.from(axes, Number))
     return [op.expandAs(kept, a)]
   },
-  Reshape: ({ inputs: [a] }, g) => [a.shape.every((d) => typeof d === "number") ? op.reshape(g, a.shape as Array<number>) : op.reshape(g, a)],
+  Reshape: (
+    { inputs: [a] },
+    g
+  ) => [a.shape.every((d) => typeof d === "number") ? op.reshape(g, a.shape as Array<number>) : op.reshape(g, a)],
   Transpose: ({ attrs }, g) => {
     const perm = attrs.perm as ReadonlyArray<number>
     const inverse = perm.map((_, i) => perm.indexOf(i))
@@ -98,11 +116,20 @@ const RULES: Record<string, Rule> = {
     const rest = data.shape.slice(1).map((d) => d as number)
     const width = rest.reduce((p, q) => p * q, 1)
     const rows = `rows${indices.id}`
-    const flat = op.matmul(op.transpose(op.reshape(oneHot, [-1, V], [rows, V])), op.reshape(g, [-1, width], [rows, width]))
+    const flat = op.matmul(
+      op.transpose(op.reshape(oneHot, [-1, V], [rows, V])),
+      op.reshape(g, [-1, width], [rows, width])
+    )
     return [op.reshape(flat, [V, ...rest]), undefined]
   },
-  Where: ({ inputs: [c, x, y] }, g) => [undefined, unbroadcast(op.where(c, g, 0), x), unbroadcast(op.where(c, 0, g), y)],
-  Clip: ({ inputs: [x, lo, hi] }, g) => [op.where(op.and(op.greaterOrEqual(x, lo), op.lessOrEqual(x, hi)), g, 0), undefined, undefined],
+  Where: (
+    { inputs: [c, x, y] },
+    g
+  ) => [undefined, unbroadcast(op.where(c, g, 0), x), unbroadcast(op.where(c, 0, g), y)],
+  Clip: (
+    { inputs: [x, lo, hi] },
+    g
+  ) => [op.where(op.and(op.greaterOrEqual(x, lo), op.lessOrEqual(x, hi)), g, 0), undefined, undefined],
   Max: ({ inputs: [a, b] }, g) => {
     const m = op.greaterOrEqual(a, b)
     return [unbroadcast(op.where(m, g, 0), a), unbroadcast(op.where(m, 0, g), b)]
@@ -113,7 +140,13 @@ const RULES: Record<string, Rule> = {
   },
   Cast: ({ inputs: [a] }, g) => [a.dtype === "float32" || a.dtype === "float64" ? op.cast(g, a.dtype) : undefined],
   Expand: ({ inputs: [a] }, g) => [unbroadcast(g, a), undefined],
-  Unsqueeze: ({ inputs: [a] }, g) => [a.shape.every((d) => typeof d === "number") ? op.reshape(g, a.shape as Array<number>) : op.reshape(g, a), undefined]
+  Unsqueeze: (
+    { inputs: [a] },
+    g
+  ) => [
+    a.shape.every((d) => typeof d === "number") ? op.reshape(g, a.shape as Array<number>) : op.reshape(g, a),
+    undefined
+  ]
 }
 
 const isFloat = (t: Tensor) => t.dtype === "float32" || t.dtype === "float64"
@@ -125,7 +158,12 @@ const isFloat = (t: Tensor) => t.dtype === "float32" || t.dtype === "float64"
  */
 export const grad = (output: Tensor, wrt: ReadonlyArray<Tensor>, seed?: Tensor): Array<Tensor | undefined> => {
   const graph = output.graph
-  if (seed === undefined && output.rank !== 0) throw new GraphError({ graph: graph.name, message: `${graph.name}: grad of a non-scalar [${output.shape}] needs a seed` })
+  if (seed === undefined && output.rank !== 0) {
+    throw new GraphError({
+      graph: graph.name,
+      message: `${graph.name}: grad of a non-scalar [${output.shape}] needs a seed`
+    })
+  }
   // Tensors that depend on some wrt: only their producers need a backward rule.
   const depends = new Set(wrt.map((t) => t.id))
   for (const node of graph.nodes) if (node.inputs.some((i) => depends.has(i.id))) depends.add(node.output.id)
@@ -136,7 +174,9 @@ export const grad = (output: Tensor, wrt: ReadonlyArray<Tensor>, seed?: Tensor):
     const g = grads.get(node.output.id)
     if (g === undefined || !depends.has(node.output.id)) continue
     const rule = RULES[node.op]
-    if (rule === undefined) throw new GraphError({ graph: graph.name, message: `${graph.name}: no gradient rule for ${node.op}` })
+    if (rule === undefined) {
+      throw new GraphError({ graph: graph.name, message: `${graph.name}: no gradient rule for ${node.op}` })
+    }
     const inputGrads = rule(node, g)
     node.inputs.forEach((input, i) => {
       const gi = inputGrads[i]

@@ -54,16 +54,30 @@ export class Graph {
 
   /** A graph input (batch data, or weights while training: one session serves every step). */
   input(name: string, dtype: DType, shape: Shape): Tensor {
-    if (this.inputs.some((i) => i.name === name)) throw new GraphError({ graph: this.name, message: `${this.name}: duplicate input "${name}"` })
+    if (this.inputs.some((i) => i.name === name)) {
+      throw new GraphError({ graph: this.name, message: `${this.name}: duplicate input "${name}"` })
+    }
     const t = this.tensor(dtype, shape)
     this.inputs.push({ name, tensor: t })
     return t
   }
 
   constant(data: ConstantData, shape: ReadonlyArray<number>, dtype?: DType): Tensor {
-    const dt: DType = dtype ?? (data instanceof Float64Array ? "float64" : data instanceof BigInt64Array ? "int64" : data instanceof Uint8Array ? "bool" : "float32")
+    const dt: DType = dtype ??
+      (data instanceof Float64Array
+        ? "float64"
+        : data instanceof BigInt64Array
+        ? "int64"
+        : data instanceof Uint8Array
+        ? "bool"
+        : "float32")
     const size = shape.reduce((a, b) => a * b, 1)
-    if (size !== data.length) throw new GraphError({ graph: this.name, message: `${this.name}: constant of shape [${shape}] given ${data.length} values` })
+    if (size !== data.length) {
+      throw new GraphError({
+        graph: this.name,
+        message: `${this.name}: constant of shape [${shape}] given ${data.length} values`
+      })
+    }
     const t = this.tensor(dt, shape)
     this.constants.push({ tensor: t, data })
     return t
@@ -80,7 +94,11 @@ export class Graph {
 
   /** Adds a node; used by ops.ts. */
   node(op: string, inputs: ReadonlyArray<Tensor>, dtype: DType, shape: Shape, attrs: OpNode["attrs"] = {}): Tensor {
-    for (const i of inputs) if (i.graph !== this) throw new GraphError({ graph: this.name, message: `${this.name}: ${op} mixes tensors of two graphs` })
+    for (const i of inputs) {
+      if (i.graph !== this) {
+        throw new GraphError({ graph: this.name, message: `${this.name}: ${op} mixes tensors of two graphs` })
+      }
+    }
     const node: { -readonly [K in keyof OpNode]: OpNode[K] } = { op, inputs, attrs, output: undefined as never }
     node.output = this.tensor(dtype, shape, node)
     this.nodes.push(node)
@@ -88,7 +106,9 @@ export class Graph {
   }
 
   output(name: string, tensor: Tensor): void {
-    if (this.outputs.some((o) => o.name === name)) throw new GraphError({ graph: this.name, message: `${this.name}: duplicate output "${name}"` })
+    if (this.outputs.some((o) => o.name === name)) {
+      throw new GraphError({ graph: this.name, message: `${this.name}: duplicate output "${name}"` })
+    }
     this.outputs.push({ name, tensor })
   }
 }

@@ -4,7 +4,7 @@
  * Identity node just to name an output costs a full copy per run (docs/onnxruntime.md).
  */
 import onnxProto from "onnx-proto"
-import { GraphError, type ConstantData, type DType, type Graph, type Tensor } from "./graph.ts"
+import { type ConstantData, type DType, type Graph, GraphError, type Tensor } from "./graph.ts"
 
 const { onnx } = onnxProto
 export const OPSET = 17
@@ -25,10 +25,26 @@ const valueInfo = (name: string, t: Tensor) =>
   })
 
 const attribute = (name: string, value: number | string | ReadonlyArray<number>, op: string) => {
-  if (name === "to") return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: DTYPES[value as DType] })
-  if (typeof value === "number") return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value })
-  if (typeof value === "string") return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.STRING, s: new TextEncoder().encode(value) })
-  if (Array.isArray(value)) return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: value as Array<number> })
+  if (name === "to") {
+    return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: DTYPES[value as DType] })
+  }
+  if (typeof value === "number") {
+    return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value })
+  }
+  if (typeof value === "string") {
+    return onnx.AttributeProto.create({
+      name,
+      type: onnx.AttributeProto.AttributeType.STRING,
+      s: new TextEncoder().encode(value)
+    })
+  }
+  if (Array.isArray(value)) {
+    return onnx.AttributeProto.create({
+      name,
+      type: onnx.AttributeProto.AttributeType.INTS,
+      ints: value as Array<number>
+    })
+  }
   throw new GraphError({ graph: op, message: `${op}: attribute ${name} has an unsupported value` })
 }
 
@@ -67,7 +83,9 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
   for (const { name, tensor } of graph.outputs) {
     const producedHere = tensor.producer !== undefined && !names.has(tensor.id)
     if (producedHere) names.set(tensor.id, name)
-    else identities.push(onnx.NodeProto.create({ opType: "Identity", input: [nameOf(tensor)], output: [name], name: `identity_${name}` }))
+    else {identities.push(
+        onnx.NodeProto.create({ opType: "Identity", input: [nameOf(tensor)], output: [name], name: `identity_${name}` })
+      )}
   }
   function nameOf(t: Tensor): string {
     let n = names.get(t.id)
@@ -77,23 +95,47 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
     }
     return n
   }
-  const nodes = graph.nodes.flatMap((node, i) => !live.has(i) ? [] : [
-    onnx.NodeProto.create({
-      name: `${node.op.toLowerCase()}_${i}`,
-      opType: node.op,
-      input: node.inputs.map(nameOf),
-      output: [nameOf(node.output)],
-      attribute: Object.entries(node.attrs).map(([k, v]) => attribute(k, v, node.op))
-    })
-  ])
+  const nodes = graph.nodes.flatMap((node, i) =>
+    !live.has(i) ? [] : [
+      onnx.NodeProto.create({
+        name: `${node.op.toLowerCase()}_${i}`,
+        opType: node.op,
+        input: node.inputs.map(nameOf),
+        output: [nameOf(node.output)],
+        attribute: Object.entries(node.attrs).map(([k, v]) => attribute(k, v, node.op))
+      })
+    ]
+  )
   const initializer = [
-    ...graph.constants.filter((c) => used.has(c.tensor.id)).map((c) => onnx.TensorProto.create({ name: nameOf(c.tensor), dims: c.tensor.shape as Array<number>, dataType: DTYPES[c.tensor.dtype], rawData: bytesOf(c.data) })),
+    ...graph.constants.filter((c) => used.has(c.tensor.id)).map((c) =>
+      onnx.TensorProto.create({
+        name: nameOf(c.tensor),
+        dims: c.tensor.shape as Array<number>,
+        dataType: DTYPES[c.tensor.dtype],
+        rawData: bytesOf(c.data)
+      })
+    ),
     ...graph.inputs.filter((i) => i.name in baked).map((i) => {
       const shape = i.tensor.shape
-      if (!shape.every((d) => typeof d === "number")) throw new GraphError({ graph: graph.name, message: `${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]` })
+      if (!shape.every((d) => typeof d === "number")) {
+        throw new GraphError({
+          graph: graph.name,
+          message: `${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]`
+        })
+      }
       const data = baked[i.name]
-      if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) throw new GraphError({ graph: graph.name, message: `${graph.name}: weights for ${i.name} have ${data.length} values, expected shape [${shape}]` })
-      return onnx.TensorProto.create({ name: i.name, dims: shape as Array<number>, dataType: DTYPES[i.tensor.dtype], rawData: bytesOf(data) })
+      if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) {
+        throw new GraphError({
+          graph: graph.name,
+          message: `${graph.name}: weights for ${i.name} have ${data.length} values, expected shape [${shape}]`
+        })
+      }
+      return onnx.TensorProto.create({
+        name: i.name,
+        dims: shape as Array<number>,
+        dataType: DTYPES[i.tensor.dtype],
+        rawData: bytesOf(data)
+      })
     })
   ]
   const model = onnx.ModelProto.create({

@@ -2,7 +2,7 @@
  * Graph ops (ONNX op types, opset 17) with shape and dtype inference. Binary ops broadcast like
  * NumPy; a number operand becomes a scalar constant of the other operand's type.
  */
-import { GraphError, type Dim, type DType, type Shape, Tensor } from "./graph.ts"
+import { type Dim, type DType, GraphError, type Shape, Tensor } from "./graph.ts"
 
 type Operand = Tensor | number
 
@@ -53,7 +53,8 @@ export const tanh = unary("Tanh")
 /** SiLU x·σ(x). */
 export const silu = (x: Tensor) => mul(x, sigmoid(x))
 /** GELU, tanh approximation: ½x(1 + tanh(√(2/π)(x + 0.044715x³))). */
-export const gelu = (x: Tensor) => mul(mul(x, 0.5), add(tanh(mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI))), 1))
+export const gelu = (x: Tensor) =>
+  mul(mul(x, 0.5), add(tanh(mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI))), 1))
 export const square = (x: Tensor) => mul(x, x)
 
 const compare = (op: string) => (a: Operand, b: Operand): Tensor => {
@@ -69,13 +70,19 @@ export const and = (a: Tensor, b: Tensor) => a.graph.node("And", [a, b], "bool",
 export const where = (cond: Tensor, x: Operand, y: Operand): Tensor => {
   const tx = typeof x === "number" ? lift(x, y as Tensor) : x
   const ty = lift(y, tx)
-  return cond.graph.node("Where", [cond, tx, ty], tx.dtype, broadcastShapes(cond.shape, broadcastShapes(tx.shape, ty.shape, tx), tx))
+  return cond.graph.node(
+    "Where",
+    [cond, tx, ty],
+    tx.dtype,
+    broadcastShapes(cond.shape, broadcastShapes(tx.shape, ty.shape, tx), tx)
+  )
 }
 
 export const cast = (x: Tensor, to: DType): Tensor => x.graph.node("Cast", [x], to, x.shape, { to })
 
 /** Clamps x to [lo, hi]. */
-export const clip = (x: Tensor, lo: number, hi: number): Tensor => x.graph.node("Clip", [x, x.graph.scalar(lo, x.dtype), x.graph.scalar(hi, x.dtype)], x.dtype, x.shape)
+export const clip = (x: Tensor, lo: number, hi: number): Tensor =>
+  x.graph.node("Clip", [x, x.graph.scalar(lo, x.dtype), x.graph.scalar(hi, x.dtype)], x.dtype, x.shape)
 
 /** Matrix product of [.., M, K] and [K, N] (or batched [.., K, N]). */
 export const matmul = (a: Tensor, b: Tensor): Tensor => {
@@ -95,14 +102,18 @@ export const gemm = (a: Tensor, b: Tensor, transA = false, transB = false): Tens
   if (a.rank !== 2 || b.rank !== 2) fail(a, `Gemm needs matrices, got [${a.shape}] and [${b.shape}]`)
   const [m, k1] = transA ? [a.shape[1], a.shape[0]] : a.shape
   const [k2, n] = transB ? [b.shape[1], b.shape[0]] : b.shape
-  if (k1 !== k2) fail(a, `Gemm inner dimensions differ: [${a.shape}]${transA ? "ᵀ" : ""} × [${b.shape}]${transB ? "ᵀ" : ""}`)
+  if (k1 !== k2) {
+    fail(a, `Gemm inner dimensions differ: [${a.shape}]${transA ? "ᵀ" : ""} × [${b.shape}]${transB ? "ᵀ" : ""}`)
+  }
   return a.graph.node("Gemm", [a, b], a.dtype, [m, n], { transA: transA ? 1 : 0, transB: transB ? 1 : 0 })
 }
 
 const normAxis = (t: Tensor, axis: number) => (axis < 0 ? t.rank + axis : axis)
 
-export const softmax = (x: Tensor, axis = -1) => x.graph.node("Softmax", [x], x.dtype, x.shape, { axis: normAxis(x, axis) })
-export const logSoftmax = (x: Tensor, axis = -1) => x.graph.node("LogSoftmax", [x], x.dtype, x.shape, { axis: normAxis(x, axis) })
+export const softmax = (x: Tensor, axis = -1) =>
+  x.graph.node("Softmax", [x], x.dtype, x.shape, { axis: normAxis(x, axis) })
+export const logSoftmax = (x: Tensor, axis = -1) =>
+  x.graph.node("LogSoftmax", [x], x.dtype, x.shape, { axis: normAxis(x, axis) })
 
 export const reduceSum = (x: Tensor, axes: ReadonlyArray<number>, keepdims = false): Tensor => {
   const ax = axes.map((a) => normAxis(x, a))
@@ -114,7 +125,9 @@ export const reduceSum = (x: Tensor, axes: ReadonlyArray<number>, keepdims = fal
 export const countOf = (x: Tensor, axes: ReadonlyArray<number>): Tensor => {
   const ax = axes.map((a) => normAxis(x, a))
   const dims = ax.map((a) => x.shape[a])
-  if (dims.every((d) => typeof d === "number")) return x.graph.scalar((dims as Array<number>).reduce((a, b) => a * b, 1), x.dtype)
+  if (dims.every((d) => typeof d === "number")) {
+    return x.graph.scalar((dims as Array<number>).reduce((a, b) => a * b, 1), x.dtype)
+  }
   const shape = x.graph.node("Shape", [x], "int64", [x.rank])
   const picked = x.graph.node("Gather", [shape, x.graph.ints(ax)], "int64", [ax.length], { axis: 0 })
   const prod = x.graph.node("ReduceProd", [picked], "int64", [], { keepdims: 0 })
@@ -122,18 +135,26 @@ export const countOf = (x: Tensor, axes: ReadonlyArray<number>): Tensor => {
 }
 
 /** Mean over axes as ReduceSum ÷ n (ReduceMean changed its axes form at opset 18, docs/onnxruntime.md). */
-export const reduceMean = (x: Tensor, axes: ReadonlyArray<number>, keepdims = false): Tensor => div(reduceSum(x, axes, keepdims), countOf(x, axes))
+export const reduceMean = (x: Tensor, axes: ReadonlyArray<number>, keepdims = false): Tensor =>
+  div(reduceSum(x, axes, keepdims), countOf(x, axes))
 
 /** Reshape to a static shape (at most one -1) or to the run-time shape of another tensor. */
 export const reshape = (x: Tensor, shape: ReadonlyArray<number> | Tensor, symbolic?: Shape): Tensor => {
-  if (shape instanceof Tensor) return x.graph.node("Reshape", [x, x.graph.node("Shape", [shape], "int64", [shape.rank])], x.dtype, shape.shape)
+  if (shape instanceof Tensor) {
+    return x.graph.node("Reshape", [x, x.graph.node("Shape", [shape], "int64", [shape.rank])], x.dtype, shape.shape)
+  }
   let inferred: Shape | undefined = symbolic
   if (inferred === undefined && x.shape.every((d) => typeof d === "number")) {
     const total = (x.shape as Array<number>).reduce((a, b) => a * b, 1)
     const known = shape.filter((d) => d !== -1).reduce((a, b) => a * b, 1)
     inferred = shape.map((d) => (d === -1 ? total / known : d))
   }
-  return x.graph.node("Reshape", [x, x.graph.ints(shape)], x.dtype, inferred ?? shape.map((d, i) => (d === -1 ? `reshape${x.id}_${i}` : d)))
+  return x.graph.node(
+    "Reshape",
+    [x, x.graph.ints(shape)],
+    x.dtype,
+    inferred ?? shape.map((d, i) => (d === -1 ? `reshape${x.id}_${i}` : d))
+  )
 }
 
 export const transpose = (x: Tensor, perm?: ReadonlyArray<number>): Tensor => {
@@ -144,7 +165,9 @@ export const transpose = (x: Tensor, perm?: ReadonlyArray<number>): Tensor => {
 export const concat = (xs: ReadonlyArray<Tensor>, axis: number): Tensor => {
   const a = normAxis(xs[0], axis)
   const sizes = xs.map((x) => x.shape[a])
-  const total = sizes.every((s) => typeof s === "number") ? (sizes as Array<number>).reduce((p, q) => p + q, 0) : `concat${xs[0].id}`
+  const total = sizes.every((s) => typeof s === "number")
+    ? (sizes as Array<number>).reduce((p, q) => p + q, 0)
+    : `concat${xs[0].id}`
   return xs[0].graph.node("Concat", xs, xs[0].dtype, xs[0].shape.map((d, i) => (i === a ? total : d)), { axis: a })
 }
 
@@ -152,7 +175,12 @@ export const concat = (xs: ReadonlyArray<Tensor>, axis: number): Tensor => {
 export const slice = (x: Tensor, axis: number, start: number, end: number): Tensor => {
   const a = normAxis(x, axis)
   const g = x.graph
-  return g.node("Slice", [x, g.ints([start]), g.ints([end]), g.ints([a])], x.dtype, x.shape.map((d, i) => (i === a ? end - start : d)))
+  return g.node(
+    "Slice",
+    [x, g.ints([start]), g.ints([end]), g.ints([a])],
+    x.dtype,
+    x.shape.map((d, i) => (i === a ? end - start : d))
+  )
 }
 
 /** Rows of a table: data[indices] along axis 0 (indices int64). */
@@ -168,7 +196,13 @@ export const pad = (x: Tensor, axis: number, before: number, after: number): Ten
   const a = normAxis(x, axis)
   const pads = [...x.shape.map((_, i) => (i === a ? before : 0)), ...x.shape.map((_, i) => (i === a ? after : 0))]
   const size = x.shape[a]
-  return x.graph.node("Pad", [x, x.graph.ints(pads)], x.dtype, x.shape.map((d, i) => (i === a ? (typeof size === "number" ? size + before + after : `pad${x.id}`) : d)), { mode: "constant" })
+  return x.graph.node(
+    "Pad",
+    [x, x.graph.ints(pads)],
+    x.dtype,
+    x.shape.map((d, i) => (i === a ? (typeof size === "number" ? size + before + after : `pad${x.id}`) : d)),
+    { mode: "constant" }
+  )
 }
 
 /** Inserts size-1 axes at the given positions of the output. */

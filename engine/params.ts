@@ -1,6 +1,6 @@
 /** Named parameters of a network: shapes, seeded initialization, and graph inputs for them. */
-import type { Graph, Tensor } from "./graph.ts"
 import type { RandomStream } from "../random/streams.ts"
+import type { Graph, Tensor } from "./graph.ts"
 
 export interface ParamSpec {
   readonly name: string

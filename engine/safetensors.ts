@@ -8,7 +8,10 @@ export interface NamedTensor {
   readonly shape: ReadonlyArray<number>
 }
 
-export const writeSafetensors = (tensors: Readonly<Record<string, NamedTensor>>, metadata: Readonly<Record<string, string>> = {}): Uint8Array => {
+export const writeSafetensors = (
+  tensors: Readonly<Record<string, NamedTensor>>,
+  metadata: Readonly<Record<string, string>> = {}
+): Uint8Array => {
   const header: Record<string, unknown> = { __metadata__: metadata }
   let offset = 0
   const names = Object.keys(tensors).sort()
@@ -33,11 +36,17 @@ export const writeSafetensors = (tensors: Readonly<Record<string, NamedTensor>>,
   return out
 }
 
-export const readSafetensors = (bytes: Uint8Array, file: string): { tensors: Record<string, NamedTensor>; metadata: Record<string, string> } => {
+export const readSafetensors = (
+  bytes: Uint8Array,
+  file: string
+): { tensors: Record<string, NamedTensor>; metadata: Record<string, string> } => {
   if (bytes.length < 8) throw new Error(`${file}: not a safetensors file (${bytes.length} bytes)`)
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true))
   if (8 + n > bytes.length) throw new Error(`${file}: safetensors header of ${n} bytes runs past the end of the file`)
-  const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString("utf8")) as Record<string, { dtype: string; shape: Array<number>; data_offsets: [number, number] }>
+  const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString("utf8")) as Record<
+    string,
+    { dtype: string; shape: Array<number>; data_offsets: [number, number] }
+  >
   const base = 8 + n
   const tensors: Record<string, NamedTensor> = {}
   for (const [name, info] of Object.entries(header)) {

@@ -21,10 +21,15 @@ export interface SessionOptions {
   readonly optimization?: "basic" | "all"
 }
 
-const ORT_TYPES = new Map<Function, ort.Tensor.Type>([[Float32Array, "float32"], [Float64Array, "float64"], [BigInt64Array, "int64"], [Uint8Array, "bool"]])
+const ORT_TYPES = new Map<Function, ort.Tensor.Type>([[Float32Array, "float32"], [Float64Array, "float64"], [
+  BigInt64Array,
+  "int64"
+], [Uint8Array, "bool"]])
 
 /** onnxruntime could not load or run a model (it names the model). */
-export class SessionError extends Data.TaggedError("SessionError")<{ readonly model: string; readonly message: string }> {}
+export class SessionError
+  extends Data.TaggedError("SessionError")<{ readonly model: string; readonly message: string }>
+{}
 
 export class EngineSession {
   private constructor(readonly name: string, readonly session: ort.InferenceSession, readonly threads: number) {}
@@ -40,7 +45,10 @@ export class EngineSession {
       })
       return new EngineSession(name, session, options.threads)
     } catch (e) {
-      throw new SessionError({ model: name, message: `${name}: onnxruntime could not load the model (${e instanceof Error ? e.message : e})` })
+      throw new SessionError({
+        model: name,
+        message: `${name}: onnxruntime could not load the model (${e instanceof Error ? e.message : e})`
+      })
     }
   }
 
@@ -58,10 +66,15 @@ export class EngineSession {
    * and type) instead of new ones: a train step's weights and moments then cycle through two buffer
    * sets rather than becoming ~30 MB of garbage per step.
    */
-  async run(feeds: Readonly<Record<string, HostTensor>>, into?: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+  async run(
+    feeds: Readonly<Record<string, HostTensor>>,
+    into?: Readonly<Record<string, HostTensor>>
+  ): Promise<Record<string, HostTensor>> {
     const tensor = (name: string, t: HostTensor) => {
       const type = ORT_TYPES.get(t.data.constructor)
-      if (type === undefined) throw new SessionError({ model: this.name, message: `${this.name}: ${name} has unsupported data` })
+      if (type === undefined) {
+        throw new SessionError({ model: this.name, message: `${this.name}: ${name} has unsupported data` })
+      }
       return new ort.Tensor(type, t.data as never, t.dims as Array<number>)
     }
     const ortFeeds: Record<string, ort.Tensor> = {}
@@ -71,12 +84,17 @@ export class EngineSession {
       if (into === undefined) out = await this.session.run(ortFeeds)
       else {
         // Fetches list every output: the named ones into their buffers, the rest allocated by onnxruntime.
-        const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(this.session.outputNames.map((n) => [n, null]))
+        const fetches: Record<string, ort.Tensor | null> = Object.fromEntries(
+          this.session.outputNames.map((n) => [n, null])
+        )
         for (const [name, t] of Object.entries(into)) fetches[name] = tensor(`output ${name}`, t)
         out = await this.session.run(ortFeeds, fetches)
       }
     } catch (e) {
-      throw new SessionError({ model: this.name, message: `${this.name}: run failed (${e instanceof Error ? e.message : e})` })
+      throw new SessionError({
+        model: this.name,
+        message: `${this.name}: run failed (${e instanceof Error ? e.message : e})`
+      })
     }
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { data: v.data as HostData, dims: v.dims }]))
   }

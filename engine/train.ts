@@ -10,11 +10,11 @@
  * after clipping g to total norm ≤ maxGradNorm (coefficient min(1, max/(‖g‖ + 1e-6))).
  */
 import { Data } from "effect"
+import { grad } from "./autodiff.ts"
 import { Graph, type Tensor } from "./graph.ts"
 import * as op from "./ops.ts"
-import { grad } from "./autodiff.ts"
+import { paramInputs, type ParamSpec, type ParamValues, sizeOf } from "./params.ts"
 import { EngineSession, type HostTensor } from "./session.ts"
-import { paramInputs, sizeOf, type ParamSpec, type ParamValues } from "./params.ts"
 
 export interface AdamConfig {
   readonly lr: number
@@ -26,7 +26,14 @@ export interface AdamConfig {
   readonly maxGradNorm: number
 }
 
-export const DEFAULT_ADAM: AdamConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 }
+export const DEFAULT_ADAM: AdamConfig = {
+  lr: 1e-3,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  maxGradNorm: 1
+}
 
 export type UpdateSide = "graph" | "js"
 
@@ -43,13 +50,21 @@ export type LossBuilder = (g: Graph, params: Record<string, Tensor>) => {
 /** A train step cannot be built or went non-finite (it names the model). */
 export class TrainError extends Data.TaggedError("TrainError")<{ readonly model: string; readonly message: string }> {}
 
-export const buildTrainStep = (name: string, specs: ReadonlyArray<ParamSpec>, lossFn: LossBuilder, adam: AdamConfig, update: UpdateSide): Graph => {
+export const buildTrainStep = (
+  name: string,
+  specs: ReadonlyArray<ParamSpec>,
+  lossFn: LossBuilder,
+  adam: AdamConfig,
+  update: UpdateSide
+): Graph => {
   const g = new Graph(name)
   const p = paramInputs(g, specs, "p.")
   const { loss, metrics, extra } = lossFn(g, p)
   const grads = grad(loss, specs.map((s) => p[s.name]))
   const gs = grads.map((gr, i) => {
-    if (gr === undefined) throw new TrainError({ model: name, message: `${name}: parameter ${specs[i].name} does not influence the loss` })
+    if (gr === undefined) {
+      throw new TrainError({ model: name, message: `${name}: parameter ${specs[i].name} does not influence the loss` })
+    }
     return gr
   })
   const squares = gs.map((gr) => op.square(gr))
@@ -106,7 +121,8 @@ export interface StepResult {
  */
 export const emaDecay = (n: number, decay: number): number => Math.min((1 + n) / (10 + n), decay)
 
-const zerosLike = (values: ParamValues): ParamValues => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
+const zerosLike = (values: ParamValues): ParamValues =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [k, new Float32Array(v.length)]))
 
 type Moments = { readonly p: ParamValues; readonly m: ParamValues; readonly v: ParamValues }
 
@@ -148,14 +164,32 @@ export class Trainer {
   }): Promise<Trainer> {
     const adam = opts.adam ?? DEFAULT_ADAM
     const update = opts.update ?? "graph"
-    const build = () => EngineSession.create(buildTrainStep(opts.name, opts.specs, opts.loss, adam, update), { threads: opts.threads, ...(opts.optimization ? { optimization: opts.optimization } : {}) })
-    const session = opts.sessionKey === undefined ? await build() : await cachedSession(`${opts.sessionKey}|${update}|${JSON.stringify(adam)}|${opts.threads}`, build)
+    const build = () =>
+      EngineSession.create(buildTrainStep(opts.name, opts.specs, opts.loss, adam, update), {
+        threads: opts.threads,
+        ...(opts.optimization ? { optimization: opts.optimization } : {})
+      })
+    const session = opts.sessionKey === undefined
+      ? await build()
+      : await cachedSession(`${opts.sessionKey}|${update}|${JSON.stringify(adam)}|${opts.threads}`, build)
     const state: TrainState = "step" in opts.init
       ? (opts.init as TrainState)
-      : { params: opts.init as ParamValues, m: zerosLike(opts.init as ParamValues), v: zerosLike(opts.init as ParamValues), step: 0 }
+      : {
+        params: opts.init as ParamValues,
+        m: zerosLike(opts.init as ParamValues),
+        v: zerosLike(opts.init as ParamValues),
+        step: 0
+      }
     for (const s of opts.specs) {
       const have = state.params[s.name]
-      if (have === undefined || have.length !== sizeOf(s.shape)) throw new TrainError({ model: opts.name, message: `${opts.name}: initial value of ${s.name} should have ${sizeOf(s.shape)} values, has ${have?.length ?? "none"}` })
+      if (have === undefined || have.length !== sizeOf(s.shape)) {
+        throw new TrainError({
+          model: opts.name,
+          message: `${opts.name}: initial value of ${s.name} should have ${sizeOf(s.shape)} values, has ${
+            have?.length ?? "none"
+          }`
+        })
+      }
     }
     return new Trainer(session, opts.specs, adam, update, state)
   }
@@ -188,14 +222,20 @@ export class Trainer {
     if (this.update === "graph") {
       target = this.spare ?? { p: zerosLike(this.params), m: zerosLike(this.params), v: zerosLike(this.params) }
       for (const s of this.specs) {
-        for (const k of ["p", "m", "v"] as const) into[`next.${k}.${s.name}`] = { data: target[k][s.name], dims: s.shape }
+        for (const k of ["p", "m", "v"] as const) {
+          into[`next.${k}.${s.name}`] = { data: target[k][s.name], dims: s.shape }
+        }
       }
     }
     const out = await this.session.run(feeds, into)
     const loss = out.loss.data[0] as number
     const gradNorm = out.grad_norm.data[0] as number
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-      throw new TrainError({ model: this.session.name, message: `${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated` })
+      throw new TrainError({
+        model: this.session.name,
+        message:
+          `${this.session.name}: step ${t}: loss ${loss}, gradient norm ${gradNorm}; the weights were not updated`
+      })
     }
     if (target !== undefined) {
       this.spare = this.owned ? { p: this.params, m: this.m, v: this.v } : undefined
@@ -207,8 +247,12 @@ export class Trainer {
       this.adamInJs(out, gradNorm, stepSize, eps * bc2, lr * weightDecay)
     }
     this.steps = t
-    const metrics = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith("metric.")).map(([k, v]) => [k.slice(7), v.data[0] as number]))
-    const extra = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith("extra.")).map(([k, v]) => [k.slice(6), v]))
+    const metrics = Object.fromEntries(
+      Object.entries(out).filter(([k]) => k.startsWith("metric.")).map(([k, v]) => [k.slice(7), v.data[0] as number])
+    )
+    const extra = Object.fromEntries(
+      Object.entries(out).filter(([k]) => k.startsWith("extra.")).map(([k, v]) => [k.slice(6), v])
+    )
     return { loss, gradNorm, metrics, extra }
   }
 

@@ -19,7 +19,9 @@ export interface Committer {
 
 export const makeCommitter = (dir: string, complete: number): Committer => {
   let committed = complete
-  let inFlight: { readonly iteration: number; readonly done: Promise<void>; readonly written: ReadonlyArray<string> } | undefined
+  let inFlight:
+    | { readonly iteration: number; readonly done: Promise<void>; readonly written: ReadonlyArray<string> }
+    | undefined
   const remove = (files: ReadonlyArray<string>) => {
     for (const f of files) {
       try {

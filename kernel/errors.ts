@@ -32,5 +32,6 @@ export class StoreError extends Data.TaggedError("StoreError")<{
 
 /** Errors of the kernel's own steps keep their tag; anything else is a StoreError naming the file. */
 export const asStoreError = (file: string) => (e: unknown): UsageError | NonFiniteError | NodeFailure | StoreError =>
-  e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ? e
+  e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ?
+    e
     : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })

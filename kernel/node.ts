@@ -3,10 +3,28 @@
  *
  * A node declares its input ports (phantom-typed, so the compiler can check the edges of a
  * pipeline) and optionally the metrics worth logging from its output (Dagster's materializations).
- * Services a node needs (run store, RNG streams, later ONNX sessions) appear in `R`.
+ * Services a node needs (`Rng`, `NodeContext`, `RunStore`, provided by the kernel) appear in `R`;
+ * its failures are tagged errors (`Node.promise` turns a promise-returning body into one). A node's
+ * name is the name of the stage: the entry it is bound to in a pipeline and what `replay --from`
+ * takes.
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Node, Persist, Port } from "etaflow/kernel/node.ts"
+ *
+ * const count = Node.make({
+ *   name: "count",
+ *   doc: "rows of a table",
+ *   inputs: { table: Port.of<arrow.Table>() },
+ *   run: ({ table }) => Effect.succeed(table.numRows),
+ *   metrics: (rows) => ({ rows })
+ * })
+ * // In a pipeline: bound to its inputs' sources, optionally persisted, computed once or restorable.
+ * const entry = count.from({ table: "data" })
+ * ```
  */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
+import { Effect } from "effect"
 import { NodeFailure } from "./errors.ts"
 import { NodeContext } from "./services.ts"
 
@@ -67,7 +85,9 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
    * report, a markdown table) as text, bytes (an ONNX model) as they are; `undefined` means nothing
    * to persist this iteration.
    */
-  readonly persist: (spec: [Out] extends [arrow.Table | string | Uint8Array | undefined] ? PersistSpec : never) => Bound<In, Out, E, R, W>
+  readonly persist: (
+    spec: [Out] extends [arrow.Table | string | Uint8Array | undefined] ? PersistSpec : never
+  ) => Bound<In, Out, E, R, W>
 }
 
 export type AnyBound = Bound<any, any, any, any, any>
@@ -78,7 +98,11 @@ interface Extras<Out> {
   readonly restore?: (ctx: RestoreContext) => Promise<Out>
 }
 
-const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring: W, extras: Extras<Out> = {}): Bound<In, Out, E, R, W> => ({
+const bind = <In extends Inputs, Out, E, R, W>(
+  node: Node<In, Out, E, R>,
+  wiring: W,
+  extras: Extras<Out> = {}
+): Bound<In, Out, E, R, W> => ({
   node,
   wiring,
   ...extras,
@@ -88,7 +112,7 @@ const bind = <In extends Inputs, Out, E, R, W>(node: Node<In, Out, E, R>, wiring
 })
 
 /** A tagged error class (Data.TaggedError) a node body may throw and its callers may catchTag on. */
-export type TaggedErrorClass = new (...args: ReadonlyArray<any>) => Error & { readonly _tag: string }
+export type TaggedErrorClass = new(...args: ReadonlyArray<any>) => Error & { readonly _tag: string }
 
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
@@ -120,7 +144,13 @@ export const Node = {
         catch: (e): InstanceType<C[number]> | NodeFailure =>
           expected.some((k) => e instanceof k)
             ? (e as InstanceType<C[number]>)
-            : new NodeFailure({ pipeline: ctx.pipeline, node: ctx.entry, iteration: ctx.iteration, message: describe(e), cause: e })
+            : new NodeFailure({
+              pipeline: ctx.pipeline,
+              node: ctx.entry,
+              iteration: ctx.iteration,
+              message: describe(e),
+              cause: e
+            })
       })
     })
 }

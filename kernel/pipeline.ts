@@ -4,12 +4,27 @@
  *
  * Every pipeline has three sources its nodes may read: `config` (the resolved settings), `state`
  * (the iteration state threaded through an RL run) and `iteration` (the iteration index).
- * An iterative pipeline names the entry whose output becomes the next iteration's state.
+ * An iterative pipeline names the entry whose output holds the next iteration's state. What is
+ * domain-specific stays with the pipeline: `onComplete` (e.g. writing the report) and `aliases`
+ * (stage names of earlier releases that replay still accepts).
+ *
+ * ```ts
+ * const sizes = Pipeline.define({
+ *   name: "sizes",
+ *   doc: "a data set and its size",
+ *   settings: { name: Setting.literal(["double-ring"], "double-ring", "toy"), n: Setting.int(1000, "points") },
+ *   nodes: {
+ *     data: dataset.from({ config: "config" }).persist(Persist.once("data.parquet")),
+ *     count: count.from({ table: "data" }) // count.from({ table: "count" }) would not compile
+ *   }
+ * })
+ * const bigger = Pipeline.extend(sizes, { twice: double.from({ n: "count" }) })
+ * ```
  */
 import type { Effect } from "effect"
-import type { AnyBound, Bound, Port } from "./node.ts"
-import { PipelineDefinitionError } from "./errors.ts"
 import type { ConfigOf, Settings } from "../schemas/settings.ts"
+import { PipelineDefinitionError } from "./errors.ts"
+import type { AnyBound, Bound, Port } from "./node.ts"
 import type { KernelServices } from "./services.ts"
 
 export const SOURCES = ["config", "state", "iteration"] as const
@@ -39,12 +54,11 @@ export interface UnknownSourceError<Edge extends string> {
   readonly unknownSource: Edge
 }
 
-type EdgeErrors<E, K extends string, B> = B extends Bound<infer In, any, any, any, infer W>
-  ? {
+type EdgeErrors<E, K extends string, B> = B extends Bound<infer In, any, any, any, infer W> ? {
     [I in keyof In & string]: I extends keyof W
       ? W[I] extends keyof E
         ? [E[W[I]]] extends [In[I]] ? never : EdgeTypeError<`${K}.${I} ← ${W[I] & string}`, In[I], E[W[I]]>
-        : UnknownSourceError<`${K}.${I} ← ${W[I] & string}`>
+      : UnknownSourceError<`${K}.${I} ← ${W[I] & string}`>
       : never
   }[keyof In & string]
   : never
@@ -102,9 +116,14 @@ export interface TaggedFailure {
 }
 
 /** A pipeline that runs as it is: its nodes fail with tagged errors and need only the kernel's services. */
-export type RunnablePipeline = Pipeline<any, any, Readonly<Record<string, Bound<any, any, TaggedFailure, KernelServices, any>>>>
+export type RunnablePipeline = Pipeline<
+  any,
+  any,
+  Readonly<Record<string, Bound<any, any, TaggedFailure, KernelServices, any>>>
+>
 export type PipelineError<P> = P extends Pipeline<any, any, infer S> ? ErrOf<S[keyof S]> : never
-export type PipelineRequirements<P> = P extends Pipeline<any, any, infer S> ? Exclude<ReqOf<S[keyof S]>, KernelServices> : never
+export type PipelineRequirements<P> = P extends Pipeline<any, any, infer S> ? Exclude<ReqOf<S[keyof S]>, KernelServices>
+  : never
 
 export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
   readonly name: string
@@ -137,25 +156,44 @@ export const validate = (pipeline: string, nodes: Spec, stateNext?: string): Arr
     const declared = Object.keys(node.inputs)
     for (const input of declared) {
       const from = wired[input]
-      if (from === undefined) fail(pipeline, `missing input: entry "${name}" (node ${node.name}) does not wire its input "${input}"`)
+      if (from === undefined) {
+        fail(pipeline, `missing input: entry "${name}" (node ${node.name}) does not wire its input "${input}"`)
+      }
       if (!names.includes(from) && !(SOURCES as ReadonlyArray<string>).includes(from)) {
-        fail(pipeline, `missing input: entry "${name}" reads "${input}" from "${from}", which is neither an entry (${names.join(", ")}) nor a source (${SOURCES.join(", ")})`)
+        fail(
+          pipeline,
+          `missing input: entry "${name}" reads "${input}" from "${from}", which is neither an entry (${
+            names.join(", ")
+          }) nor a source (${SOURCES.join(", ")})`
+        )
       }
     }
     for (const input of Object.keys(wired)) {
-      if (!declared.includes(input)) fail(pipeline, `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${declared.join(", ") || "none"})`)
+      if (!declared.includes(input)) {
+        fail(
+          pipeline,
+          `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${
+            declared.join(", ") || "none"
+          })`
+        )
+      }
     }
     deps.set(name, declared.map((i) => wired[i]).filter((d) => names.includes(d)))
     if (nodes[name].memoized === true) {
       for (const input of declared) {
         const from = wired[input]
         if (from === "state" || from === "iteration" || (names.includes(from) && nodes[from].memoized !== true)) {
-          fail(pipeline, `entry "${name}" is computed once but reads "${input}" from "${from}", which changes between iterations`)
+          fail(
+            pipeline,
+            `entry "${name}" is computed once but reads "${input}" from "${from}", which changes between iterations`
+          )
         }
       }
     }
   }
-  if (stateNext !== undefined && !names.includes(stateNext)) fail(pipeline, `state.next names "${stateNext}", which is not an entry`)
+  if (stateNext !== undefined && !names.includes(stateNext)) {
+    fail(pipeline, `state.next names "${stateNext}", which is not an entry`)
+  }
 
   // Kahn's algorithm by levels; what is left over lies on or behind a cycle.
   const levels: Array<Array<string>> = []
@@ -184,7 +222,9 @@ const findCycle = (left: ReadonlyArray<string>, deps: ReadonlyMap<string, Readon
 }
 
 export const Pipeline = {
-  define: <Sets extends Settings, const S extends Spec, St = undefined>(def: PipelineDef<Sets, St, S>): Pipeline<Sets, St, S> => {
+  define: <Sets extends Settings, const S extends Spec, St = undefined>(
+    def: PipelineDef<Sets, St, S>
+  ): Pipeline<Sets, St, S> => {
     const levels = validate(def.name, def.nodes, def.state?.next)
     return {
       name: def.name,
@@ -206,20 +246,34 @@ export const Pipeline = {
     extra: X & NoInfer<Pick<Checked<S & X, ConfigOf<Sets>, St>, keyof X>>
   ): Pipeline<Sets, St, S & X> => {
     for (const name of Object.keys(extra)) {
-      if (name in base.nodes) fail(base.name, `duplicate name "${name}": the pipeline already has an entry of that name`)
+      if (name in base.nodes) {
+        fail(base.name, `duplicate name "${name}": the pipeline already has an entry of that name`)
+      }
     }
     const nodes = { ...base.nodes, ...extra } as S & X
     return { ...base, nodes, levels: validate(base.name, nodes, base.state?.next) as never }
   },
 
   /** Swaps entries of a pipeline for others with the same names (a new experiment from old nodes). */
-  replace: <Sets extends Settings, St, S extends Spec, const X extends { readonly [K in keyof X]: K extends keyof S ? AnyBound : never }>(
+  replace: <
+    Sets extends Settings,
+    St,
+    S extends Spec,
+    const X extends { readonly [K in keyof X]: K extends keyof S ? AnyBound : never }
+  >(
     base: Pipeline<Sets, St, S>,
     patch: X & NoInfer<Pick<Checked<Omit<S, keyof X> & X, ConfigOf<Sets>, St>, keyof X & keyof S>>,
     name?: string
   ): Pipeline<Sets, St, Omit<S, keyof X> & X> => {
     const nodes = { ...base.nodes, ...patch } as unknown as Omit<S, keyof X> & X
     const newName = name ?? base.name
-    return { ...base, name: newName, nodes, state: base.state as never, aliases: base.aliases as never, levels: validate(newName, nodes, base.state?.next) as never }
+    return {
+      ...base,
+      name: newName,
+      nodes,
+      state: base.state as never,
+      aliases: base.aliases as never,
+      levels: validate(newName, nodes, base.state?.next) as never
+    }
   }
 }

@@ -10,7 +10,10 @@ export interface Progress {
   readonly finish: () => void
 }
 
-const fmt = (v: number) => Number.isInteger(v) ? String(v) : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toPrecision(4))
+const fmt = (v: number) =>
+  Number.isInteger(v)
+    ? String(v)
+    : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : v.toPrecision(4))
 
 /** RL runs show reward, improvement and gap first; other pipelines their first metrics. */
 const PREFERRED = [/^reward_mean$/, /^eval\.improvement\.s\d+$/, /^eval\.gap\.s\d+$/]
@@ -18,7 +21,9 @@ const PREFERRED = [/^reward_mean$/, /^eval\.improvement\.s\d+$/, /^eval\.gap\.s\
 /** Up to three metrics shown beside the bar. */
 const headline = (metrics: Readonly<Record<string, number>>) => {
   const keys = Object.keys(metrics)
-  const preferred = PREFERRED.map((re) => keys.filter((k) => re.test(k)).at(-1)).filter((k): k is string => k !== undefined)
+  const preferred = PREFERRED.map((re) => keys.filter((k) => re.test(k)).at(-1)).filter((k): k is string =>
+    k !== undefined
+  )
   const shown = preferred.length > 0 ? preferred : keys.slice(0, 3)
   return shown.map((k) => `${k}=${fmt(metrics[k])}`).join(" ")
 }
@@ -38,9 +43,17 @@ export const makeProgress = (
   if (resolved === "lines") {
     return {
       nodeDone: (entry, iteration, seconds) =>
-        write(`${pipeline} iter ${iteration + 1}/${total} node ${entry} ${seconds.toFixed(3)}s elapsed ${elapsed().toFixed(1)}s\n`),
+        write(
+          `${pipeline} iter ${iteration + 1}/${total} node ${entry} ${seconds.toFixed(3)}s elapsed ${
+            elapsed().toFixed(1)
+          }s\n`
+        ),
       iterationDone: (iteration, metrics) =>
-        write(`${pipeline} iter ${iteration + 1}/${total} done elapsed ${elapsed().toFixed(1)}s rate ${rate(iteration + 1).toFixed(2)} it/s ${headline(metrics)}\n`),
+        write(
+          `${pipeline} iter ${iteration + 1}/${total} done elapsed ${elapsed().toFixed(1)}s rate ${
+            rate(iteration + 1).toFixed(2)
+          } it/s ${headline(metrics)}\n`
+        ),
       finish: () => {}
     }
   }
@@ -49,7 +62,9 @@ export const makeProgress = (
     const width = 24
     const filled = Math.round((width * done) / Math.max(total, 1))
     const bar = "█".repeat(filled) + "·".repeat(width - filled)
-    const line = `${pipeline} [${bar}] ${done}/${total} ${node.padEnd(12)} ${elapsed().toFixed(1)}s ${rate(done).toFixed(2)} it/s ${last}`
+    const line = `${pipeline} [${bar}] ${done}/${total} ${node.padEnd(12)} ${elapsed().toFixed(1)}s ${
+      rate(done).toFixed(2)
+    } it/s ${last}`
     write(`\r${line.slice(0, (process.stderr.columns ?? 120) - 1)}\u001b[K`)
   }
   return {

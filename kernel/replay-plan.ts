@@ -59,7 +59,10 @@ const skippedOf = (nodes: Wiring, upstream: ReadonlySet<string>): Set<string> =>
   return skipped
 }
 
-export const planReplay = (pipeline: AnyPipeline, replay: { readonly source: string; readonly from: string }): ReplayPlan => {
+export const planReplay = (
+  pipeline: AnyPipeline,
+  replay: { readonly source: string; readonly from: string }
+): ReplayPlan => {
   const nodes = pipeline.nodes as Wiring
   const aliases = pipeline.aliases
   const from = nodes[replay.from] !== undefined ? replay.from : aliases[replay.from]
@@ -74,12 +77,17 @@ export const planReplay = (pipeline: AnyPipeline, replay: { readonly source: str
   }
   for (const entry of restored) {
     if (nodes[entry].restore === undefined) {
-      fail(`replay: pipeline ${pipeline.name} cannot start at "${from}": the output of "${entry}" cannot be restored from a stored run`)
+      fail(
+        `replay: pipeline ${pipeline.name} cannot start at "${from}": ` +
+          `the output of "${entry}" cannot be restored from a stored run`
+      )
     }
   }
   const rows = readMetrics(path.join(replay.source, "metrics.jsonl"))
   // Runs stored before a stage was renamed logged its metrics under the old name.
-  const entryOf = (node: string | undefined) => (node === undefined ? undefined : nodes[node] !== undefined ? node : aliases[node])
+  const entryOf = (
+    node: string | undefined
+  ) => (node === undefined ? undefined : nodes[node] !== undefined ? node : aliases[node])
   return {
     from,
     deprecated: from === replay.from ? undefined : replay.from,
@@ -87,6 +95,8 @@ export const planReplay = (pipeline: AnyPipeline, replay: { readonly source: str
     skipped,
     restored,
     metricsOf: (entry, iteration) =>
-      Object.fromEntries(rows.filter((r) => entryOf(r.node) === entry && r.iteration === iteration).map((r) => [r.name, r.value]))
+      Object.fromEntries(
+        rows.filter((r) => entryOf(r.node) === entry && r.iteration === iteration).map((r) => [r.name, r.value])
+      )
   }
 }

@@ -5,7 +5,7 @@
 import { Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Manifest, MetricsTable, type MetricRow } from "../schemas/manifest.ts"
+import { Manifest, type MetricRow, MetricsTable } from "../schemas/manifest.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import { UsageError } from "./errors.ts"
@@ -41,7 +41,9 @@ export const acquireLock = (dir: string) => {
         alive = (e as NodeJS.ErrnoException).code === "EPERM"
       }
     }
-    if (alive) throw new UsageError({ message: `${dir} is being written by process ${pid} (lock ${lock}); not touching it` })
+    if (alive) {
+      throw new UsageError({ message: `${dir} is being written by process ${pid} (lock ${lock}); not touching it` })
+    }
   }
   writeFileAtomic(lock, String(process.pid))
   return () => fs.rmSync(lock, { force: true })

@@ -17,24 +17,34 @@
  * const result = yield* runPipeline(myPipeline, { set: { iterations: "5" }, out: "runs/mine" })
  * ```
  */
+import type * as arrow from "apache-arrow"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type * as arrow from "apache-arrow"
-import { RUN_FORMAT, type Manifest, type MetricRow, type RunInfo } from "../schemas/manifest.ts"
-import { formatIssues, resolveSettings, type ConfigOf } from "../schemas/settings.ts"
 import { shapeOf } from "../schemas/columns.ts"
+import { type Manifest, type MetricRow, RUN_FORMAT, type RunInfo } from "../schemas/manifest.ts"
+import { type ConfigOf, formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
-import { tableBytes, type CommitJob } from "../store/commit.ts"
+import { type CommitJob, tableBytes } from "../store/commit.ts"
+import { type Committer, makeCommitter } from "./committer.ts"
 import { asStoreError, NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
 import type { AnyBound } from "./node.ts"
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
-import { NodeContext, Rng, RunStore } from "./services.ts"
 import { makeProgress, type Progress, type ProgressMode } from "./progress.ts"
-import { packageVersions } from "./versions.ts"
 import { planReplay, type ReplayPlan } from "./replay-plan.ts"
-import { makeCommitter, type Committer } from "./committer.ts"
-import { acquireLock, cleanUncommitted, iterFile, manifestText, metricsParquet, now, readManifest, readMetrics, timestamp } from "./run-folder.ts"
+import {
+  acquireLock,
+  cleanUncommitted,
+  iterFile,
+  manifestText,
+  metricsParquet,
+  now,
+  readManifest,
+  readMetrics,
+  timestamp
+} from "./run-folder.ts"
+import { NodeContext, Rng, RunStore } from "./services.ts"
+import { packageVersions } from "./versions.ts"
 
 export interface RunOptions {
   /** Settings from a config file (or a stored run), before `set`. */
@@ -79,7 +89,9 @@ const describeTable = (table: arrow.Table) => ({
   table: table.schema.metadata.get("etaflow.table") ?? "unknown",
   version: Number(table.schema.metadata.get("etaflow.table_version") ?? 0),
   shapes: Object.fromEntries(
-    table.schema.fields.filter((f) => f.metadata.has("ARROW:extension:metadata")).map((f) => [f.name, [...shapeOf(f, f.name)]])
+    table.schema.fields.filter((f) => f.metadata.has("ARROW:extension:metadata")).map((
+      f
+    ) => [f.name, [...shapeOf(f, f.name)]])
   ),
   columns: table.schema.fields.map((f) => f.name)
 })
@@ -97,10 +109,14 @@ const prepareResume = <P extends AnyPipeline>(pipeline: P, options: RunOptions &
   }
   const manifest = readManifest(options.resume)
   if (manifest.pipeline !== pipeline.name) {
-    throw new UsageError({ message: `${options.resume} is a run of pipeline ${manifest.pipeline}, not ${pipeline.name}` })
+    throw new UsageError({
+      message: `${options.resume} is a run of pipeline ${manifest.pipeline}, not ${pipeline.name}`
+    })
   }
   const config = resolveSettings(pipeline.settings, manifest.config, {})
-  if (Exit.isFailure(config)) throw new UsageError({ message: `${options.resume}/manifest.json: stored config no longer valid` })
+  if (Exit.isFailure(config)) {
+    throw new UsageError({ message: `${options.resume}/manifest.json: stored config no longer valid` })
+  }
   return { dir: options.resume, config: config.value as ConfigOf<P["settings"]>, seed: manifest.seed, manifest }
 }
 
@@ -111,7 +127,9 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
       if (options.resume !== undefined) return prepareResume(pipeline, { ...options, resume: options.resume })
       const source = options.replay === undefined ? undefined : readManifest(options.replay.source)
       if (source !== undefined && source.pipeline !== pipeline.name) {
-        throw new UsageError({ message: `${options.replay!.source} is a run of pipeline ${source.pipeline}, not ${pipeline.name}` })
+        throw new UsageError({
+          message: `${options.replay!.source} is a run of pipeline ${source.pipeline}, not ${pipeline.name}`
+        })
       }
       const resolved = resolveSettings(pipeline.settings, source?.config ?? options.config ?? {}, options.set ?? {})
       if (Exit.isFailure(resolved)) {
@@ -119,10 +137,15 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
         throw new UsageError({ message: formatIssues(pipeline.name, issues._tag === "Some" ? issues.value : []) })
       }
       const seed = source?.seed ?? options.seed ?? 0
-      if (!Number.isSafeInteger(seed) || seed < 0) throw new UsageError({ message: `--seed must be a non-negative integer (given: ${seed})` })
-      const dir = options.out ?? path.join("runs", `${pipeline.name}-${source === undefined ? "" : "replay-"}${timestamp()}`)
+      if (!Number.isSafeInteger(seed) || seed < 0) {
+        throw new UsageError({ message: `--seed must be a non-negative integer (given: ${seed})` })
+      }
+      const dir = options.out ??
+        path.join("runs", `${pipeline.name}-${source === undefined ? "" : "replay-"}${timestamp()}`)
       if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) {
-        throw new UsageError({ message: `${dir} already exists and is not empty; choose another --out or continue it with --resume ${dir}` })
+        throw new UsageError({
+          message: `${dir} already exists and is not empty; choose another --out or continue it with --resume ${dir}`
+        })
       }
       return { dir, config: resolved.value as ConfigOf<P["settings"]>, seed, manifest: undefined }
     },
@@ -130,19 +153,39 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
   })
 
 /** Creates or re-opens the run folder: its lock, and the manifest marked running. */
-const openFolder = <P extends AnyPipeline>(pipeline: P, prep: Prepared<P>, options: RunOptions, replay: ReplayPlan | undefined) => {
+const openFolder = <P extends AnyPipeline>(
+  pipeline: P,
+  prep: Prepared<P>,
+  options: RunOptions,
+  replay: ReplayPlan | undefined
+) => {
   const { dir, config, seed } = prep
   fs.mkdirSync(dir, { recursive: true })
   const release = acquireLock(dir)
   let manifest: Manifest
   if (prep.manifest !== undefined) {
-    manifest = { ...prep.manifest, status: "running", updated_at: now(), resumed_at: [...(prep.manifest.resumed_at ?? []), now()] }
+    manifest = {
+      ...prep.manifest,
+      status: "running",
+      updated_at: now(),
+      resumed_at: [...(prep.manifest.resumed_at ?? []), now()]
+    }
     cleanUncommitted(dir, manifest.iterations_complete, path.join(dir, "metrics.jsonl"))
   } else {
     manifest = {
-      format: RUN_FORMAT, pipeline: pipeline.name, config: config as Record<string, unknown>, seed, versions: packageVersions(),
-      created_at: now(), updated_at: now(), status: "running", iterations: pipeline.iterations(config), iterations_complete: 0,
-      ...(replay === undefined ? {} : { replay_of: { source: replay.source, from: replay.from, overrides: { ...(options.set ?? {}) } } })
+      format: RUN_FORMAT,
+      pipeline: pipeline.name,
+      config: config as Record<string, unknown>,
+      seed,
+      versions: packageVersions(),
+      created_at: now(),
+      updated_at: now(),
+      status: "running",
+      iterations: pipeline.iterations(config),
+      iterations_complete: 0,
+      ...(replay === undefined
+        ? {}
+        : { replay_of: { source: replay.source, from: replay.from, overrides: { ...(options.set ?? {}) } } })
     }
   }
   writeFileAtomic(path.join(dir, "manifest.json"), manifestText(manifest))
@@ -156,7 +199,11 @@ const loadState = <P extends AnyPipeline>(pipeline: P, dir: string, config: Conf
   if (start === 0) return state.initial(config) as Effect.Effect<unknown>
   const ckpt = path.join(dir, "checkpoints", iterFile(start - 1))
   return Effect.try({
-    try: () => state.decode(Object.fromEntries(fs.readdirSync(ckpt).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(ckpt, f)))])), config),
+    try: () =>
+      state.decode(
+        Object.fromEntries(fs.readdirSync(ckpt).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(ckpt, f)))])),
+        config
+      ),
     catch: asStoreError(ckpt)
   })
 }
@@ -185,7 +232,12 @@ const callServices = (ctx: RunContext, entry: string, iteration: number) =>
   )
 
 /** Runs (or restores, or reuses) one entry of an iteration. */
-const runEntry = (ctx: RunContext, entry: string, iteration: number, outputs: Record<string, unknown>): Effect.Effect<EntryResult, unknown> => {
+const runEntry = (
+  ctx: RunContext,
+  entry: string,
+  iteration: number,
+  outputs: Record<string, unknown>
+): Effect.Effect<EntryResult, unknown> => {
   const bound = ctx.pipeline.nodes[entry] as AnyBound
   if (bound.memoized === true && ctx.memo.has(entry)) return Effect.succeed([entry, ctx.memo.get(entry), {}])
   const replay = ctx.replay
@@ -194,12 +246,19 @@ const runEntry = (ctx: RunContext, entry: string, iteration: number, outputs: Re
     if (!replay.restored.has(entry)) return Effect.succeed([entry, undefined, copied])
     return Effect.tryPromise({
       try: () => bound.restore!({ source: replay.source, iteration, outputs }),
-      catch: (e) => new NodeFailure({
-        pipeline: ctx.pipeline.name, node: entry, iteration, message: `restoring from ${replay.source}: ${describe(e)}`, cause: e
-      })
+      catch: (e) =>
+        new NodeFailure({
+          pipeline: ctx.pipeline.name,
+          node: entry,
+          iteration,
+          message: `restoring from ${replay.source}: ${describe(e)}`,
+          cause: e
+        })
     }).pipe(Effect.map((out): EntryResult => [entry, out, copied]))
   }
-  const input = Object.fromEntries(Object.entries(bound.wiring as Record<string, string>).map(([k, from]) => [k, outputs[from]]))
+  const input = Object.fromEntries(
+    Object.entries(bound.wiring as Record<string, string>).map(([k, from]) => [k, outputs[from]])
+  )
   const t0 = performance.now()
   return (bound.node.run(input) as Effect.Effect<unknown, unknown, NodeContext | Rng | RunStore>).pipe(
     Effect.provide(callServices(ctx, entry, iteration)),
@@ -225,12 +284,19 @@ const runIteration = (ctx: RunContext, iteration: number, state: unknown) =>
     const metrics: Record<string, number> = {}
     const metricNode: Record<string, string> = {}
     for (const level of ctx.pipeline.levels as ReadonlyArray<ReadonlyArray<string>>) {
-      const results = yield* Effect.forEach(level, (entry) => runEntry(ctx, entry, iteration, outputs), { concurrency: "unbounded" })
+      const results = yield* Effect.forEach(level, (entry) => runEntry(ctx, entry, iteration, outputs), {
+        concurrency: "unbounded"
+      })
       for (const [entry, out, m] of results) {
         outputs[entry] = out
         for (const [k, v] of Object.entries(m)) {
           if (k in metrics) {
-            return yield* new NodeFailure({ pipeline: ctx.pipeline.name, node: entry, iteration, message: `metric "${k}" is logged by two entries` })
+            return yield* new NodeFailure({
+              pipeline: ctx.pipeline.name,
+              node: entry,
+              iteration,
+              message: `metric "${k}" is logged by two entries`
+            })
           }
           metrics[k] = v
           metricNode[k] = entry
@@ -247,7 +313,9 @@ const nextState = (pipeline: AnyPipeline, outputs: Readonly<Record<string, unkno
   return def.select === undefined ? output : def.select(output)
 }
 
-type Info = { -readonly [K in keyof RunInfo]: RunInfo[K] extends Readonly<Record<string, infer V>> ? Record<string, V> : RunInfo[K] }
+type Info = {
+  -readonly [K in keyof RunInfo]: RunInfo[K] extends Readonly<Record<string, infer V>> ? Record<string, V> : RunInfo[K]
+}
 
 interface Journal {
   manifest: Manifest
@@ -257,8 +325,12 @@ interface Journal {
 
 /** The commit of an iteration as bytes for the commit worker; `written` collects what it will create. */
 const commitJob = (
-  ctx: RunContext, journal: Journal, iteration: number, outputs: Readonly<Record<string, unknown>>,
-  iterationMetrics: { metrics: Readonly<Record<string, number>>; metricNode: Readonly<Record<string, string>> }, written: Array<string>
+  ctx: RunContext,
+  journal: Journal,
+  iteration: number,
+  outputs: Readonly<Record<string, unknown>>,
+  iterationMetrics: { metrics: Readonly<Record<string, number>>; metricNode: Readonly<Record<string, string>> },
+  written: Array<string>
 ): CommitJob => {
   const { pipeline, dir, store } = ctx
   const tables: Array<{ file: string; ipc: Uint8Array }> = []
@@ -291,11 +363,23 @@ const commitJob = (
   files.push({ file: store.path("metrics.parquet"), data: metricsParquet(journal.allMetrics) })
   journal.manifest = { ...journal.manifest, iterations_complete: iteration + 1, updated_at: now() }
   const append = { file: path.join(dir, "metrics.jsonl"), text: rows.map((r) => JSON.stringify(r) + "\n").join("") }
-  return { tables, dirs, files, append, commitPoint: { file: path.join(dir, "manifest.json"), data: manifestText(journal.manifest) } }
+  return {
+    tables,
+    dirs,
+    files,
+    append,
+    commitPoint: { file: path.join(dir, "manifest.json"), data: manifestText(journal.manifest) }
+  }
 }
 
 /** After a failed iteration: the commit in flight lands (or fails) first, then the failure is recorded. */
-const recordFailure = (ctx: RunContext, journal: Journal, committer: Committer, written: ReadonlyArray<string>, cause: Cause.Cause<unknown>) =>
+const recordFailure = (
+  ctx: RunContext,
+  journal: Journal,
+  committer: Committer,
+  written: ReadonlyArray<string>,
+  cause: Cause.Cause<unknown>
+) =>
   Effect.gen(function*() {
     const landed = yield* Effect.exit(committer.await)
     committer.remove(written)
@@ -303,7 +387,11 @@ const recordFailure = (ctx: RunContext, journal: Journal, committer: Committer, 
     const failure = Exit.isFailure(landed) ? landed.cause : cause
     const error = Cause.squash(failure)
     journal.manifest = {
-      ...journal.manifest, iterations_complete: committer.committed(), status: "failed", updated_at: now(), error: describe(error)
+      ...journal.manifest,
+      iterations_complete: committer.committed(),
+      status: "failed",
+      updated_at: now(),
+      error: describe(error)
     }
     writeFileAtomic(path.join(ctx.dir, "manifest.json"), manifestText(journal.manifest))
     ctx.progress.finish()
@@ -319,7 +407,9 @@ const readInfo = (pipeline: AnyPipeline, dir: string, config: Readonly<Record<st
 
 /** Runs (or resumes) a pipeline to completion in its run folder. */
 export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
-  RunResult<P>, RunError<P>, PipelineRequirements<P>
+  RunResult<P>,
+  RunError<P>,
+  PipelineRequirements<P>
 > =>
   Effect.gen(function*() {
     const prep = yield* prepareRun(pipeline, options)
@@ -330,27 +420,50 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: describe(e) }))
     })
     if (replay?.deprecated !== undefined) {
-      yield* Console.error(`etaflow: replay --from ${replay.deprecated} is deprecated; the stage is now called "${replay.from}"`)
+      yield* Console.error(
+        `etaflow: replay --from ${replay.deprecated} is deprecated; the stage is now called "${replay.from}"`
+      )
     }
-    const opened = yield* Effect.try({ try: () => openFolder(pipeline, prep, options, replay), catch: asStoreError(path.join(dir, "manifest.json")) })
+    const opened = yield* Effect.try({
+      try: () => openFolder(pipeline, prep, options, replay),
+      catch: asStoreError(path.join(dir, "manifest.json"))
+    })
     yield* Effect.addFinalizer(() => Effect.sync(opened.release))
-    const journal: Journal = { manifest: opened.manifest, info: readInfo(pipeline, dir, config), allMetrics: readMetrics(path.join(dir, "metrics.jsonl")) }
+    const journal: Journal = {
+      manifest: opened.manifest,
+      info: readInfo(pipeline, dir, config),
+      allMetrics: readMetrics(path.join(dir, "metrics.jsonl"))
+    }
     const committer = makeCommitter(dir, journal.manifest.iterations_complete)
     // Runs before the lock is released (finalizers run last-added first): nothing writes after that.
     yield* Effect.addFinalizer(() => Effect.ignore(committer.await))
     const start = journal.manifest.iterations_complete
     let state = yield* loadState(pipeline, dir, config, start).pipe(
-      Effect.mapError((e) => new NodeFailure({ pipeline: pipeline.name, node: "state", iteration: start, message: describe(e), cause: e }))
+      Effect.mapError((e) =>
+        new NodeFailure({ pipeline: pipeline.name, node: "state", iteration: start, message: describe(e), cause: e })
+      )
     )
     const progress = makeProgress(options.progress ?? "auto", pipeline.name, total, start)
-    const ctx: RunContext = { pipeline, dir, config, seed, store: RunStore.make(dir), replay, progress, memo: new Map() }
+    const ctx: RunContext = {
+      pipeline,
+      dir,
+      config,
+      seed,
+      store: RunStore.make(dir),
+      replay,
+      progress,
+      memo: new Map()
+    }
     let outputs: Readonly<Record<string, unknown>> = {}
     for (let iteration = start; iteration < total; iteration++) {
       const written: Array<string> = []
       yield* Effect.gen(function*() {
         const result = yield* runIteration(ctx, iteration, state)
         outputs = result.outputs
-        const job = yield* Effect.try({ try: () => commitJob(ctx, journal, iteration, result.outputs, result, written), catch: asStoreError(dir) })
+        const job = yield* Effect.try({
+          try: () => commitJob(ctx, journal, iteration, result.outputs, result, written),
+          catch: asStoreError(dir)
+        })
         yield* committer.await
         if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
         committer.submit(iteration, job, written, () => progress.iterationDone(iteration, result.metrics))
@@ -360,7 +473,18 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     progress.finish()
     journal.manifest = { ...journal.manifest, status: "complete", updated_at: now() }
     const manifestFile = path.join(dir, "manifest.json")
-    yield* Effect.try({ try: () => writeFileAtomic(manifestFile, manifestText(journal.manifest)), catch: asStoreError(manifestFile) })
-    if (pipeline.onComplete !== undefined) yield* Effect.try({ try: () => pipeline.onComplete!(dir), catch: asStoreError(dir) })
-    return { dir, config, iterationsComplete: journal.manifest.iterations_complete, outputs, metrics: journal.allMetrics }
+    yield* Effect.try({
+      try: () => writeFileAtomic(manifestFile, manifestText(journal.manifest)),
+      catch: asStoreError(manifestFile)
+    })
+    if (pipeline.onComplete !== undefined) {
+      yield* Effect.try({ try: () => pipeline.onComplete!(dir), catch: asStoreError(dir) })
+    }
+    return {
+      dir,
+      config,
+      iterationsComplete: journal.manifest.iterations_complete,
+      outputs,
+      metrics: journal.allMetrics
+    }
   }).pipe(Effect.scoped, Effect.withSpan("pipeline.run", { attributes: { pipeline: pipeline.name } })) as never

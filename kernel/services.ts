@@ -2,13 +2,13 @@
  * Services the kernel provides to every node call: where it runs (NodeContext), its random
  * streams (Rng), and the run folder (RunStore).
  */
+import type * as arrow from "apache-arrow"
 import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type * as arrow from "apache-arrow"
 import { openStream, type RandomStream } from "../random/streams.ts"
-import { fromParquet, toParquet } from "../store/parquet.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
+import { fromParquet, toParquet } from "../store/parquet.ts"
 import { StoreError } from "./errors.ts"
 
 /** Which pipeline, entry and iteration a node call belongs to. */
@@ -43,7 +43,10 @@ export class RunStore extends Context.Service<RunStore, {
   static readonly make = (dir: string): RunStore["Service"] => {
     const abs = (rel: string) => path.join(dir, rel)
     const attempt = <A>(rel: string, f: () => A) =>
-      Effect.try({ try: f, catch: (e) => new StoreError({ file: abs(rel), message: e instanceof Error ? e.message : String(e) }) })
+      Effect.try({
+        try: f,
+        catch: (e) => new StoreError({ file: abs(rel), message: e instanceof Error ? e.message : String(e) })
+      })
     return RunStore.of({
       dir,
       path: abs,

@@ -18,6 +18,8 @@ export const packageVersions = (): Record<string, string> => ({
   etaflow: versionOf(root),
   node: process.versions.node,
   ...Object.fromEntries(
-    ["effect", "apache-arrow", "parquet-wasm", "onnxruntime-node"].map((p) => [p, versionOf(path.join(root, "node_modules", p))])
+    ["effect", "apache-arrow", "parquet-wasm", "onnxruntime-node"].map((
+      p
+    ) => [p, versionOf(path.join(root, "node_modules", p))])
   )
 })

@@ -3,8 +3,8 @@
  * x̂0 = E[x0 | x_t] of known data under the path x_t = α x0 + σ ε, turned into the model's
  * parameterization by inverting the one conversion of diffusion/process.ts.
  */
-import { predictions, type Parameterization, type Process } from "../diffusion/process.ts"
 import type { Policy } from "../diffusion/policy.ts"
+import { type Parameterization, predictions, type Process } from "../diffusion/process.ts"
 
 /** Builds a policy from a posterior-mean function `x̂0(x_row) → out_row`. */
 const fromPosteriorMean = (
@@ -39,15 +39,23 @@ const fromPosteriorMean = (
 }
 
 /** Data N(μ0, s0²) independently per coordinate: x̂0 = μ0 + α s0² (x − α μ0) / (α² s0² + σ²). */
-export const gaussianData = (opts: { mean: number; std: number; dim: number; process: Process; parameterization: Parameterization }): Policy =>
-  fromPosteriorMean(`gaussian(${opts.mean},${opts.std})`, [opts.dim], opts.process, opts.parameterization, (alpha, sigma) => {
-    const s2 = opts.std * opts.std
-    const gain = (alpha * s2) / (alpha * alpha * s2 + sigma * sigma)
-    const d = opts.dim
-    return (x, row, out) => {
-      for (let i = 0; i < d; i++) out[i] = opts.mean + gain * (x[row * d + i] - alpha * opts.mean)
+export const gaussianData = (
+  opts: { mean: number; std: number; dim: number; process: Process; parameterization: Parameterization }
+): Policy =>
+  fromPosteriorMean(
+    `gaussian(${opts.mean},${opts.std})`,
+    [opts.dim],
+    opts.process,
+    opts.parameterization,
+    (alpha, sigma) => {
+      const s2 = opts.std * opts.std
+      const gain = (alpha * s2) / (alpha * alpha * s2 + sigma * sigma)
+      const d = opts.dim
+      return (x, row, out) => {
+        for (let i = 0; i < d; i++) out[i] = opts.mean + gain * (x[row * d + i] - alpha * opts.mean)
+      }
     }
-  })
+  )
 
 export interface Component {
   readonly weight: number
@@ -61,7 +69,12 @@ export interface Component {
  * of log w_k + log N(x; α m_k, (α² s_k² + σ²) I), then the weighted component posterior means.
  * When every variance vanishes (σ → 0 on atoms) the nearest atom is returned (§12.7).
  */
-export const mixture = (name: string, components: ReadonlyArray<Component>, process: Process, parameterization: Parameterization): Policy => {
+export const mixture = (
+  name: string,
+  components: ReadonlyArray<Component>,
+  process: Process,
+  parameterization: Parameterization
+): Policy => {
   const d = components[0].mean.length
   const K = components.length
   const means = Float64Array.from(components.flatMap((c) => [...c.mean]))
@@ -102,7 +115,9 @@ export const mixture = (name: string, components: ReadonlyArray<Component>, proc
         const w = Math.exp(logits[k] - best)
         if (w === 0) continue
         total += w
-        for (let i = 0; i < d; i++) out[i] += w * (means[k * d + i] + gain[k] * (x[row * d + i] - alpha * means[k * d + i]))
+        for (let i = 0; i < d; i++) {
+          out[i] += w * (means[k * d + i] + gain[k] * (x[row * d + i] - alpha * means[k * d + i]))
+        }
       }
       for (let i = 0; i < d; i++) out[i] /= total
     }

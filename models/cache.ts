@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { writeDirAtomic } from "../store/atomic.ts"
-import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
 import type { ParamSpec, ParamValues } from "../engine/params.ts"
+import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
+import { writeDirAtomic } from "../store/atomic.ts"
 
 const FORMAT = 1
 
@@ -24,7 +24,11 @@ export interface CachedModel {
   readonly meta: Readonly<Record<string, unknown>>
 }
 
-export const weightsFile = (params: ParamValues, specs: ReadonlyArray<ParamSpec>, metadata: Record<string, string>): Uint8Array =>
+export const weightsFile = (
+  params: ParamValues,
+  specs: ReadonlyArray<ParamSpec>,
+  metadata: Record<string, string>
+): Uint8Array =>
   writeSafetensors(Object.fromEntries(specs.map((s) => [s.name, { data: params[s.name], shape: s.shape }])), metadata)
 
 export const loadCached = (kind: string, config: unknown, specs: ReadonlyArray<ParamSpec>): CachedModel | undefined => {
@@ -34,9 +38,15 @@ export const loadCached = (kind: string, config: unknown, specs: ReadonlyArray<P
   const { tensors } = readSafetensors(new Uint8Array(fs.readFileSync(file)), file)
   for (const s of specs) {
     const t = tensors[s.name]
-    if (t === undefined || t.data.length !== s.shape.reduce((a, b) => a * b, 1)) throw new Error(`${file}: tensor ${s.name} is missing or has the wrong size; delete ${dir} to retrain`)
+    if (t === undefined || t.data.length !== s.shape.reduce((a, b) => a * b, 1)) {
+      throw new Error(`${file}: tensor ${s.name} is missing or has the wrong size; delete ${dir} to retrain`)
+    }
   }
-  return { dir, params: Object.fromEntries(specs.map((s) => [s.name, tensors[s.name].data])), meta: JSON.parse(fs.readFileSync(path.join(dir, "meta.json"), "utf8")) }
+  return {
+    dir,
+    params: Object.fromEntries(specs.map((s) => [s.name, tensors[s.name].data])),
+    meta: JSON.parse(fs.readFileSync(path.join(dir, "meta.json"), "utf8"))
+  }
 }
 
 export const storeCached = (

@@ -19,21 +19,43 @@ export interface OnnxContract {
 }
 
 /** An ONNX model file is missing or breaks its input/output contract (it names the file). */
-export class ModelContractError extends Data.TaggedError("ModelContractError")<{ readonly file: string; readonly message: string }> {}
+export class ModelContractError
+  extends Data.TaggedError("ModelContractError")<{ readonly file: string; readonly message: string }>
+{}
 
 const fits = (declared: ReadonlyArray<number | string>, actual: ReadonlyArray<number | string>) =>
-  declared.length === actual.length && declared.every((d, i) => typeof d === "string" || typeof actual[i] === "string" || d === actual[i])
+  declared.length === actual.length &&
+  declared.every((d, i) => typeof d === "string" || typeof actual[i] === "string" || d === actual[i])
 
 export const loadOnnxModel = async (file: string, contract: OnnxContract, threads: number): Promise<EngineSession> => {
   if (!fs.existsSync(file)) throw new ModelContractError({ file, message: `model ${file}: file not found` })
   const session = await EngineSession.fromBytes(file, new Uint8Array(fs.readFileSync(file)), { threads })
-  const check = (kind: "input" | "output", want: Readonly<Record<string, ValueContract>>, have: ReadonlyArray<{ name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> }>) => {
+  const check = (
+    kind: "input" | "output",
+    want: Readonly<Record<string, ValueContract>>,
+    have: ReadonlyArray<{ name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> }>
+  ) => {
     for (const [name, c] of Object.entries(want)) {
       const meta = have.find((m) => m.name === name)
-      if (meta === undefined) throw new ModelContractError({ file, message: `model ${file}: has no ${kind} "${name}" (its ${kind}s: ${have.map((m) => m.name).join(", ")})` })
-      if (!meta.isTensor || meta.type !== c.dtype) throw new ModelContractError({ file, message: `model ${file}: ${kind} "${name}" is ${meta.type ?? "not a tensor"}, expected ${c.dtype}` })
+      if (meta === undefined) {
+        throw new ModelContractError({
+          file,
+          message: `model ${file}: has no ${kind} "${name}" (its ${kind}s: ${have.map((m) => m.name).join(", ")})`
+        })
+      }
+      if (!meta.isTensor || meta.type !== c.dtype) {
+        throw new ModelContractError({
+          file,
+          message: `model ${file}: ${kind} "${name}" is ${meta.type ?? "not a tensor"}, expected ${c.dtype}`
+        })
+      }
       if (!fits(c.shape, meta.shape ?? [])) {
-        throw new ModelContractError({ file, message: `model ${file}: ${kind} "${name}" has shape [${(meta.shape ?? []).join(", ")}], expected [${c.shape.join(", ")}]` })
+        throw new ModelContractError({
+          file,
+          message: `model ${file}: ${kind} "${name}" has shape [${(meta.shape ?? []).join(", ")}], expected [${
+            c.shape.join(", ")
+          }]`
+        })
       }
     }
   }

@@ -2,13 +2,13 @@
  * A trained velocity / ε network as a Policy: an ONNX session with the weights baked in (faster
  * small-batch forwards, docs/onnxruntime.md), with classifier-free guidance when a scale is given.
  */
+import type { Policy } from "../diffusion/policy.ts"
+import type { Parameterization, Process } from "../diffusion/process.ts"
 import { Graph } from "../engine/graph.ts"
 import { toOnnx } from "../engine/onnx.ts"
-import { EngineSession } from "../engine/session.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
-import type { Parameterization, Process } from "../diffusion/process.ts"
+import { EngineSession } from "../engine/session.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
-import type { Policy } from "../diffusion/policy.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
 export const velocityGraph = (net: VelocityNetConfig, cfg?: number) => {
@@ -49,7 +49,9 @@ export const networkPolicy = async (opts: {
         t: { data: new Float32Array(batch).fill(opts.process.modelTime(t)), dims: [batch] }
       }
       if (opts.net.classes > 0) {
-        if (condition === undefined) throw new Error(`${opts.net.classes}-class velocity network needs a condition per latent`)
+        if (condition === undefined) {
+          throw new Error(`${opts.net.classes}-class velocity network needs a condition per latent`)
+        }
         feeds.c = { data: BigInt64Array.from(condition, (v) => BigInt(v)), dims: [batch] }
       }
       return (await session.run(feeds)).f.data as Float32Array

@@ -11,7 +11,8 @@ const linear = (name: string, fanIn: number, fanOut: number, zero = false): Arra
   { name: `${name}.w`, shape: [fanIn, fanOut], init: zero ? "zeros" : { std: 1 / Math.sqrt(fanIn) } },
   { name: `${name}.b`, shape: [fanOut], init: "zeros" }
 ]
-const apply = (p: Record<string, Tensor>, name: string, x: Tensor) => op.add(op.matmul(x, p[`${name}.w`]), p[`${name}.b`])
+const apply = (p: Record<string, Tensor>, name: string, x: Tensor) =>
+  op.add(op.matmul(x, p[`${name}.w`]), p[`${name}.b`])
 
 export interface VelocityNetConfig {
   /** Elements of a latent (784 for MNIST, 2 for toys). */
@@ -34,8 +35,13 @@ export const velocityNet = (cfg: VelocityNetConfig) => {
   const specs: Array<ParamSpec> = [
     ...linear("in", dim, H),
     ...linear("time", F, H),
-    ...(classes > 0 ? [{ name: "class.embedding", shape: [classes + 1, H], init: { std: 1 } } satisfies ParamSpec] : []),
-    ...Array.from({ length: blocks }, (_, i) => [...linear(`block${i}.fc1`, H, H), ...linear(`block${i}.fc2`, H, H, true)]).flat(),
+    ...(classes > 0
+      ? [{ name: "class.embedding", shape: [classes + 1, H], init: { std: 1 } } satisfies ParamSpec]
+      : []),
+    ...Array.from(
+      { length: blocks },
+      (_, i) => [...linear(`block${i}.fc1`, H, H), ...linear(`block${i}.fc2`, H, H, true)]
+    ).flat(),
     ...linear("out", H, dim, true),
     { name: "skip.w", shape: [F, dim], init: "zeros" },
     { name: "skip.b", shape: [dim], init: "zeros" }
@@ -53,7 +59,9 @@ export const velocityNet = (cfg: VelocityNetConfig) => {
       e = op.add(e, op.gather(p["class.embedding"], c))
     }
     let h = apply(p, "in", x)
-    for (let i = 0; i < blocks; i++) h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(op.add(h, e))))))
+    for (let i = 0; i < blocks; i++) {
+      h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(op.add(h, e))))))
+    }
     // A per-pixel, time-dependent skip s(t) ⊙ x: the noise part of the target (v = (x − x0)/σ for
     // flows) is linear in x, which the bottleneck of width H could not pass through for d > H.
     return op.add(apply(p, "out", op.silu(h)), op.mul(x, apply(p, "skip", phi)))

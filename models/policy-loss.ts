@@ -14,11 +14,11 @@
  *   of its step (s and b are one value per step, so the reference's batch means are these values).
  * The loss is Σ_rows w_row · (PPO + β·KL), with w summing to 1 over the rows.
  */
-import { GraphError, type Graph, type Tensor } from "../engine/graph.ts"
+import type { LogProbConvention } from "../diffusion/samplers.ts"
+import { type Graph, GraphError, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { LossBuilder } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
-import type { LogProbConvention } from "../diffusion/samplers.ts"
 
 export interface PolicyLossConfig {
   readonly net: VelocityNetConfig
@@ -59,9 +59,16 @@ const f64 = (v: Tensor) => op.cast(v, "float64")
 const f32 = (v: Tensor) => op.cast(v, "float32")
 
 /** μ and lp of the rows under parameters p (guided forward when cfg ≠ 1). */
-const meanAndLogProb = (g: Graph, cfg: PolicyLossConfig, p: Record<string, Tensor>, rows: ReturnType<typeof rowInputs>) => {
+const meanAndLogProb = (
+  g: Graph,
+  cfg: PolicyLossConfig,
+  p: Record<string, Tensor>,
+  rows: ReturnType<typeof rowInputs>
+) => {
   const model = velocityNet(cfg.net)
-  const f = rows.c !== undefined && cfg.cfg !== 1 ? model.guided(g, p, rows.x, rows.t, rows.c, cfg.cfg) : model.forward(g, p, rows.x, rows.t, rows.c)
+  const f = rows.c !== undefined && cfg.cfg !== 1
+    ? model.guided(g, p, rows.x, rows.t, rows.c, cfg.cfg)
+    : model.forward(g, p, rows.x, rows.t, rows.c)
   const mu = op.add(op.mul(f64(rows.x), col(rows.a)), op.mul(f64(f), col(rows.b)))
   const sq = op.reduceMean(op.square(op.sub(f64(rows.xNext), mu)), [1])
   const lp = cfg.logProb === "unnormalized"
@@ -80,13 +87,23 @@ export const logProbGraph = (g: Graph, cfg: PolicyLossConfig, p: Record<string, 
 
 export const ppoLoss = (cfg: PolicyLossConfig): LossBuilder => (g, p) => {
   if (cfg.rationorm === true && cfg.logProb === "unnormalized") {
-    throw new GraphError({ graph: "ppo-loss", message: `ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one` })
+    throw new GraphError({
+      graph: "ppo-loss",
+      message:
+        `ppo-loss: Precise's ratio normalisation is defined for the Gaussian log-prob, not FlowCPS's unnormalised one`
+    })
   }
   const rows = rowInputs(g, cfg.net.dim, cfg.net.classes > 0, cfg.rationorm === true, cfg.beta > 0)
   const { f, mu, lp } = meanAndLogProb(g, cfg, p, rows)
   const logRatio = rows.muOld === undefined
     ? op.sub(lp, rows.lpOld)
-    : op.mul(op.add(op.sub(lp, rows.lpOld), op.div(op.reduceMean(op.square(op.sub(mu, f64(rows.muOld))), [1]), op.mul(op.square(rows.s), 2))), rows.s)
+    : op.mul(
+      op.add(
+        op.sub(lp, rows.lpOld),
+        op.div(op.reduceMean(op.square(op.sub(mu, f64(rows.muOld))), [1]), op.mul(op.square(rows.s), 2))
+      ),
+      rows.s
+    )
   const ratio = op.exp(f32(logRatio))
   const clipped = op.clip(ratio, 1 - cfg.clipRange, 1 + cfg.clipRange)
   const negA = op.neg(rows.adv)

@@ -5,11 +5,11 @@
  */
 import { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
-import { EngineSession } from "../engine/session.ts"
-import { Trainer, DEFAULT_ADAM } from "../engine/train.ts"
 import { initParams, paramInputs, type ParamValues } from "../engine/params.ts"
+import { EngineSession } from "../engine/session.ts"
+import { DEFAULT_ADAM, Trainer } from "../engine/train.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { classifierNet, type ClassifierConfig } from "./networks.ts"
+import { type ClassifierConfig, classifierNet } from "./networks.ts"
 
 export interface ClassifierTraining {
   readonly net: ClassifierConfig
@@ -84,7 +84,10 @@ export const trainClassifier = async (
         y[b * cfg.net.classes + data.label[row]] = 1
       }
       const lr = cfg.lr * 0.5 * (1 + Math.cos((Math.PI * step) / steps))
-      const r = await trainer.step({ x: { data: x, dims: [cfg.batch, d] }, y: { data: y, dims: [cfg.batch, cfg.net.classes] } }, lr)
+      const r = await trainer.step({
+        x: { data: x, dims: [cfg.batch, d] },
+        y: { data: y, dims: [cfg.batch, cfg.net.classes] }
+      }, lr)
       total += r.loss
       batches++
       step++
@@ -113,7 +116,12 @@ export const classifierSession = async (cfg: ClassifierConfig, params: ParamValu
 }
 
 /** Fraction of `data` whose most likely class is the label. */
-export const accuracy = async (session: EngineSession, data: LabelledSet, dim: number, classes: number): Promise<number> => {
+export const accuracy = async (
+  session: EngineSession,
+  data: LabelledSet,
+  dim: number,
+  classes: number
+): Promise<number> => {
   let right = 0
   const chunk = 1000
   for (let start = 0; start < data.count; start += chunk) {

@@ -6,11 +6,11 @@
  * its unconditional output for classifier-free guidance. AdamW with cosine decay; the returned
  * weights are an exponential moving average of the iterates when `ema` > 0.
  */
-import * as op from "../engine/ops.ts"
-import { Trainer, DEFAULT_ADAM, emaDecay } from "../engine/train.ts"
-import { initParams, type ParamValues } from "../engine/params.ts"
-import type { RandomStream } from "../random/streams.ts"
 import type { Process } from "../diffusion/process.ts"
+import * as op from "../engine/ops.ts"
+import { initParams, type ParamValues } from "../engine/params.ts"
+import { DEFAULT_ADAM, emaDecay, Trainer } from "../engine/train.ts"
+import type { RandomStream } from "../random/streams.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 export interface VelocityTraining {

@@ -9,10 +9,10 @@
  */
 import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
-import type { Rewards } from "./score.ts"
-import type { Trajectories } from "./rollout.ts"
-import type { RlState, TrackerState } from "./rl-state.ts"
 import type { DenseRewards } from "./dense-reward.ts"
+import type { RlState, TrackerState } from "./rl-state.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { Rewards } from "./score.ts"
 
 export interface Advantages {
   readonly perTrajectory: Float64Array
@@ -47,13 +47,21 @@ export const groupNormalize = (rewards: Float64Array, size: number, norm: GroupN
     const group = rewards.subarray(g * size, (g + 1) * size)
     const { mean, std } = meanStd(group, norm.std === "unbiased")
     if (std === 0) zeroStdGroups++
-    for (let i = 0; i < group.length; i++) out[g * size + i] = (group[i] - mean) / ((norm.globalStd ? global : std) + norm.eps)
+    for (let i = 0; i < group.length; i++) {
+      out[g * size + i] = (group[i] - mean) / ((norm.globalStd ? global : std) + norm.eps)
+    }
   }
   return { advantages: out, zeroStdGroups }
 }
 
 /** DDPO's per-prompt stat tracker (ddpo_pytorch stat_tracking.py): returns advantages and the new buffers. */
-export const trackPrompts = (rewards: Float64Array, keys: ReadonlyArray<string>, state: TrackerState, buffer: number, minCount: number) => {
+export const trackPrompts = (
+  rewards: Float64Array,
+  keys: ReadonlyArray<string>,
+  state: TrackerState,
+  buffer: number,
+  minCount: number
+) => {
   const next: Record<string, Array<number>> = Object.fromEntries(Object.entries(state).map(([k, v]) => [k, [...v]]))
   const batch = meanStd(rewards, false)
   const out = new Float64Array(rewards.length)
@@ -75,31 +83,44 @@ export const groupAdvantages = (norm: Omit<GroupNormalization, "globalStd">) =>
     name: "advantages",
     doc: "per-group normalized rewards (GRPO)",
     inputs: {
-      rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
+      rewards: Port.of<Rewards>(),
+      trajectories: Port.of<Trajectories>(),
+      state: Port.of<RlState | null>(),
       config: Port.of<{ readonly globalStd: boolean }>()
     },
     run: ({ rewards, trajectories, state, config }) =>
       Effect.sync((): Advantages => {
-        const { advantages, zeroStdGroups } = groupNormalize(rewards.total, trajectories.prompts.groupSize, { ...norm, globalStd: config.globalStd })
+        const { advantages, zeroStdGroups } = groupNormalize(rewards.total, trajectories.prompts.groupSize, {
+          ...norm,
+          globalStd: config.globalStd
+        })
         return { perTrajectory: advantages, tracker: state?.tracker ?? {}, zeroStdGroups } satisfies Advantages
       }),
     metrics: (a) => ({ zero_std_groups: a.zeroStdGroups })
   })
 
 export const promptTrackerAdvantages = Node.make({
-    name: "advantages",
-    doc: "rewards normalized by a running per-prompt tracker (DDPO)",
-    inputs: {
-      rewards: Port.of<Rewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>(),
-      config: Port.of<{ readonly trackerBuffer: number; readonly trackerMinCount: number }>()
-    },
-    run: ({ rewards, trajectories, state, config }) =>
-      Effect.sync((): Advantages => {
-        const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
-        const { advantages, tracker } = trackPrompts(rewards.total, keys, state?.tracker ?? {}, config.trackerBuffer, config.trackerMinCount)
-        return { perTrajectory: advantages, tracker, zeroStdGroups: 0 } satisfies Advantages
-      })
-  })
+  name: "advantages",
+  doc: "rewards normalized by a running per-prompt tracker (DDPO)",
+  inputs: {
+    rewards: Port.of<Rewards>(),
+    trajectories: Port.of<Trajectories>(),
+    state: Port.of<RlState | null>(),
+    config: Port.of<{ readonly trackerBuffer: number; readonly trackerMinCount: number }>()
+  },
+  run: ({ rewards, trajectories, state, config }) =>
+    Effect.sync((): Advantages => {
+      const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
+      const { advantages, tracker } = trackPrompts(
+        rewards.total,
+        keys,
+        state?.tracker ?? {},
+        config.trackerBuffer,
+        config.trackerMinCount
+      )
+      return { perTrajectory: advantages, tracker, zeroStdGroups: 0 } satisfies Advantages
+    })
+})
 
 /** Per-step advantages (SDPO), n × N. */
 export interface StepAdvantages {
@@ -112,7 +133,14 @@ export interface StepAdvantages {
  * "prompt|step", fed with the returns of every trajectory; below `minCount` stored values it uses
  * the current batch's statistics at that step.
  */
-export const trackStepPrompts = (returns: Float64Array, steps: number, prompts: ReadonlyArray<string>, state: TrackerState, buffer: number, minCount: number) => {
+export const trackStepPrompts = (
+  returns: Float64Array,
+  steps: number,
+  prompts: ReadonlyArray<string>,
+  state: TrackerState,
+  buffer: number,
+  minCount: number
+) => {
   const n = prompts.length
   const out = new Float64Array(n * steps)
   let tracker = state
@@ -129,11 +157,22 @@ export const stepPromptTrackerAdvantages = (buffer: number, minCount: number) =>
   Node.make({
     name: "advantages",
     doc: "returns normalized by a running per-(prompt, step) tracker (SDPO)",
-    inputs: { rewards: Port.of<DenseRewards>(), trajectories: Port.of<Trajectories>(), state: Port.of<RlState | null>() },
+    inputs: {
+      rewards: Port.of<DenseRewards>(),
+      trajectories: Port.of<Trajectories>(),
+      state: Port.of<RlState | null>()
+    },
     run: ({ rewards, trajectories, state }) =>
       Effect.sync((): StepAdvantages => {
         const keys = trajectories.prompts.prompt.map((p, i) => p ?? `prompt${trajectories.prompts.promptId[i]}`)
-        const { advantages, tracker } = trackStepPrompts(rewards.returns, trajectories.steps.length, keys, state?.tracker ?? {}, buffer, minCount)
+        const { advantages, tracker } = trackStepPrompts(
+          rewards.returns,
+          trajectories.steps.length,
+          keys,
+          state?.tracker ?? {},
+          buffer,
+          minCount
+        )
         return { perStep: advantages, tracker }
       })
   })

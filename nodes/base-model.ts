@@ -3,24 +3,31 @@
  * model cache when one was trained with the same config and seed, else trained now and cached.
  * RL pipelines start from it.
  */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../kernel/node.ts"
-import { NodeContext, Rng } from "../kernel/services.ts"
-import { splitOf } from "../data/split.ts"
+import { Effect } from "effect"
 import { pixelsToLatent } from "../data/mnist.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
-import { trainVelocity, type VelocityTraining } from "../models/train-velocity.ts"
-import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
-import { toOnnx } from "../engine/onnx.ts"
-import { velocityGraph } from "../models/network-policy.ts"
-import { rectifiedFlow, vpDiscrete, VP_SCHEDULES, type Parameterization, type Process, type VpSchedule } from "../diffusion/process.ts"
+import { splitOf } from "../data/split.ts"
+import {
+  type Parameterization,
+  type Process,
+  rectifiedFlow,
+  VP_SCHEDULES,
+  vpDiscrete,
+  type VpSchedule
+} from "../diffusion/process.ts"
 import { GraphError } from "../engine/graph.ts"
+import { toOnnx } from "../engine/onnx.ts"
+import type { ParamValues } from "../engine/params.ts"
 import { SessionError } from "../engine/session.ts"
 import { TrainError } from "../engine/train.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NodeContext, Rng } from "../kernel/services.ts"
+import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
+import { velocityGraph } from "../models/network-policy.ts"
+import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
+import { trainVelocity, type VelocityTraining } from "../models/train-velocity.ts"
 import { defaultsOf, Setting } from "../schemas/settings.ts"
-import { DATASETS, type DatasetName } from "./dataset.ts"
-import type { ParamValues } from "../engine/params.ts"
+import { type DatasetName, DATASETS } from "./dataset.ts"
 import type { ModelFiles } from "./model-files.ts"
 
 /** The base model's training settings, with the network and process given by name and size. */
@@ -43,8 +50,12 @@ export interface BaseModel extends ModelFiles {
   readonly cached: boolean
 }
 
-export const processOf = (req: Pick<PretrainRequest, "process" | "schedule">): { process: Process; parameterization: Parameterization } =>
-  req.process === "rf" ? { process: rectifiedFlow, parameterization: "velocity" } : { process: vpDiscrete(req.schedule), parameterization: "epsilon" }
+export const processOf = (
+  req: Pick<PretrainRequest, "process" | "schedule">
+): { process: Process; parameterization: Parameterization } =>
+  req.process === "rf"
+    ? { process: rectifiedFlow, parameterization: "velocity" }
+    : { process: vpDiscrete(req.schedule), parameterization: "epsilon" }
 
 /** The base model's settings: the `pretrain` pipeline's, and the defaults every RL pipeline trains with. */
 export const PretrainSettings = {
@@ -57,8 +68,14 @@ export const PretrainSettings = {
   steps: Setting.int(1500, "optimizer steps", { min: 1 }),
   batch: Setting.int(256, "minibatch size", { min: 1 }),
   lr: Setting.number(1e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
-  condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", { min: 0, max: 1 }),
-  ema: Setting.number(0.999, "decay of the weights' moving average that becomes the model (0: last iterate)", { min: 0, max: 1 }),
+  condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", {
+    min: 0,
+    max: 1
+  }),
+  ema: Setting.number(0.999, "decay of the weights' moving average that becomes the model (0: last iterate)", {
+    min: 0,
+    max: 1
+  }),
   cfg: Setting.number(3, "classifier-free guidance scale of the evaluation samples (1 = none)", { min: 0 }),
   evalSamples: Setting.int(500, "ODE samples drawn to measure the model", { min: 1 }),
   evalSteps: Setting.int(20, "ODE steps of those samples", { min: 1 }),
@@ -80,22 +97,58 @@ const train = (data: arrow.Table, config: PretrainRequest) =>
     // MNIST pixels become latents in [−1, 1]; the toys are used as they are.
     const x = config.dataset === "mnist" ? split.x.map(pixelsToLatent) : split.x
     const classes = config.dataset === "mnist" ? split.classes : 0
-    const net: VelocityNetConfig = { dim: split.dim, hidden: config.hidden, blocks: config.blocks, timeFeatures: 64, classes }
+    const net: VelocityNetConfig = {
+      dim: split.dim,
+      hidden: config.hidden,
+      blocks: config.blocks,
+      timeFeatures: 64,
+      classes
+    }
     const { process, parameterization } = processOf(config)
     const { steps, batch, lr, condDrop, ema, threads } = config
     const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
     const schedule = config.process === "vp" ? config.schedule : null
-    const key = { dataset: config.dataset, process: config.process, schedule, net, steps, batch, lr, condDrop, ema, threads, seed }
+    const key = {
+      dataset: config.dataset,
+      process: config.process,
+      schedule,
+      net,
+      steps,
+      batch,
+      lr,
+      condDrop,
+      ema,
+      threads,
+      seed
+    }
     const specs = velocityNet(net).specs
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("base-model", key, specs)
       let loss = Number(hit?.meta.loss ?? Number.NaN)
-      const params = hit?.params ?? (await trainVelocity({ x, label: split.label, count: split.count }, training, rng.stream("train"), (_, l) => (loss = l)))
+      const params = hit?.params ??
+        (await trainVelocity(
+          { x, label: split.label, count: split.count },
+          training,
+          rng.stream("train"),
+          (_, l) => (loss = l)
+        ))
       const meta = { etaflow_model: "velocity-mlp", process: process.name, parameterization }
       const onnx = toOnnx(velocityGraph(net), { initializers: params, metadata: meta })
       const weights = weightsFile(params, specs, { kind: "base-model", process: process.name, parameterization })
-      if (hit === undefined) storeCached("base-model", key, { weights, onnx }, { loss, net, process: process.name, parameterization })
-      return { net, params, process, parameterization, shape: split.shape, onnx, weights, loss, cached: hit !== undefined } satisfies BaseModel
+      if (hit === undefined) {
+        storeCached("base-model", key, { weights, onnx }, { loss, net, process: process.name, parameterization })
+      }
+      return {
+        net,
+        params,
+        process,
+        parameterization,
+        shape: split.shape,
+        onnx,
+        weights,
+        loss,
+        cached: hit !== undefined
+      } satisfies BaseModel
     })
   })
 
@@ -115,8 +168,17 @@ export const rlBaseModel = (process: "rf" | "vp") =>
   Node.make({
     name: "base",
     doc: "the pretrained velocity / ε network the policy starts from (pretrain defaults, cached)",
-    inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>() },
+    inputs: {
+      data: Port.of<arrow.Table>(),
+      config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>()
+    },
     run: ({ data, config }) =>
-      train(data, { ...defaults, ...(config.dataset === "mnist" ? {} : TOY_BASE), dataset: config.dataset, process, threads: config.threads }),
+      train(data, {
+        ...defaults,
+        ...(config.dataset === "mnist" ? {} : TOY_BASE),
+        dataset: config.dataset,
+        process,
+        threads: config.threads
+      }),
     metrics: (m) => ({ loss: m.loss })
   })

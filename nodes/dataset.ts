@@ -4,11 +4,11 @@
  * stream, so the same seed gives the same points.
  */
 import type * as arrow from "apache-arrow"
+import { loadMnist, MNIST_SHAPE } from "../data/mnist.ts"
+import { sampleToy, type Toy } from "../data/toys.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
-import { loadMnist, MNIST_SHAPE } from "../data/mnist.ts"
-import { sampleToy, type Toy } from "../data/toys.ts"
 
 export const DATASETS = ["mnist", "double-ring", "gaussian-mixture", "two-moons"] as const
 export type DatasetName = (typeof DATASETS)[number]
@@ -24,7 +24,12 @@ export interface DatasetRequest {
 const build = (req: DatasetRequest, rng: Rng["Service"]): arrow.Table => {
   if (req.name === "mnist") {
     const m = loadMnist(req.testFraction)
-    return DatasetTable.build(m.count, { index: Int32Array.from({ length: m.count }, (_, i) => i), split: m.split, label: m.label, x: m.x }, { x: MNIST_SHAPE })
+    return DatasetTable.build(m.count, {
+      index: Int32Array.from({ length: m.count }, (_, i) => i),
+      split: m.split,
+      label: m.label,
+      x: m.x
+    }, { x: MNIST_SHAPE })
   }
   const pts = sampleToy(req.name as Toy, req.n, rng.stream("points"))
   const firstTest = req.n - Math.floor(req.n * req.testFraction)

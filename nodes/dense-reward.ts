@@ -5,10 +5,10 @@
  * G_k = r_k + γ G_{k+1}. The anchor is the step whose x̂0 is least similar to both ends.
  */
 import { Node, Port } from "../kernel/node.ts"
-import { REWARD_ERRORS, rewardModels, scoreSamples, type ScoreConfig } from "./score.ts"
-import { rewardOf } from "./rl-config.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
+import { rewardOf } from "./rl-config.ts"
 import type { Trajectories } from "./rollout.ts"
+import { REWARD_ERRORS, rewardModels, type ScoreConfig, scoreSamples } from "./score.ts"
 
 export interface DenseRewards {
   /** Interpolated reward r_k of every (trajectory, step), n × N. */
@@ -43,7 +43,14 @@ export const similarities = (x0: ReadonlyArray<Float32Array>): Similarities => {
 }
 
 /** Interpolated rewards of one trajectory from its N predictions x̂0_k and the three queried rewards. */
-export const interpolateRewards = (x0: ReadonlyArray<Float32Array>, anchor: number, rf: number, ra: number, rl: number, sim = similarities(x0)): Float64Array => {
+export const interpolateRewards = (
+  x0: ReadonlyArray<Float32Array>,
+  anchor: number,
+  rf: number,
+  ra: number,
+  rl: number,
+  sim = similarities(x0)
+): Float64Array => {
   const N = x0.length
   const r = new Float64Array(N)
   const toAnchor = sim.to(anchor)
@@ -53,7 +60,9 @@ export const interpolateRewards = (x0: ReadonlyArray<Float32Array>, anchor: numb
     const ca = toAnchor[k]
     const den = cf + ca + cl
     // The reference leaves the denominator unguarded; near 0 take the most similar queried reward.
-    r[k] = Math.abs(den) < 1e-8 ? [rf, ra, rl][[cf, ca, cl].indexOf(Math.max(cf, ca, cl))] : (rf * cf + ra * ca + rl * cl) / den
+    r[k] = Math.abs(den) < 1e-8
+      ? [rf, ra, rl][[cf, ca, cl].indexOf(Math.max(cf, ca, cl))]
+      : (rf * cf + ra * ca + rl * cl) / den
   }
   r[0] = rf
   r[anchor] = ra
@@ -80,8 +89,13 @@ export const discountedReturns = (r: Float64Array, gamma: number): Float64Array 
 
 export const denseRewards = Node.make({
   name: "rewards",
-  doc: "SDPO dense rewards: x̂0 rewards at first/anchor/last step, interpolated by cosine similarity; discounted returns",
-  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreConfig & { readonly gamma: number }>() },
+  doc:
+    "SDPO dense rewards: x̂0 rewards at first/anchor/last step, interpolated by cosine similarity; discounted returns",
+  inputs: {
+    trajectories: Port.of<Trajectories>(),
+    classifier: Port.of<RewardClassifier | undefined>(),
+    config: Port.of<ScoreConfig & { readonly gamma: number }>()
+  },
   run: ({ trajectories, classifier, config }) =>
     Node.promise(REWARD_ERRORS, async (): Promise<DenseRewards> => {
       const r = trajectories.rollout
@@ -96,7 +110,14 @@ export const denseRewards = Node.make({
       const query = async (step: (j: number) => number) => {
         const samples = new Float32Array(n * d)
         for (let j = 0; j < n; j++) samples.set(pred(j, step(j)), j * d)
-        return (await scoreSamples(models, { dataset: config.dataset, samples, count: n, dim: d, condition: trajectories.prompts.condition, prompt: trajectories.prompts.prompt })).total
+        return (await scoreSamples(models, {
+          dataset: config.dataset,
+          samples,
+          count: n,
+          dim: d,
+          condition: trajectories.prompts.condition,
+          prompt: trajectories.prompts.prompt
+        })).total
       }
       const [rf, ra, rl] = [await query(() => 0), await query((j) => anchor[j]), await query(() => N - 1)]
       const perStep = new Float64Array(n * N)

@@ -4,23 +4,23 @@
  * (docs/algorithms.md §11): mean rewards with standard errors, the reward gap SDE − ODE (paired), and
  * the improvement of the ODE reward over the base model's ODE reward on the same noise.
  */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
+import { Effect } from "effect"
+import { loadPromptSet } from "../data/prompts.ts"
+import { rollout as sampleChains } from "../diffusion/rollout.ts"
+import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../diffusion/samplers.ts"
+import { GraphError } from "../engine/graph.ts"
 import { Node, Port } from "../kernel/node.ts"
+import { networkPolicy } from "../models/network-policy.ts"
 import { openStream } from "../random/streams.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
-import { rollout as sampleChains } from "../diffusion/rollout.ts"
-import { ode as odeSampler, SamplerError, samplerOf, type Sampler } from "../diffusion/samplers.ts"
-import { GraphError } from "../engine/graph.ts"
-import { networkPolicy } from "../models/network-policy.ts"
-import { loadPromptSet } from "../data/prompts.ts"
-import { gridOf } from "./rollout.ts"
-import { REWARD_ERRORS, rewardModels, scoreSamples } from "./score.ts"
-import { noiseOf, rewardOf, type RlConfig } from "./rl-config.ts"
+import { meanStd } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
+import { noiseOf, rewardOf, type RlConfig } from "./rl-config.ts"
+import { gridOf } from "./rollout.ts"
+import { REWARD_ERRORS, rewardModels, scoreSamples } from "./score.ts"
 import type { UpdateResult } from "./update.ts"
-import { meanStd } from "./advantages.ts"
 
 export const EvalTable = new TableDef("eval", 1, {
   iteration: Column.int32("iteration whose weights were evaluated"),
@@ -44,7 +44,8 @@ const meanSe = (xs: ArrayLike<number>) => {
 }
 
 /** The step counts evaluated: `evalSteps` and the training step count, ascending. */
-export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> => [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
+export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> =>
+  [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
 
 interface EvalSet {
   readonly count: number
@@ -67,25 +68,46 @@ const evalSet = (base: BaseModel, perPrompt: number): EvalSet => {
 }
 
 type Policy = Awaited<ReturnType<typeof networkPolicy>>
-interface EvalRow { steps: number; sample: number; prompt: string | null; ode: number; sde: number; baseOde: number }
+interface EvalRow {
+  steps: number
+  sample: number
+  prompt: string | null
+  ode: number
+  sde: number
+  baseOde: number
+}
 
 /**
  * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
  * evaluation seeds independent of the run's seed: every run is measured on the same noise.
  */
 const evaluateAt = async (
-  steps: number, policies: { tuned: Policy; base: Policy }, models: Awaited<ReturnType<typeof rewardModels>>,
-  set: EvalSet, base: BaseModel, config: RlConfig
+  steps: number,
+  policies: { tuned: Policy; base: Policy },
+  models: Awaited<ReturnType<typeof rewardModels>>,
+  set: EvalSet,
+  base: BaseModel,
+  config: RlConfig
 ) => {
   // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
   const grid = gridOf(base.process, steps, config.shift, "trailing")
   const common = {
-    grid, chains: set.count, ...(set.conditional ? { condition: set.condition } : {}),
-    initStream: (j: number) => openStream(["eval", "init", j]), stepStream: (j: number) => openStream(["eval", "step", j])
+    grid,
+    chains: set.count,
+    ...(set.conditional ? { condition: set.condition } : {}),
+    initStream: (j: number) => openStream(["eval", "init", j]),
+    stepStream: (j: number) => openStream(["eval", "step", j])
   }
   const score = async (policy: Policy, sampler: Sampler, noise: number) => {
     const samples = (await sampleChains({ ...common, policy, sampler, noise })).final
-    return (await scoreSamples(models, { dataset: config.dataset, samples, count: set.count, dim: base.net.dim, condition: set.condition, prompt: set.prompt })).total
+    return (await scoreSamples(models, {
+      dataset: config.dataset,
+      samples,
+      count: set.count,
+      dim: base.net.dim,
+      condition: set.condition,
+      prompt: set.prompt
+    })).total
   }
   const ode = await score(policies.tuned, odeSampler, 0)
   const sde = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config))
@@ -94,13 +116,22 @@ const evaluateAt = async (
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
   const metrics = {
-    [`eval.ode.s${steps}.reward_mean`]: o.mean, [`eval.ode.s${steps}.reward_se`]: o.se,
-    [`eval.sde.s${steps}.reward_mean`]: sd.mean, [`eval.sde.s${steps}.reward_se`]: sd.se,
-    [`eval.gap.s${steps}`]: gap.mean, [`eval.gap.s${steps}.se`]: gap.se,
-    [`eval.improvement.s${steps}`]: imp.mean, [`eval.improvement.s${steps}.se`]: imp.se
+    [`eval.ode.s${steps}.reward_mean`]: o.mean,
+    [`eval.ode.s${steps}.reward_se`]: o.se,
+    [`eval.sde.s${steps}.reward_mean`]: sd.mean,
+    [`eval.sde.s${steps}.reward_se`]: sd.se,
+    [`eval.gap.s${steps}`]: gap.mean,
+    [`eval.gap.s${steps}.se`]: gap.se,
+    [`eval.improvement.s${steps}`]: imp.mean,
+    [`eval.improvement.s${steps}.se`]: imp.se
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
-    steps, sample: i, prompt: set.prompt[i], ode: ode[i], sde: sde[i], baseOde: baseOde[i]
+    steps,
+    sample: i,
+    prompt: set.prompt[i],
+    ode: ode[i],
+    sde: sde[i],
+    baseOde: baseOde[i]
   }))
   return { metrics, rows }
 }
@@ -120,8 +151,11 @@ export const evaluation = Node.make({
   name: "evaluation",
   doc: "ODE vs SDE rewards from the same noise at several step counts, gap and improvement over the base",
   inputs: {
-    update: Port.of<UpdateResult>(), base: Port.of<BaseModel>(), classifier: Port.of<RewardClassifier | undefined>(),
-    config: Port.of<RlConfig>(), iteration: Port.of<number>()
+    update: Port.of<UpdateResult>(),
+    base: Port.of<BaseModel>(),
+    classifier: Port.of<RewardClassifier | undefined>(),
+    config: Port.of<RlConfig>(),
+    iteration: Port.of<number>()
   },
   run: ({ update, base, classifier, config, iteration }) =>
     Node.promise([...REWARD_ERRORS, SamplerError, GraphError], async (): Promise<Evaluation | undefined> => {
@@ -131,7 +165,12 @@ export const evaluation = Node.make({
       const models = await rewardModels(rewardOf(config), config.dataset, base.net.dim, classifier, config.threads)
       // The EMA of the weights is the policy evaluated when one is kept (flow_grpo evaluates its EMA).
       const policies = {
-        tuned: await networkPolicy({ ...base, params: update.state.ema ?? update.state.params, cfg: config.cfg, threads: config.threads }),
+        tuned: await networkPolicy({
+          ...base,
+          params: update.state.ema ?? update.state.params,
+          cfg: config.cfg,
+          threads: config.threads
+        }),
         base: await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
       }
       const metrics: Record<string, number> = {}

@@ -9,14 +9,14 @@
  * next to the brief's rate: (2T)⁻¹ for VE, e^{−T²/2} for VP with β(t) = t.
  */
 import { Effect } from "effect"
-import { SamplerError } from "../diffusion/samplers.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
 import { gapBound, gapExact, quadraticReward, vpAlphaBar } from "../diffusion/gaussian-theory.ts"
 import { gaussianSamplerMoments } from "../diffusion/moments.ts"
+import { type Process, veBrownian, vpContinuous } from "../diffusion/process.ts"
 import { rollout } from "../diffusion/rollout.ts"
+import { SamplerError } from "../diffusion/samplers.ts"
 import { gddim, ode } from "../diffusion/samplers.ts"
-import { veBrownian, vpContinuous, type Process } from "../diffusion/process.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { gaussianData } from "../models/analytic.ts"
 
 export interface TheoryGapRequest {
@@ -43,7 +43,10 @@ const processOf = (kind: "ve" | "vp"): Process => (kind === "ve" ? veBrownian : 
 
 /** VE steps uniformly in σ = √t (uniform in t wastes steps at large noise); VP uniformly in t. */
 export const theoryGrid = (kind: "ve" | "vp", T: number, steps: number): Array<number> =>
-  Array.from({ length: steps + 1 }, (_, k) => (k === steps ? 0 : kind === "ve" ? T * (1 - k / steps) ** 2 : T * (1 - k / steps)))
+  Array.from(
+    { length: steps + 1 },
+    (_, k) => (k === steps ? 0 : kind === "ve" ? T * (1 - k / steps) ** 2 : T * (1 - k / steps))
+  )
 
 export const gapPoints = Node.make({
   name: "points",
@@ -60,9 +63,26 @@ export const gapPoints = Node.make({
         const grid = theoryGrid(config.process, T, config.steps)
         const theory = { process: config.process, T, mu0: config.mu0, s0: config.s0 }
         const moments = (sampler: typeof ode, noise: number) =>
-          gaussianSamplerMoments({ process, parameterization: "epsilon", sampler, noise, grid, mean: config.mu0, std: config.s0 })
+          gaussianSamplerMoments({
+            process,
+            parameterization: "epsilon",
+            sampler,
+            noise,
+            grid,
+            mean: config.mu0,
+            std: config.s0
+          })
         const run = (sampler: typeof ode, noise: number) =>
-          Node.promise([SamplerError], () => rollout({ policy, sampler, noise, grid, chains: config.chains, initStream: (j) => rng.stream("init", T, j), stepStream: (j) => rng.stream("step", T, j) }))
+          Node.promise([SamplerError], () =>
+            rollout({
+              policy,
+              sampler,
+              noise,
+              grid,
+              chains: config.chains,
+              initStream: (j) => rng.stream("init", T, j),
+              stepStream: (j) => rng.stream("step", T, j)
+            }))
         const sde = yield* run(gddim, config.lambda)
         const odeRun = yield* run(ode, 0)
         let sum = 0

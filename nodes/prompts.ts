@@ -3,10 +3,10 @@
  * set (a seeded permutation, cycling when more are asked than exist), each repeated `groupSize`
  * times as one group. Every drawn prompt appears exactly groupSize times.
  */
+import { loadPromptSet } from "../data/prompts.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { permutation } from "../random/streams.ts"
-import { loadPromptSet } from "../data/prompts.ts"
 
 export interface PromptRequest {
   readonly dataset: string
@@ -34,11 +34,16 @@ export const prompts = Node.make({
   run: ({ config }) =>
     Rng.useSync((rng) => {
       const conditional = config.dataset === "mnist"
-      const set = loadPromptSet(config.prompts === "default" ? (conditional ? "mnist" : "toy") : config.prompts, conditional)
+      const set = loadPromptSet(
+        config.prompts === "default" ? (conditional ? "mnist" : "toy") : config.prompts,
+        conditional
+      )
       const order = permutation(rng.stream("prompts"), set.prompts.length)
       const n = config.promptsPerIteration * config.groupSize
       const promptId = new Int32Array(n)
-      for (let g = 0; g < config.promptsPerIteration; g++) promptId.fill(order[g % order.length], g * config.groupSize, (g + 1) * config.groupSize)
+      for (let g = 0; g < config.promptsPerIteration; g++) {
+        promptId.fill(order[g % order.length], g * config.groupSize, (g + 1) * config.groupSize)
+      }
       return {
         prompt: Array.from(promptId, (p) => (conditional ? set.prompts[p] : null)),
         promptId,

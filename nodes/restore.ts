@@ -6,24 +6,29 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { mnistCondition } from "../data/prompts.ts"
+import { predictions } from "../diffusion/process.ts"
+import type { StepRecord } from "../diffusion/rollout.ts"
 import type { RestoreContext } from "../kernel/node.ts"
 import { iterFile } from "../kernel/run-folder.ts"
-import { fromParquet } from "../store/parquet.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
-import { predictions } from "../diffusion/process.ts"
-import { mnistCondition } from "../data/prompts.ts"
-import type { StepRecord } from "../diffusion/rollout.ts"
+import { fromParquet } from "../store/parquet.ts"
+import type { Advantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
+import { decodeRlState } from "./rl-state.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { Rewards } from "./score.ts"
-import type { Advantages } from "./advantages.ts"
 import type { UpdateResult } from "./update.ts"
-import { decodeRlState } from "./rl-state.ts"
 
 const table = (ctx: RestoreContext) => {
   const file = path.join(ctx.source, "trajectories", `${iterFile(ctx.iteration)}.parquet`)
-  if (!fs.existsSync(file)) throw new Error(`${file} is missing: the stored run has no trajectories for iteration ${ctx.iteration}`)
-  const { rows, columns: c, shapes } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file)
+  if (!fs.existsSync(file)) {
+    throw new Error(`${file} is missing: the stored run has no trajectories for iteration ${ctx.iteration}`)
+  }
+  const { rows, columns: c, shapes } = TrajectoryTable.read(
+    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+    file
+  )
   const N = c.step.reduce((m, v) => Math.max(m, v), 0) + 1
   return { rows, c, shape: shapes.latent, N, n: rows / N }
 }
@@ -51,8 +56,14 @@ export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajecto
     }
   }
   const steps: Array<StepRecord> = Array.from({ length: N }, (_, k) => ({
-    step: k, t: c.t[k], tNext: c.t_next[k], a: c.a[k], b: c.b[k], s: c.std[k],
-    x0: predictions(base.process, base.parameterization, c.t[k]).x0, logProb: "gaussian"
+    step: k,
+    t: c.t[k],
+    tNext: c.t_next[k],
+    a: c.a[k],
+    b: c.b[k],
+    s: c.std[k],
+    x0: predictions(base.process, base.parameterization, c.t[k]).x0,
+    logProb: "gaussian"
   }))
   const prompt = Array.from({ length: n }, (_, j) => (c.prompt === null ? null : c.prompt[j * N]))
   const groupId = Int32Array.from({ length: n }, (_, j) => c.group_id[j * N])
@@ -62,7 +73,10 @@ export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajecto
     prompts: {
       prompt,
       promptId: Int32Array.from({ length: n }, (_, j) => c.prompt_id[j * N]),
-      condition: Int32Array.from(prompt, (p, j) => (base.net.classes > 0 ? mnistCondition(p ?? "", `trajectory ${j}`) : -1)),
+      condition: Int32Array.from(
+        prompt,
+        (p, j) => (base.net.classes > 0 ? mnistCondition(p ?? "", `trajectory ${j}`) : -1)
+      ),
       groupId,
       member: Int32Array.from({ length: n }, (_, j) => c.member[j * N]),
       groups,
@@ -83,7 +97,9 @@ export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards> => {
 const checkpoint = (ctx: RestoreContext) => {
   const dir = path.join(ctx.source, "checkpoints", iterFile(ctx.iteration))
   if (!fs.existsSync(dir)) throw new Error(`${dir} is missing`)
-  return decodeRlState(Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))])))
+  return decodeRlState(
+    Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))]))
+  )
 }
 
 export const restoreAdvantages = async (ctx: RestoreContext): Promise<Advantages> => {

@@ -3,21 +3,21 @@
  * was trained with the same config and seed, else trained now and cached. Its held-out accuracy
  * is measured every time. Other data sets have no reward classifier (the output is undefined).
  */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
-import { Node, Port } from "../kernel/node.ts"
-import { NodeContext, Rng } from "../kernel/services.ts"
+import { Effect } from "effect"
 import { splitOf } from "../data/split.ts"
-import { classifierNet, type ClassifierConfig } from "../models/networks.ts"
-import { accuracy, classifierSession, trainClassifier, type ClassifierTraining } from "../models/train-classifier.ts"
-import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
+import { GraphError } from "../engine/graph.ts"
 import type { ParamValues } from "../engine/params.ts"
 import type { EngineSession } from "../engine/session.ts"
-import type { ModelFiles } from "./model-files.ts"
-import { GraphError } from "../engine/graph.ts"
 import { SessionError } from "../engine/session.ts"
 import { TrainError } from "../engine/train.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { NodeContext, Rng } from "../kernel/services.ts"
+import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
+import { type ClassifierConfig, classifierNet } from "../models/networks.ts"
+import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../models/train-classifier.ts"
 import { defaultsOf, Setting } from "../schemas/settings.ts"
+import type { ModelFiles } from "./model-files.ts"
 
 /** The classifier's training settings, with the network given by width and depth. */
 export type RewardModelRequest = Omit<ClassifierTraining, "net"> & {
@@ -56,20 +56,37 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
     const rng = yield* Rng
     const train = splitOf(data, "train")
     const test = splitOf(data, "test")
-    const net: ClassifierConfig = { dim: train.dim, hidden: config.hidden, layers: config.layers, classes: train.classes }
+    const net: ClassifierConfig = {
+      dim: train.dim,
+      hidden: config.hidden,
+      layers: config.layers,
+      classes: train.classes
+    }
     const { epochs, batch, lr, weightDecay, shift, threads } = config
     const training: ClassifierTraining = { net, epochs, batch, lr, weightDecay, shift, threads }
     const key = { training, seed }
     const specs = classifierNet(net).specs
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("reward-classifier", key, specs)
-      const params = hit?.params ?? (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train")))
+      const params = hit?.params ??
+        (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train")))
       const { bytes, session } = await classifierSession(net, params, config.threads)
       const testAccuracy = await accuracy(session, { ...test, side: test.shape[0] }, net.dim, net.classes)
       const trainAccuracy = await accuracy(session, { ...train, side: train.shape[0] }, net.dim, net.classes)
       const weights = weightsFile(params, specs, { kind: "reward-classifier", test_accuracy: String(testAccuracy) })
-      if (hit === undefined) storeCached("reward-classifier", key, { weights, onnx: bytes }, { test_accuracy: testAccuracy, net })
-      return { net, params, session, onnx: bytes, weights, testAccuracy, trainAccuracy, cached: hit !== undefined } satisfies RewardClassifier
+      if (hit === undefined) {
+        storeCached("reward-classifier", key, { weights, onnx: bytes }, { test_accuracy: testAccuracy, net })
+      }
+      return {
+        net,
+        params,
+        session,
+        onnx: bytes,
+        weights,
+        testAccuracy,
+        trainAccuracy,
+        cached: hit !== undefined
+      } satisfies RewardClassifier
     })
   })
 

@@ -4,10 +4,10 @@
  * what differs between algorithms and is not a setting (the process, shared group noise, MixGRPO's
  * window, Precise's ratio normalisation) is the pipeline's `RlVariant`, given to node factories.
  */
-import { Setting } from "../schemas/settings.ts"
-import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
 import { GRID_SPACINGS, type GridSpacing } from "../diffusion/grids.ts"
-import { DATASETS, type DatasetName } from "./dataset.ts"
+import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
+import { Setting } from "../schemas/settings.ts"
+import { type DatasetName, DATASETS } from "./dataset.ts"
 
 export const KL_FORMS = ["code", "paper"] as const
 export type KlForm = (typeof KL_FORMS)[number]
@@ -39,10 +39,17 @@ export const rlSettings = (d: RlDefaults) => ({
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
   iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
   sampler: Setting.literal(SAMPLER_NAMES, d.sampler, "training sampler"),
-  [d.noiseKey]: Setting.number(d.noise, d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler", { min: 0 }),
+  [d.noiseKey]: Setting.number(
+    d.noise,
+    d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler",
+    { min: 0 }
+  ),
   steps: Setting.int(d.steps, "sampling steps of the training rollouts", { min: 1 }),
   shift: Setting.number(1, "static shift S of the flow time grid (1 = uniform)", { min: 0.01 }),
-  prompts: Setting.string("default", "prompt set: default (MNIST digits / unconditional), a .txt file or a .parquet file"),
+  prompts: Setting.string(
+    "default",
+    "prompt set: default (MNIST digits / unconditional), a .txt file or a .parquet file"
+  ),
   promptsPerIteration: Setting.int(d.promptsPerIteration ?? 32, "prompts drawn per iteration", { min: 1 }),
   groupSize: Setting.int(d.groupSize, "trajectories per prompt (group)", { min: 1 }),
   reward: Setting.string("default", "reward spec name[:weight],… (default: classifier for MNIST, outer-ring for toys)"),
@@ -51,33 +58,63 @@ export const rlSettings = (d: RlDefaults) => ({
   batchSize: Setting.int(d.batchSize ?? 128, "trajectories (SDPO: pairs) per optimizer step", { min: 1 }),
   clipRange: Setting.number(d.clipRange, "PPO clip range ε of the ratio", { min: 0 }),
   beta: Setting.number(d.beta, "KL coefficient to the base model (0: off)", { min: 0 }),
-  klForm: Setting.literal(KL_FORMS, "code", "KL form: code = flow_grpo's train_sd3.py, Δt × the paper's; paper = 2505.05470 eq. 9"),
-  timestepFraction: Setting.number(d.timestepFraction, "fraction of the steps each trajectory trains (flow_grpo 0.99: all but the last)", { min: 0, max: 1 }),
-  shuffleTimesteps: Setting.boolean(d.shuffleTimesteps, "train a random subset of steps per trajectory (ddpo, DanceGRPO) instead of the first ones"),
-  rescoreOldLogProb: Setting.boolean(false, "diagnosis: re-score old log-probs with the loss's graph instead of the sampler's stored ones"),
+  klForm: Setting.literal(
+    KL_FORMS,
+    "code",
+    "KL form: code = flow_grpo's train_sd3.py, Δt × the paper's; paper = 2505.05470 eq. 9"
+  ),
+  timestepFraction: Setting.number(
+    d.timestepFraction,
+    "fraction of the steps each trajectory trains (flow_grpo 0.99: all but the last)",
+    { min: 0, max: 1 }
+  ),
+  shuffleTimesteps: Setting.boolean(
+    d.shuffleTimesteps,
+    "train a random subset of steps per trajectory (ddpo, DanceGRPO) instead of the first ones"
+  ),
+  rescoreOldLogProb: Setting.boolean(
+    false,
+    "diagnosis: re-score old log-probs with the loss's graph instead of the sampler's stored ones"
+  ),
   cfg: Setting.number(1, "classifier-free guidance scale in rollout and training (1 = none)", { min: 0 }),
-  ema: Setting.number(0, "EMA decay of the evaluated weights, warm-up min((1+n)/(10+n), ema) (0: off; flow_grpo 0.9)", { min: 0, max: 1 }),
+  ema: Setting.number(0, "EMA decay of the evaluated weights, warm-up min((1+n)/(10+n), ema) (0: off; flow_grpo 0.9)", {
+    min: 0,
+    max: 1
+  }),
   emaInterval: Setting.int(8, "optimizer steps between EMA updates (flow_grpo 8)", { min: 1 }),
   evalEvery: Setting.int(5, "evaluate every N iterations (and at the last)", { min: 1 }),
-  evalSteps: Setting.intList([1, 2, 4, 8, 16], "step counts of the ODE/SDE evaluation (the training step count is added)", { min: 1 }),
+  evalSteps: Setting.intList(
+    [1, 2, 4, 8, 16],
+    "step counts of the ODE/SDE evaluation (the training step count is added)",
+    { min: 1 }
+  ),
   evalSamplesPerPrompt: Setting.int(16, "evaluation samples per held-out prompt", { min: 1 }),
   threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 })
 })
 
 /** The group normalizer's std: the group's, or the whole batch's (flow_grpo's SD3 configs: global_std true). */
 export const grpoSettings = (globalStd: boolean) => ({
-  globalStd: Setting.boolean(globalStd, "normalize group advantages by the std of the whole batch instead of the group's")
+  globalStd: Setting.boolean(
+    globalStd,
+    "normalize group advantages by the std of the whole batch instead of the group's"
+  )
 })
 
 /** DDPO's per-prompt reward tracker (ddpo-pytorch: buffer 16, min count 16; 32/16 in its aesthetic config). */
 export const trackerSettings = {
   trackerBuffer: Setting.int(16, "rewards kept per prompt by the advantage tracker", { min: 1 }),
-  trackerMinCount: Setting.int(16, "below this many stored rewards, the tracker uses the batch's mean and std", { min: 1 })
+  trackerMinCount: Setting.int(16, "below this many stored rewards, the tracker uses the batch's mean and std", {
+    min: 1
+  })
 }
 
 /** Settings only the VP pipelines (ddpo, sdpo) have: the training grid's timestep spacing. */
 export const vpSettings = {
-  spacing: Setting.literal(GRID_SPACINGS, "leading", "DDIM timestep spacing of the training grid (leading: ddpo-pytorch and sdpo); evaluation is always trailing")
+  spacing: Setting.literal(
+    GRID_SPACINGS,
+    "leading",
+    "DDIM timestep spacing of the training grid (leading: ddpo-pytorch and sdpo); evaluation is always trailing"
+  )
 }
 
 /** The config fields every RL pipeline has (its noise key is read by `noiseOf`). */

@@ -1,11 +1,11 @@
 /**
  * The iteration state of an RL run: policy weights, AdamW moments and step count, the per-prompt
- * reward statistics of the advantage normalizer, and the EMA of the weights when one is kept. Checkpointed as safetensors + JSON, so
- * a resumed run continues with exactly these values.
+ * reward statistics of the advantage normalizer, and the EMA of the weights when one is kept.
+ * Checkpointed as safetensors + JSON, so a resumed run continues with exactly these values.
  */
+import type { ParamValues } from "../engine/params.ts"
 import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
 import type { TrainState } from "../engine/train.ts"
-import type { ParamValues } from "../engine/params.ts"
 
 /** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
 export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
@@ -16,7 +16,8 @@ export interface RlState extends TrainState {
   readonly ema?: ParamValues
 }
 
-const pack = (values: ParamValues) => writeSafetensors(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])))
+const pack = (values: ParamValues) =>
+  writeSafetensors(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])))
 const unpack = (bytes: Uint8Array, file: string): ParamValues =>
   Object.fromEntries(Object.entries(readSafetensors(bytes, file).tensors).map(([k, v]) => [k, v.data]))
 
@@ -32,7 +33,11 @@ export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | st
     }
 
 export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlState | null => {
-  const meta = JSON.parse(Buffer.from(files["state.json"]).toString("utf8")) as { empty?: boolean; step: number; tracker: TrackerState }
+  const meta = JSON.parse(Buffer.from(files["state.json"]).toString("utf8")) as {
+    empty?: boolean
+    step: number
+    tracker: TrackerState
+  }
   if (meta.empty === true) return null
   return {
     params: unpack(files["weights.safetensors"], "weights.safetensors"),

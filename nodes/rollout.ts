@@ -1,19 +1,19 @@
 /** The RL rollout stage and the trajectories it produces (the type every later stage reads). */
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { rollout as sampleChains, type Rollout, type StepRecord } from "../diffusion/rollout.ts"
+import { type GridSpacing, leadingGrid, shiftGrid, trailingGrid, uniformGrid } from "../diffusion/grids.ts"
+import type { Process } from "../diffusion/process.ts"
+import { type Rollout, rollout as sampleChains, type StepRecord } from "../diffusion/rollout.ts"
 import { SamplerError, samplerOf } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
-import { SessionError } from "../engine/session.ts"
-import { leadingGrid, shiftGrid, trailingGrid, uniformGrid, type GridSpacing } from "../diffusion/grids.ts"
-import { networkPolicy } from "../models/network-policy.ts"
-import type { Process } from "../diffusion/process.ts"
 import type { ParamValues } from "../engine/params.ts"
+import { SessionError } from "../engine/session.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
+import { networkPolicy } from "../models/network-policy.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { PromptBatch } from "./prompts.ts"
-import type { RlState } from "./rl-state.ts"
 import { noiseOf, type RlConfig, type RlVariant } from "./rl-config.ts"
+import type { RlState } from "./rl-state.ts"
 
 export interface Trajectories {
   readonly rollout: Rollout
@@ -29,7 +29,11 @@ export interface Trajectories {
  * timesteps for discrete VP (§1.1).
  */
 export const gridOf = (process: Process, steps: number, shift: number, spacing: GridSpacing): Array<number> =>
-  process.kind === "rf" ? shiftGrid(uniformGrid(steps), shift) : spacing === "leading" ? leadingGrid(steps) : trailingGrid(steps)
+  process.kind === "rf"
+    ? shiftGrid(uniformGrid(steps), shift)
+    : spacing === "leading"
+    ? leadingGrid(steps)
+    : trailingGrid(steps)
 
 export const currentParams = (state: RlState | null, base: BaseModel): ParamValues => state?.params ?? base.params
 
@@ -44,15 +48,23 @@ export const rollout = <C extends RlConfig>(variant: Pick<RlVariant<C>, "sharedN
     name: "rollout",
     doc: "trajectories of the current policy with the training sampler (every transition recorded)",
     inputs: {
-      state: Port.of<RlState | null>(), base: Port.of<BaseModel>(), prompts: Port.of<PromptBatch>(),
-      config: Port.of<C>(), iteration: Port.of<number>()
+      state: Port.of<RlState | null>(),
+      base: Port.of<BaseModel>(),
+      prompts: Port.of<PromptBatch>(),
+      config: Port.of<C>(),
+      iteration: Port.of<number>()
     },
     run: ({ state, base, prompts, config, iteration }) =>
       Effect.gen(function*() {
         const rng = yield* Rng
         const window = variant.window?.(config, iteration)
         return yield* Node.promise([SamplerError, SessionError, GraphError], async () => {
-          const policy = await networkPolicy({ ...base, params: currentParams(state, base), cfg: config.cfg, threads: config.threads })
+          const policy = await networkPolicy({
+            ...base,
+            params: currentParams(state, base),
+            cfg: config.cfg,
+            threads: config.threads
+          })
           const r = await sampleChains({
             policy,
             sampler: samplerOf(config.sampler),
@@ -62,12 +74,17 @@ export const rollout = <C extends RlConfig>(variant: Pick<RlVariant<C>, "sharedN
             ...(base.net.classes > 0 ? { condition: prompts.condition } : {}),
             record: true,
             ...(window === undefined ? {} : { stochastic: (k: number) => k >= window[0] && k < window[1] }),
-            initStream: (j) => rng.stream("init", variant.sharedNoise ? `group${prompts.groupId[j]}` : `trajectory${j}`),
+            initStream: (j) =>
+              rng.stream("init", variant.sharedNoise ? `group${prompts.groupId[j]}` : `trajectory${j}`),
             stepStream: (j) => rng.stream("step", j)
           })
           await policy.session.release()
           const out: Trajectories = {
-            rollout: r, prompts, steps: r.steps, process: base.process, trainable: r.steps.filter((s) => s.s > 0).map((s) => s.step)
+            rollout: r,
+            prompts,
+            steps: r.steps,
+            process: base.process,
+            trainable: r.steps.filter((s) => s.s > 0).map((s) => s.step)
           }
           return out
         })

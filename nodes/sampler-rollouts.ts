@@ -4,12 +4,19 @@
  * keeps only final samples, since every step of every sweep point would be millions of rows.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { rollout, type Rollout } from "../diffusion/rollout.ts"
-import { SamplerError, SAMPLERS, SAMPLER_NAMES, samplerOf, type LogProbConvention, type SamplerName } from "../diffusion/samplers.ts"
 import { uniformGrid } from "../diffusion/grids.ts"
 import { rectifiedFlow } from "../diffusion/process.ts"
+import { type Rollout, rollout } from "../diffusion/rollout.ts"
+import {
+  type LogProbConvention,
+  SAMPLER_NAMES,
+  SamplerError,
+  type SamplerName,
+  samplerOf,
+  SAMPLERS
+} from "../diffusion/samplers.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
 import { doubleRing } from "../models/analytic.ts"
 
 export const SWEEP_STEPS = [6, 10, 20, 50] as const
@@ -34,7 +41,9 @@ export type SamplerRuns = ReadonlyArray<SamplerRun>
 /** The (sampler, noise, steps) points of a request: one, or every sampler × SWEEP_STEPS at its reference level. */
 export const samplerPoints = (req: SamplerCheckRequest) =>
   req.sampler === "all"
-    ? SAMPLER_NAMES.flatMap((sampler) => SWEEP_STEPS.map((steps) => ({ sampler, noise: SAMPLERS[sampler].reference, steps })))
+    ? SAMPLER_NAMES.flatMap((sampler) =>
+      SWEEP_STEPS.map((steps) => ({ sampler, noise: SAMPLERS[sampler].reference, steps }))
+    )
     : [{ sampler: req.sampler, noise: req.noiseLevel, steps: req.steps }]
 
 export const samplerRuns = Node.make({
@@ -50,17 +59,17 @@ export const samplerRuns = Node.make({
       const runs: Array<SamplerRun> = []
       for (const point of samplerPoints(config)) {
         const r = yield* Node.promise([SamplerError], () =>
-            rollout({
-              policy,
-              sampler: samplerOf(point.sampler, config.cpsLogProb),
-              noise: point.noise,
-              grid: uniformGrid(point.steps),
-              chains: config.chains,
-              record: !sweep,
-              // The same initial noise for every sampler and step count: common random numbers.
-              initStream: (j) => rng.stream("init", j),
-              stepStream: (j) => rng.stream("step", point.sampler, point.steps, j)
-            }))
+          rollout({
+            policy,
+            sampler: samplerOf(point.sampler, config.cpsLogProb),
+            noise: point.noise,
+            grid: uniformGrid(point.steps),
+            chains: config.chains,
+            record: !sweep,
+            // The same initial noise for every sampler and step count: common random numbers.
+            initStream: (j) => rng.stream("init", j),
+            stepStream: (j) => rng.stream("step", point.sampler, point.steps, j)
+          }))
         runs.push({ ...point, rollout: r })
       }
       return runs as SamplerRuns

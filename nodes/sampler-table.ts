@@ -3,8 +3,8 @@
  * standard error, and the mean distance to the nearest ring — as an Arrow table; and
  * samplerTableMarkdown, the same table for people.
  */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
+import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
 import type { SamplerRuns } from "./sampler-rollouts.ts"
@@ -71,7 +71,11 @@ export const markdownOf = (table: arrow.Table): string => {
   const names = table.schema.fields.map((f) => f.name)
   const cell = (v: unknown) => (typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(4) : String(v))
   const rows = Array.from({ length: table.numRows }, (_, i) => names.map((n) => cell(table.getChild(n)!.get(i))))
-  return [`| ${names.join(" | ")} |`, `|${names.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n") + "\n"
+  return [
+    `| ${names.join(" | ")} |`,
+    `|${names.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`)
+  ].join("\n") + "\n"
 }
 
 export const markdownTable = Node.make({

@@ -3,15 +3,22 @@
  * (`classifier:1,ink:0.2`), each raw reward kept. A NaN or Inf reward stops the iteration with an
  * error naming the reward, the prompt and the trajectory.
  */
-import { Node, Port } from "../kernel/node.ts"
-import { NonFiniteError } from "../kernel/errors.ts"
-import {
-  classifierReward, inkReward, onnxReward, outerRingReward, parseRewardSpec, quadraticReward, RewardSpecError, type RewardModel
-} from "../rewards/rewards.ts"
-import { ModelContractError } from "../models/external.ts"
 import { SessionError } from "../engine/session.ts"
-import { rewardOf, type RlConfig } from "./rl-config.ts"
+import { NonFiniteError } from "../kernel/errors.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { ModelContractError } from "../models/external.ts"
+import {
+  classifierReward,
+  inkReward,
+  onnxReward,
+  outerRingReward,
+  parseRewardSpec,
+  quadraticReward,
+  type RewardModel,
+  RewardSpecError
+} from "../rewards/rewards.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
+import { rewardOf, type RlConfig } from "./rl-config.ts"
 import type { Trajectories } from "./rollout.ts"
 
 /** What scoring reads from an RL config (`reward: "default"` resolves by data set). */
@@ -27,23 +34,46 @@ export interface Rewards {
 }
 
 /** The reward models of a spec (the classifier comes from the pipeline's cached reward model). */
-export const rewardModels = async (spec: string, dataset: string, dim: number, classifier: RewardClassifier | undefined, threads: number) =>
-  Promise.all(parseRewardSpec(spec, dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
-    const model = term.name === "classifier"
-      ? (classifier === undefined
-        ? (() => { throw new RewardSpecError({ reward: "classifier", message: "the classifier reward needs the MNIST reward classifier" }) })()
-        : classifierReward(classifier.session, classifier.net.classes))
-      : term.name === "ink" ? inkReward
-      : term.name === "outer-ring" ? outerRingReward
-      : term.name === "quadratic" ? quadraticReward
-      : await onnxReward(term.name.slice(5), dim, threads)
-    return { model, weight: term.weight }
-  }))
+export const rewardModels = async (
+  spec: string,
+  dataset: string,
+  dim: number,
+  classifier: RewardClassifier | undefined,
+  threads: number
+) =>
+  Promise.all(
+    parseRewardSpec(spec, dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
+      const model = term.name === "classifier"
+        ? (classifier === undefined
+          ? (() => {
+            throw new RewardSpecError({
+              reward: "classifier",
+              message: "the classifier reward needs the MNIST reward classifier"
+            })
+          })()
+          : classifierReward(classifier.session, classifier.net.classes))
+        : term.name === "ink" ?
+        inkReward
+        : term.name === "outer-ring" ?
+        outerRingReward
+        : term.name === "quadratic" ?
+        quadraticReward
+        : await onnxReward(term.name.slice(5), dim, threads)
+      return { model, weight: term.weight }
+    })
+  )
 
 /** Scores final samples; fails on the first non-finite reward, naming it. */
 export const scoreSamples = async (
   models: ReadonlyArray<{ model: RewardModel; weight: number }>,
-  ctx: { dataset: string; samples: Float32Array; count: number; dim: number; condition: Int32Array; prompt: ReadonlyArray<string | null> }
+  ctx: {
+    dataset: string
+    samples: Float32Array
+    count: number
+    dim: number
+    condition: Int32Array
+    prompt: ReadonlyArray<string | null>
+  }
 ): Promise<Rewards> => {
   const total = new Float64Array(ctx.count)
   const raw: Record<string, Float64Array> = {}
@@ -51,7 +81,9 @@ export const scoreSamples = async (
     const r = await model.score(ctx)
     for (let i = 0; i < ctx.count; i++) {
       if (!Number.isFinite(r[i])) {
-        throw new NonFiniteError({ message: `reward ${model.name} is ${r[i]} for trajectory ${i} (prompt ${JSON.stringify(ctx.prompt[i])})` })
+        throw new NonFiniteError({
+          message: `reward ${model.name} is ${r[i]} for trajectory ${i} (prompt ${JSON.stringify(ctx.prompt[i])})`
+        })
       }
       total[i] += weight * r[i]
     }
@@ -63,13 +95,24 @@ export const scoreSamples = async (
 export const rewards = Node.make({
   name: "rewards",
   doc: "weighted terminal rewards of the final samples, each raw reward kept",
-  inputs: { trajectories: Port.of<Trajectories>(), classifier: Port.of<RewardClassifier | undefined>(), config: Port.of<ScoreConfig>() },
+  inputs: {
+    trajectories: Port.of<Trajectories>(),
+    classifier: Port.of<RewardClassifier | undefined>(),
+    config: Port.of<ScoreConfig>()
+  },
   run: ({ trajectories, classifier, config }) =>
     Node.promise(REWARD_ERRORS, async () => {
       const r = trajectories.rollout
       const models = await rewardModels(rewardOf(config), config.dataset, r.d, classifier, config.threads)
       const { condition, prompt } = trajectories.prompts
-      return await scoreSamples(models, { dataset: config.dataset, samples: r.final, count: r.chains, dim: r.d, condition, prompt })
+      return await scoreSamples(models, {
+        dataset: config.dataset,
+        samples: r.final,
+        count: r.chains,
+        dim: r.d,
+        condition,
+        prompt
+      })
     }),
   metrics: (r) => {
     const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / x.length

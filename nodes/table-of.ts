@@ -1,6 +1,6 @@
 /** samplesTable: the Arrow table inside a node output that carries one (for persisting it). */
-import { Effect } from "effect"
 import type * as arrow from "apache-arrow"
+import { Effect } from "effect"
 import { Node, Port } from "../kernel/node.ts"
 
 export const tableOf = Node.make({

@@ -4,15 +4,15 @@
  * does it for the rollouts of a sampler check.
  */
 import type * as arrow from "apache-arrow"
+import type { Rollout } from "../diffusion/rollout.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { NodeContext } from "../kernel/services.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
-import type { Rollout } from "../diffusion/rollout.ts"
-import type { SamplerRuns } from "./sampler-rollouts.ts"
-import type { Trajectories } from "./rollout.ts"
-import type { Rewards } from "./score.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { DenseRewards } from "./dense-reward.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { SamplerRuns } from "./sampler-rollouts.ts"
+import type { Rewards } from "./score.ts"
 
 export interface TrajectoryMeta {
   readonly iteration: number
@@ -33,7 +33,9 @@ export interface TrajectoryMeta {
 
 /** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
 export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table => {
-  if (r.latents === undefined || r.x0Pred === undefined) throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
+  if (r.latents === undefined || r.x0Pred === undefined) {
+    throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
+  }
   const { chains, d } = r
   const N = r.steps.length
   const rows = chains * N
@@ -51,7 +53,9 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
   const tensor = (src: Float32Array, shift: number) => {
     const out = new Float32Array(rows * d)
     for (let j = 0; j < chains; j++) {
-      for (let k = 0; k < N; k++) out.set(src.subarray((k + shift) * n + j * d, (k + shift) * n + (j + 1) * d), (j * N + k) * d)
+      for (let k = 0; k < N; k++) {
+        out.set(src.subarray((k + shift) * n + j * d, (k + shift) * n + (j + 1) * d), (j * N + k) * d)
+      }
     }
     return out
   }
@@ -85,8 +89,11 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
       values: Float64Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? meta.reward![Math.floor(i / N)] : 0)),
       valid: Uint8Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? 1 : 0))
     },
-    advantage: meta.advantagePerStep !== undefined ? meta.advantagePerStep
-      : meta.advantage === undefined ? null : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
+    advantage: meta.advantagePerStep !== undefined ?
+      meta.advantagePerStep
+      : meta.advantage === undefined
+      ? null
+      : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
   }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
 }
 
@@ -106,16 +113,32 @@ export const rlTrajectoryTable = Node.make({
   doc: "the iteration's trajectories with prompts, groups, rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), advantages: Port.of<Advantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) => toTrajectoryTable(t.rollout, { ...groupMeta(t, iteration), reward: rewards.total, advantage: advantages.perTrajectory }))
+    NodeContext.useSync(({ iteration }) =>
+      toTrajectoryTable(t.rollout, {
+        ...groupMeta(t, iteration),
+        reward: rewards.total,
+        advantage: advantages.perTrajectory
+      })
+    )
 })
 
 /** sdpoTrajectoryTable: the same with SDPO's dense rewards and per-step advantages. */
 export const sdpoTrajectoryTable = Node.make({
   name: "trajectoryTable",
   doc: "the iteration's trajectories with dense per-step rewards and advantages",
-  inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<DenseRewards>(), advantages: Port.of<StepAdvantages>() },
+  inputs: {
+    trajectories: Port.of<Trajectories>(),
+    rewards: Port.of<DenseRewards>(),
+    advantages: Port.of<StepAdvantages>()
+  },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) => toTrajectoryTable(t.rollout, { ...groupMeta(t, iteration), rewardPerStep: rewards.perStep, advantagePerStep: advantages.perStep }))
+    NodeContext.useSync(({ iteration }) =>
+      toTrajectoryTable(t.rollout, {
+        ...groupMeta(t, iteration),
+        rewardPerStep: rewards.perStep,
+        advantagePerStep: advantages.perStep
+      })
+    )
 })
 
 export const trajectories = Node.make({

@@ -20,24 +20,24 @@
  * `shuffleTimesteps`, a fresh permutation per trajectory and epoch (ddpo-pytorch, DanceGRPO's 0.6).
  */
 import { Effect } from "effect"
+import { type LogProbConvention, samplerLogProb } from "../diffusion/samplers.ts"
+import { Graph } from "../engine/graph.ts"
+import { GraphError } from "../engine/graph.ts"
+import { paramInputs, type ParamValues } from "../engine/params.ts"
+import { EngineSession, type HostTensor } from "../engine/session.ts"
+import { SessionError } from "../engine/session.ts"
+import { cachedSession, DEFAULT_ADAM, emaDecay, type LossBuilder, Trainer, type TrainState } from "../engine/train.ts"
+import { TrainError } from "../engine/train.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
-import { permutation, type RandomStream } from "../random/streams.ts"
-import { EngineSession, type HostTensor } from "../engine/session.ts"
-import { Trainer, DEFAULT_ADAM, cachedSession, emaDecay, type LossBuilder, type TrainState } from "../engine/train.ts"
-import { Graph } from "../engine/graph.ts"
-import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { velocityNet } from "../models/networks.ts"
-import { logProbGraph, ppoLoss, sdpoLoss, type PolicyLossConfig } from "../models/policy-loss.ts"
-import { GraphError } from "../engine/graph.ts"
-import { SessionError } from "../engine/session.ts"
-import { samplerLogProb, type LogProbConvention } from "../diffusion/samplers.ts"
-import { TrainError } from "../engine/train.ts"
-import type { KlForm, RlConfig, RlVariant } from "./rl-config.ts"
+import { logProbGraph, type PolicyLossConfig, ppoLoss, sdpoLoss } from "../models/policy-loss.ts"
+import { permutation, type RandomStream } from "../random/streams.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
-import type { Trajectories } from "./rollout.ts"
+import type { KlForm, RlConfig, RlVariant } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
+import type { Trajectories } from "./rollout.ts"
 
 /** The update's settings, from an RL config and the algorithm's variant. */
 export interface UpdateRequest {
@@ -67,10 +67,21 @@ export interface UpdateRequest {
 
 /** The update settings of an RL config; the log-prob convention is the training sampler's (§6.2). */
 export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest => ({
-  lr: c.lr, innerEpochs: c.innerEpochs, clipRange: c.clipRange, beta: c.beta, klForm: c.klForm, cfg: c.cfg,
-  batchSize: c.batchSize, threads: c.threads, rationorm, logProb: samplerLogProb(c.sampler),
-  timestepFraction: c.timestepFraction, shuffleTimesteps: c.shuffleTimesteps, rescoreOldLogProb: c.rescoreOldLogProb,
-  ema: c.ema, emaInterval: c.emaInterval
+  lr: c.lr,
+  innerEpochs: c.innerEpochs,
+  clipRange: c.clipRange,
+  beta: c.beta,
+  klForm: c.klForm,
+  cfg: c.cfg,
+  batchSize: c.batchSize,
+  threads: c.threads,
+  rationorm,
+  logProb: samplerLogProb(c.sampler),
+  timestepFraction: c.timestepFraction,
+  shuffleTimesteps: c.shuffleTimesteps,
+  rescoreOldLogProb: c.rescoreOldLogProb,
+  ema: c.ema,
+  emaInterval: c.emaInterval
 })
 
 export interface UpdateResult {
@@ -91,7 +102,11 @@ const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
  * decay d = min((1 + n)/(10 + n), decay). Updates `ema` in place; returns whether it changed.
  */
 export const emaStep = (
-  ema: Record<string, Float32Array>, params: Record<string, Float32Array>, n: number, decay: number, interval: number
+  ema: Record<string, Float32Array>,
+  params: Record<string, Float32Array>,
+  n: number,
+  decay: number,
+  interval: number
 ): boolean => {
   if ((n + 1) % interval !== 0) return false
   const rate = 1 - emaDecay(n, decay)
@@ -109,7 +124,10 @@ const zeros = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, 
  * The steps trajectory j trains in an epoch: ⌊N·fraction⌋ (at least 1) of its stochastic steps, in
  * order or from a permutation drawn for (epoch, trajectory).
  */
-export const trainedSteps = (tr: Trajectories, config: Pick<UpdateRequest, "timestepFraction" | "shuffleTimesteps">) => {
+export const trainedSteps = (
+  tr: Trajectories,
+  config: Pick<UpdateRequest, "timestepFraction" | "shuffleTimesteps">
+) => {
   const N = tr.steps.length
   const T = tr.trainable.length
   const count = Math.max(1, Math.min(T, Math.floor(N * config.timestepFraction + 1e-9)))
@@ -136,7 +154,13 @@ interface RowTables {
 }
 
 /** Feeds of the given rows. */
-const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues, tables: RowTables, conditional: boolean) => {
+const rowFeeds = (
+  tr: Trajectories,
+  rows: ReadonlyArray<Row>,
+  values: RowValues,
+  tables: RowTables,
+  conditional: boolean
+) => {
   const { rollout: r, steps } = tr
   const d = r.d
   const n = r.chains * d
@@ -164,9 +188,15 @@ const rowFeeds = (tr: Trajectories, rows: ReadonlyArray<Row>, values: RowValues,
     if (mu !== undefined) tables.muOld!(j, k, mu, row * d)
   })
   const feeds: Record<string, HostTensor> = {
-    x: { data: x, dims: [M, d] }, x_next: { data: xNext, dims: [M, d] }, t: { data: t, dims: [M] },
-    a: { data: a, dims: [M] }, b: { data: b, dims: [M] }, s: { data: s, dims: [M] },
-    lp_old: { data: lp, dims: [M] }, adv: { data: A, dims: [M] }, w: { data: w, dims: [M] }
+    x: { data: x, dims: [M, d] },
+    x_next: { data: xNext, dims: [M, d] },
+    t: { data: t, dims: [M] },
+    a: { data: a, dims: [M] },
+    b: { data: b, dims: [M] },
+    s: { data: s, dims: [M] },
+    lp_old: { data: lp, dims: [M] },
+    adv: { data: A, dims: [M] },
+    w: { data: w, dims: [M] }
   }
   if (conditional) feeds.c = { data: c, dims: [M] }
   if (mu !== undefined) feeds.mu_old = { data: mu, dims: [M, d] }
@@ -207,14 +237,29 @@ interface UpdatePlan {
 }
 
 const newStats = () => ({
-  ratioSum: 0, ratioMin: Infinity, ratioMax: -Infinity, approxKl: 0, clipped: 0, rows: 0,
-  gradNorm: 0, loss: 0, kl: 0, steps: 0, firstDeviation: Number.NaN, lpDeviation: Number.NaN
+  ratioSum: 0,
+  ratioMin: Infinity,
+  ratioMax: -Infinity,
+  approxKl: 0,
+  clipped: 0,
+  rows: 0,
+  gradNorm: 0,
+  loss: 0,
+  kl: 0,
+  steps: 0,
+  firstDeviation: Number.NaN,
+  lpDeviation: Number.NaN
 })
 
 /** Old log-probs (and means) re-computed at θ_old with the loss's own graph (`rescoreOldLogProb`). */
 const rescore = async (
-  plan: UpdatePlan, tr: Trajectories, batches: ReadonlyArray<ReadonlyArray<Row>>, tables: RowTables,
-  params: ParamValues, config: UpdateRequest, conditional: boolean
+  plan: UpdatePlan,
+  tr: Trajectories,
+  batches: ReadonlyArray<ReadonlyArray<Row>>,
+  tables: RowTables,
+  params: ParamValues,
+  config: UpdateRequest,
+  conditional: boolean
 ): Promise<RowTables> => {
   const specs = velocityNet(plan.lossKey.net).specs
   const session = await cachedSession(`rescore|${JSON.stringify(plan.lossKey)}|${config.threads}`, () => {
@@ -237,23 +282,34 @@ const rescore = async (
       if (mu !== undefined) mus.set(j * N + k, Float32Array.from(mu.subarray(q * d, (q + 1) * d)))
     })
   }
-  const muOld = tables.muOld === undefined ? undefined
+  const muOld = tables.muOld === undefined ?
+    undefined
     : (j: number, k: number, out: Float32Array, offset: number) => out.set(mus.get(j * N + k)!, offset)
   return { ...tables, lpOld, muOld }
 }
 
 const runUpdates = async (
-  plan: UpdatePlan, tr: Trajectories, state: RlState | null, tracker: RlState["tracker"], base: BaseModel,
-  config: UpdateRequest, rng: RandomStream
+  plan: UpdatePlan,
+  tr: Trajectories,
+  state: RlState | null,
+  tracker: RlState["tracker"],
+  base: BaseModel,
+  config: UpdateRequest,
+  rng: RandomStream
 ): Promise<UpdateResult> => {
   if (tr.trainable.length === 0) throw new Error(`${plan.name}: no stochastic step to train (noise level 0?)`)
   const specs = velocityNet(base.net).specs
   const conditional = base.net.classes > 0
   const init: TrainState = state ?? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
   const trainer = await Trainer.create({
-    name: plan.name, specs, loss: plan.loss, threads: config.threads, optimization: "basic",
+    name: plan.name,
+    specs,
+    loss: plan.loss,
+    threads: config.threads,
+    optimization: "basic",
     sessionKey: `${plan.name}|${JSON.stringify(plan.lossKey)}`,
-    adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 }, init
+    adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 },
+    init
   })
   const ref = plan.lossKey.beta > 0
     ? Object.fromEntries(specs.map((sp) => [`ref.${sp.name}`, { data: base.params[sp.name], dims: sp.shape }]))
@@ -272,7 +328,9 @@ const runUpdates = async (
   const stats = newStats()
   for (let epoch = 0; epoch < config.innerEpochs; epoch++) {
     const batches = plan.partition(epoch, rng.child("epoch", epoch))
-    if (epoch === 0 && config.rescoreOldLogProb) tables = await rescore(plan, tr, batches, tables, init.params, config, conditional)
+    if (epoch === 0 && config.rescoreOldLogProb) {
+      tables = await rescore(plan, tr, batches, tables, init.params, config, conditional)
+    }
     for (const mb of batches) {
       const feeds = rowFeeds(tr, mb, plan.values, tables, conditional)
       const r = await trainer.step({ ...feeds, ...ref })
@@ -282,7 +340,10 @@ const runUpdates = async (
       if (stats.steps === 0) {
         // The first step runs at θ_old: the loss graph's log-probs against the sampler's.
         stats.firstDeviation = ratio.reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
-        stats.lpDeviation = mb.reduce((m, [j, k], q) => Math.max(m, Math.abs(lp[q] - tables.lpOld[j * steps.length + k])), 0)
+        stats.lpDeviation = mb.reduce(
+          (m, [j, k], q) => Math.max(m, Math.abs(lp[q] - tables.lpOld[j * steps.length + k])),
+          0
+        )
       }
       for (let q = 0; q < ratio.length; q++) {
         stats.ratioSum += ratio[q]
@@ -337,49 +398,65 @@ const updateNode = <Adv extends { readonly tracker: RlState["tracker"] }, Cfg ex
     name: "update",
     doc: def.doc,
     inputs: {
-      trajectories: Port.of<Trajectories>(), advantages: Port.of<Adv>(), state: Port.of<RlState | null>(),
-      base: Port.of<BaseModel>(), config: Port.of<Cfg>()
+      trajectories: Port.of<Trajectories>(),
+      advantages: Port.of<Adv>(),
+      state: Port.of<RlState | null>(),
+      base: Port.of<BaseModel>(),
+      config: Port.of<Cfg>()
     },
     run: (input: UpdateInputs<Adv, Cfg>) =>
       Effect.gen(function*() {
         const rng = yield* Rng
         const request = def.request(input.config)
         return yield* Node.promise([TrainError, GraphError, SessionError], () =>
-          runUpdates(def.plan(input, request), input.trajectories, input.state, input.advantages.tracker, input.base, request, rng.stream("update")))
+          runUpdates(
+            def.plan(input, request),
+            input.trajectories,
+            input.state,
+            input.advantages.tracker,
+            input.base,
+            request,
+            rng.stream("update")
+          ))
       }),
     metrics: (u: UpdateResult) => u.metrics
   })
 
 const lossKeyOf = (base: BaseModel, config: UpdateRequest): PolicyLossConfig => ({
-  net: base.net, cfg: config.cfg, clipRange: config.clipRange, beta: config.beta,
-  rationorm: config.rationorm, logProb: config.logProb
+  net: base.net,
+  cfg: config.cfg,
+  clipRange: config.clipRange,
+  beta: config.beta,
+  rationorm: config.rationorm,
+  logProb: config.logProb
 })
 
 /** PPO-clip (+ KL) on shuffled minibatches of trajectories (DDPO, the GRPO family). */
-export const policyUpdate = (variant: Pick<RlVariant, "rationorm">) => updateNode<Advantages, RlConfig>({
-  doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
-  request: (c) => updateRequestOf(c, variant.rationorm ?? false),
-  plan: ({ trajectories, advantages, base }, config) => {
-    const lossKey = lossKeyOf(base, config)
-    const n = trajectories.rollout.chains
-    const stepsOf = trainedSteps(trajectories, config)
-    return {
-      name: "ppo-train-step",
-      loss: ppoLoss(lossKey),
-      lossKey,
-      partition: (_, stream) => {
-        const order = permutation(stream, n)
-        const batches: Array<Array<Row>> = []
-        for (let i = 0; i < n; i += config.batchSize) {
-          const members = Array.from(order.subarray(i, Math.min(n, i + config.batchSize)))
-          batches.push(members.flatMap((j) => stepsOf(stream, j).map((k) => [j, k] as const)))
-        }
-        return batches
-      },
-      values: { adv: (j) => advantages.perTrajectory[j], weight: (_, __, rows) => 1 / rows }
+export const policyUpdate = (variant: Pick<RlVariant, "rationorm">) =>
+  updateNode<Advantages, RlConfig>({
+    doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
+    request: (c) => updateRequestOf(c, variant.rationorm ?? false),
+    plan: ({ trajectories, advantages, base }, config) => {
+      const lossKey = lossKeyOf(base, config)
+      const n = trajectories.rollout.chains
+      const stepsOf = trainedSteps(trajectories, config)
+      return {
+        name: "ppo-train-step",
+        loss: ppoLoss(lossKey),
+        lossKey,
+        partition: (_, stream) => {
+          const order = permutation(stream, n)
+          const batches: Array<Array<Row>> = []
+          for (let i = 0; i < n; i += config.batchSize) {
+            const members = Array.from(order.subarray(i, Math.min(n, i + config.batchSize)))
+            batches.push(members.flatMap((j) => stepsOf(stream, j).map((k) => [j, k] as const)))
+          }
+          return batches
+        },
+        values: { adv: (j) => advantages.perTrajectory[j], weight: (_, __, rows) => 1 / rows }
+      }
     }
-  }
-})
+  })
 
 /** SDPO's reward-difference regression on step-shuffled minibatches of pairs (§9.4, §9.5). */
 export const pairedUpdate = updateNode<StepAdvantages, RlConfig & { readonly lambda: number }>({

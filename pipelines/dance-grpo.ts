@@ -15,8 +15,16 @@ export const danceGrpo = Pipeline.define({
   doc: "DanceGRPO: Dance SDE, shared group noise, unbiased-std group advantages, PPO-clip",
   settings: {
     ...rlSettings({
-      sampler: "dance-grpo", noise: 0.3, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8,
-      timestepFraction: 0.6, shuffleTimesteps: true
+      sampler: "dance-grpo",
+      noise: 0.3,
+      noiseKey: "noiseLevel",
+      steps: 10,
+      clipRange: 1e-4,
+      beta: 0,
+      lr: 3e-5,
+      groupSize: 8,
+      timestepFraction: 0.6,
+      shuffleTimesteps: true
     }),
     ...grpoSettings(false)
   },

@@ -1,9 +1,9 @@
 /** `etaflow run dataset`: writes a data set as `dataset.parquet` in the run folder. */
-import { Pipeline } from "../kernel/pipeline.ts"
 import { Persist } from "../kernel/node.ts"
-import { Setting } from "../schemas/settings.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { dataset, DATASETS } from "../nodes/dataset.ts"
 import { writeReport } from "../report/report.ts"
+import { Setting } from "../schemas/settings.ts"
 
 export const DatasetSettings = {
   name: Setting.literal(DATASETS, "mnist", "which data set to write"),

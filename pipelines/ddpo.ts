@@ -6,7 +6,7 @@
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { promptTrackerAdvantages } from "../nodes/advantages.ts"
-import { rlSettings, trackerSettings, vpSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { rlSettings, type RlVariant, trackerSettings, vpSettings } from "../nodes/rl-config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "vp", sharedNoise: false }
@@ -16,8 +16,16 @@ export const ddpo = Pipeline.define({
   doc: "DDPO: DDIM-η / gDDIM-λ on a VP ε-model, per-prompt reward tracker, PPO-clip",
   settings: {
     ...rlSettings({
-      sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8,
-      timestepFraction: 1, shuffleTimesteps: true
+      sampler: "ddim",
+      noise: 1,
+      noiseKey: "eta",
+      steps: 10,
+      clipRange: 1e-4,
+      beta: 0,
+      lr: 3e-5,
+      groupSize: 8,
+      timestepFraction: 1,
+      shuffleTimesteps: true
     }),
     ...vpSettings,
     ...trackerSettings

@@ -16,8 +16,16 @@ export const flowGrpo = Pipeline.define({
   doc: "Flow-GRPO: Flow-GRPO SDE, group advantages, PPO-clip + KL, ODE evaluation",
   settings: {
     ...rlSettings({
-      sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0.01, lr: 3e-5, groupSize: 8,
-      timestepFraction: 0.99, shuffleTimesteps: false
+      sampler: "flow-grpo",
+      noise: 0.7,
+      noiseKey: "noiseLevel",
+      steps: 10,
+      clipRange: 1e-4,
+      beta: 0.01,
+      lr: 3e-5,
+      groupSize: 8,
+      timestepFraction: 0.99,
+      shuffleTimesteps: false
     }),
     ...grpoSettings(true)
   },

@@ -8,9 +8,9 @@
  * back to 0 as soon as it would reach L, so every iteration trains.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { Setting } from "../schemas/settings.ts"
 import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlSettings, type RlConfig, type RlVariant } from "../nodes/rl-config.ts"
+import { grpoSettings, type RlConfig, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { Setting } from "../schemas/settings.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 /** The window [l, min(l + w, L)) of an iteration, L = max(1, N − 2); l advances every τ iterations over 0 … L − 1. */
@@ -33,8 +33,16 @@ export const mixgrpo = Pipeline.define({
   doc: "MixGRPO: Flow-GRPO SDE inside a sliding window of steps, ODE outside, group advantages",
   settings: {
     ...rlSettings({
-      sampler: "flow-grpo", noise: 0.7, noiseKey: "noiseLevel", steps: 10, clipRange: 1e-4, beta: 0, lr: 3e-5, groupSize: 8,
-      timestepFraction: 1, shuffleTimesteps: false
+      sampler: "flow-grpo",
+      noise: 0.7,
+      noiseKey: "noiseLevel",
+      steps: 10,
+      clipRange: 1e-4,
+      beta: 0,
+      lr: 3e-5,
+      groupSize: 8,
+      timestepFraction: 1,
+      shuffleTimesteps: false
     }),
     ...grpoSettings(false),
     windowSize: Setting.int(4, "stochastic steps per iteration (the window)", { min: 1 }),

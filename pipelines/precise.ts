@@ -15,8 +15,16 @@ export const precisePipeline = Pipeline.define({
   doc: "Precise sampler (marginal-preserving λ-SDE), group advantages, PPO-clip with ratio normalisation",
   settings: {
     ...rlSettings({
-      sampler: "precise", noise: 1.5, noiseKey: "noiseLevel", steps: 10, clipRange: 4e-6, beta: 0, lr: 3e-5, groupSize: 8,
-      timestepFraction: 0.99, shuffleTimesteps: false
+      sampler: "precise",
+      noise: 1.5,
+      noiseKey: "noiseLevel",
+      steps: 10,
+      clipRange: 4e-6,
+      beta: 0,
+      lr: 3e-5,
+      groupSize: 8,
+      timestepFraction: 0.99,
+      shuffleTimesteps: false
     }),
     ...grpoSettings(false)
   },

@@ -3,13 +3,13 @@
  * flow: Flow-GRPO, MixGRPO, Precise) or an ε network (VP: DDPO, SDPO) — or reuses it from the cache,
  * and measures its ODE samples (for MNIST: the reward classifier's accuracy on the prompted digit).
  */
-import { Pipeline } from "../kernel/pipeline.ts"
 import { Persist } from "../kernel/node.ts"
-import { trainingData } from "../nodes/dataset.ts"
-import { defaultClassifier } from "../nodes/reward-classifier.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { baseModel, PretrainSettings } from "../nodes/base-model.ts"
 import { baseSamples } from "../nodes/base-samples.ts"
+import { trainingData } from "../nodes/dataset.ts"
 import { modelOnnx, modelWeights } from "../nodes/model-files.ts"
+import { defaultClassifier } from "../nodes/reward-classifier.ts"
 import { tableOf } from "../nodes/table-of.ts"
 import { writeReport } from "../report/report.ts"
 
@@ -30,7 +30,9 @@ export const pretrain = Pipeline.define({
     weights: modelWeights.from({ model: "base" }).persist(Persist.once("weights.safetensors"))
   },
   info: (c) => ({
-    time_convention: c.process === "rf" ? "rectified flow, t = σ ∈ [0, 1]" : `VP ${c.schedule}, integer timesteps 0..999`,
+    time_convention: c.process === "rf"
+      ? "rectified flow, t = σ ∈ [0, 1]"
+      : `VP ${c.schedule}, integer timesteps 0..999`,
     dataset: c.dataset
   }),
   onComplete: writeReport

@@ -1,21 +1,32 @@
 /** Every pipeline the CLI can run, by name. */
 import type { RunnablePipeline } from "../kernel/pipeline.ts"
-import { datasetPipeline } from "./dataset.ts"
-import { quickstart } from "./quickstart.ts"
-import { samplerCheck } from "./sampler-check.ts"
-import { theoryGap } from "./theory-gap.ts"
-import { pretrain } from "./pretrain.ts"
-import { rewardModel } from "./reward-model.ts"
-import { flowGrpo } from "./flow-grpo.ts"
 import { danceGrpo } from "./dance-grpo.ts"
+import { datasetPipeline } from "./dataset.ts"
+import { ddpo } from "./ddpo.ts"
+import { flowGrpo } from "./flow-grpo.ts"
 import { mixgrpo } from "./mixgrpo.ts"
 import { precisePipeline } from "./precise.ts"
-import { ddpo } from "./ddpo.ts"
+import { pretrain } from "./pretrain.ts"
+import { quickstart } from "./quickstart.ts"
+import { rewardModel } from "./reward-model.ts"
+import { samplerCheck } from "./sampler-check.ts"
 import { sdpo } from "./sdpo.ts"
+import { theoryGap } from "./theory-gap.ts"
 
 /** The registered pipelines: each needs no services beyond the kernel's and fails with tagged errors only. */
 export const pipelines: ReadonlyArray<RunnablePipeline> = [
-  quickstart, datasetPipeline, samplerCheck, theoryGap, pretrain, rewardModel, flowGrpo, danceGrpo, mixgrpo, precisePipeline, ddpo, sdpo
+  quickstart,
+  datasetPipeline,
+  samplerCheck,
+  theoryGap,
+  pretrain,
+  rewardModel,
+  flowGrpo,
+  danceGrpo,
+  mixgrpo,
+  precisePipeline,
+  ddpo,
+  sdpo
 ]
 
 export const findPipeline = (name: string) => pipelines.find((p) => p.name === name)

@@ -6,9 +6,9 @@
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { findPipeline } from "./registry.ts"
-import { runPipeline, type RunOptions } from "../kernel/run.ts"
 import { UsageError } from "../kernel/errors.ts"
+import { type RunOptions, runPipeline } from "../kernel/run.ts"
+import { findPipeline } from "./registry.ts"
 
 export const Replay = {
   fromRun: (source: string) => ({
@@ -18,10 +18,15 @@ export const Replay = {
           const file = path.join(source, "manifest.json")
           const pipelineName = yield* Effect.try({
             try: () => (JSON.parse(fs.readFileSync(file, "utf8")) as { pipeline: string }).pipeline,
-            catch: () => new UsageError({ message: `replay: ${source} is not a run folder (${file} is missing or unreadable)` })
+            catch: () =>
+              new UsageError({ message: `replay: ${source} is not a run folder (${file} is missing or unreadable)` })
           })
           const pipeline = findPipeline(pipelineName)
-          if (pipeline === undefined) return yield* new UsageError({ message: `replay: ${source} was made by pipeline ${pipelineName}, which this etaflow does not have` })
+          if (pipeline === undefined) {
+            return yield* new UsageError({
+              message: `replay: ${source} was made by pipeline ${pipelineName}, which this etaflow does not have`
+            })
+          }
           return yield* runPipeline(pipeline, { ...options, set, replay: { source, from: entry } })
         })
     })

@@ -2,11 +2,11 @@
  * `etaflow run reward-model`: trains (or reuses from the cache) the MNIST classifier that scores
  * samples, reports its held-out accuracy, and writes it as ONNX and safetensors.
  */
-import { Pipeline } from "../kernel/pipeline.ts"
 import { Persist } from "../kernel/node.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { trainingData } from "../nodes/dataset.ts"
-import { rewardClassifier, RewardModelSettings } from "../nodes/reward-classifier.ts"
 import { modelOnnx, modelWeights } from "../nodes/model-files.ts"
+import { rewardClassifier, RewardModelSettings } from "../nodes/reward-classifier.ts"
 import { writeReport } from "../report/report.ts"
 
 export { RewardModelSettings }

@@ -7,26 +7,31 @@
  * settings' defaults, its advantage normalizer and its variant (process, shared noise, window).
  */
 import { Effect } from "effect"
-import { Persist, Port, type Node } from "../kernel/node.ts"
-import { trainingData } from "../nodes/dataset.ts"
-import { defaultClassifier } from "../nodes/reward-classifier.ts"
-import { rlBaseModel } from "../nodes/base-model.ts"
-import { prompts } from "../nodes/prompts.ts"
-import { rollout, type Trajectories } from "../nodes/rollout.ts"
-import { rewards, type Rewards } from "../nodes/score.ts"
-import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
-import { evaluation, evalTable } from "../nodes/evaluate.ts"
-import { rlTrajectoryTable } from "../nodes/trajectories.ts"
-import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
+import { type Node, Persist, Port } from "../kernel/node.ts"
 import type { Advantages } from "../nodes/advantages.ts"
+import { rlBaseModel } from "../nodes/base-model.ts"
+import { trainingData } from "../nodes/dataset.ts"
+import { evalTable, evaluation } from "../nodes/evaluate.ts"
+import { prompts } from "../nodes/prompts.ts"
 import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
+import { defaultClassifier } from "../nodes/reward-classifier.ts"
 import type { RlConfig, RlVariant } from "../nodes/rl-config.ts"
+import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
+import { rollout, type Trajectories } from "../nodes/rollout.ts"
+import { type Rewards, rewards } from "../nodes/score.ts"
+import { rlTrajectoryTable } from "../nodes/trajectories.ts"
+import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
 import { writeReport } from "../report/report.ts"
 
 /** The entries of an RL pipeline with the given advantage normalizer. */
 export const rlNodes = <C extends RlConfig, AC, E, R>(
   variant: RlVariant<C>,
-  advantages: Node<{ rewards: Rewards; trajectories: Trajectories; state: RlState | null; config: AC }, Advantages, E, R>
+  advantages: Node<
+    { rewards: Rewards; trajectories: Trajectories; state: RlState | null; config: AC },
+    Advantages,
+    E,
+    R
+  >
 ) => ({
   data: trainingData.from({ config: "config" }).once(),
   classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
@@ -35,21 +40,31 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
   rollout: rollout(variant)
     .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
     .restoredBy(restoreTrajectories),
-  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(restoreRewards),
-  advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state", config: "config" }).restoredBy(restoreAdvantages),
+  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(
+    restoreRewards
+  ),
+  advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state", config: "config" })
+    .restoredBy(restoreAdvantages),
   trajectoryTable: rlTrajectoryTable
     .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
     .persist(Persist.perIteration("trajectories")),
   update: policyUpdate(variant)
     .from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "config" })
     .restoredBy(restoreUpdate),
-  evaluation: evaluation.from({ update: "update", base: "base", classifier: "classifier", config: "config", iteration: "iteration" }),
+  evaluation: evaluation.from({
+    update: "update",
+    base: "base",
+    classifier: "classifier",
+    config: "config",
+    iteration: "iteration"
+  }),
   evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval"))
 })
 
 const TIME_CONVENTION = {
   rf: () => "rectified flow, t = σ ∈ [0, 1], σ = 1 noise",
-  vp: (c: RlConfig) => `VP scaled-linear, integer timesteps 0..999 (${c.spacing ?? "leading"} training grid, trailing evaluation)`
+  vp: (c: RlConfig) =>
+    `VP scaled-linear, integer timesteps 0..999 (${c.spacing ?? "leading"} training grid, trailing evaluation)`
 }
 
 /**
@@ -74,7 +89,10 @@ export const rlPipeline = <C extends RlConfig>(def: {
     decode: decodeRlState
   },
   info: (c: C) => ({
-    algorithm: def.algorithm, sampler: c.sampler, time_convention: TIME_CONVENTION[def.variant.process](c), ...def.info?.(c)
+    algorithm: def.algorithm,
+    sampler: c.sampler,
+    time_convention: TIME_CONVENTION[def.variant.process](c),
+    ...def.info?.(c)
   }),
   aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
   onComplete: writeReport

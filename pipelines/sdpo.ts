@@ -4,15 +4,15 @@
  * anchor and last step, discounted returns, a per-(prompt, step) tracker, and the
  * reward-difference loss with stepwise clipping on step-shuffled minibatches.
  */
-import { Pipeline } from "../kernel/pipeline.ts"
 import { Persist } from "../kernel/node.ts"
-import { Setting } from "../schemas/settings.ts"
+import { Pipeline } from "../kernel/pipeline.ts"
 import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
 import { denseRewards } from "../nodes/dense-reward.ts"
-import { pairedUpdate } from "../nodes/update.ts"
-import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
-import { rlSettings, vpSettings, type RlVariant } from "../nodes/rl-config.ts"
 import { restoreUpdate } from "../nodes/restore.ts"
+import { rlSettings, type RlVariant, vpSettings } from "../nodes/rl-config.ts"
+import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
+import { pairedUpdate } from "../nodes/update.ts"
+import { Setting } from "../schemas/settings.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 export const SdpoSettings = {
@@ -22,8 +22,19 @@ export const SdpoSettings = {
   // steps learn more per second: ODE-reward gain at 10 steps after ~55 s of training, 512 pairs ×
   // 12 iterations 2.04 ± 0.20, 256 × 20 1.76 ± 0.20 (both lr 6e-5), 256 × 20 at lr 3e-5 1.72 ± 0.17.
   ...rlSettings({
-    sampler: "ddim", noise: 1, noiseKey: "eta", steps: 10, clipRange: 1e-4, beta: 0, lr: 6e-5, groupSize: 2,
-    promptsPerIteration: 512, batchSize: 512, iterations: 12, timestepFraction: 1, shuffleTimesteps: true
+    sampler: "ddim",
+    noise: 1,
+    noiseKey: "eta",
+    steps: 10,
+    clipRange: 1e-4,
+    beta: 0,
+    lr: 6e-5,
+    groupSize: 2,
+    promptsPerIteration: 512,
+    batchSize: 512,
+    iterations: 12,
+    timestepFraction: 1,
+    shuffleTimesteps: true
   }),
   ...vpSettings,
   gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
@@ -42,7 +53,11 @@ export const sdpo = Pipeline.define({
   nodes: {
     ...common,
     rewards: denseRewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }),
-    advantages: stepPromptTrackerAdvantages(32, 16).from({ rewards: "rewards", trajectories: "rollout", state: "state" }),
+    advantages: stepPromptTrackerAdvantages(32, 16).from({
+      rewards: "rewards",
+      trajectories: "rollout",
+      state: "state"
+    }),
     trajectoryTable: sdpoTrajectoryTable
       .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
       .persist(Persist.perIteration("trajectories")),

@@ -10,8 +10,8 @@
  *  - resume needs no RNG state beyond (seed, iteration): re-deriving a key gives the same stream.
  */
 import { createHash } from "node:crypto"
-import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64"
+import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
 
 export type StreamKey = ReadonlyArray<string | number>
 
@@ -35,7 +35,12 @@ const encodeKey = (key: StreamKey): string =>
 
 const stateOf = (key: StreamKey): Array<number> => {
   const digest = createHash("sha256").update(encodeKey(key)).digest()
-  const words: Array<number> = [digest.readInt32LE(0), digest.readInt32LE(4), digest.readInt32LE(8), digest.readInt32LE(12)]
+  const words: Array<number> = [
+    digest.readInt32LE(0),
+    digest.readInt32LE(4),
+    digest.readInt32LE(8),
+    digest.readInt32LE(12)
+  ]
   // xoroshiro128+ must not start from the all-zero state.
   return words.some((w) => w !== 0) ? words : [1, 0, 0, 0]
 }

@@ -14,18 +14,30 @@ const chunk = (type: string, data: Buffer) => {
 export const grayPng = (pixels: ArrayLike<number>, width: number, height: number): Buffer => {
   const raw = Buffer.alloc((width + 1) * height)
   for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) raw[y * (width + 1) + 1 + x] = Math.round(255 * Math.min(1, Math.max(0, pixels[y * width + x])))
+    for (let x = 0; x < width; x++) {
+      raw[y * (width + 1) + 1 + x] = Math.round(255 * Math.min(1, Math.max(0, pixels[y * width + x])))
+    }
   }
   const header = Buffer.alloc(13)
   header.writeUInt32BE(width, 0)
   header.writeUInt32BE(height, 4)
   header[8] = 8
   header[9] = 0
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header), chunk("IDAT", zlib.deflateSync(raw)), chunk("IEND", Buffer.alloc(0))])
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(raw)),
+    chunk("IEND", Buffer.alloc(0))
+  ])
 }
 
 /** Tiles images of `side × side` into a grid of `rows × cols` with a 2-pixel gap. */
-export const tile = (images: ReadonlyArray<ArrayLike<number>>, side: number, cols: number, scale = 2): { pixels: Float32Array; width: number; height: number } => {
+export const tile = (
+  images: ReadonlyArray<ArrayLike<number>>,
+  side: number,
+  cols: number,
+  scale = 2
+): { pixels: Float32Array; width: number; height: number } => {
   const rows = Math.ceil(images.length / cols)
   const cell = side * scale + 2
   const width = cols * cell
@@ -34,7 +46,9 @@ export const tile = (images: ReadonlyArray<ArrayLike<number>>, side: number, col
   images.forEach((img, n) => {
     const [r, c] = [Math.floor(n / cols), n % cols]
     for (let y = 0; y < side * scale; y++) {
-      for (let x = 0; x < side * scale; x++) pixels[(r * cell + y) * width + c * cell + x] = img[Math.floor(y / scale) * side + Math.floor(x / scale)]
+      for (let x = 0; x < side * scale; x++) {
+        pixels[(r * cell + y) * width + c * cell + x] = img[Math.floor(y / scale) * side + Math.floor(x / scale)]
+      }
     }
   })
   return { pixels, width, height }

@@ -6,25 +6,35 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fromParquet } from "../store/parquet.ts"
-import { writeFileAtomic } from "../store/atomic.ts"
-import { TrajectoryTable } from "../schemas/trajectory.ts"
-import type { Manifest, MetricRow } from "../schemas/manifest.ts"
 import { latentToPixels } from "../data/mnist.ts"
-import { lineChart, scatter, type Series } from "./svg.ts"
+import type { Manifest, MetricRow } from "../schemas/manifest.ts"
+import { TrajectoryTable } from "../schemas/trajectory.ts"
+import { writeFileAtomic } from "../store/atomic.ts"
+import { fromParquet } from "../store/parquet.ts"
 import { grayPng, tile } from "./png.ts"
+import { lineChart, scatter, type Series } from "./svg.ts"
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 const series = (rows: ReadonlyArray<MetricRow>, name: string, label = name, errName?: string, errScale = 1): Series => {
   const pts = rows.filter((r) => r.name === name)
-  const err = errName === undefined ? undefined : new Map(rows.filter((r) => r.name === errName).map((r) => [r.iteration, r.value * errScale]))
-  return { name: label, x: pts.map((r) => r.iteration), y: pts.map((r) => r.value), ...(err ? { err: pts.map((r) => err.get(r.iteration) ?? 0) } : {}) }
+  const err = errName === undefined
+    ? undefined
+    : new Map(rows.filter((r) => r.name === errName).map((r) => [r.iteration, r.value * errScale]))
+  return {
+    name: label,
+    x: pts.map((r) => r.iteration),
+    y: pts.map((r) => r.value),
+    ...(err ? { err: pts.map((r) => err.get(r.iteration) ?? 0) } : {})
+  }
 }
 
 /** Final samples of one iteration's trajectories, grouped by group id. */
 const samplesOf = (file: string) => {
-  const { rows, columns: c, shapes } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file)
+  const { rows, columns: c, shapes } = TrajectoryTable.read(
+    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+    file
+  )
   const shape = shapes.latent
   const d = shape.reduce((a, b) => a * b, 1)
   const last = c.step.reduce((m, v) => Math.max(m, v), 0)
@@ -32,7 +42,10 @@ const samplesOf = (file: string) => {
   for (let i = 0; i < rows; i++) {
     if (c.step[i] !== last) continue
     const g = groups.get(c.group_id[i]) ?? []
-    g.push({ prompt: c.prompt === null ? null : c.prompt[i], x: (c.next_latent as Float32Array).slice(i * d, (i + 1) * d) })
+    g.push({
+      prompt: c.prompt === null ? null : c.prompt[i],
+      x: (c.next_latent as Float32Array).slice(i * d, (i + 1) * d)
+    })
     groups.set(c.group_id[i], g)
   }
   return { shape, groups: [...groups.values()] }
@@ -44,19 +57,34 @@ const sampleGrid = (file: string, iteration: number): string => {
     // One row per prompt group, its members side by side.
     const shown = groups.slice(0, 10)
     const cols = Math.min(12, Math.max(...shown.map((g) => g.length)))
-    const images = shown.flatMap((g) => Array.from({ length: cols }, (_, k) => (g[k]?.x ?? new Float32Array(shape[0] * shape[1])).map(latentToPixels)))
+    const images = shown.flatMap((g) =>
+      Array.from({ length: cols }, (_, k) => (g[k]?.x ?? new Float32Array(shape[0] * shape[1])).map(latentToPixels))
+    )
     const { pixels, width, height } = tile(images, shape[0], cols)
     const labels = shown.map((g) => esc(g[0].prompt ?? "")).join(" · ")
-    return `<figure><img class="samples" alt="samples of iteration ${iteration}" src="data:image/png;base64,${grayPng(pixels, width, height).toString("base64")}"/><figcaption>iteration ${iteration}: rows are prompt groups (${labels})</figcaption></figure>`
+    return `<figure><img class="samples" alt="samples of iteration ${iteration}" src="data:image/png;base64,${
+      grayPng(pixels, width, height).toString("base64")
+    }"/><figcaption>iteration ${iteration}: rows are prompt groups (${labels})</figcaption></figure>`
   }
-  return `<figure>${scatter(`iteration ${iteration}: final samples by group`, groups.slice(0, 8).map((g, k) => ({ name: `group ${k}`, x: g.map((s) => s.x[0]), y: g.map((s) => s.x[1]) })))}</figure>`
+  return `<figure>${
+    scatter(
+      `iteration ${iteration}: final samples by group`,
+      groups.slice(0, 8).map((g, k) => ({
+        name: `group ${k}`,
+        x: g.map((s) => s.x[0]),
+        y: g.map((s) => s.x[1])
+      }))
+    )
+  }</figure>`
 }
 
 export const writeReport = (dir: string): string => {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
   const metricsFile = path.join(dir, "metrics.jsonl")
   const rows: Array<MetricRow> = fs.existsSync(metricsFile)
-    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as MetricRow)
+    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) =>
+      JSON.parse(l) as MetricRow
+    )
     : []
   const charts: Array<string> = []
   const trajectories = Number(manifest.config.promptsPerIteration ?? 1) * Number(manifest.config.groupSize ?? 1)
@@ -67,14 +95,38 @@ export const writeReport = (dir: string): string => {
       ...rewardNames.map((n) => series(rows, n, n.slice(7, -5)))
     ]))
   }
-  const evalSteps = [...new Set(rows.map((r) => /^eval\.gap\.s(\d+)$/.exec(r.name)?.[1]).filter((s): s is string => s !== undefined))].sort((a, b) => Number(a) - Number(b))
+  const evalSteps = [
+    ...new Set(rows.map((r) => /^eval\.gap\.s(\d+)$/.exec(r.name)?.[1]).filter((s): s is string => s !== undefined))
+  ].sort((a, b) => Number(a) - Number(b))
   if (evalSteps.length > 0) {
-    charts.push(lineChart("reward gap SDE − ODE (± s.e.)", evalSteps.map((s) => series(rows, `eval.gap.s${s}`, `${s} steps`, `eval.gap.s${s}.se`))))
-    charts.push(lineChart("ODE improvement over the base (± s.e.)", evalSteps.map((s) => series(rows, `eval.improvement.s${s}`, `${s} steps`, `eval.improvement.s${s}.se`))))
+    charts.push(
+      lineChart(
+        "reward gap SDE − ODE (± s.e.)",
+        evalSteps.map((s) => series(rows, `eval.gap.s${s}`, `${s} steps`, `eval.gap.s${s}.se`))
+      )
+    )
+    charts.push(
+      lineChart(
+        "ODE improvement over the base (± s.e.)",
+        evalSteps.map((s) => series(rows, `eval.improvement.s${s}`, `${s} steps`, `eval.improvement.s${s}.se`))
+      )
+    )
   }
   if (rows.some((r) => r.name === "ratio_mean")) {
-    charts.push(lineChart("importance ratio", [series(rows, "ratio_mean", "mean"), series(rows, "ratio_min", "min"), series(rows, "ratio_max", "max")]))
-    charts.push(lineChart("clipfrac and approx KL", [series(rows, "clipfrac", "clipfrac"), series(rows, "approx_kl", "approx_kl"), series(rows, "kl", "KL to base")]))
+    charts.push(
+      lineChart("importance ratio", [
+        series(rows, "ratio_mean", "mean"),
+        series(rows, "ratio_min", "min"),
+        series(rows, "ratio_max", "max")
+      ])
+    )
+    charts.push(
+      lineChart("clipfrac and approx KL", [
+        series(rows, "clipfrac", "clipfrac"),
+        series(rows, "approx_kl", "approx_kl"),
+        series(rows, "kl", "KL to base")
+      ])
+    )
   }
   const trajDir = path.join(dir, "trajectories")
   const files = fs.existsSync(trajDir) ? fs.readdirSync(trajDir).filter((f) => f.endsWith(".parquet")).sort() : []
@@ -83,17 +135,30 @@ export const writeReport = (dir: string): string => {
   const lastIteration = rows.reduce((m, r) => Math.max(m, r.iteration), -1)
   const lastMetrics = rows.filter((r) => r.iteration === lastIteration && !r.name.endsWith(".se"))
   const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>etaflow — ${esc(manifest.pipeline)} — ${esc(path.basename(dir))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>etaflow — ${esc(manifest.pipeline)} — ${
+    esc(path.basename(dir))
+  }</title>
 <style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}h2{font-size:16px;margin-top:28px}
-.charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:8px 0}img.samples{image-rendering:pixelated;border:1px solid #ccc}
-table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}</style></head>
+.charts{display:flex;flex-wrap:wrap;gap:12px}figure{margin:8px 0}
+img.samples{image-rendering:pixelated;border:1px solid #ccc}
+table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}</style></head>
 <body>
 <h1>${esc(manifest.pipeline)} · ${esc(path.basename(dir))}</h1>
-<p>status <b>${esc(manifest.status)}</b>, iterations ${manifest.iterations_complete}/${manifest.iterations}, seed ${manifest.seed}, created ${esc(manifest.created_at)}</p>
+<p>status <b>${
+    esc(manifest.status)
+  }</b>, iterations ${manifest.iterations_complete}/${manifest.iterations}, seed ${manifest.seed}, created ${
+    esc(manifest.created_at)
+  }</p>
 <h2>Curves</h2><div class="charts">${charts.join("\n")}</div>
 <h2>Samples</h2><div class="grids">${grids.join("\n") || "<p>no trajectories stored</p>"}</div>
-<h2>Last metrics (iteration ${lastIteration})</h2><table>${lastMetrics.map((r) => `<tr><td>${esc(r.name)}</td><td>${Number(r.value.toPrecision(5))}</td></tr>`).join("")}</table>
-<h2>Config</h2><table>${Object.entries(manifest.config).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(JSON.stringify(v))}</td></tr>`).join("")}</table>
+<h2>Last metrics (iteration ${lastIteration})</h2><table>${
+    lastMetrics.map((r) => `<tr><td>${esc(r.name)}</td><td>${Number(r.value.toPrecision(5))}</td></tr>`).join("")
+  }</table>
+<h2>Config</h2><table>${
+    Object.entries(manifest.config).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(JSON.stringify(v))}</td></tr>`)
+      .join("")
+  }</table>
 <p>versions: ${esc(Object.entries(manifest.versions).map(([k, v]) => `${k} ${v}`).join(", "))}</p>
 </body></html>
 `

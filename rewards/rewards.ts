@@ -32,7 +32,9 @@ export interface RewardTerm {
 }
 
 /** A reward spec names no reward this data set has (it names the reward). */
-export class RewardSpecError extends Data.TaggedError("RewardSpecError")<{ readonly reward: string; readonly message: string }> {}
+export class RewardSpecError
+  extends Data.TaggedError("RewardSpecError")<{ readonly reward: string; readonly message: string }>
+{}
 
 const MNIST_REWARDS = ["classifier", "ink"]
 const TOY_REWARDS = ["outer-ring", "quadratic"]
@@ -49,7 +51,12 @@ export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm
     const name = hasWeight ? trimmed.slice(0, at) : trimmed
     const weight = hasWeight ? Number(suffix) : 1
     if (!name.startsWith("onnx:") && !allowed.includes(name)) {
-      throw new RewardSpecError({ reward: name, message: `reward "${name}" is not available for ${dataset}; use one of ${allowed.join(", ")} or onnx:<file.onnx>` })
+      throw new RewardSpecError({
+        reward: name,
+        message: `reward "${name}" is not available for ${dataset}; use one of ${
+          allowed.join(", ")
+        } or onnx:<file.onnx>`
+      })
     }
     return { name, weight }
   })
@@ -88,9 +95,15 @@ export const quadraticReward = perSample("quadratic", (x, i, d) => {
 })
 
 export const onnxReward = async (file: string, dim: number, threads: number): Promise<RewardModel> => {
-  const session = await loadOnnxModel(file, { inputs: { x: { dtype: "float32", shape: ["batch", dim] } }, outputs: { reward: { dtype: "float32", shape: ["batch"] } } }, threads)
+  const session = await loadOnnxModel(file, {
+    inputs: { x: { dtype: "float32", shape: ["batch", dim] } },
+    outputs: { reward: { dtype: "float32", shape: ["batch"] } }
+  }, threads)
   return {
     name: `onnx:${file}`,
-    score: async (ctx) => Float64Array.from((await session.run({ x: { data: pixels(ctx), dims: [ctx.count, ctx.dim] } })).reward.data as Float32Array)
+    score: async (ctx) =>
+      Float64Array.from(
+        (await session.run({ x: { data: pixels(ctx), dims: [ctx.count, ctx.dim] } })).reward.data as Float32Array
+      )
   }
 }

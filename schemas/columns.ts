@@ -85,7 +85,10 @@ export class TableDef<const S extends ColumnsSpec> {
         }
       }
     })
-    return new arrow.Schema(fields, new Map([["etaflow.table", this.name], ["etaflow.table_version", String(this.version)]]))
+    return new arrow.Schema(
+      fields,
+      new Map([["etaflow.table", this.name], ["etaflow.table_version", String(this.version)]])
+    )
   }
 
   /** Builds an Arrow table from columns; checks every column's length against `rows`. */
@@ -182,11 +185,24 @@ const columnData = (table: string, field: arrow.Field, rows: number, value: unkn
   if (valid !== undefined && !field.nullable) fail("is not nullable but was given nulls")
   const { bitmap, nullCount } = valid === undefined ? { bitmap: undefined, nullCount: 0 } : packValidity(valid, rows)
   if (type instanceof arrow.FixedSizeList) {
-    const child = arrow.makeData({ type: new arrow.Float32(), length: rows * width, nullCount: 0, data: values as Float32Array })
+    const child = arrow.makeData({
+      type: new arrow.Float32(),
+      length: rows * width,
+      nullCount: 0,
+      data: values as Float32Array
+    })
     return arrow.makeData({ type, length: rows, nullCount, nullBitmap: bitmap, child })
   }
-  if (type instanceof arrow.Int32) return arrow.makeData({ type, length: rows, nullCount, nullBitmap: bitmap, data: values as Int32Array })
-  return arrow.makeData({ type: type as arrow.Float64, length: rows, nullCount, nullBitmap: bitmap, data: values as Float64Array })
+  if (type instanceof arrow.Int32) {
+    return arrow.makeData({ type, length: rows, nullCount, nullBitmap: bitmap, data: values as Int32Array })
+  }
+  return arrow.makeData({
+    type: type as arrow.Float64,
+    length: rows,
+    nullCount,
+    nullBitmap: bitmap,
+    data: values as Float64Array
+  })
 }
 
 const readColumn = (table: arrow.Table, field: arrow.Field, spec: ColumnSpec, source: string): unknown => {
@@ -205,8 +221,12 @@ const readColumn = (table: arrow.Table, field: arrow.Field, spec: ColumnSpec, so
   }
   const Ctor = spec.kind === "int32" ? Int32Array : spec.kind === "float64" ? Float64Array : Float32Array
   const width = spec.kind === "tensor" ? (field.type as arrow.FixedSizeList).listSize : 1
-  if (spec.kind === "tensor") expect(arrow.DataType.isFixedSizeList(t) && isFloat(t.children[0].type, arrow.Precision.SINGLE), "a fixed-size list of float32")
-  else expect(spec.kind === "int32" ? isInt32(t) : isFloat(t, arrow.Precision.DOUBLE), spec.kind)
+  if (spec.kind === "tensor") {
+    expect(
+      arrow.DataType.isFixedSizeList(t) && isFloat(t.children[0].type, arrow.Precision.SINGLE),
+      "a fixed-size list of float32"
+    )
+  } else expect(spec.kind === "int32" ? isInt32(t) : isFloat(t, arrow.Precision.DOUBLE), spec.kind)
   const values = new Ctor(rows * width)
   const valid = new Uint8Array(rows)
   let offset = 0

@@ -1,5 +1,5 @@
 /** A data set as written by the `dataset` pipeline: one row per example, latents as tensors. */
-import { Column, TableDef, type ColumnsOf } from "./columns.ts"
+import { Column, type ColumnsOf, TableDef } from "./columns.ts"
 
 export const DatasetTable = new TableDef("dataset", 1, {
   index: Column.int32("example index within the data set"),

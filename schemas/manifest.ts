@@ -26,7 +26,13 @@ export const Manifest = Schema.Struct({
   /** Times the run was resumed (ISO dates). */
   resumed_at: Schema.optionalKey(Schema.Array(Schema.String)),
   /** Where a replay came from: the stored run, the entry it restarted at, the settings it changed. */
-  replay_of: Schema.optionalKey(Schema.Struct({ source: Schema.String, from: Schema.String, overrides: Schema.Record(Schema.String, Schema.String) }))
+  replay_of: Schema.optionalKey(
+    Schema.Struct({
+      source: Schema.String,
+      from: Schema.String,
+      overrides: Schema.Record(Schema.String, Schema.String)
+    })
+  )
 })
 export type Manifest = typeof Manifest.Type
 

@@ -26,7 +26,13 @@ export const defaultsOf = <S extends Settings>(settings: S): ConfigOf<S> =>
 const asNumber = (raw: string): unknown => (raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw)
 
 const bounds = (min?: number, max?: number) =>
-  min !== undefined && max !== undefined ? ` in [${min}, ${max}]` : min !== undefined ? ` ≥ ${min}` : max !== undefined ? ` ≤ ${max}` : ""
+  min !== undefined && max !== undefined
+    ? ` in [${min}, ${max}]`
+    : min !== undefined
+    ? ` ≥ ${min}`
+    : max !== undefined
+    ? ` ≤ ${max}`
+    : ""
 
 const numberSchema = (base: Schema.Codec<number, unknown>, min?: number, max?: number) => {
   let s = base
@@ -71,7 +77,11 @@ export const Setting = {
     allowed: "a string",
     fromString: (raw) => raw
   }),
-  numberList: (def: ReadonlyArray<number>, doc: string, opts: { min?: number } = {}): Setting<ReadonlyArray<number>> => ({
+  numberList: (
+    def: ReadonlyArray<number>,
+    doc: string,
+    opts: { min?: number } = {}
+  ): Setting<ReadonlyArray<number>> => ({
     schema: Schema.Array(numberSchema(Schema.Finite as never, opts.min)) as never,
     default: def,
     doc,
@@ -95,7 +105,9 @@ export interface SettingIssue {
 
 /** Renders issues as one line each: which field, what was given, what is allowed. */
 export const formatIssues = (pipeline: string, issues: ReadonlyArray<SettingIssue>): string =>
-  issues.map((i) => `pipeline ${pipeline}: setting "${i.key}" ${i.problem} (given: ${JSON.stringify(i.given)})`).join("\n")
+  issues.map((i) => `pipeline ${pipeline}: setting "${i.key}" ${i.problem} (given: ${JSON.stringify(i.given)})`).join(
+    "\n"
+  )
 
 /**
  * Resolves a config: defaults, then `base` (a config file or a stored run's config), then
@@ -111,7 +123,11 @@ export const resolveSettings = <S extends Settings>(
   const known = Object.keys(settings)
   for (const key of [...Object.keys(base), ...Object.keys(overrides)]) {
     if (!(key in settings)) {
-      issues.push({ key, given: key in overrides ? overrides[key] : base[key], problem: `is unknown; allowed settings: ${known.join(", ")}` })
+      issues.push({
+        key,
+        given: key in overrides ? overrides[key] : base[key],
+        problem: `is unknown; allowed settings: ${known.join(", ")}`
+      })
     }
   }
   for (const [key, setting] of Object.entries(settings)) {

@@ -3,7 +3,7 @@
  * `trajectories/iter-NNNNNN.parquet`. Columns that do not apply to a step are null (a
  * deterministic step has no log-prob; a non-terminal step has no reward).
  */
-import { Column, TableDef, type ColumnsOf } from "./columns.ts"
+import { Column, type ColumnsOf, TableDef } from "./columns.ts"
 
 export const TrajectoryTable = new TableDef("trajectory", 1, {
   iteration: Column.int32("RL iteration that produced the row"),

@@ -7,9 +7,9 @@
  * trajectories and 30 MB of checkpoint take 0.3–0.6 s, about as long as its rollout, and the main
  * thread would otherwise wait for them. Jobs run one at a time, in submission order.
  */
+import * as arrow from "apache-arrow"
 import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
-import * as arrow from "apache-arrow"
 import { writeDirAtomic, writeFileAtomic } from "./atomic.ts"
 import { parquetFromIpc } from "./parquet.ts"
 

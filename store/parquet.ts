@@ -7,16 +7,20 @@
  * address top-level columns by name, so BYTE_STREAM_SPLIT is the file-wide default (it reaches the
  * nested tensor leaves) and the flat non-float columns are switched back to PLAIN.
  */
-import { Data } from "effect"
 import * as arrow from "apache-arrow"
+import { Data } from "effect"
 import * as pw from "parquet-wasm/node"
 
 const MAGIC = "PAR1"
 
-export const toParquet = (table: arrow.Table): Uint8Array => parquetFromIpc(arrow.tableToIPC(table, "stream"), table.schema)
+export const toParquet = (table: arrow.Table): Uint8Array =>
+  parquetFromIpc(arrow.tableToIPC(table, "stream"), table.schema)
 
 /** The Parquet file of a table given as Arrow IPC stream bytes (its schema is read from them unless given). */
-export const parquetFromIpc = (ipc: Uint8Array, schema: arrow.Schema = arrow.RecordBatchReader.from(ipc).open().schema): Uint8Array => {
+export const parquetFromIpc = (
+  ipc: Uint8Array,
+  schema: arrow.Schema = arrow.RecordBatchReader.from(ipc).open().schema
+): Uint8Array => {
   let builder = new pw.WriterPropertiesBuilder()
     .setDictionaryEnabled(false)
     .setCompression(pw.Compression.SNAPPY)
@@ -30,7 +34,9 @@ export const parquetFromIpc = (ipc: Uint8Array, schema: arrow.Schema = arrow.Rec
 }
 
 /** A file is not a readable Parquet file (it names the file and why). */
-export class ParquetReadError extends Data.TaggedError("ParquetReadError")<{ readonly file: string; readonly reason: string }> {
+export class ParquetReadError
+  extends Data.TaggedError("ParquetReadError")<{ readonly file: string; readonly reason: string }>
+{
   override get message() {
     return `${this.file}: not a readable Parquet file (${this.reason})`
   }
@@ -55,7 +61,10 @@ export const fromParquet = (bytes: Uint8Array, file: string): arrow.Table => {
 }
 
 /** Schema and row count of a Parquet file, without decoding its columns. */
-export const parquetSummary = async (bytes: Uint8Array, file: string): Promise<{ rows: number; schema: arrow.Schema }> => {
+export const parquetSummary = async (
+  bytes: Uint8Array,
+  file: string
+): Promise<{ rows: number; schema: arrow.Schema }> => {
   fromParquetHeader(bytes, file)
   try {
     const pf = await pw.ParquetFile.fromFile(new Blob([bytes as Uint8Array<ArrayBuffer>]))

@@ -3,9 +3,9 @@
  * report} → {engine, kernel, random}. The folder-level import graph of the sources is read from the
  * code and compared with the allowed edges; a forbidden import or a cycle fails here.
  */
-import { describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { describe, expect, it } from "vitest"
 import { pipelines } from "../pipelines/registry.ts"
 
 /** The folders each folder may import from (besides itself). */
@@ -54,7 +54,8 @@ describe("the source folders", () => {
 
   it("import only from the layers below them", () => {
     const forbidden = [...graph].flatMap(([from, targets]) =>
-      [...targets].filter(([to]) => !ALLOWED[from].includes(to)).map(([to, file]) => `${from} → ${to} (${file})`))
+      [...targets].filter(([to]) => !ALLOWED[from].includes(to)).map(([to, file]) => `${from} → ${to} (${file})`)
+    )
     expect(forbidden).toEqual([])
   })
 
@@ -83,8 +84,27 @@ describe("the source folders", () => {
 })
 
 describe("every registered pipeline", () => {
-  it.each(pipelines.map((p) => [p.name, p] as const))("%s names each stage once: its node's name is its entry's name", (_, p) => {
-    const mismatched = Object.entries(p.nodes).filter(([entry, bound]) => bound.node.name !== entry).map(([entry, b]) => `${entry} ≠ ${b.node.name}`)
-    expect(mismatched).toEqual([])
+  it.each(pipelines.map((p) => [p.name, p] as const))(
+    "%s names each stage once: its node's name is its entry's name",
+    (_, p) => {
+      const mismatched = Object.entries(p.nodes).filter(([entry, bound]) => bound.node.name !== entry).map((
+        [entry, b]
+      ) => `${entry} ≠ ${b.node.name}`)
+      expect(mismatched).toEqual([])
+    }
+  )
+})
+
+describe("the sources", () => {
+  it("keep lines within 120 characters (dprint.json formats them; `npm run format`)", () => {
+    const long = Object.keys(ALLOWED).concat("test").flatMap((folder) =>
+      sources(folder).flatMap((file) =>
+        fs.readFileSync(file, "utf8").split("\n").flatMap((
+          line,
+          i
+        ) => ([...line].length > 120 ? [`${file}:${i + 1}`] : []))
+      )
+    )
+    expect(long).toEqual([])
   })
 })

@@ -1,11 +1,14 @@
-import { describe, expect, it } from "vitest"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { describe, expect, it } from "vitest"
 
 const etaflow = (...args: Array<string>) => {
-  const r = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), ...args], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } })
+  const r = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" }
+  })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-cli-"))
@@ -19,7 +22,20 @@ describe("the etaflow command", () => {
 
   it("runs a pipeline and prints the run directory last", () => {
     const out = path.join(tmp(), "ring")
-    const r = etaflow("run", "dataset", "--set", "name=double-ring", "--set", "n=500", "--seed", "3", "--out", out, "--progress", "lines")
+    const r = etaflow(
+      "run",
+      "dataset",
+      "--set",
+      "name=double-ring",
+      "--set",
+      "n=500",
+      "--seed",
+      "3",
+      "--out",
+      out,
+      "--progress",
+      "lines"
+    )
     expect(r.code).toBe(0)
     expect(r.stdout.trim().split("\n").at(-1)).toBe(out)
     expect(r.stderr).toMatch(/dataset iter 1\/1 node dataset .*s elapsed/)
@@ -27,7 +43,12 @@ describe("the etaflow command", () => {
       expect(fs.existsSync(path.join(out, f))).toBe(true)
     }
     const inspected = JSON.parse(etaflow("inspect", out, "--json").stdout)
-    expect(inspected).toMatchObject({ pipeline: "dataset", status: "complete", seed: 3, outputs: { dataset: { rows: 500 } } })
+    expect(inspected).toMatchObject({
+      pipeline: "dataset",
+      status: "complete",
+      seed: 3,
+      outputs: { dataset: { rows: 500 } }
+    })
     expect(inspected.last_metrics.examples).toBe(500)
     const file = JSON.parse(etaflow("inspect", path.join(out, "dataset.parquet"), "--json").stdout)
     expect(file.columns.find((c: { name: string }) => c.name === "x").shape).toEqual([2])
@@ -37,7 +58,9 @@ describe("the etaflow command", () => {
     const out = path.join(tmp(), "never")
     const r = etaflow("run", "dataset", "--set", "name=cifar", "--set", "n=0", "--set", "colour=red", "--out", out)
     expect(r.code).toBe(2)
-    expect(r.stderr).toMatch(/setting "name" must be one of mnist, double-ring, gaussian-mixture, two-moons \(given: "cifar"\)/)
+    expect(r.stderr).toMatch(
+      /setting "name" must be one of mnist, double-ring, gaussian-mixture, two-moons \(given: "cifar"\)/
+    )
     expect(r.stderr).toMatch(/setting "n" must be an integer ≥ 1 \(given: "0"\)/)
     expect(r.stderr).toMatch(/setting "colour" is unknown; allowed settings: name, n, testFraction/)
     expect(fs.existsSync(out)).toBe(false)

@@ -31,44 +31,70 @@ describe("random streams", () => {
     expect(Math.abs(kurtosis - 3)).toBeLessThan(5 * Math.sqrt(24 / n))
   })
 
-  it("draw standard normals that pass a Kolmogorov–Smirnov test, a χ² test in 100 bins and a test of the tail beyond the ziggurat's R", () => {
-    // Φ through erfc (Numerical Recipes' erfcc, fractional error < 1.2e-7: far below the KS bound).
-    const erfc = (x: number) => {
-      const z = Math.abs(x)
-      const t = 1 / (1 + 0.5 * z)
-      const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-      return x >= 0 ? r : 2 - r
+  it(
+    "draw standard normals that pass Kolmogorov–Smirnov, χ² in 100 bins and a test of the tail beyond the ziggurat's R",
+    () => {
+      // Φ through erfc (Numerical Recipes' erfcc, fractional error < 1.2e-7: far below the KS bound).
+      const erfc = (x: number) => {
+        const z = Math.abs(x)
+        const t = 1 / (1 + 0.5 * z)
+        const r = t *
+          Math.exp(
+            -z * z - 1.26551223 +
+              t *
+                (1.00002368 +
+                  t *
+                    (0.37409196 +
+                      t *
+                        (0.09678418 +
+                          t *
+                            (-0.18628806 +
+                              t *
+                                (0.27886807 +
+                                  t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+          )
+        return x >= 0 ? r : 2 - r
+      }
+      const cdf = (x: number) => 0.5 * erfc(-x / Math.SQRT2)
+      const n = 200_000
+      const x = openStream(["ks"]).fillNormal(new Float64Array(n)).sort()
+      let d = 0
+      for (let i = 0; i < n; i++) d = Math.max(d, Math.abs(cdf(x[i]) - i / n), Math.abs(cdf(x[i]) - (i + 1) / n))
+      expect(d).toBeLessThan(1.95 / Math.sqrt(n)) // α = 0.001
+      // A χ² test over 100 equiprobable bins (the ziggurat's wedges are thin, so bin by bin), and a KS
+      // test of the tail beyond R = 3.4426 against the truncated normal.
+      const m = 2_000_000
+      const y = openStream(["chi2"]).fillNormal(new Float64Array(m))
+      const bins = 100
+      const counts = new Float64Array(bins)
+      for (const v of y) counts[Math.min(bins - 1, Math.floor(cdf(v) * bins))]++
+      const chi2 = counts.reduce((acc, c) => acc + (c - m / bins) ** 2 / (m / bins), 0)
+      expect(chi2).toBeLessThan(148) // χ²(99) at α = 0.001
+      const tailStart = 3.442619855899
+      // The tail is sampled by rejection: 20 million draws give ~11,500 tail values to test it with.
+      const tailDraws = 20_000_000
+      const stream = openStream(["tail"])
+      const chunk = new Float64Array(1_000_000)
+      const kept: Array<number> = []
+      for (let c = 0; c < tailDraws / chunk.length; c++) {
+        for (const v of stream.fillNormal(chunk)) if (Math.abs(v) > tailStart) kept.push(Math.abs(v))
+      }
+      const tail = Float64Array.from(kept).sort()
+      const expected = tailDraws * 2 * (1 - cdf(tailStart))
+      expect(Math.abs(tail.length - expected)).toBeLessThan(5 * Math.sqrt(expected))
+      const truncated = (t: number) => (cdf(t) - cdf(tailStart)) / (1 - cdf(tailStart))
+      let dTail = 0
+      tail.forEach((
+        v,
+        i
+      ) => (dTail = Math.max(
+        dTail,
+        Math.abs(truncated(v) - i / tail.length),
+        Math.abs(truncated(v) - (i + 1) / tail.length)
+      )))
+      expect(dTail).toBeLessThan(1.95 / Math.sqrt(tail.length))
     }
-    const cdf = (x: number) => 0.5 * erfc(-x / Math.SQRT2)
-    const n = 200_000
-    const x = openStream(["ks"]).fillNormal(new Float64Array(n)).sort()
-    let d = 0
-    for (let i = 0; i < n; i++) d = Math.max(d, Math.abs(cdf(x[i]) - i / n), Math.abs(cdf(x[i]) - (i + 1) / n))
-    expect(d).toBeLessThan(1.95 / Math.sqrt(n)) // α = 0.001
-    // A χ² test over 100 equiprobable bins (the ziggurat's wedges are thin, so bin by bin), and a KS
-    // test of the tail beyond R = 3.4426 against the truncated normal.
-    const m = 2_000_000
-    const y = openStream(["chi2"]).fillNormal(new Float64Array(m))
-    const bins = 100
-    const counts = new Float64Array(bins)
-    for (const v of y) counts[Math.min(bins - 1, Math.floor(cdf(v) * bins))]++
-    const chi2 = counts.reduce((acc, c) => acc + (c - m / bins) ** 2 / (m / bins), 0)
-    expect(chi2).toBeLessThan(148) // χ²(99) at α = 0.001
-    const tailStart = 3.442619855899
-    // The tail is sampled by rejection: 20 million draws give ~11,500 tail values to test it with.
-    const tailDraws = 20_000_000
-    const stream = openStream(["tail"])
-    const chunk = new Float64Array(1_000_000)
-    const kept: Array<number> = []
-    for (let c = 0; c < tailDraws / chunk.length; c++) for (const v of stream.fillNormal(chunk)) if (Math.abs(v) > tailStart) kept.push(Math.abs(v))
-    const tail = Float64Array.from(kept).sort()
-    const expected = tailDraws * 2 * (1 - cdf(tailStart))
-    expect(Math.abs(tail.length - expected)).toBeLessThan(5 * Math.sqrt(expected))
-    const truncated = (t: number) => (cdf(t) - cdf(tailStart)) / (1 - cdf(tailStart))
-    let dTail = 0
-    tail.forEach((v, i) => (dTail = Math.max(dTail, Math.abs(truncated(v) - i / tail.length), Math.abs(truncated(v) - (i + 1) / tail.length))))
-    expect(dTail).toBeLessThan(1.95 / Math.sqrt(tail.length))
-  })
+  )
 
   it("permute every index exactly once", () => {
     const p = permutation(openStream(["perm"]), 1000)

@@ -3,13 +3,32 @@
  * (like diffusers' scheduler contract tests). Closed-form values are computed here from the formulas.
  */
 import { describe, expect, it } from "vitest"
-import { SAMPLERS, SAMPLER_NAMES, ode, ddim, gddim, precise, cps, flowGrpo, type SamplerName, type StepContext } from "../../diffusion/samplers.ts"
-import { rectifiedFlow, vpDiscrete, vpContinuous, veBrownian, alphaBars, type Parameterization, type Process } from "../../diffusion/process.ts"
+import { lambdaMoments } from "../../diffusion/gaussian-theory.ts"
 import { leadingGrid, shiftGrid, uniformGrid } from "../../diffusion/grids.ts"
-import { rollout } from "../../diffusion/rollout.ts"
 import { transitionLogProb } from "../../diffusion/logprob.ts"
 import { gaussianSamplerMoments } from "../../diffusion/moments.ts"
-import { lambdaMoments } from "../../diffusion/gaussian-theory.ts"
+import {
+  alphaBars,
+  type Parameterization,
+  type Process,
+  rectifiedFlow,
+  veBrownian,
+  vpContinuous,
+  vpDiscrete
+} from "../../diffusion/process.ts"
+import { rollout } from "../../diffusion/rollout.ts"
+import {
+  cps,
+  ddim,
+  flowGrpo,
+  gddim,
+  ode,
+  precise,
+  SAMPLER_NAMES,
+  type SamplerName,
+  SAMPLERS,
+  type StepContext
+} from "../../diffusion/samplers.ts"
 import { gaussianData } from "../../models/analytic.ts"
 import { openStream } from "../../random/streams.ts"
 
@@ -21,26 +40,63 @@ interface Setup {
 }
 
 const SETUPS: ReadonlyArray<Setup> = [
-  { label: "rectified flow (velocity, shifted grid)", process: rectifiedFlow, parameterization: "velocity", grid: (n) => shiftGrid(uniformGrid(n), 3) },
-  { label: "VP scaled-linear (ε, DDIM leading grid)", process: vpDiscrete("scaled-linear"), parameterization: "epsilon", grid: (n) => leadingGrid(n) },
-  { label: "VP β(t) = t (ε)", process: vpContinuous("vp-beta-t", (t) => Math.exp((-t * t) / 2)), parameterization: "epsilon", grid: (n) => uniformGrid(n, 3, 0) },
+  {
+    label: "rectified flow (velocity, shifted grid)",
+    process: rectifiedFlow,
+    parameterization: "velocity",
+    grid: (n) => shiftGrid(uniformGrid(n), 3)
+  },
+  {
+    label: "VP scaled-linear (ε, DDIM leading grid)",
+    process: vpDiscrete("scaled-linear"),
+    parameterization: "epsilon",
+    grid: (n) => leadingGrid(n)
+  },
+  {
+    label: "VP β(t) = t (ε)",
+    process: vpContinuous("vp-beta-t", (t) => Math.exp((-t * t) / 2)),
+    parameterization: "epsilon",
+    grid: (n) => uniformGrid(n, 3, 0)
+  },
   { label: "VE σ² = t (x0)", process: veBrownian, parameterization: "x0", grid: (n) => uniformGrid(n, 4, 0) }
 ]
 
 /** A noise level each sampler accepts on every step of these grids. */
-const NOISE: Record<SamplerName, number> = { ode: 0, ddim: 0.8, gddim: 1.5, "flow-grpo": 0.7, "dance-grpo": 0.3, cps: 0.5, precise: 1.5, "dance-precise": 0.3 }
+const NOISE: Record<SamplerName, number> = {
+  ode: 0,
+  ddim: 0.8,
+  gddim: 1.5,
+  "flow-grpo": 0.7,
+  "dance-grpo": 0.3,
+  cps: 0.5,
+  precise: 1.5,
+  "dance-precise": 0.3
+}
 
 const cases = SAMPLER_NAMES.flatMap((name) =>
-  SETUPS.filter((s) => (SAMPLERS[name].processes as ReadonlyArray<string>).includes(s.process.kind)).map((setup) => ({ name, setup }))
+  SETUPS.filter((s) => (SAMPLERS[name].processes as ReadonlyArray<string>).includes(s.process.kind)).map((setup) => ({
+    name,
+    setup
+  }))
 )
 
-const ctxOf = (setup: Setup, grid: ReadonlyArray<number>, step: number): StepContext =>
-  ({ process: setup.process, parameterization: setup.parameterization, grid, step })
+const ctxOf = (setup: Setup, grid: ReadonlyArray<number>, step: number): StepContext => ({
+  process: setup.process,
+  parameterization: setup.parameterization,
+  grid,
+  step
+})
 
 describe.each(cases)("sampler $name on $setup.label", ({ name, setup }) => {
   const { sampler } = SAMPLERS[name]
   const grid = setup.grid(20)
-  const policy = gaussianData({ mean: 0.5, std: 0.8, dim: 3, process: setup.process, parameterization: setup.parameterization })
+  const policy = gaussianData({
+    mean: 0.5,
+    std: 0.8,
+    dim: 3,
+    process: setup.process,
+    parameterization: setup.parameterization
+  })
 
   it("takes exactly the ODE step when its noise level is 0", () => {
     for (let k = 0; k < 20; k++) {
@@ -58,50 +114,96 @@ describe.each(cases)("sampler $name on $setup.label", ({ name, setup }) => {
     }
   })
 
-  it("stores transitions whose log-prob recomputed from (a, b, s) and the model output is the sampled one (ratio ≡ 1)", async () => {
-    const r = await rollout({ policy, sampler, noise: NOISE[name], grid, chains: 16, record: true, initStream: (j) => openStream(["lp", "init", j]), stepStream: (j) => openStream(["lp", "step", j]) })
-    const n = 16 * 3
-    let compared = 0
-    for (const st of r.steps) {
-      const x = r.latents!.subarray(st.step * n, (st.step + 1) * n)
-      const xNext = r.latents!.subarray((st.step + 1) * n, (st.step + 2) * n)
-      const f = await policy.predict(Float32Array.from(x), 16, st.t)
-      for (let j = 0; j < 16; j++) {
-        const recomputed = transitionLogProb(xNext, x, f, j * 3, 3, st.a, st.b, st.s, st.logProb)
-        const sampled = r.logProb[st.step * 16 + j]
-        if (st.s === 0) expect(Number.isNaN(sampled) && Number.isNaN(recomputed)).toBe(true)
-        else {
-          expect(Math.exp(recomputed - sampled)).toBe(1)
-          compared++
+  it(
+    "stores transitions whose log-prob recomputed from (a, b, s) and the model output is the sampled one (ratio ≡ 1)",
+    async () => {
+      const r = await rollout({
+        policy,
+        sampler,
+        noise: NOISE[name],
+        grid,
+        chains: 16,
+        record: true,
+        initStream: (j) => openStream(["lp", "init", j]),
+        stepStream: (j) => openStream(["lp", "step", j])
+      })
+      const n = 16 * 3
+      let compared = 0
+      for (const st of r.steps) {
+        const x = r.latents!.subarray(st.step * n, (st.step + 1) * n)
+        const xNext = r.latents!.subarray((st.step + 1) * n, (st.step + 2) * n)
+        const f = await policy.predict(Float32Array.from(x), 16, st.t)
+        for (let j = 0; j < 16; j++) {
+          const recomputed = transitionLogProb(xNext, x, f, j * 3, 3, st.a, st.b, st.s, st.logProb)
+          const sampled = r.logProb[st.step * 16 + j]
+          if (st.s === 0) expect(Number.isNaN(sampled) && Number.isNaN(recomputed)).toBe(true)
+          else {
+            expect(Math.exp(recomputed - sampled)).toBe(1)
+            compared++
+          }
         }
       }
+      if (name !== "ode") expect(compared).toBeGreaterThan(0)
     }
-    if (name !== "ode") expect(compared).toBeGreaterThan(0)
-  })
+  )
 
   it("gives the first chain the same bits whether it samples 1 chain or 1,000", async () => {
-    const spec = { policy, sampler, noise: NOISE[name], grid: setup.grid(6), initStream: (j: number) => openStream(["bi", "init", j]), stepStream: (j: number) => openStream(["bi", "step", j]) }
+    const spec = {
+      policy,
+      sampler,
+      noise: NOISE[name],
+      grid: setup.grid(6),
+      initStream: (j: number) => openStream(["bi", "init", j]),
+      stepStream: (j: number) => openStream(["bi", "step", j])
+    }
     const one = await rollout({ ...spec, chains: 1 })
     const many = await rollout({ ...spec, chains: 1000 })
     expect(Array.from(many.final.subarray(0, 3))).toEqual(Array.from(one.final))
     expect(many.logProb[0]).toEqual(one.logProb[0])
   })
 
-  it("produces samples whose mean and variance match its exact moment propagation within Monte-Carlo error", async () => {
-    const chains = 4000
-    const r = await rollout({ policy, sampler, noise: NOISE[name], grid, chains, initStream: (j) => openStream(["mc", "init", j]), stepStream: (j) => openStream(["mc", "step", j]) })
-    const exact = gaussianSamplerMoments({ process: setup.process, parameterization: setup.parameterization, sampler, noise: NOISE[name], grid, mean: 0.5, std: 0.8 })
-    const xs = Float64Array.from(r.final)
-    const m = xs.reduce((a, b) => a + b, 0) / xs.length
-    const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1)
-    // 3 coordinates × 4,000 chains are i.i.d. draws of the sampler's output distribution.
-    expect(Math.abs(m - exact.mean)).toBeLessThan(5 * Math.sqrt(exact.variance / xs.length))
-    expect(Math.abs(v - exact.variance)).toBeLessThan(5 * exact.variance * Math.sqrt(2 / xs.length))
-  })
+  it(
+    "produces samples whose mean and variance match its exact moment propagation within Monte-Carlo error",
+    async () => {
+      const chains = 4000
+      const r = await rollout({
+        policy,
+        sampler,
+        noise: NOISE[name],
+        grid,
+        chains,
+        initStream: (j) => openStream(["mc", "init", j]),
+        stepStream: (j) => openStream(["mc", "step", j])
+      })
+      const exact = gaussianSamplerMoments({
+        process: setup.process,
+        parameterization: setup.parameterization,
+        sampler,
+        noise: NOISE[name],
+        grid,
+        mean: 0.5,
+        std: 0.8
+      })
+      const xs = Float64Array.from(r.final)
+      const m = xs.reduce((a, b) => a + b, 0) / xs.length
+      const v = xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1)
+      // 3 coordinates × 4,000 chains are i.i.d. draws of the sampler's output distribution.
+      expect(Math.abs(m - exact.mean)).toBeLessThan(5 * Math.sqrt(exact.variance / xs.length))
+      expect(Math.abs(v - exact.variance)).toBeLessThan(5 * exact.variance * Math.sqrt(2 / xs.length))
+    }
+  )
 
   const family = SAMPLERS[name].family
   const moments = (n: number) =>
-    gaussianSamplerMoments({ process: setup.process, parameterization: setup.parameterization, sampler, noise: NOISE[name], grid: setup.grid(n), mean: 0.5, std: 0.8 })
+    gaussianSamplerMoments({
+      process: setup.process,
+      parameterization: setup.parameterization,
+      sampler,
+      noise: NOISE[name],
+      grid: setup.grid(n),
+      mean: 0.5,
+      std: 0.8
+    })
   if (family === "exponential" && setup.process.kind === "rf") {
     it("preserves the data marginals: its exact terminal moments converge to N(μ0, s0²) as steps grow", () => {
       const err = (n: number) => Math.abs(moments(n).mean - 0.5) + Math.abs(moments(n).variance - 0.64)
@@ -111,17 +213,25 @@ describe.each(cases)("sampler $name on $setup.label", ({ name, setup }) => {
     })
   }
   if (family === "euler-maruyama") {
-    it("has an Euler–Maruyama error that shrinks as steps grow (down to the floor of Flow-GRPO's first-step rule)", () => {
-      const err = (n: number) => Math.abs(moments(n).mean - 0.5) + Math.abs(moments(n).variance - 0.64)
-      expect(err(50)).toBeLessThan(err(10))
-      expect(err(200)).toBeLessThan(err(50))
-      expect(err(5000)).toBeLessThan(2e-3)
-    })
+    it(
+      "has an Euler–Maruyama error that shrinks as steps grow (down to the floor of Flow-GRPO's first-step rule)",
+      () => {
+        const err = (n: number) => Math.abs(moments(n).mean - 0.5) + Math.abs(moments(n).variance - 0.64)
+        expect(err(50)).toBeLessThan(err(10))
+        expect(err(200)).toBeLessThan(err(50))
+        expect(err(5000)).toBeLessThan(2e-3)
+      }
+    )
   }
-  if ((name === "ode" || name === "gddim") && setup.process.kind !== "rf" && setup.process.name !== "vp-scaled-linear") {
+  if (
+    (name === "ode" || name === "gddim") && setup.process.kind !== "rf" && setup.process.name !== "vp-scaled-linear"
+  ) {
     it("converges to the closed-form output of the continuous λ-sampler (§3.5) as steps grow", () => {
       const T = setup.grid(1)[0]
-      const limit = lambdaMoments({ process: setup.process.kind as "ve" | "vp", T, mu0: 0.5, s0: 0.8 }, name === "ode" ? 0 : NOISE[name])
+      const limit = lambdaMoments(
+        { process: setup.process.kind as "ve" | "vp", T, mu0: 0.5, s0: 0.8 },
+        name === "ode" ? 0 : NOISE[name]
+      )
       const err = (n: number) => Math.abs(moments(n).mean - limit.mean) + Math.abs(moments(n).variance - limit.variance)
       const errors = [100, 1000, 20_000].map(err)
       expect(errors[1]).toBeLessThan(errors[0])
@@ -134,8 +244,12 @@ describe.each(cases)("sampler $name on $setup.label", ({ name, setup }) => {
 describe("sampler identities", () => {
   const vp = vpDiscrete("scaled-linear")
   const vpGrid = leadingGrid(50)
-  const ctx = (step: number, process: Process = vp, grid: ReadonlyArray<number> = vpGrid, parameterization: Parameterization = "epsilon"): StepContext =>
-    ({ process, parameterization, grid, step })
+  const ctx = (
+    step: number,
+    process: Process = vp,
+    grid: ReadonlyArray<number> = vpGrid,
+    parameterization: Parameterization = "epsilon"
+  ): StepContext => ({ process, parameterization, grid, step })
 
   it("gDDIM λ = 1 equals DDIM η = 1 and λ = 0 equals DDIM η = 0", () => {
     for (let k = 0; k < 50; k++) {
@@ -167,10 +281,17 @@ describe("sampler identities", () => {
     }
   })
 
-  it("DDIM-η above its per-step limit fails and names the step (SD schedule, 50 steps: t 21 → 1, η_max ≈ 1.0456)", () => {
-    expect(() => { for (let k = 0; k < 50; k++) ddim(ctx(k), 1.05) }).toThrow(/limit 1\.045\d+ of step 48 \(t 21 → 1\)/)
-    expect(() => { for (let k = 0; k < 50; k++) ddim(ctx(k), 1.04) }).not.toThrow()
-  })
+  it(
+    "DDIM-η above its per-step limit fails and names the step (SD schedule, 50 steps: t 21 → 1, η_max ≈ 1.0456)",
+    () => {
+      expect(() => {
+        for (let k = 0; k < 50; k++) ddim(ctx(k), 1.05)
+      }).toThrow(/limit 1\.045\d+ of step 48 \(t 21 → 1\)/)
+      expect(() => {
+        for (let k = 0; k < 50; k++) ddim(ctx(k), 1.04)
+      }).not.toThrow()
+    }
+  )
 
   it("Precise with level η is gDDIM with λ = η/√2 on rectified flow", () => {
     const grid = uniformGrid(10)

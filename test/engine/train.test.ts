@@ -1,17 +1,17 @@
-import { describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { describe, expect, it } from "vitest"
 import { Graph } from "../../engine/graph.ts"
-import * as op from "../../engine/ops.ts"
-import { EngineSession } from "../../engine/session.ts"
-import { Trainer, type LossBuilder } from "../../engine/train.ts"
-import { initParams, paramInputs, type ParamSpec } from "../../engine/params.ts"
 import { toOnnx } from "../../engine/onnx.ts"
+import * as op from "../../engine/ops.ts"
+import { initParams, paramInputs, type ParamSpec } from "../../engine/params.ts"
 import { readSafetensors, writeSafetensors } from "../../engine/safetensors.ts"
+import { EngineSession } from "../../engine/session.ts"
+import { type LossBuilder, Trainer } from "../../engine/train.ts"
 import { loadOnnxModel } from "../../models/external.ts"
-import { velocityNet } from "../../models/networks.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
+import { velocityNet } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
 
 const specs: Array<ParamSpec> = [
@@ -39,7 +39,20 @@ describe("train steps", () => {
   it("take the AdamW step PyTorch takes, computed here by hand for the first step", async () => {
     const init = initParams(specs, openStream(["init"]))
     const adam = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: Infinity }
-    const js = await Trainer.create({ name: "r", specs, loss: regression, adam, update: "js", threads: 1, init: { params: structuredClone(init), m: { w: new Float32Array(6), b: new Float32Array(2) }, v: { w: new Float32Array(6), b: new Float32Array(2) }, step: 0 } })
+    const js = await Trainer.create({
+      name: "r",
+      specs,
+      loss: regression,
+      adam,
+      update: "js",
+      threads: 1,
+      init: {
+        params: structuredClone(init),
+        m: { w: new Float32Array(6), b: new Float32Array(2) },
+        v: { w: new Float32Array(6), b: new Float32Array(2) },
+        step: 0
+      }
+    })
     // Gradient of the loss at the initial weights, from a gradient-only graph run.
     const g = new Graph("grad")
     const p = paramInputs(g, specs)
@@ -60,7 +73,15 @@ describe("train steps", () => {
 
   it("give the same weights whether AdamW runs in the graph or in JS", async () => {
     const init = initParams(specs, openStream(["init"]))
-    const make = (update: "graph" | "js") => Trainer.create({ name: "r", specs, loss: regression, update, threads: 1, init: Object.fromEntries(Object.entries(init).map(([k, v]) => [k, v.slice()])) })
+    const make = (update: "graph" | "js") =>
+      Trainer.create({
+        name: "r",
+        specs,
+        loss: regression,
+        update,
+        threads: 1,
+        init: Object.fromEntries(Object.entries(init).map(([k, v]) => [k, v.slice()]))
+      })
     const [a, b] = [await make("graph"), await make("js")]
     for (let i = 0; i < 20; i++) {
       const bt = batch(`b${i}`)
@@ -71,12 +92,21 @@ describe("train steps", () => {
     // after 20 steps they agree to a few float32 ulps of the weights' scale, not just 4 decimals.
     const scale = Math.max(...Object.values(b.state.params).flatMap((v) => Array.from(v, Math.abs)))
     for (const k of ["w", "b"]) {
-      for (let i = 0; i < init[k].length; i++) expect(Math.abs(a.state.params[k][i] - b.state.params[k][i])).toBeLessThan(8 * 2 ** -23 * scale)
+      for (let i = 0; i < init[k].length; i++) {
+        expect(Math.abs(a.state.params[k][i] - b.state.params[k][i])).toBeLessThan(8 * 2 ** -23 * scale)
+      }
     }
   })
 
   it("fit a linear regression with a known optimum", async () => {
-    const tr = await Trainer.create({ name: "r", specs, loss: regression, adam: { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 10 }, threads: 1, init: initParams(specs, openStream(["init"])) })
+    const tr = await Trainer.create({
+      name: "r",
+      specs,
+      loss: regression,
+      adam: { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 10 },
+      threads: 1,
+      init: initParams(specs, openStream(["init"]))
+    })
     let last = Infinity
     for (let i = 0; i < 400; i++) last = (await tr.step(batch(`fit${i}`))).loss
     expect(last).toBeLessThan(1e-4)
@@ -86,7 +116,13 @@ describe("train steps", () => {
 
   it("are bit-reproducible: the same inputs give the same weights and losses, step after step", async () => {
     const run = async () => {
-      const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 2, init: initParams(specs, openStream(["init"])) })
+      const tr = await Trainer.create({
+        name: "r",
+        specs,
+        loss: regression,
+        threads: 2,
+        init: initParams(specs, openStream(["init"]))
+      })
       const losses: Array<number> = []
       for (let i = 0; i < 10; i++) losses.push((await tr.step(batch(`det${i}`, 512))).loss)
       return { losses, w: Buffer.from(tr.state.params.w.buffer).toString("hex") }
@@ -111,7 +147,13 @@ describe("train steps", () => {
   })
 
   it("refuse a non-finite loss and keep the previous weights", async () => {
-    const tr = await Trainer.create({ name: "r", specs, loss: regression, threads: 1, init: initParams(specs, openStream(["init"])) })
+    const tr = await Trainer.create({
+      name: "r",
+      specs,
+      loss: regression,
+      threads: 1,
+      init: initParams(specs, openStream(["init"]))
+    })
     const before = tr.state.params.w.slice()
     const bad = batch("nan")
     ;(bad.x.data as Float32Array)[0] = Number.NaN
@@ -123,34 +165,51 @@ describe("train steps", () => {
 describe("models as files", () => {
   const net = { dim: 4, hidden: 8, blocks: 1, timeFeatures: 4, classes: 3 }
   const params = initParams(velocityNet(net).specs.map((s) => ({ ...s, init: { std: 0.3 } })), openStream(["export"]))
-  const feeds = { x: { data: Float32Array.from([0.1, 0.2, -0.3, 0.4, 1, 0, -1, 0.5]), dims: [2, 4] }, t: { data: Float32Array.from([0.3, 0.9]), dims: [2] }, c: { data: BigInt64Array.from([0n, 3n]), dims: [2] } }
+  const feeds = {
+    x: { data: Float32Array.from([0.1, 0.2, -0.3, 0.4, 1, 0, -1, 0.5]), dims: [2, 4] },
+    t: { data: Float32Array.from([0.3, 0.9]), dims: [2] },
+    c: { data: BigInt64Array.from([0n, 3n]), dims: [2] }
+  }
 
   it("export with weights baked in and compute what the weights-as-inputs graph computes", async () => {
     const g = velocityGraph(net)
     const asInputs = await EngineSession.create(g, { threads: 1 })
-    const weightFeeds = Object.fromEntries(velocityNet(net).specs.map((s) => [s.name, { data: params[s.name], dims: s.shape }]))
+    const weightFeeds = Object.fromEntries(
+      velocityNet(net).specs.map((s) => [s.name, { data: params[s.name], dims: s.shape }])
+    )
     const a = (await asInputs.run({ ...weightFeeds, ...feeds })).f.data as Float32Array
-    const baked = await EngineSession.fromBytes("baked", toOnnx(velocityGraph(net), { initializers: params }), { threads: 1 })
+    const baked = await EngineSession.fromBytes("baked", toOnnx(velocityGraph(net), { initializers: params }), {
+      threads: 1
+    })
     const b = (await baked.run(feeds)).f.data as Float32Array
     expect(Array.from(b)).toEqual(Array.from(a))
   })
 
   it("round-trip weights through safetensors bit-exactly, and name the file when it is cut short", () => {
     const specsV = velocityNet(net).specs
-    const bytes = writeSafetensors(Object.fromEntries(specsV.map((s) => [s.name, { data: params[s.name], shape: s.shape }])), { kind: "test" })
+    const bytes = writeSafetensors(
+      Object.fromEntries(specsV.map((s) => [s.name, { data: params[s.name], shape: s.shape }])),
+      { kind: "test" }
+    )
     const back = readSafetensors(bytes, "w.safetensors")
     expect(back.metadata.kind).toBe("test")
     for (const s of specsV) expect(Array.from(back.tensors[s.name].data)).toEqual(Array.from(params[s.name]))
-    expect(() => readSafetensors(bytes.subarray(0, bytes.length - 4), "cut.safetensors")).toThrow(/cut\.safetensors: tensor .* past the end/)
+    expect(() => readSafetensors(bytes.subarray(0, bytes.length - 4), "cut.safetensors")).toThrow(
+      /cut\.safetensors: tensor .* past the end/
+    )
   })
 
   it("load an external ONNX model against its contract, and name the input and shape that do not fit", async () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-onnx-")), "policy.onnx")
     fs.writeFileSync(file, toOnnx(velocityGraph(net), { initializers: params }))
-    const ok = { inputs: { x: { dtype: "float32", shape: ["batch", 4] }, t: { dtype: "float32", shape: ["batch"] } }, outputs: { f: { dtype: "float32", shape: ["batch", 4] } } } as const
+    const ok = {
+      inputs: { x: { dtype: "float32", shape: ["batch", 4] }, t: { dtype: "float32", shape: ["batch"] } },
+      outputs: { f: { dtype: "float32", shape: ["batch", 4] } }
+    } as const
     await expect(loadOnnxModel(file, ok, 1)).resolves.toBeDefined()
     await expect(loadOnnxModel(file, { ...ok, inputs: { x: { dtype: "float32", shape: ["batch", 784] } } }, 1))
       .rejects.toThrow(new RegExp(`model .*policy\\.onnx: input "x" has shape \\[B, 4\\], expected \\[batch, 784\\]`))
-    await expect(loadOnnxModel(file, { ...ok, inputs: { image: { dtype: "float32", shape: ["batch", 4] } } }, 1)).rejects.toThrow(/has no input "image" \(its inputs: x, t, c\)/)
+    await expect(loadOnnxModel(file, { ...ok, inputs: { image: { dtype: "float32", shape: ["batch", 4] } } }, 1))
+      .rejects.toThrow(/has no input "image" \(its inputs: x, t, c\)/)
   })
 })

@@ -8,8 +8,10 @@ import { faults, randomWalk } from "../fixtures/random-walk.ts"
 import { metricLines, metricsText, tempDir } from "../support/runs.ts"
 
 const tmp = () => tempDir("iter")
-const run = (opts: Parameters<typeof runPipeline>[1]) => Effect.exit(runPipeline(randomWalk, { progress: "none", ...opts }))
-const checkpoint = (dir: string, i: number) => fs.readFileSync(path.join(dir, "checkpoints", `iter-${String(i).padStart(6, "0")}`, "position.bin"))
+const run = (opts: Parameters<typeof runPipeline>[1]) =>
+  Effect.exit(runPipeline(randomWalk, { progress: "none", ...opts }))
+const checkpoint = (dir: string, i: number) =>
+  fs.readFileSync(path.join(dir, "checkpoints", `iter-${String(i).padStart(6, "0")}`, "position.bin"))
 const manifest = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
 
 afterEach(() => {
@@ -24,12 +26,15 @@ describe("iterated pipelines", () => {
       const exit = yield* run({ out: dir, seed: 7 })
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(manifest(dir)).toMatchObject({ status: "complete", iterations: 5, iterations_complete: 5, seed: 7 })
-      expect(fs.readdirSync(path.join(dir, "steps")).sort()).toEqual([0, 1, 2, 3, 4].map((i) => `iter-00000${i}.parquet`))
+      expect(fs.readdirSync(path.join(dir, "steps")).sort()).toEqual(
+        [0, 1, 2, 3, 4].map((i) => `iter-00000${i}.parquet`)
+      )
       // The final state equals the initial state plus every persisted step: the state really is threaded.
       const total = new Float64Array(8)
       for (let i = 0; i < 5; i++) {
         const file = path.join(dir, "steps", `iter-00000${i}.parquet`)
-        const step = fromParquet(new Uint8Array(fs.readFileSync(file)), file).getChild("step")!.data[0].children[0].values as Float32Array
+        const step = fromParquet(new Uint8Array(fs.readFileSync(file)), file).getChild("step")!.data[0].children[0]
+          .values as Float32Array
         step.forEach((v, w) => (total[w] += v))
       }
       expect(Array.from(new Float64Array(Uint8Array.from(checkpoint(dir, 4)).buffer))).toEqual(Array.from(total))
@@ -81,7 +86,7 @@ describe("iterated pipelines", () => {
       // Simulate a SIGKILL during iteration 3: a half-written table, a stray temp file, a cut metrics line.
       fs.writeFileSync(path.join(dir, "steps", "iter-000003.parquet"), "PAR1 half")
       fs.writeFileSync(path.join(dir, "steps", "iter-000004.parquet.123.tmp"), "junk")
-      fs.appendFileSync(path.join(dir, "metrics.jsonl"), '{"iteration":3,"name":"mean_pos')
+      fs.appendFileSync(path.join(dir, "metrics.jsonl"), "{\"iteration\":3,\"name\":\"mean_pos")
       const resumed = yield* run({ resume: dir })
       expect(Exit.isSuccess(resumed)).toBe(true)
       expect(fs.readdirSync(path.join(dir, "steps")).filter((f) => f.endsWith(".tmp"))).toEqual([])

@@ -1,14 +1,19 @@
-import { describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
 import { Node, Port } from "../../kernel/node.ts"
 import { Pipeline, validate } from "../../kernel/pipeline.ts"
 import { runPipeline } from "../../kernel/run.ts"
-import * as os from "node:os"
-import * as path from "node:path"
-import * as fs from "node:fs"
 
 const num = Node.make({ name: "num", doc: "a number", inputs: {}, run: () => Effect.succeed(1) })
-const inc = Node.make({ name: "inc", doc: "x + 1", inputs: { x: Port.of<number>() }, run: ({ x }) => Effect.succeed(x + 1) })
+const inc = Node.make({
+  name: "inc",
+  doc: "x + 1",
+  inputs: { x: Port.of<number>() },
+  run: ({ x }) => Effect.succeed(x + 1)
+})
 const add = Node.make({
   name: "add",
   doc: "x + y",
@@ -21,12 +26,22 @@ const untyped = (nodes: Record<string, unknown>) => nodes as never
 
 describe("pipeline definitions", () => {
   it("order entries in levels of independent nodes", () => {
-    expect(validate("p", untyped({ a: num.from({}), b: inc.from({ x: "a" }), c: inc.from({ x: "a" }), d: add.from({ x: "b", y: "c" }) })))
+    expect(
+      validate(
+        "p",
+        untyped({ a: num.from({}), b: inc.from({ x: "a" }), c: inc.from({ x: "a" }), d: add.from({ x: "b", y: "c" }) })
+      )
+    )
       .toEqual([["a"], ["b", "c"], ["d"]])
   })
 
   it("reject a cycle and name the nodes on it", () => {
-    expect(() => validate("loop", untyped({ a: num.from({}), b: add.from({ x: "a", y: "d" }), c: inc.from({ x: "b" }), d: inc.from({ x: "c" }) })))
+    expect(() =>
+      validate(
+        "loop",
+        untyped({ a: num.from({}), b: add.from({ x: "a", y: "d" }), c: inc.from({ x: "b" }), d: inc.from({ x: "c" }) })
+      )
+    )
       .toThrow(/pipeline loop: cycle: (b → d → c → b|c → b → d → c|d → c → b → d)/)
     expect(() => validate("self", untyped({ a: inc.from({ x: "a" }) }))).toThrow(/cycle: a → a/)
   })
@@ -46,11 +61,18 @@ describe("pipeline definitions", () => {
   it("reject duplicate names: an entry named like a source, or added twice", () => {
     expect(() => validate("p", untyped({ config: num.from({}) }))).toThrow(/duplicate name "config"/)
     const base = Pipeline.define({ name: "base", doc: "", settings: {}, nodes: { a: num.from({}) } })
-    expect(() => Pipeline.extend(base, untyped({ a: inc.from({ x: "a" }) }))).toThrow(/pipeline base: duplicate name "a"/)
+    expect(() => Pipeline.extend(base, untyped({ a: inc.from({ x: "a" }) }))).toThrow(
+      /pipeline base: duplicate name "a"/
+    )
   })
 
   it("let an experiment swap one entry and keep the rest", () => {
-    const base = Pipeline.define({ name: "base", doc: "", settings: {}, nodes: { a: num.from({}), b: inc.from({ x: "a" }) } })
+    const base = Pipeline.define({
+      name: "base",
+      doc: "",
+      settings: {},
+      nodes: { a: num.from({}), b: inc.from({ x: "a" }) }
+    })
     const swapped = Pipeline.replace(base, { b: add.from({ x: "a", y: "a" }) }, "swapped")
     expect(swapped.name).toBe("swapped")
     expect(swapped.nodes.b.node.name).toBe("add")
@@ -73,7 +95,12 @@ describe("pipeline definitions", () => {
           return started
         })
     })
-    const p = Pipeline.define({ name: "concurrent", doc: "", settings: {}, nodes: { a: rendezvous.from({}), b: rendezvous.from({}), c: add.from({ x: "a", y: "b" }) } })
+    const p = Pipeline.define({
+      name: "concurrent",
+      doc: "",
+      settings: {},
+      nodes: { a: rendezvous.from({}), b: rendezvous.from({}), c: add.from({ x: "a", y: "b" }) }
+    })
     const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-conc-")), "run")
     const exit = await Effect.runPromiseExit(runPipeline(p, { out: dir, progress: "none" }))
     expect(Exit.isSuccess(exit) && exit.value.outputs.c).toBe(4)

@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest"
-import * as path from "node:path"
 import * as fs from "node:fs"
+import * as path from "node:path"
 import ts from "typescript"
+import { describe, expect, it } from "vitest"
 
 /** Compiles the fixture with the project's compiler options and returns diagnostics by line. */
 const diagnostics = (file: string) => {
@@ -39,7 +39,9 @@ describe("pipeline edges are checked by the compiler", () => {
   })
 
   it("report nothing else", () => {
-    expect(found.map((d) => d.line).sort((a, b) => a - b)).toEqual([lineOf("BAD-EDGE"), lineOf("BAD-CONFIG"), lineOf("BAD-SOURCE")].sort((a, b) => a - b))
+    expect(found.map((d) => d.line).sort((a, b) => a - b)).toEqual(
+      [lineOf("BAD-EDGE"), lineOf("BAD-CONFIG"), lineOf("BAD-SOURCE")].sort((a, b) => a - b)
+    )
   })
 })
 

@@ -5,14 +5,14 @@
  * Precise's per-step normalisation, SDPO's clamp — is what is checked.
  */
 import { describe, expect, it } from "vitest"
-import { networkPolicy } from "../../models/network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
-import { ppoLoss, sdpoLoss, type PolicyLossConfig } from "../../models/policy-loss.ts"
-import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
+import { rectifiedFlow } from "../../diffusion/process.ts"
 import { Graph } from "../../engine/graph.ts"
+import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
 import { EngineSession, type HostTensor } from "../../engine/session.ts"
 import type { LossBuilder } from "../../engine/train.ts"
-import { rectifiedFlow } from "../../diffusion/process.ts"
+import { networkPolicy } from "../../models/network-policy.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
+import { type PolicyLossConfig, ppoLoss, sdpoLoss } from "../../models/policy-loss.ts"
 import { openStream } from "../../random/streams.ts"
 
 const net: VelocityNetConfig = { dim: 4, hidden: 8, blocks: 1, timeFeatures: 4, classes: 0 }
@@ -29,7 +29,15 @@ const [a, b, s] = [0.9, -0.3, 0.25]
 
 /** f(x, t) of a parameter set, from the inference session. */
 const forward = async (params: ParamValues) => {
-  const policy = await networkPolicy({ net, params, process: rectifiedFlow, parameterization: "velocity", shape: [d], cfg: 1, threads: 1 })
+  const policy = await networkPolicy({
+    net,
+    params,
+    process: rectifiedFlow,
+    parameterization: "velocity",
+    shape: [d],
+    cfg: 1,
+    threads: 1
+  })
   const f = await policy.predict(x, M, t)
   await policy.session.release()
   return f
@@ -48,7 +56,11 @@ const byHand = (f: Float32Array, i: number, bRow = b, sRow = s) => {
 }
 
 /** Runs a loss graph once (no optimizer step) and returns its loss, metrics and extras. */
-const evaluate = async (loss: LossBuilder, feeds: Record<string, HostTensor>, extra: Record<string, HostTensor> = {}) => {
+const evaluate = async (
+  loss: LossBuilder,
+  feeds: Record<string, HostTensor>,
+  extra: Record<string, HostTensor> = {}
+) => {
   const g = new Graph("loss-check")
   const out = loss(g, paramInputs(g, specs, "p."))
   g.output("loss", out.loss)
@@ -56,23 +68,31 @@ const evaluate = async (loss: LossBuilder, feeds: Record<string, HostTensor>, ex
   for (const [k, v] of Object.entries(out.extra ?? {})) g.output(`extra.${k}`, v)
   const session = await EngineSession.create(g, { threads: 1, optimization: "basic" })
   const res = await session.run({
-    ...feeds, ...extra, ...Object.fromEntries(specs.map((sp) => [`p.${sp.name}`, { data: theta[sp.name], dims: sp.shape }]))
+    ...feeds,
+    ...extra,
+    ...Object.fromEntries(specs.map((sp) => [`p.${sp.name}`, { data: theta[sp.name], dims: sp.shape }]))
   })
   await session.release()
   return res
 }
 
 const rowFeeds = (lpOld: ArrayLike<number>, adv: ArrayLike<number>, bs: ArrayLike<number> = new Array(M).fill(b)) => ({
-  x: { data: x, dims: [M, d] }, x_next: { data: xNext, dims: [M, d] }, t: { data: new Float32Array(M).fill(t), dims: [M] },
-  a: { data: new Float64Array(M).fill(a), dims: [M] }, b: { data: Float64Array.from(bs), dims: [M] },
-  s: { data: new Float64Array(M).fill(s), dims: [M] }, lp_old: { data: Float64Array.from(lpOld), dims: [M] },
-  adv: { data: Float32Array.from(adv), dims: [M] }, w: { data: new Float32Array(M).fill(1 / M), dims: [M] }
+  x: { data: x, dims: [M, d] },
+  x_next: { data: xNext, dims: [M, d] },
+  t: { data: new Float32Array(M).fill(t), dims: [M] },
+  a: { data: new Float64Array(M).fill(a), dims: [M] },
+  b: { data: Float64Array.from(bs), dims: [M] },
+  s: { data: new Float64Array(M).fill(s), dims: [M] },
+  lp_old: { data: Float64Array.from(lpOld), dims: [M] },
+  adv: { data: Float32Array.from(adv), dims: [M] },
+  w: { data: new Float32Array(M).fill(1 / M), dims: [M] }
 })
 
 const scalar = (h: HostTensor) => Number(h.data[0])
 // The ratio and the loss are float32 in the graph: 1e-6 relative is float32 rounding with room; a
 // wrong branch or a wrong factor of 2 is off by ≥ 1e-3 here.
-const close = (value: number, expected: number) => expect(Math.abs(value - expected)).toBeLessThan(1e-6 * Math.max(1, Math.abs(expected)))
+const close = (value: number, expected: number) =>
+  expect(Math.abs(value - expected)).toBeLessThan(1e-6 * Math.max(1, Math.abs(expected)))
 
 describe("the PPO-clip loss", () => {
   const eps = 0.1
@@ -110,7 +130,8 @@ describe("the PPO-clip loss", () => {
     const refFeeds = Object.fromEntries(specs.map((sp) => [`ref.${sp.name}`, { data: ref[sp.name], dims: sp.shape }]))
     for (const scale of [1, 0.1]) {
       const res = await evaluate(ppoLoss({ ...config, beta }), rowFeeds(lp, new Array(M).fill(0)), {
-        ...refFeeds, kl_scale: { data: new Float32Array(M).fill(scale), dims: [M] }
+        ...refFeeds,
+        kl_scale: { data: new Float32Array(M).fill(scale), dims: [M] }
       })
       const kl = paper.reduce((sum, v) => sum + (scale * v) / M, 0)
       close(scalar(res["metric.kl"]), kl)
@@ -119,28 +140,36 @@ describe("the PPO-clip loss", () => {
     }
   })
 
-  it("normalises Precise's ratio per step: log r = (Δlp + mean (μ − μ_old)²/(2s²))·s, each row ÷ |b| of its step", async () => {
-    const f = await forward(theta)
-    const bs = [-0.3, -0.3, -0.3, -0.1, -0.1, -0.1]
-    const rows = Array.from({ length: M }, (_, i) => byHand(f, i, bs[i]))
-    const muOld = new Float32Array(M * d)
-    rows.forEach((r, i) => r.mu.forEach((m, e) => (muOld[i * d + e] = m + 0.01 * (e - 1.5))))
-    const lpOld = rows.map((r) => r.lp - 0.02)
-    const res = await evaluate(ppoLoss({ ...config, rationorm: true }), rowFeeds(lpOld, advs, bs), { mu_old: { data: muOld, dims: [M, d] } })
-    const expected = rows.reduce((sum, r, i) => {
-      let shift = 0
-      for (let e = 0; e < d; e++) shift += (r.mu[e] - muOld[i * d + e]) ** 2
-      const ratio = Math.exp((r.lp - lpOld[i] + shift / d / (2 * s * s)) * s)
-      const clipped = Math.min(Math.max(ratio, 1 - eps), 1 + eps)
-      return sum + Math.max(-advs[i] * ratio, -advs[i] * clipped) / Math.abs(bs[i]) / M
-    }, 0)
-    close(scalar(res.loss), expected)
-  })
+  it(
+    "normalises Precise's ratio per step: log r = (Δlp + mean (μ − μ_old)²/(2s²))·s, each row ÷ |b| of its step",
+    async () => {
+      const f = await forward(theta)
+      const bs = [-0.3, -0.3, -0.3, -0.1, -0.1, -0.1]
+      const rows = Array.from({ length: M }, (_, i) => byHand(f, i, bs[i]))
+      const muOld = new Float32Array(M * d)
+      rows.forEach((r, i) => r.mu.forEach((m, e) => (muOld[i * d + e] = m + 0.01 * (e - 1.5))))
+      const lpOld = rows.map((r) => r.lp - 0.02)
+      const res = await evaluate(ppoLoss({ ...config, rationorm: true }), rowFeeds(lpOld, advs, bs), {
+        mu_old: { data: muOld, dims: [M, d] }
+      })
+      const expected = rows.reduce((sum, r, i) => {
+        let shift = 0
+        for (let e = 0; e < d; e++) shift += (r.mu[e] - muOld[i * d + e]) ** 2
+        const ratio = Math.exp((r.lp - lpOld[i] + shift / d / (2 * s * s)) * s)
+        const clipped = Math.min(Math.max(ratio, 1 - eps), 1 + eps)
+        return sum + Math.max(-advs[i] * ratio, -advs[i] * clipped) / Math.abs(bs[i]) / M
+      }, 0)
+      close(scalar(res.loss), expected)
+    }
+  )
 
   it("uses FlowCPS's unnormalised log-prob −mean (x' − μ)² when the sampler stores it", async () => {
     const f = await forward(theta)
     const lp = Array.from({ length: M }, (_, i) => -byHand(f, i).sq)
-    const res = await evaluate(ppoLoss({ ...config, logProb: "unnormalized" }), rowFeeds(new Array(M).fill(0), new Array(M).fill(1)))
+    const res = await evaluate(
+      ppoLoss({ ...config, logProb: "unnormalized" }),
+      rowFeeds(new Array(M).fill(0), new Array(M).fill(1))
+    )
     const got = res["extra.lp"].data as Float64Array
     lp.forEach((v, i) => expect(Math.abs(got[i] - v)).toBeLessThan(1e-12))
   })

@@ -1,11 +1,11 @@
-import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
+import { loadOnnxModel } from "../../models/external.ts"
 import { pretrain } from "../../pipelines/pretrain.ts"
 import { rewardModel } from "../../pipelines/reward-model.ts"
-import { loadOnnxModel } from "../../models/external.ts"
 import { isolateCache, lastMetrics, tempRun } from "../support/runs.ts"
 
 const tmp = tempRun
@@ -15,7 +15,17 @@ beforeAll(() => {
   isolateCache("pretrain")
 })
 
-const ring = { dataset: "double-ring", points: "4000", hidden: "128", blocks: "2", steps: "800", batch: "256", lr: "3e-3", evalSamples: "1000", cfg: "1" }
+const ring = {
+  dataset: "double-ring",
+  points: "4000",
+  hidden: "128",
+  blocks: "2",
+  steps: "800",
+  batch: "256",
+  lr: "3e-3",
+  evalSamples: "1000",
+  cfg: "1"
+}
 
 // Bounds that a broken model fails: measured trained / after one training step (untrained).
 // rf: radial error 0.077 / 0.35, outer mass 0.47 / 0.42; vp: radial error 0.21 / 9.6, outer mass 0.52 / 0.99.
@@ -24,27 +34,38 @@ const bounds = {
   vp: { radial: 0.3, mass: 0.1 }
 } as const
 
-const passes = (m: Record<string, number>, b: { radial: number; mass: number }) => m.radial_error < b.radial && Math.abs(m.outer_mass - 0.5) < b.mass
+const passes = (m: Record<string, number>, b: { radial: number; mass: number }) =>
+  m.radial_error < b.radial && Math.abs(m.outer_mass - 0.5) < b.mass
 
 describe("pretrain", () => {
-  it("learns a rectified-flow model of the double ring whose ODE samples lie near the rings with the mass split", async () => {
-    const dir = tmp("pt")
-    await Effect.runPromise(runPipeline(pretrain, { out: dir, progress: "none", set: ring }))
-    const m = metricsOf(dir)
-    expect(passes(m, bounds.rf)).toBe(true)
-    expect(m.loss).toBeGreaterThan(0)
-    for (const f of ["policy.onnx", "weights.safetensors", "samples.parquet"]) expect(fs.existsSync(path.join(dir, f))).toBe(true)
-  })
+  it(
+    "learns a rectified-flow model of the double ring whose ODE samples lie near the rings with the mass split",
+    async () => {
+      const dir = tmp("pt")
+      await Effect.runPromise(runPipeline(pretrain, { out: dir, progress: "none", set: ring }))
+      const m = metricsOf(dir)
+      expect(passes(m, bounds.rf)).toBe(true)
+      expect(m.loss).toBeGreaterThan(0)
+      for (const f of ["policy.onnx", "weights.safetensors", "samples.parquet"]) {
+        expect(fs.existsSync(path.join(dir, f))).toBe(true)
+      }
+    }
+  )
 
-  it("learns an ε model under VP (scaled-linear) whose DDIM samples from the top of the schedule lie near the rings", async () => {
-    const dir = tmp("pt-vp")
-    await Effect.runPromise(runPipeline(pretrain, { out: dir, progress: "none", set: { ...ring, process: "vp" } }))
-    expect(passes(metricsOf(dir), bounds.vp)).toBe(true)
-  })
+  it(
+    "learns an ε model under VP (scaled-linear) whose DDIM samples from the top of the schedule lie near the rings",
+    async () => {
+      const dir = tmp("pt-vp")
+      await Effect.runPromise(runPipeline(pretrain, { out: dir, progress: "none", set: { ...ring, process: "vp" } }))
+      expect(passes(metricsOf(dir), bounds.vp)).toBe(true)
+    }
+  )
 
   it.each(["rf", "vp"] as const)("has quality bounds an untrained %s model fails", async (process) => {
     const dir = tmp("pt-untrained")
-    await Effect.runPromise(runPipeline(pretrain, { out: dir, progress: "none", set: { ...ring, process, steps: "1" } }))
+    await Effect.runPromise(
+      runPipeline(pretrain, { out: dir, progress: "none", set: { ...ring, process, steps: "1" } })
+    )
     expect(passes(metricsOf(dir), bounds[process])).toBe(false)
   })
 
@@ -54,22 +75,29 @@ describe("pretrain", () => {
     const cached = fs.readdirSync(process.env.ETAFLOW_CACHE!).filter((d) => d.startsWith("base-model-")).length
     await Effect.runPromise(runPipeline(pretrain, { out: b, progress: "none", set: { ...ring, steps: "50" } }))
     expect(fs.readdirSync(process.env.ETAFLOW_CACHE!).filter((d) => d.startsWith("base-model-")).length).toBe(cached)
-    expect(fs.readFileSync(path.join(b, "weights.safetensors")).equals(fs.readFileSync(path.join(a, "weights.safetensors")))).toBe(true)
+    expect(
+      fs.readFileSync(path.join(b, "weights.safetensors")).equals(fs.readFileSync(path.join(a, "weights.safetensors")))
+    ).toBe(true)
     expect(metricsOf(b)).toEqual(metricsOf(a))
   })
 })
 
 describe("reward-model", () => {
-  it("trains an MNIST classifier with a useful held-out accuracy and exports ONNX that loads against its contract", async () => {
-    const dir = tmp("rm")
-    await Effect.runPromise(runPipeline(rewardModel, { out: dir, progress: "none", set: { hidden: "128", epochs: "2", shift: "0" } }))
-    expect(metricsOf(dir).test_accuracy).toBeGreaterThan(0.9)
-    const session = await loadOnnxModel(path.join(dir, "classifier.onnx"), {
-      inputs: { x: { dtype: "float32", shape: ["batch", 784] } },
-      outputs: { logp: { dtype: "float32", shape: ["batch", 10] } }
-    }, 1)
-    const out = await session.run({ x: { data: new Float32Array(784), dims: [1, 784] } })
-    const p = Array.from(out.logp.data as Float32Array, Math.exp)
-    expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5)
-  })
+  it(
+    "trains an MNIST classifier with a useful held-out accuracy and exports ONNX that loads against its contract",
+    async () => {
+      const dir = tmp("rm")
+      await Effect.runPromise(
+        runPipeline(rewardModel, { out: dir, progress: "none", set: { hidden: "128", epochs: "2", shift: "0" } })
+      )
+      expect(metricsOf(dir).test_accuracy).toBeGreaterThan(0.9)
+      const session = await loadOnnxModel(path.join(dir, "classifier.onnx"), {
+        inputs: { x: { dtype: "float32", shape: ["batch", 784] } },
+        outputs: { logp: { dtype: "float32", shape: ["batch", 10] } }
+      }, 1)
+      const out = await session.run({ x: { data: new Float32Array(784), dims: [1, 784] } })
+      const p = Array.from(out.logp.data as Float32Array, Math.exp)
+      expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5)
+    }
+  )
 })

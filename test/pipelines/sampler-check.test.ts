@@ -1,45 +1,70 @@
-import { describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { runPipeline } from "../../kernel/run.ts"
-import { samplerCheck } from "../../pipelines/sampler-check.ts"
-import { fromParquet } from "../../store/parquet.ts"
-import { TrajectoryTable } from "../../schemas/trajectory.ts"
-import { SamplerCheckTable } from "../../nodes/sampler-table.ts"
-import { doubleRing } from "../../models/analytic.ts"
-import { rectifiedFlow } from "../../diffusion/process.ts"
+import { describe, expect, it } from "vitest"
 import { transitionLogProb } from "../../diffusion/logprob.ts"
+import { rectifiedFlow } from "../../diffusion/process.ts"
 import { SAMPLER_NAMES } from "../../diffusion/samplers.ts"
+import { runPipeline } from "../../kernel/run.ts"
+import { doubleRing } from "../../models/analytic.ts"
+import { SamplerCheckTable } from "../../nodes/sampler-table.ts"
+import { samplerCheck } from "../../pipelines/sampler-check.ts"
+import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { fromParquet } from "../../store/parquet.ts"
 import { lastMetrics, metricLines, tempRun } from "../support/runs.ts"
 
 const out = () => tempRun("sc")
 const read = (file: string) => fromParquet(new Uint8Array(fs.readFileSync(file)), file)
 
 describe("sampler-check", () => {
-  it("stores trajectories whose log-probs recomputed from the Parquet file equal the stored ones (ratio ≡ 1)", async () => {
-    const dir = out()
-    const exit = await Effect.runPromiseExit(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "flow-grpo", noiseLevel: "0.7", steps: "6", chains: "300" } }))
-    expect(Exit.isSuccess(exit)).toBe(true)
-    const { rows, columns: c } = TrajectoryTable.read(read(path.join(dir, "trajectories/iter-000000.parquet")), "trajectories")
-    expect(rows).toBe(300 * 6)
-    const policy = doubleRing(rectifiedFlow, "velocity")
-    const lp = c.log_prob as { values: Float64Array; valid: Uint8Array } | Float64Array
-    for (let row = 0; row < rows; row++) {
-      const x = (c.latent as Float32Array).subarray(2 * row, 2 * row + 2)
-      const f = await policy.predict(Float32Array.from(x), 1, c.t[row])
-      const recomputed = transitionLogProb((c.next_latent as Float32Array).subarray(2 * row, 2 * row + 2), x, f, 0, 2, c.a[row], c.b[row], c.std[row])
-      const stored = lp instanceof Float64Array ? lp[row] : lp.values[row]
-      expect(recomputed).toBe(stored)
+  it(
+    "stores trajectories whose log-probs recomputed from the Parquet file equal the stored ones (ratio ≡ 1)",
+    async () => {
+      const dir = out()
+      const exit = await Effect.runPromiseExit(
+        runPipeline(samplerCheck, {
+          out: dir,
+          progress: "none",
+          set: { sampler: "flow-grpo", noiseLevel: "0.7", steps: "6", chains: "300" }
+        })
+      )
+      expect(Exit.isSuccess(exit)).toBe(true)
+      const { rows, columns: c } = TrajectoryTable.read(
+        read(path.join(dir, "trajectories/iter-000000.parquet")),
+        "trajectories"
+      )
+      expect(rows).toBe(300 * 6)
+      const policy = doubleRing(rectifiedFlow, "velocity")
+      const lp = c.log_prob as { values: Float64Array; valid: Uint8Array } | Float64Array
+      for (let row = 0; row < rows; row++) {
+        const x = (c.latent as Float32Array).subarray(2 * row, 2 * row + 2)
+        const f = await policy.predict(Float32Array.from(x), 1, c.t[row])
+        const recomputed = transitionLogProb(
+          (c.next_latent as Float32Array).subarray(2 * row, 2 * row + 2),
+          x,
+          f,
+          0,
+          2,
+          c.a[row],
+          c.b[row],
+          c.std[row]
+        )
+        const stored = lp instanceof Float64Array ? lp[row] : lp.values[row]
+        expect(recomputed).toBe(stored)
+      }
+      const metrics = metricLines(dir).map((r) => r.name)
+      expect(metrics).toEqual(["outer_mass", "outer_mass_se", "radial_error"])
+      expect(fs.readFileSync(path.join(dir, "sampler-table.md"), "utf8")).toMatch(
+        /\| flow-grpo \| 0\.7000 \| 6 \| 300 \|/
+      )
     }
-    const metrics = metricLines(dir).map((r) => r.name)
-    expect(metrics).toEqual(["outer_mass", "outer_mass_se", "radial_error"])
-    expect(fs.readFileSync(path.join(dir, "sampler-table.md"), "utf8")).toMatch(/\| flow-grpo \| 0\.7000 \| 6 \| 300 \|/)
-  })
+  )
 
   it("sweeps every sampler at steps 6, 10, 20, 50 into one table, keeping no per-step trajectories", async () => {
     const dir = out()
-    const exit = await Effect.runPromiseExit(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "all", chains: "64" } }))
+    const exit = await Effect.runPromiseExit(
+      runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "all", chains: "64" } })
+    )
     expect(Exit.isSuccess(exit)).toBe(true)
     const { rows, columns } = SamplerCheckTable.read(read(path.join(dir, "sampler-table.parquet")), "table")
     expect(rows).toBe(SAMPLER_NAMES.length * 4)
@@ -50,7 +75,9 @@ describe("sampler-check", () => {
 
   it("puts the ODE's 50-step samples on the rings with the outer mass near 0.5", async () => {
     const dir = out()
-    await Effect.runPromise(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "ode", steps: "50", chains: "4000" } }))
+    await Effect.runPromise(
+      runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler: "ode", steps: "50", chains: "4000" } })
+    )
     const m = lastMetrics(dir)
     expect(m.radial_error).toBeLessThan(1e-3)
     expect(Math.abs(m.outer_mass - 0.5)).toBeLessThan(0.05)
@@ -62,7 +89,13 @@ describe("sampler-check", () => {
   it("orders the samplers as §7.4 says at 20 steps: precise nearer 0.5 than cps, flow-grpo off the rings", async () => {
     const run = async (sampler: string, noise: string) => {
       const dir = out()
-      await Effect.runPromise(runPipeline(samplerCheck, { out: dir, progress: "none", set: { sampler, noiseLevel: noise, steps: "20", chains: "20000" } }))
+      await Effect.runPromise(
+        runPipeline(samplerCheck, {
+          out: dir,
+          progress: "none",
+          set: { sampler, noiseLevel: noise, steps: "20", chains: "20000" }
+        })
+      )
       return lastMetrics(dir)
     }
     const [precise, cps, flow] = [await run("precise", "1.5"), await run("cps", "0.5"), await run("flow-grpo", "0.7")]

@@ -1,13 +1,13 @@
-import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { gapExact, lambdaMoments, vpAlphaBar } from "../../diffusion/gaussian-theory.ts"
 import { runPipeline } from "../../kernel/run.ts"
+import { TheoryGapTable } from "../../nodes/gap-table.ts"
 import { theoryGap } from "../../pipelines/theory-gap.ts"
 import { fromParquet } from "../../store/parquet.ts"
-import { TheoryGapTable } from "../../nodes/gap-table.ts"
 import { metricLines, tempRun } from "../support/runs.ts"
-import { gapExact, lambdaMoments, vpAlphaBar } from "../../diffusion/gaussian-theory.ts"
 
 describe("the Gaussian reward-gap theory (§3.5)", () => {
   it("VE with s0 = 1, μ0 = 0 has Δ_λ = ½[(1+T)^−(1+λ²) − (1+T)^−1], below (2T)⁻¹", () => {
@@ -43,17 +43,29 @@ describe("the Gaussian reward-gap theory (§3.5)", () => {
 })
 
 describe("theory-gap", () => {
-  it("samples a gap that agrees with the exact discretized gap within Monte-Carlo error, and the closed form within discretization error", async () => {
-    const dir = tempRun("tg")
-    await Effect.runPromise(runPipeline(theoryGap, { out: dir, progress: "none", set: { process: "vp", T: "1.5", s0: "0.5", lambda: "1.5", steps: "600", chains: "4000", sweepT: "0.5,3" } }))
-    const { rows, columns: c } = TheoryGapTable.read(fromParquet(new Uint8Array(fs.readFileSync(path.join(dir, "theory-gap.parquet"))), "t"), "theory-gap")
-    expect(Array.from(c.T)).toEqual([1.5, 0.5, 3])
-    for (let i = 0; i < rows; i++) {
-      expect(Math.abs(c.gap_sampled[i] - c.gap_discrete[i])).toBeLessThan(5 * c.gap_sampled_se[i])
-      expect(Math.abs(c.gap_discrete[i] - c.gap_exact[i])).toBeLessThan(5e-3)
-      expect(c.within_bound[i]).toBe(1)
+  it(
+    "samples a gap within MC error of the exact discretized gap, and within discretization error of the closed form",
+    async () => {
+      const dir = tempRun("tg")
+      await Effect.runPromise(
+        runPipeline(theoryGap, {
+          out: dir,
+          progress: "none",
+          set: { process: "vp", T: "1.5", s0: "0.5", lambda: "1.5", steps: "600", chains: "4000", sweepT: "0.5,3" }
+        })
+      )
+      const { rows, columns: c } = TheoryGapTable.read(
+        fromParquet(new Uint8Array(fs.readFileSync(path.join(dir, "theory-gap.parquet"))), "t"),
+        "theory-gap"
+      )
+      expect(Array.from(c.T)).toEqual([1.5, 0.5, 3])
+      for (let i = 0; i < rows; i++) {
+        expect(Math.abs(c.gap_sampled[i] - c.gap_discrete[i])).toBeLessThan(5 * c.gap_sampled_se[i])
+        expect(Math.abs(c.gap_discrete[i] - c.gap_exact[i])).toBeLessThan(5e-3)
+        expect(c.within_bound[i]).toBe(1)
+      }
+      const metrics = metricLines(dir).map((r) => r.name)
+      expect(metrics).toEqual(["gap_exact", "gap_sampled", "gap_sampled_se", "gap_discrete", "bound"])
     }
-    const metrics = metricLines(dir).map((r) => r.name)
-    expect(metrics).toEqual(["gap_exact", "gap_sampled", "gap_sampled_se", "gap_discrete", "bound"])
-  })
+  )
 })

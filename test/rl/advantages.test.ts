@@ -1,8 +1,8 @@
-import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
+import { describe, expect, it } from "vitest"
+import { Rng } from "../../kernel/services.ts"
 import { groupNormalize, trackPrompts } from "../../nodes/advantages.ts"
 import { prompts } from "../../nodes/prompts.ts"
-import { Rng } from "../../kernel/services.ts"
 import { openStream } from "../../random/streams.ts"
 
 const direct = (xs: Array<number>, unbiased: boolean) => {
@@ -34,23 +34,30 @@ describe("advantage normalizers", () => {
     expect(Array.from(advantages.subarray(0, 4))).toEqual([0, 0, 0, 0])
   })
 
-  it("DDPO's tracker uses the batch statistics below min count, then its per-prompt buffer, keeping the last `buffer` rewards", () => {
-    const keys = ["a", "a", "b", "b"]
-    const first = trackPrompts(Float64Array.from([1, 2, 3, 5]), keys, {}, 3, 3)
-    const batch = direct([1, 2, 3, 5], false)
-    expect(first.advantages[0]).toBeCloseTo((1 - batch.m) / (batch.s + 1e-6), 12)
-    expect(first.tracker).toEqual({ a: [1, 2], b: [3, 5] })
-    const second = trackPrompts(Float64Array.from([4, 6, 7, 9]), keys, first.tracker, 3, 3)
-    expect(second.tracker).toEqual({ a: [2, 4, 6], b: [5, 7, 9] })
-    const a = direct([2, 4, 6], false)
-    expect(second.advantages[1]).toBeCloseTo((6 - a.m) / (a.s + 1e-6), 12)
-  })
+  it(
+    "DDPO's tracker uses the batch statistics below min count, then its per-prompt buffer of the last `buffer` rewards",
+    () => {
+      const keys = ["a", "a", "b", "b"]
+      const first = trackPrompts(Float64Array.from([1, 2, 3, 5]), keys, {}, 3, 3)
+      const batch = direct([1, 2, 3, 5], false)
+      expect(first.advantages[0]).toBeCloseTo((1 - batch.m) / (batch.s + 1e-6), 12)
+      expect(first.tracker).toEqual({ a: [1, 2], b: [3, 5] })
+      const second = trackPrompts(Float64Array.from([4, 6, 7, 9]), keys, first.tracker, 3, 3)
+      expect(second.tracker).toEqual({ a: [2, 4, 6], b: [5, 7, 9] })
+      const a = direct([2, 4, 6], false)
+      expect(second.advantages[1]).toBeCloseTo((6 - a.m) / (a.s + 1e-6), 12)
+    }
+  )
 })
 
 describe("prompt batches", () => {
   it("put every drawn prompt in exactly one group of groupSize, seeded", async () => {
     const run = (seed: number) =>
-      Effect.runSync(prompts.run({ config: { dataset: "mnist", prompts: "default", promptsPerIteration: 7, groupSize: 5 } }).pipe(Effect.provideService(Rng, Rng.forCall(seed, 0, "prompts"))))
+      Effect.runSync(
+        prompts.run({ config: { dataset: "mnist", prompts: "default", promptsPerIteration: 7, groupSize: 5 } }).pipe(
+          Effect.provideService(Rng, Rng.forCall(seed, 0, "prompts"))
+        )
+      )
     const b = run(1)
     expect(b.prompt.length).toBe(35)
     const counts = new Map<string, number>()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { anchorOf, discountedReturns, interpolateRewards } from "../../nodes/dense-reward.ts"
 import { trackStepPrompts } from "../../nodes/advantages.ts"
+import { anchorOf, discountedReturns, interpolateRewards } from "../../nodes/dense-reward.ts"
 import { openStream } from "../../random/streams.ts"
 
 const predictions = (N: number, d: number) => {
@@ -21,14 +21,17 @@ describe("SDPO dense rewards (§9.2)", () => {
     expect(anchorOf(x0)).toBe(scores.indexOf(Math.min(...scores)))
   })
 
-  it("equal the queried rewards at the first, anchor and last step, and interpolate by cosine similarity elsewhere", () => {
-    const anchor = anchorOf(x0)
-    const r = interpolateRewards(x0, anchor, 1, 2, 3)
-    expect([r[0], r[anchor], r[7]]).toEqual([1, 2, 3])
-    const k = [1, 2, 3, 4, 5, 6].find((i) => i !== anchor)!
-    const [cf, ca, cl] = [cos(x0[k], x0[0]), cos(x0[k], x0[anchor]), cos(x0[k], x0[7])]
-    expect(r[k]).toBeCloseTo((1 * cf + 2 * ca + 3 * cl) / (cf + ca + cl), 5)
-  })
+  it(
+    "equal the queried rewards at the first, anchor and last step, and interpolate by cosine similarity elsewhere",
+    () => {
+      const anchor = anchorOf(x0)
+      const r = interpolateRewards(x0, anchor, 1, 2, 3)
+      expect([r[0], r[anchor], r[7]]).toEqual([1, 2, 3])
+      const k = [1, 2, 3, 4, 5, 6].find((i) => i !== anchor)!
+      const [cf, ca, cl] = [cos(x0[k], x0[0]), cos(x0[k], x0[anchor]), cos(x0[k], x0[7])]
+      expect(r[k]).toBeCloseTo((1 * cf + 2 * ca + 3 * cl) / (cf + ca + cl), 5)
+    }
+  )
 
   it("turn into discounted returns G_k = r_k + γ G_{k+1}", () => {
     const G = discountedReturns(Float64Array.from([1, 2, 3]), 0.5)

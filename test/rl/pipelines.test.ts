@@ -1,16 +1,16 @@
 /** RL pipelines end to end on the 2-D double ring (small configs; the base model is trained once per file). */
-import { beforeAll, describe, expect, it } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
+import { Graph } from "../../engine/graph.ts"
+import { toOnnx } from "../../engine/onnx.ts"
+import * as op from "../../engine/ops.ts"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { mixgrpo, mixWindow } from "../../pipelines/mixgrpo.ts"
-import { Graph } from "../../engine/graph.ts"
-import * as op from "../../engine/ops.ts"
-import { toOnnx } from "../../engine/onnx.ts"
-import { fromParquet } from "../../store/parquet.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { fromParquet } from "../../store/parquet.ts"
 import { isolateCache, metricSeries, tempDir, tempRun, toyRl } from "../support/runs.ts"
 
 const tmp = () => tempRun("rl")
@@ -25,7 +25,9 @@ describe("flow-grpo on the double ring with the outer-ring reward", () => {
   let dir = ""
   beforeAll(async () => {
     dir = tmp()
-    const exit = await Effect.runPromiseExit(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, iterations: "5" } }))
+    const exit = await Effect.runPromiseExit(
+      runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, iterations: "5" } })
+    )
     if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
   }, 600_000) // the first RL run pretrains the toy base model (~1 min on 2 free cores)
 
@@ -51,19 +53,25 @@ describe("flow-grpo on the double ring with the outer-ring reward", () => {
     expect(imp.value).toBeGreaterThan(3 * se.value)
   })
 
-  it("stores each iteration's trajectories with group ids, the terminal reward on the last step and the advantage on every step", () => {
-    const file = path.join(dir, "trajectories/iter-000004.parquet")
-    const { rows: n, columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
-    expect(n).toBe(64 * 6)
-    const reward = c.reward as { values: Float64Array; valid: Uint8Array }
-    for (let i = 0; i < n; i++) expect(reward.valid[i]).toBe(c.step[i] === 5 ? 1 : 0)
-    // Advantages of a group (16 trajectories of one prompt) sum to 0.
-    const adv = c.advantage as Float64Array
-    let sum = 0
-    for (let i = 0; i < n; i++) if (c.group_id[i] === 0 && c.step[i] === 0) sum += adv[i]
-    expect(Math.abs(sum)).toBeLessThan(1e-9)
-    expect(fs.existsSync(path.join(dir, "eval/iter-000004.parquet"))).toBe(true)
-  })
+  it(
+    "stores each iteration's trajectories with group ids, the terminal reward on the last step and advantages",
+    () => {
+      const file = path.join(dir, "trajectories/iter-000004.parquet")
+      const { rows: n, columns: c } = TrajectoryTable.read(
+        fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+        "t"
+      )
+      expect(n).toBe(64 * 6)
+      const reward = c.reward as { values: Float64Array; valid: Uint8Array }
+      for (let i = 0; i < n; i++) expect(reward.valid[i]).toBe(c.step[i] === 5 ? 1 : 0)
+      // Advantages of a group (16 trajectories of one prompt) sum to 0.
+      const adv = c.advantage as Float64Array
+      let sum = 0
+      for (let i = 0; i < n; i++) if (c.group_id[i] === 0 && c.step[i] === 0) sum += adv[i]
+      expect(Math.abs(sum)).toBeLessThan(1e-9)
+      expect(fs.existsSync(path.join(dir, "eval/iter-000004.parquet"))).toBe(true)
+    }
+  )
 })
 
 describe("RL runs", () => {
@@ -74,7 +82,9 @@ describe("RL runs", () => {
     const model = path.join(tempDir("nan"), "nan.onnx")
     fs.writeFileSync(model, toOnnx(g))
     const dir = tmp()
-    const exit = await Effect.runPromiseExit(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, reward: `onnx:${model}`, iterations: "2" } }))
+    const exit = await Effect.runPromiseExit(
+      runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, reward: `onnx:${model}`, iterations: "2" } })
+    )
     expect(Exit.isFailure(exit)).toBe(true)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
     expect(manifest).toMatchObject({ status: "failed", iterations_complete: 0 })
@@ -89,7 +99,9 @@ describe("RL runs", () => {
     const windows = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((i) => mixWindow(6, 4, 2, i))
     expect(windows).toEqual([[0, 4], [0, 4], [1, 4], [1, 4], [2, 4], [2, 4], [3, 4], [3, 4], [0, 4], [0, 4]])
     const dir = tmp()
-    await Effect.runPromise(runPipeline(mixgrpo, { out: dir, progress: "none", set: { ...toy, iterations: "1", windowSize: "2" } }))
+    await Effect.runPromise(
+      runPipeline(mixgrpo, { out: dir, progress: "none", set: { ...toy, iterations: "1", windowSize: "2" } })
+    )
     expect(metric(dir, "trainable_steps")[0].value).toBe(2)
     const file = path.join(dir, "trajectories/iter-000000.parquet")
     const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
@@ -98,53 +110,88 @@ describe("RL runs", () => {
 })
 
 describe("sdpo on the double ring", () => {
-  it("queries 3 rewards per trajectory and trains on the stored log-probs (reproduced within 1e-5 at θ_old)", async () => {
-    const { sdpo } = await import("../../pipelines/sdpo.ts")
-    const dir = tmp()
-    await Effect.runPromise(runPipeline(sdpo, { out: dir, progress: "none", set: { ...toy, groupSize: "2", promptsPerIteration: "8", batchSize: "4", iterations: "2" } }))
-    expect(metric(dir, "reward_calls_per_trajectory").map((r) => r.value)).toEqual([3, 3])
-    expect(metric(dir, "logprob_deviation").every((r) => r.value < 1e-5)).toBe(true)
-    // One optimizer step per (permuted step position, minibatch of 4 pairs): 6 steps × 2 minibatches.
-    expect(metric(dir, "optimizer_steps")[0].value).toBe(12)
-  }, 600_000)
+  it(
+    "queries 3 rewards per trajectory and trains on the stored log-probs (reproduced within 1e-5 at θ_old)",
+    async () => {
+      const { sdpo } = await import("../../pipelines/sdpo.ts")
+      const dir = tmp()
+      await Effect.runPromise(
+        runPipeline(sdpo, {
+          out: dir,
+          progress: "none",
+          set: { ...toy, groupSize: "2", promptsPerIteration: "8", batchSize: "4", iterations: "2" }
+        })
+      )
+      expect(metric(dir, "reward_calls_per_trajectory").map((r) => r.value)).toEqual([3, 3])
+      expect(metric(dir, "logprob_deviation").every((r) => r.value < 1e-5)).toBe(true)
+      // One optimizer step per (permuted step position, minibatch of 4 pairs): 6 steps × 2 minibatches.
+      expect(metric(dir, "optimizer_steps")[0].value).toBe(12)
+    },
+    600_000
+  )
 })
 
 describe("precise on the double ring", () => {
-  it("trains with ratio normalisation, its old means and log-probs from the rollout (within 1e-5 at θ_old)", async () => {
-    const { precisePipeline } = await import("../../pipelines/precise.ts")
-    const dir = tmp()
-    await Effect.runPromise(runPipeline(precisePipeline, { out: dir, progress: "none", set: { ...toy, iterations: "1" } }))
-    expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
-    expect(metric(dir, "first_step_ratio_deviation")[0].value).toBeLessThan(1e-5)
-    expect(metric(dir, "grad_norm")[0].value).toBeGreaterThan(0)
-  }, 600_000)
+  it(
+    "trains with ratio normalisation, its old means and log-probs from the rollout (within 1e-5 at θ_old)",
+    async () => {
+      const { precisePipeline } = await import("../../pipelines/precise.ts")
+      const dir = tmp()
+      await Effect.runPromise(
+        runPipeline(precisePipeline, { out: dir, progress: "none", set: { ...toy, iterations: "1" } })
+      )
+      expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
+      expect(metric(dir, "first_step_ratio_deviation")[0].value).toBeLessThan(1e-5)
+      expect(metric(dir, "grad_norm")[0].value).toBeGreaterThan(0)
+    },
+    600_000
+  )
 })
 
 describe("the EMA of the policy weights", () => {
-  it("follows flow_grpo's recursion: updates every `interval` steps with the warm-up decay min((1+n)/(10+n), decay)", async () => {
-    const { emaStep } = await import("../../nodes/update.ts")
-    const ema = { w: Float32Array.of(0, 1) }
-    let expected = [0, 1]
-    for (let n = 1; n <= 24; n++) {
-      const theta = { w: Float32Array.of(n, -n) }
-      const changed = emaStep(ema, theta, n, 0.9, 8)
-      expect(changed).toBe((n + 1) % 8 === 0)
-      if (changed) {
-        const d = Math.min((1 + n) / (10 + n), 0.9)
-        expected = expected.map((e, i) => Math.fround(e + (1 - d) * (theta.w[i] - e)))
+  it(
+    "follows flow_grpo's recursion: updates every `interval` steps with the warm-up decay min((1+n)/(10+n), decay)",
+    async () => {
+      const { emaStep } = await import("../../nodes/update.ts")
+      const ema = { w: Float32Array.of(0, 1) }
+      let expected = [0, 1]
+      for (let n = 1; n <= 24; n++) {
+        const theta = { w: Float32Array.of(n, -n) }
+        const changed = emaStep(ema, theta, n, 0.9, 8)
+        expect(changed).toBe((n + 1) % 8 === 0)
+        if (changed) {
+          const d = Math.min((1 + n) / (10 + n), 0.9)
+          expected = expected.map((e, i) => Math.fround(e + (1 - d) * (theta.w[i] - e)))
+        }
+        expect(Array.from(ema.w)).toEqual(expected)
       }
-      expect(Array.from(ema.w)).toEqual(expected)
     }
-  })
+  )
 
-  it("is the policy evaluated, and is checkpointed: an EMA never updated evaluates exactly as the base model", async () => {
-    const dir = tmp()
-    await Effect.runPromise(runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1000" } }))
-    expect(metric(dir, "eval.improvement.s6")[0].value).toBe(0)
-    const ckpt = path.join(dir, "checkpoints/iter-000000")
-    expect(fs.readFileSync(path.join(ckpt, "ema.safetensors")).length).toBeGreaterThan(0)
-    const updated = tmp()
-    await Effect.runPromise(runPipeline(flowGrpo, { out: updated, progress: "none", set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1" } }))
-    expect(metric(updated, "eval.improvement.s6")[0].value).not.toBe(0)
-  }, 600_000)
+  it(
+    "is the policy evaluated, and is checkpointed: an EMA never updated evaluates exactly as the base model",
+    async () => {
+      const dir = tmp()
+      await Effect.runPromise(
+        runPipeline(flowGrpo, {
+          out: dir,
+          progress: "none",
+          set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1000" }
+        })
+      )
+      expect(metric(dir, "eval.improvement.s6")[0].value).toBe(0)
+      const ckpt = path.join(dir, "checkpoints/iter-000000")
+      expect(fs.readFileSync(path.join(ckpt, "ema.safetensors")).length).toBeGreaterThan(0)
+      const updated = tmp()
+      await Effect.runPromise(
+        runPipeline(flowGrpo, {
+          out: updated,
+          progress: "none",
+          set: { ...toy, iterations: "1", evalEvery: "1", ema: "0.9", emaInterval: "1" }
+        })
+      )
+      expect(metric(updated, "eval.improvement.s6")[0].value).not.toBe(0)
+    },
+    600_000
+  )
 })

@@ -1,17 +1,25 @@
 /** Replay: a stored run re-run from a node onward, reading that node's inputs from its Parquet files. */
-import { beforeAll, describe, expect, it, vi } from "vitest"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { Replay } from "../../pipelines/replay.ts"
-import { fromParquet } from "../../store/parquet.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
+import { fromParquet } from "../../store/parquet.ts"
 import { isolateCache, metricsText, tempRun, toyRl } from "../support/runs.ts"
 
 const tmp = () => tempRun("replay")
-const set = { ...toyRl, steps: "5", groupSize: "8", evalSteps: "5", evalSamplesPerPrompt: "32", evalEvery: "2", iterations: "3" }
+const set = {
+  ...toyRl,
+  steps: "5",
+  groupSize: "8",
+  evalSteps: "5",
+  evalSamplesPerPrompt: "32",
+  evalEvery: "2",
+  iterations: "3"
+}
 const weights = (dir: string) => fs.readFileSync(path.join(dir, "checkpoints/iter-000002/weights.safetensors"))
 const metrics = metricsText
 let source = ""
@@ -23,21 +31,26 @@ beforeAll(async () => {
 }, 600_000)
 
 describe("replay", () => {
-  it.each(["update", "advantages", "rewards", "evaluation"])("of an unchanged run from %s reproduces its weights and metrics bit for bit", async (from) => {
-    const out = tmp()
-    const r = await Effect.runPromise(Replay.fromRun(source).from(from).with({}, { out, progress: "none" }))
-    expect(r.dir).toBe(out)
-    expect(weights(out).equals(weights(source))).toBe(true)
-    expect(metrics(out)).toBe(metrics(source))
-    const manifest = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8"))
-    expect(manifest.replay_of).toEqual({ source, from, overrides: {} })
-  })
+  it.each(["update", "advantages", "rewards", "evaluation"])(
+    "of an unchanged run from %s reproduces its weights and metrics bit for bit",
+    async (from) => {
+      const out = tmp()
+      const r = await Effect.runPromise(Replay.fromRun(source).from(from).with({}, { out, progress: "none" }))
+      expect(r.dir).toBe(out)
+      expect(weights(out).equals(weights(source))).toBe(true)
+      expect(metrics(out)).toBe(metrics(source))
+      const manifest = JSON.parse(fs.readFileSync(path.join(out, "manifest.json"), "utf8"))
+      expect(manifest.replay_of).toEqual({ source, from, overrides: {} })
+    }
+  )
 
   it.each([["score", "rewards"], ["normalize", "advantages"], ["evaluate", "evaluation"]])(
     "still accepts the old stage name %s, for %s, with a deprecation line",
     async (old, entry) => {
       const lines: Array<string> = []
-      const spy = vi.spyOn(console, "error").mockImplementation((...args: Array<unknown>) => void lines.push(args.join(" ")))
+      const spy = vi.spyOn(console, "error").mockImplementation((...args: Array<unknown>) =>
+        void lines.push(args.join(" "))
+      )
       const out = tmp()
       try {
         await Effect.runPromise(Replay.fromRun(source).from(old).with({}, { out, progress: "none" }))
@@ -52,8 +65,13 @@ describe("replay", () => {
 
   it("re-scores stored samples with another reward model", async () => {
     const out = tmp()
-    await Effect.runPromise(Replay.fromRun(source).from("rewards").with({ reward: "quadratic" }, { out, progress: "none" }))
-    const reward = (dir: string) => metrics(dir).trim().split("\n").map((l) => JSON.parse(l)).filter((m) => m.name === "reward_mean" && m.iteration === 0)[0].value
+    await Effect.runPromise(
+      Replay.fromRun(source).from("rewards").with({ reward: "quadratic" }, { out, progress: "none" })
+    )
+    const reward = (dir: string) =>
+      metrics(dir).trim().split("\n").map((l) => JSON.parse(l)).filter((m) =>
+        m.name === "reward_mean" && m.iteration === 0
+      )[0].value
     expect(reward(out)).not.toBe(reward(source))
     // The stored samples are the same: the replay's trajectory table holds the source's latents,
     // coefficients and log-probs value for value; only the rewards (and advantages) differ.
@@ -65,7 +83,9 @@ describe("replay", () => {
     for (const column of ["latent", "next_latent", "x0_pred", "t", "a", "b", "std"] as const) {
       expect(Array.from(mine[column] as ArrayLike<number>)).toEqual(Array.from(theirs[column] as ArrayLike<number>))
     }
-    const values = (c: typeof mine.log_prob) => (c instanceof Float64Array ? Array.from(c) : Array.from((c as { values: Float64Array }).values))
+    const values = (
+      c: typeof mine.log_prob
+    ) => (c instanceof Float64Array ? Array.from(c) : Array.from((c as { values: Float64Array }).values))
     expect(values(mine.log_prob)).toEqual(values(theirs.log_prob))
     expect(values(mine.reward)).not.toEqual(values(theirs.reward))
   })
@@ -77,7 +97,9 @@ describe("replay", () => {
   })
 
   it("names an entry that does not exist", async () => {
-    const exit = await Effect.runPromiseExit(Replay.fromRun(source).from("nonsense").with({}, { out: tmp(), progress: "none" }))
+    const exit = await Effect.runPromiseExit(
+      Replay.fromRun(source).from("nonsense").with({}, { out: tmp(), progress: "none" })
+    )
     expect(String(Exit.isFailure(exit) && exit.cause)).toMatch(/has no entry "nonsense"/)
   })
 })

@@ -2,11 +2,11 @@
  * Exact resume: an RL run killed with SIGKILL mid-run and resumed ends with the same weights and
  * the same metrics as an uninterrupted run with the same seed.
  */
-import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { metricsText, tempDir, tempRun, toyRl } from "../support/runs.ts"
@@ -29,7 +29,18 @@ beforeAll(async () => {
 /** Starts the run in a child process and SIGKILLs it `delay` ms after checkpoint `k` appears. */
 const killedRun = (dir: string, k: number, delay: number) =>
   new Promise<void>((resolve) => {
-    const child = spawn(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", ...args, "--seed", "5", "--out", dir, "--progress", "none"], { env, stdio: "ignore" })
+    const child = spawn(process.execPath, [
+      path.resolve("bin/etaflow.js"),
+      "run",
+      "flow-grpo",
+      ...args,
+      "--seed",
+      "5",
+      "--out",
+      dir,
+      "--progress",
+      "none"
+    ], { env, stdio: "ignore" })
     const poll = setInterval(() => {
       if (fs.existsSync(path.join(dir, `checkpoints/iter-00000${k}`))) {
         clearInterval(poll)
@@ -44,14 +55,26 @@ const killedRun = (dir: string, k: number, delay: number) =>
 
 describe("a run killed with SIGKILL and resumed", () => {
   // Kill points are timed, not aimed at a file write; the run has 6 iterations, so each lands mid-run.
-  it.each([[0, 0], [2, 0], [3, 30]])("ends with the uninterrupted run's weights and metrics (killed when checkpoint %i appears, + %i ms)", async (k, delay) => {
-    const dir = tempRun("kill")
-    await killedRun(dir, k, delay)
-    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
-    expect(manifest.status).toBe("running") // it never got to say otherwise
-    const resumed = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", "--resume", dir, "--progress", "none"], { env, encoding: "utf8" })
-    expect(resumed.status, resumed.stderr).toBe(0)
-    expect(last(dir).equals(last(reference))).toBe(true)
-    expect(metrics(dir)).toBe(metrics(reference))
-  }, 600_000)
+  it.each([[0, 0], [2, 0], [3, 30]])(
+    "ends with the uninterrupted run's weights and metrics (killed when checkpoint %i appears, + %i ms)",
+    async (k, delay) => {
+      const dir = tempRun("kill")
+      await killedRun(dir, k, delay)
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
+      expect(manifest.status).toBe("running") // it never got to say otherwise
+      const resumed = spawnSync(process.execPath, [
+        path.resolve("bin/etaflow.js"),
+        "run",
+        "flow-grpo",
+        "--resume",
+        dir,
+        "--progress",
+        "none"
+      ], { env, encoding: "utf8" })
+      expect(resumed.status, resumed.stderr).toBe(0)
+      expect(last(dir).equals(last(reference))).toBe(true)
+      expect(metrics(dir)).toBe(metrics(reference))
+    },
+    600_000
+  )
 })

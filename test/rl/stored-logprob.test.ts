@@ -5,17 +5,17 @@
  * The update uses the stored value as lp_old, so any disagreement biases every ratio.
  */
 import { describe, expect, it } from "vitest"
+import { trailingGrid, uniformGrid } from "../../diffusion/grids.ts"
+import { type Process, rectifiedFlow, vpDiscrete } from "../../diffusion/process.ts"
+import { type Rollout, rollout } from "../../diffusion/rollout.ts"
+import { SAMPLER_NAMES, samplerLogProb, type SamplerName, samplerOf, SAMPLERS } from "../../diffusion/samplers.ts"
+import type { LogProbConvention } from "../../diffusion/samplers.ts"
+import { Graph } from "../../engine/graph.ts"
+import { initParams, paramInputs } from "../../engine/params.ts"
+import { EngineSession } from "../../engine/session.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import { logProbGraph, type PolicyLossConfig } from "../../models/policy-loss.ts"
-import { initParams, paramInputs } from "../../engine/params.ts"
-import { Graph } from "../../engine/graph.ts"
-import { EngineSession } from "../../engine/session.ts"
-import { rollout, type Rollout } from "../../diffusion/rollout.ts"
-import { SAMPLERS, SAMPLER_NAMES, samplerLogProb, samplerOf, type SamplerName } from "../../diffusion/samplers.ts"
-import { trailingGrid, uniformGrid } from "../../diffusion/grids.ts"
-import { rectifiedFlow, vpDiscrete, type Process } from "../../diffusion/process.ts"
-import type { LogProbConvention } from "../../diffusion/samplers.ts"
 import { openStream } from "../../random/streams.ts"
 
 const net: VelocityNetConfig = { dim: 16, hidden: 32, blocks: 1, timeFeatures: 8, classes: 3 }
@@ -29,11 +29,23 @@ const cases = SAMPLER_NAMES.filter((name) => name !== "ode").flatMap((name) => {
   return (SAMPLERS[name].processes as ReadonlyArray<string>).includes("vp") ? [rf, vp] : [rf]
 })
 
-const sample = async (name: SamplerName, process: Process, parameterization: "velocity" | "epsilon", grid: Array<number>) => {
+const sample = async (
+  name: SamplerName,
+  process: Process,
+  parameterization: "velocity" | "epsilon",
+  grid: Array<number>
+) => {
   const policy = await networkPolicy({ net, params, process, parameterization, shape: [4, 4], cfg: 1.5, threads: 1 })
   const r = await rollout({
-    policy, sampler: samplerOf(name), noise: SAMPLERS[name].reference, grid, chains, condition, record: true,
-    initStream: (j) => openStream(["init", j]), stepStream: (j) => openStream(["step", j])
+    policy,
+    sampler: samplerOf(name),
+    noise: SAMPLERS[name].reference,
+    grid,
+    chains,
+    condition,
+    record: true,
+    initStream: (j) => openStream(["init", j]),
+    stepStream: (j) => openStream(["step", j])
   })
   await policy.session.release()
   return r
@@ -55,10 +67,17 @@ const graphLogProbs = async (r: Rollout, process: Process, convention: LogProbCo
     const res = await session.run({
       x: { data: r.latents!.slice(k * M * d, (k + 1) * M * d), dims: [M, d] },
       x_next: { data: r.latents!.slice((k + 1) * M * d, (k + 2) * M * d), dims: [M, d] },
-      t: scalar(process.modelTime(step.t)), c: { data: BigInt64Array.from(condition, BigInt), dims: [M] },
-      a: double(step.a), b: double(step.b), s: double(step.s),
-      lp_old: double(0), adv: scalar(0), w: scalar(1 / M),
-      ...Object.fromEntries(velocityNet(net).specs.map((sp) => [`p.${sp.name}`, { data: params[sp.name], dims: sp.shape }]))
+      t: scalar(process.modelTime(step.t)),
+      c: { data: BigInt64Array.from(condition, BigInt), dims: [M] },
+      a: double(step.a),
+      b: double(step.b),
+      s: double(step.s),
+      lp_old: double(0),
+      adv: scalar(0),
+      w: scalar(1 / M),
+      ...Object.fromEntries(
+        velocityNet(net).specs.map((sp) => [`p.${sp.name}`, { data: params[sp.name], dims: sp.shape }])
+      )
     })
     const lp = res.lp.data as Float64Array
     for (let j = 0; j < M; j++) out.push({ stored: r.logProb[k * M + j], graph: lp[j] })

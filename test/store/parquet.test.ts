@@ -1,11 +1,11 @@
-import { describe, expect, it } from "vitest"
+import { parquetMetadata, parquetReadObjects } from "hyparquet"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { parquetMetadata, parquetReadObjects } from "hyparquet"
+import { describe, expect, it } from "vitest"
+import { openStream } from "../../random/streams.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
 import { fromParquet, toParquet } from "../../store/parquet.ts"
-import { openStream } from "../../random/streams.ts"
 
 /** A trajectory batch of `trajectories × steps` rows with 2×3 latents and some null columns. */
 const makeBatch = (trajectories: number, steps: number) => {
@@ -36,7 +36,11 @@ const makeBatch = (trajectories: number, steps: number) => {
     reward: { values: f64(), valid: lastStep },
     advantage: null
   }
-  return { rows, columns, table: TrajectoryTable.build(rows, columns, { latent: [2, 3], next_latent: [2, 3], x0_pred: [2, 3] }) }
+  return {
+    rows,
+    columns,
+    table: TrajectoryTable.build(rows, columns, { latent: [2, 3], next_latent: [2, 3], x0_pred: [2, 3] })
+  }
 }
 
 describe("Parquet run store", () => {
@@ -45,7 +49,9 @@ describe("Parquet run store", () => {
     const back = TrajectoryTable.read(fromParquet(toParquet(makeBatch(7, 5).table), "mem"), "mem")
     expect(back.rows).toBe(rows)
     expect(back.shapes).toEqual({ latent: [2, 3], next_latent: [2, 3], x0_pred: [2, 3] })
-    expect(Buffer.from((back.columns.latent as Float32Array).buffer).equals(Buffer.from(columns.latent.buffer))).toBe(true)
+    expect(Buffer.from((back.columns.latent as Float32Array).buffer).equals(Buffer.from(columns.latent.buffer))).toBe(
+      true
+    )
     expect(Buffer.from((back.columns.t as Float64Array).buffer).equals(Buffer.from(columns.t.buffer))).toBe(true)
     expect(back.columns.prompt).toEqual(columns.prompt)
     expect(back.columns.advantage).toBeNull()
@@ -88,8 +94,12 @@ describe("Parquet run store", () => {
   it("fails naming the column when a table is built with a wrong length or type", () => {
     const { rows, columns } = makeBatch(2, 2)
     const shapes = { latent: [2, 3], next_latent: [2, 3], x0_pred: [2, 3] }
-    expect(() => TrajectoryTable.build(rows, { ...columns, t: new Float64Array(rows + 1) }, shapes)).toThrow(/column "t" has 5 values, expected 4/)
-    expect(() => TrajectoryTable.build(rows, { ...columns, latent: new Float32Array(rows * 5) }, shapes)).toThrow(/column "latent"/)
+    expect(() => TrajectoryTable.build(rows, { ...columns, t: new Float64Array(rows + 1) }, shapes)).toThrow(
+      /column "t" has 5 values, expected 4/
+    )
+    expect(() => TrajectoryTable.build(rows, { ...columns, latent: new Float32Array(rows * 5) }, shapes)).toThrow(
+      /column "latent"/
+    )
   })
 
   it("keeps the file intact on disk through a write-then-read cycle", () => {

@@ -21,19 +21,31 @@ export interface MetricLine {
 
 /** The rows of a run's `metrics.jsonl`. */
 export const metricLines = (dir: string): Array<MetricLine> =>
-  fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as MetricLine)
+  fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").filter((l) => l !== "").map((l) =>
+    JSON.parse(l) as MetricLine
+  )
 
 /** One metric's rows, in iteration order. */
-export const metricSeries = (dir: string, name: string): Array<MetricLine> => metricLines(dir).filter((r) => r.name === name)
+export const metricSeries = (dir: string, name: string): Array<MetricLine> =>
+  metricLines(dir).filter((r) => r.name === name)
 
 /** Each metric's last value. */
-export const lastMetrics = (dir: string): Record<string, number> => Object.fromEntries(metricLines(dir).map((r) => [r.name, r.value]))
+export const lastMetrics = (dir: string): Record<string, number> =>
+  Object.fromEntries(metricLines(dir).map((r) => [r.name, r.value]))
 
 /** The text of a run's `metrics.jsonl` (for bit-for-bit comparisons). */
 export const metricsText = (dir: string): string => fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8")
 
 /** RL settings for the 2-D double ring with the outer-ring reward: small enough for seconds per run. */
 export const toyRl = {
-  dataset: "double-ring", reward: "outer-ring", steps: "6", promptsPerIteration: "4", groupSize: "16", batchSize: "16", lr: "1e-3",
-  evalSteps: "6", evalSamplesPerPrompt: "256", evalEvery: "100"
+  dataset: "double-ring",
+  reward: "outer-ring",
+  steps: "6",
+  promptsPerIteration: "4",
+  groupSize: "16",
+  batchSize: "16",
+  lr: "1e-3",
+  evalSteps: "6",
+  evalSamplesPerPrompt: "256",
+  evalEvery: "100"
 } as const
