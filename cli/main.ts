@@ -96,7 +96,7 @@ const replay = Command.make(
   {
     source: Argument.String("run-dir").pipe(Argument.withDescription("the stored run to replay")),
     from: Flag.String("from").pipe(
-      Flag.withDescription("entry (or stage: score, normalize, update, evaluate) to restart at")
+      Flag.withDescription("stage to restart at (rollout, rewards, advantages, update, evaluation, …)")
     ),
     set: Flag.KeyValuePair("set").pipe(Flag.withDescription("change one setting (repeatable)"), Flag.optional),
     out: Flag.String("out").pipe(Flag.withDescription("the new run directory"), Flag.optional),
