@@ -21,23 +21,31 @@
  */
 import { Effect } from "effect"
 import { type LogProbConvention, samplerLogProb } from "../diffusion/samplers.ts"
-import { Graph } from "../engine/graph.ts"
 import { GraphError } from "../engine/graph.ts"
-import { paramInputs, type ParamValues } from "../engine/params.ts"
-import { EngineSession, type HostTensor } from "../engine/session.ts"
+import type { ParamValues } from "../engine/params.ts"
 import { SessionError } from "../engine/session.ts"
-import { cachedSession, DEFAULT_ADAM, emaDecay, type LossBuilder, Trainer, type TrainState } from "../engine/train.ts"
+import { DEFAULT_ADAM, emaDecay, Trainer, type TrainState } from "../engine/train.ts"
 import { TrainError } from "../engine/train.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { velocityNet } from "../models/networks.ts"
-import { logProbGraph, type PolicyLossConfig, ppoLoss, sdpoLoss } from "../models/policy-loss.ts"
+import { type PolicyLossConfig, ppoLoss, sdpoLoss } from "../models/policy-loss.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { KlForm, RlConfig, RlVariant } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 import type { Trajectories } from "./rollout.ts"
+import {
+  rescore,
+  type Row,
+  rowFeeds,
+  type RowTables,
+  storedLogProbs,
+  storedMeans,
+  trainedSteps,
+  type UpdatePlan
+} from "./update-batches.ts"
 
 /** The update's settings, from an RL config and the algorithm's variant. */
 export interface UpdateRequest {
@@ -89,13 +97,6 @@ export interface UpdateResult {
   readonly metrics: Readonly<Record<string, number>>
 }
 
-/** A row: trajectory j at step k (k indexes the rollout's steps). */
-type Row = readonly [number, number]
-
-/** Advantages are clipped to ±5 before the loss (every reference does, §12.5). */
-const ADV_CLIP = 5
-const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
-
 /**
  * One EMA update after optimizer step n (1-based), flow_grpo's EMAModuleWrapper (flow_grpo/ema.py):
  * every `interval` steps ((n + 1) % interval = 0), ema ← ema + (1 − d)(θ − ema) with the warm-up
@@ -120,122 +121,6 @@ export const emaStep = (
 const copyOf = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
 const zeros = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
-/**
- * The steps trajectory j trains in an epoch: ⌊N·fraction⌋ (at least 1) of its stochastic steps, in
- * order or from a permutation drawn for (epoch, trajectory).
- */
-export const trainedSteps = (
-  tr: Trajectories,
-  config: Pick<UpdateRequest, "timestepFraction" | "shuffleTimesteps">
-) => {
-  const N = tr.steps.length
-  const T = tr.trainable.length
-  const count = Math.max(1, Math.min(T, Math.floor(N * config.timestepFraction + 1e-9)))
-  return (stream: RandomStream, j: number): Array<number> => {
-    if (!config.shuffleTimesteps) return tr.trainable.slice(0, count)
-    const perm = permutation(stream.child("steps", j), T)
-    return Array.from(perm.subarray(0, count), (kk) => tr.trainable[kk])
-  }
-}
-
-interface RowValues {
-  readonly adv: (j: number, k: number) => number
-  readonly weight: (j: number, k: number, rows: number) => number
-}
-
-/** Per-row inputs the loss reads besides the network's. */
-interface RowTables {
-  /** Old log-prob of (j, k), chains × N. */
-  readonly lpOld: Float64Array
-  /** Old mean μ_old of (j, k), for Precise's ratio normalisation. */
-  readonly muOld: ((j: number, k: number, out: Float32Array, offset: number) => void) | undefined
-  /** The KL's per-row scale (klForm). */
-  readonly klScale: ((k: number) => number) | undefined
-}
-
-/** Feeds of the given rows. */
-const rowFeeds = (
-  tr: Trajectories,
-  rows: ReadonlyArray<Row>,
-  values: RowValues,
-  tables: RowTables,
-  conditional: boolean
-) => {
-  const { rollout: r, steps } = tr
-  const d = r.d
-  const n = r.chains * d
-  const N = steps.length
-  const M = rows.length
-  const x = new Float32Array(M * d)
-  const xNext = new Float32Array(M * d)
-  const t = new Float32Array(M)
-  const c = new BigInt64Array(M)
-  const [a, b, s, lp] = Array.from({ length: 4 }, () => new Float64Array(M))
-  const [A, w, kl] = Array.from({ length: 3 }, () => new Float32Array(M))
-  const mu = tables.muOld === undefined ? undefined : new Float32Array(M * d)
-  rows.forEach(([j, k], row) => {
-    x.set(r.latents!.subarray(k * n + j * d, k * n + (j + 1) * d), row * d)
-    xNext.set(r.latents!.subarray((k + 1) * n + j * d, (k + 1) * n + (j + 1) * d), row * d)
-    t[row] = tr.process.modelTime(steps[k].t)
-    c[row] = BigInt(tr.prompts.condition[j])
-    a[row] = steps[k].a
-    b[row] = steps[k].b
-    s[row] = steps[k].s
-    lp[row] = tables.lpOld[j * N + k]
-    A[row] = clipAdv(values.adv(j, k))
-    w[row] = values.weight(j, k, M)
-    kl[row] = tables.klScale?.(k) ?? 0
-    if (mu !== undefined) tables.muOld!(j, k, mu, row * d)
-  })
-  const feeds: Record<string, HostTensor> = {
-    x: { data: x, dims: [M, d] },
-    x_next: { data: xNext, dims: [M, d] },
-    t: { data: t, dims: [M] },
-    a: { data: a, dims: [M] },
-    b: { data: b, dims: [M] },
-    s: { data: s, dims: [M] },
-    lp_old: { data: lp, dims: [M] },
-    adv: { data: A, dims: [M] },
-    w: { data: w, dims: [M] }
-  }
-  if (conditional) feeds.c = { data: c, dims: [M] }
-  if (mu !== undefined) feeds.mu_old = { data: mu, dims: [M, d] }
-  if (tables.klScale !== undefined) feeds.kl_scale = { data: kl, dims: [M] }
-  return feeds
-}
-
-/** The stored log-probs, chains × N (the rollout keeps them step-major). */
-const storedLogProbs = (tr: Trajectories): Float64Array => {
-  const { chains, logProb } = tr.rollout
-  const N = tr.steps.length
-  const out = new Float64Array(chains * N)
-  for (let k = 0; k < N; k++) for (let j = 0; j < chains; j++) out[j * N + k] = logProb[k * chains + j]
-  return out
-}
-
-/**
- * μ_old = a·x + b·f_old, with f_old recovered from the x̂0 the sampler stored (x̂0 = cx·x + cf·f):
- * the mean the sampler drew x_next around, without a second forward pass.
- */
-const storedMeans = (tr: Trajectories) => (j: number, k: number, out: Float32Array, offset: number) => {
-  const { latents, x0Pred, chains, d } = tr.rollout
-  const { a, b, x0 } = tr.steps[k]
-  const base = k * chains * d + j * d
-  for (let i = 0; i < d; i++) {
-    const xi = latents![base + i]
-    out[offset + i] = a * xi + (b * (x0Pred![base + i] - x0.x * xi)) / x0.f
-  }
-}
-
-interface UpdatePlan {
-  readonly name: string
-  readonly loss: LossBuilder
-  readonly lossKey: PolicyLossConfig
-  /** The minibatches (lists of rows) of an inner epoch. */
-  readonly partition: (epoch: number, rng: RandomStream) => Array<Array<Row>>
-  readonly values: RowValues
-}
-
 const newStats = () => ({
   ratioSum: 0,
   ratioMin: Infinity,
@@ -250,43 +135,6 @@ const newStats = () => ({
   firstDeviation: Number.NaN,
   lpDeviation: Number.NaN
 })
-
-/** Old log-probs (and means) re-computed at θ_old with the loss's own graph (`rescoreOldLogProb`). */
-const rescore = async (
-  plan: UpdatePlan,
-  tr: Trajectories,
-  batches: ReadonlyArray<ReadonlyArray<Row>>,
-  tables: RowTables,
-  params: ParamValues,
-  config: UpdateRequest,
-  conditional: boolean
-): Promise<RowTables> => {
-  const specs = velocityNet(plan.lossKey.net).specs
-  const session = await cachedSession(`rescore|${JSON.stringify(plan.lossKey)}|${config.threads}`, () => {
-    const g = new Graph("policy-logprob")
-    logProbGraph(g, plan.lossKey, paramInputs(g, specs, "p."))
-    return EngineSession.create(g, { threads: config.threads, optimization: "basic" })
-  })
-  const N = tr.steps.length
-  const d = tr.rollout.d
-  const lpOld = new Float64Array(tables.lpOld.length)
-  const mus = new Map<number, Float32Array>()
-  const weights = Object.fromEntries(specs.map((sp) => [`p.${sp.name}`, { data: params[sp.name], dims: sp.shape }]))
-  for (const mb of batches) {
-    const { mu_old: _mu, kl_scale: _kl, ...feeds } = rowFeeds(tr, mb, plan.values, tables, conditional)
-    const out = await session.run({ ...feeds, ...weights })
-    const lp = out.lp.data as Float64Array
-    const mu = out.mu?.data as Float64Array | undefined
-    mb.forEach(([j, k], q) => {
-      lpOld[j * N + k] = lp[q]
-      if (mu !== undefined) mus.set(j * N + k, Float32Array.from(mu.subarray(q * d, (q + 1) * d)))
-    })
-  }
-  const muOld = tables.muOld === undefined ?
-    undefined
-    : (j: number, k: number, out: Float32Array, offset: number) => out.set(mus.get(j * N + k)!, offset)
-  return { ...tables, lpOld, muOld }
-}
 
 const runUpdates = async (
   plan: UpdatePlan,
