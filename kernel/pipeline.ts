@@ -105,6 +105,11 @@ export interface Pipeline<Sets extends Settings = Settings, St = unknown, S exte
   readonly aliases: Readonly<Record<string, keyof S & string>>
   /** Runs after a complete run with its folder (e.g. writes the report). */
   readonly onComplete: ((dir: string) => void) | undefined
+  /**
+   * What is wrong with a config beyond each setting's own check (settings that do not go together,
+   * files that do not exist), one message each; checked before any folder exists.
+   */
+  readonly check: (config: ConfigOf<Sets>) => ReadonlyArray<string>
 }
 
 export type AnyPipeline = Pipeline<any, any, any>
@@ -135,6 +140,7 @@ export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
   readonly info?: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
   readonly aliases?: Readonly<Record<string, keyof S & string>>
   readonly onComplete?: (dir: string) => void
+  readonly check?: (config: ConfigOf<Sets>) => ReadonlyArray<string>
 }
 
 const fail = (pipeline: string, message: string): never => {
@@ -236,7 +242,8 @@ export const Pipeline = {
       info: def.info ?? (() => ({})),
       levels: levels as never,
       aliases: def.aliases ?? {},
-      onComplete: def.onComplete
+      onComplete: def.onComplete,
+      check: def.check ?? (() => [])
     }
   },
 

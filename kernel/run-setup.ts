@@ -87,6 +87,10 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
           message: `${dir} already exists and is not empty; choose another --out or continue it with --resume ${dir}`
         })
       }
+      const problems = pipeline.check(resolved.value)
+      if (problems.length > 0) {
+        throw new UsageError({ message: problems.map((p) => `pipeline ${pipeline.name}: ${p}`).join("\n") })
+      }
       return { dir, config: resolved.value as ConfigOf<P["settings"]>, seed, manifest: undefined }
     },
     catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: describe(e) }))

@@ -3,6 +3,7 @@
  * (`classifier:1,ink:0.2`), each raw reward kept. A NaN or Inf reward stops the iteration with an
  * error naming the reward, the prompt and the trajectory.
  */
+import * as fs from "node:fs"
 import { SessionError } from "../engine/session.ts"
 import { NonFiniteError } from "../kernel/errors.ts"
 import { Node, Port } from "../kernel/node.ts"
@@ -31,6 +32,20 @@ export interface Rewards {
   /** Weighted total per trajectory. */
   readonly total: Float64Array
   readonly raw: Readonly<Record<string, Float64Array>>
+}
+
+/** What is wrong with a config's reward spec: unknown names, ONNX files that do not exist. */
+export const rewardProblems = (c: ScoreConfig): Array<string> => {
+  try {
+    return parseRewardSpec(rewardOf(c), c.dataset).flatMap((term) => {
+      const file = term.name.startsWith("onnx:") ? term.name.slice(5) : undefined
+      return file !== undefined && !fs.existsSync(file)
+        ? [`setting "reward": ONNX reward file ${file} does not exist`]
+        : []
+    })
+  } catch (e) {
+    return [`setting "reward": ${e instanceof Error ? e.message : String(e)}`]
+  }
 }
 
 /** The reward models of a spec (the classifier comes from the pipeline's cached reward model). */

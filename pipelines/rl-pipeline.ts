@@ -7,6 +7,7 @@
  * settings' defaults, its advantage normalizer and its variant (process, shared noise, window).
  */
 import { Effect } from "effect"
+import { samplerLogProb, SAMPLERS } from "../diffusion/samplers.ts"
 import { type Node, Persist, Port } from "../kernel/node.ts"
 import type { Advantages } from "../nodes/advantages.ts"
 import { rlBaseModel } from "../nodes/base-model.ts"
@@ -18,7 +19,7 @@ import { defaultClassifier } from "../nodes/reward-classifier.ts"
 import type { RlConfig, RlVariant } from "../nodes/rl-config.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
 import { rollout, type Trajectories } from "../nodes/rollout.ts"
-import { type Rewards, rewards } from "../nodes/score.ts"
+import { rewardProblems, type Rewards, rewards } from "../nodes/score.ts"
 import { rlTrajectoryTable } from "../nodes/trajectories.ts"
 import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
 import { writeReport } from "../report/report.ts"
@@ -68,6 +69,26 @@ const TIME_CONVENTION = {
 }
 
 /**
+ * Settings that do not go together, and reward files that are not there: refused before any folder
+ * exists instead of failing after the base model has trained.
+ */
+export const checkRlConfig = (variant: Pick<RlVariant, "process" | "rationorm">) => (c: RlConfig): Array<string> => {
+  const problems: Array<string> = []
+  const processes: ReadonlyArray<string> = SAMPLERS[c.sampler].processes
+  if (!processes.includes(variant.process)) {
+    problems.push(
+      `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
+    )
+  }
+  if (variant.rationorm === true && samplerLogProb(c.sampler) !== "gaussian") {
+    problems.push(
+      `sampler ${c.sampler} stores FlowCPS's unnormalised log-prob; Precise's ratio normalisation needs a Gaussian one`
+    )
+  }
+  return [...problems, ...rewardProblems(c)]
+}
+
+/**
  * The definition every RL pipeline shares: iterations, the state (weights, AdamW, tracker; null
  * before the first update) held in the update's output, info, the report, and the stage names of
  * earlier releases that `replay --from` still accepts (with a deprecation line).
@@ -95,5 +116,6 @@ export const rlPipeline = <C extends RlConfig>(def: {
     ...def.info?.(c)
   }),
   aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
-  onComplete: writeReport
+  onComplete: writeReport,
+  check: checkRlConfig(def.variant)
 })

@@ -92,4 +92,32 @@ describe("the etaflow command", () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/testFraction\s+0\.2\s+fraction held out/)
   })
+
+  it.each([
+    [
+      "a missing ONNX reward file",
+      "flow-grpo",
+      ["reward=onnx:/missing/reward.onnx"],
+      /ONNX reward file \/missing\/reward\.onnx does not exist/
+    ],
+    ["an unknown reward", "ddpo", ["reward=beauty"], /reward "beauty" is not available for mnist/],
+    [
+      "a sampler the base model's process lacks",
+      "ddpo",
+      ["sampler=precise"],
+      /sampler precise is defined for rf; this pipeline's base model is vp/
+    ],
+    [
+      "CPS with Precise's ratio normalisation",
+      "precise",
+      ["sampler=cps"],
+      /Precise's ratio normalisation needs a Gaussian one/
+    ]
+  ])("refuses %s with exit 2 before any folder exists", (_, pipeline, sets, message) => {
+    const out = path.join(tmp(), "never")
+    const r = etaflow("run", pipeline, ...sets.flatMap((s) => ["--set", s]), "--out", out, "--progress", "none")
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(message)
+    expect(fs.existsSync(out)).toBe(false)
+  })
 })
