@@ -108,3 +108,34 @@ describe("the sources", () => {
     expect(long).toEqual([])
   })
 })
+
+describe("the documentation the code cites", () => {
+  const headings = new Set(
+    [...fs.readFileSync("docs/algorithms.md", "utf8").matchAll(/^#{2,3} (\d+(?:\.\d+)?)\.? /gm)].map((m) => m[1])
+  )
+
+  it("has a section in docs/algorithms.md for every § the sources cite", () => {
+    const cited = Object.keys(ALLOWED).concat("test").flatMap((folder) =>
+      sources(folder).flatMap((file) =>
+        [...fs.readFileSync(file, "utf8").matchAll(/§ ?(\d+(?:\.\d+)?)/g)].map((m) => ({ file, section: m[1] }))
+      )
+    )
+    expect(cited.length).toBeGreaterThan(50)
+    expect(cited.filter((c) => !headings.has(c.section)).map((c) => `${c.file}: §${c.section}`)).toEqual([])
+  })
+
+  it("names only documents that are in the repository", () => {
+    const named = Object.keys(ALLOWED).concat("test").flatMap((folder) =>
+      sources(folder).flatMap((file) =>
+        [...fs.readFileSync(file, "utf8").matchAll(/\b(docs\/[\w./-]+\.md|[A-Z][A-Z0-9_-]+\.md)\b/g)].map((m) => ({
+          file,
+          doc: m[1]
+        }))
+      )
+    )
+    const missing = named.filter(({ file, doc }) =>
+      !fs.existsSync(doc) && !fs.existsSync(path.join(path.dirname(file), doc))
+    )
+    expect(missing.map((m) => `${m.file}: ${m.doc}`)).toEqual([])
+  })
+})
