@@ -11,6 +11,7 @@ import { runPipeline } from "../kernel/run.ts"
 import { packageVersions } from "../kernel/versions.ts"
 import { findPipeline, pipelines } from "../pipelines/registry.ts"
 import { Replay } from "../pipelines/replay.ts"
+import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
 import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
@@ -133,9 +134,27 @@ const report = Command.make(
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
 
+const prune = Command.make(
+  "prune",
+  {
+    dir: Argument.String("run-dir").pipe(Argument.withDescription("an RL run directory")),
+    keep: Flag.Literals("keep", KEEP).pipe(Flag.withDescription("the retention policy the folder keeps from now on"))
+  },
+  ({ dir, keep }) =>
+    Effect.try({
+      try: () => {
+        const removed = pruneRun(dir, keep)
+        return `${dir}: removed ${removed.length} files and folders; it now keeps ${keep}`
+      },
+      catch: (e) => (e instanceof UsageError
+        ? e
+        : new StoreError({ file: dir, message: e instanceof Error ? e.message : String(e) }))
+    }).pipe(Effect.flatMap(Console.log))
+).pipe(Command.withDescription("Thin an RL run folder to a retention policy (default or minimal; see `keep`)"))
+
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, replay, inspectCmd, report])
+  Command.withSubcommands([list, run, replay, inspectCmd, report, prune])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

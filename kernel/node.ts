@@ -77,9 +77,12 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
   /** Computed once per process and reused by later iterations (inputs must not change across iterations). */
   readonly memoized?: true
   readonly once: () => Bound<In, Out, E, R, W>
-  /** Rebuilds this entry's output from a stored run, so a replay can start downstream of it. */
-  readonly restore?: (ctx: RestoreContext) => Promise<Out>
-  readonly restoredBy: (restore: (ctx: RestoreContext) => Promise<Out>) => Bound<In, Out, E, R, W>
+  /**
+   * Rebuilds this entry's output from a stored run, so a replay can start downstream of it;
+   * `undefined` when the run did not keep it: the kernel then runs the node on the stored run's state.
+   */
+  readonly restore?: (ctx: RestoreContext) => Promise<Out | undefined>
+  readonly restoredBy: (restore: (ctx: RestoreContext) => Promise<Out | undefined>) => Bound<In, Out, E, R, W>
   /**
    * Persists this entry's output through the run store: an Arrow table as Parquet, a string (a
    * report, a markdown table) as text, bytes (an ONNX model) as they are; `undefined` means nothing
@@ -95,7 +98,7 @@ export type AnyBound = Bound<any, any, any, any, any>
 interface Extras<Out> {
   readonly persisted?: PersistSpec
   readonly memoized?: true
-  readonly restore?: (ctx: RestoreContext) => Promise<Out>
+  readonly restore?: (ctx: RestoreContext) => Promise<Out | undefined>
 }
 
 const bind = <In extends Inputs, Out, E, R, W>(

@@ -41,23 +41,12 @@ const upstreamOf = (nodes: Wiring, from: string): Set<string> => {
 }
 
 /**
- * Skipped: the upstream entries that can be restored, and those only skipped entries read; the rest
- * (entries that only reshape the config and the like) are recomputed, which is exact.
+ * Skipped: the upstream entries that can be restored. The others (entries that only reshape the
+ * config, or draw the prompts) are recomputed, which is exact — and they are the inputs a restored
+ * entry is regenerated from when the stored run did not keep its output.
  */
-const skippedOf = (nodes: Wiring, upstream: ReadonlySet<string>): Set<string> => {
-  const consumers = (entry: string) => Object.keys(nodes).filter((e) => Object.values(nodes[e].wiring).includes(entry))
-  const skipped = new Set([...upstream].filter((e) => nodes[e].restore !== undefined))
-  for (let changed = true; changed;) {
-    changed = false
-    for (const e of upstream) {
-      if (!skipped.has(e) && consumers(e).every((c) => skipped.has(c))) {
-        skipped.add(e)
-        changed = true
-      }
-    }
-  }
-  return skipped
-}
+const skippedOf = (nodes: Wiring, upstream: ReadonlySet<string>): Set<string> =>
+  new Set([...upstream].filter((e) => nodes[e].restore !== undefined))
 
 export const planReplay = (
   pipeline: AnyPipeline,

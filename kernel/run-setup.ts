@@ -147,6 +147,12 @@ export const loadState = <P extends AnyPipeline>(
   if (state === undefined) return Effect.succeed(undefined)
   if (start === 0) return state.initial(config) as Effect.Effect<unknown>
   const ckpt = path.join(dir, "checkpoints", iterFile(start - 1))
+  if (!fs.existsSync(ckpt)) {
+    const missing = `${ckpt} is missing: the run did not keep the state after iteration ${
+      start - 1
+    } (its retention, keep=minimal?)`
+    return Effect.fail(new UsageError({ message: missing }))
+  }
   return Effect.try({
     try: () =>
       state.decode(

@@ -74,6 +74,22 @@ const recordFailure = (
     return yield* Effect.failCause(failure)
   })
 
+/** The stored run's state entering each iteration, decoded once per iteration (for regeneration in a replay). */
+const sourceStates = <P extends AnyPipeline>(
+  pipeline: P,
+  source: string | undefined,
+  config: ConfigOf<P["settings"]>
+) => {
+  const cache = new Map<number, unknown>()
+  return (iteration: number): Effect.Effect<unknown, unknown> => {
+    if (source === undefined) return Effect.die(new Error("only a replay regenerates outputs from a stored run"))
+    if (cache.has(iteration)) return Effect.succeed(cache.get(iteration))
+    return loadState(pipeline, source, config, iteration).pipe(
+      Effect.tap((s) => Effect.sync(() => cache.set(iteration, s)))
+    )
+  }
+}
+
 /** Runs (or resumes) a pipeline to completion in its run folder. */
 export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
   RunResult<P>,
@@ -122,7 +138,9 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       storeLayer: RunStore.layer(dir),
       replay,
       progress,
-      memo: new Map()
+      memo: new Map(),
+      sourceState: sourceStates(pipeline, replay?.source, config),
+      retention: pipeline.retention(config)
     }
     let outputs: Readonly<Record<string, unknown>> = {}
     for (let iteration = start; iteration < total; iteration++) {
@@ -148,7 +166,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       catch: asStoreError(manifestFile)
     })
     if (pipeline.onComplete !== undefined) {
-      yield* Effect.try({ try: () => pipeline.onComplete!(dir), catch: asStoreError(dir) })
+      yield* Effect.try({ try: () => pipeline.onComplete!(dir, config), catch: asStoreError(dir) })
     }
     return {
       dir,

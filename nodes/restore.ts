@@ -1,8 +1,10 @@
 /**
  * Restoring RL entries from a stored run, for replay: trajectories from `trajectories/iter-N.parquet`,
  * rewards and advantages from its reward and advantage columns, the updated state from
- * `checkpoints/iter-N/`. Latents, coefficients and advantages come back bit-exactly, so a replay of
- * an unchanged run from `update` reproduces its weights.
+ * `checkpoints/iter-N/`. Where the run did not keep an iteration's trajectories (retention) they
+ * return undefined, and the kernel regenerates rollout, rewards and advantages from the run's state.
+ * Latents, coefficients and advantages come back bit-exactly either way, so a replay of an unchanged
+ * run from `update` reproduces its weights.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -20,11 +22,14 @@ import type { Trajectories } from "./rollout.ts"
 import type { Rewards } from "./score.ts"
 import type { UpdateResult } from "./update.ts"
 
+const trajectoryFile = (ctx: RestoreContext) =>
+  path.join(ctx.source, "trajectories", `${iterFile(ctx.iteration)}.parquet`)
+
+/** Whether the stored run kept this iteration's trajectories (retention); if not, replay regenerates them. */
+const kept = (ctx: RestoreContext) => fs.existsSync(trajectoryFile(ctx))
+
 const table = (ctx: RestoreContext) => {
-  const file = path.join(ctx.source, "trajectories", `${iterFile(ctx.iteration)}.parquet`)
-  if (!fs.existsSync(file)) {
-    throw new Error(`${file} is missing: the stored run has no trajectories for iteration ${ctx.iteration}`)
-  }
+  const file = trajectoryFile(ctx)
   const { rows, columns: c, shapes } = TrajectoryTable.read(
     fromParquet(new Uint8Array(fs.readFileSync(file)), file),
     file
@@ -36,7 +41,8 @@ const table = (ctx: RestoreContext) => {
 const masked = (v: Float64Array | { values: Float64Array; valid: Uint8Array } | null, i: number) =>
   v === null ? Number.NaN : v instanceof Float64Array ? v[i] : v.valid[i] ? v.values[i] : Number.NaN
 
-export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajectories> => {
+export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajectories | undefined> => {
+  if (!kept(ctx)) return undefined
   const base = ctx.outputs.base as BaseModel
   const { c, shape, N, n } = table(ctx)
   const d = shape.reduce((a, b) => a * b, 1)
@@ -88,7 +94,8 @@ export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajecto
   }
 }
 
-export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards> => {
+export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards | undefined> => {
+  if (!kept(ctx)) return undefined
   const { c, N, n } = table(ctx)
   const total = Float64Array.from({ length: n }, (_, j) => masked(c.reward as never, j * N + N - 1))
   return { total, raw: { stored: total } }
@@ -96,13 +103,18 @@ export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards> => {
 
 const checkpoint = (ctx: RestoreContext) => {
   const dir = path.join(ctx.source, "checkpoints", iterFile(ctx.iteration))
-  if (!fs.existsSync(dir)) throw new Error(`${dir} is missing`)
+  if (!fs.existsSync(path.join(dir, "state.json"))) {
+    throw new Error(
+      `${dir} is missing: the stored run did not keep the state of iteration ${ctx.iteration} (keep=minimal?)`
+    )
+  }
   return decodeRlState(
     Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))]))
   )
 }
 
-export const restoreAdvantages = async (ctx: RestoreContext): Promise<Advantages> => {
+export const restoreAdvantages = async (ctx: RestoreContext): Promise<Advantages | undefined> => {
+  if (!kept(ctx)) return undefined
   const { c, N, n } = table(ctx)
   return {
     perTrajectory: Float64Array.from({ length: n }, (_, j) => masked(c.advantage as never, j * N)),

@@ -9,6 +9,9 @@ import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
 import { Setting } from "../schemas/settings.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
 
+export const KEEP = ["all", "default", "minimal"] as const
+export type Keep = (typeof KEEP)[number]
+
 export const KL_FORMS = ["code", "paper"] as const
 export type KlForm = (typeof KL_FORMS)[number]
 
@@ -89,7 +92,14 @@ export const rlSettings = (d: RlDefaults) => ({
     { min: 1 }
   ),
   evalSamplesPerPrompt: Setting.int(16, "evaluation samples per held-out prompt", { min: 1 }),
-  threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 })
+  threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 }),
+  keep: Setting.literal(
+    KEEP,
+    "default",
+    "what the run folder keeps: all; default (weights of every iteration, the last iteration's trajectories, " +
+      "AdamW moments in the newest checkpoint; replay regenerates the rest); minimal (metrics, evaluation, " +
+      "report, best and last weights)"
+  )
 })
 
 /** The group normalizer's std: the group's, or the whole batch's (flow_grpo's SD3 configs: global_std true). */
@@ -146,6 +156,7 @@ export interface RlConfig {
   readonly evalSteps: ReadonlyArray<number>
   readonly evalSamplesPerPrompt: number
   readonly threads: number
+  readonly keep: Keep
   readonly eta?: number
   readonly noiseLevel?: number
 }

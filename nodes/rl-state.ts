@@ -10,7 +10,11 @@ import type { TrainState } from "../engine/train.ts"
 /** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
 export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
 
-export interface RlState extends TrainState {
+/**
+ * The optimizer moments are absent in a state decoded from an older checkpoint of a run that keeps
+ * them only in the newest (retention): such a state can sample and evaluate, not train.
+ */
+export interface RlState extends Omit<TrainState, "m" | "v">, Partial<Pick<TrainState, "m" | "v">> {
   readonly tracker: TrackerState
   /** Exponential moving average of the weights (the policy evaluated), when `ema` > 0. */
   readonly ema?: ParamValues
@@ -26,8 +30,8 @@ export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | st
     ? { "state.json": JSON.stringify({ empty: true }) }
     : {
       "weights.safetensors": pack(s.params),
-      "adam_m.safetensors": pack(s.m),
-      "adam_v.safetensors": pack(s.v),
+      ...(s.m === undefined ? {} : { "adam_m.safetensors": pack(s.m) }),
+      ...(s.v === undefined ? {} : { "adam_v.safetensors": pack(s.v) }),
       ...(s.ema === undefined ? {} : { "ema.safetensors": pack(s.ema) }),
       "state.json": JSON.stringify({ step: s.step, tracker: s.tracker })
     }
@@ -41,8 +45,12 @@ export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlSt
   if (meta.empty === true) return null
   return {
     params: unpack(files["weights.safetensors"], "weights.safetensors"),
-    m: unpack(files["adam_m.safetensors"], "adam_m.safetensors"),
-    v: unpack(files["adam_v.safetensors"], "adam_v.safetensors"),
+    ...(files["adam_m.safetensors"] === undefined
+      ? {}
+      : { m: unpack(files["adam_m.safetensors"], "adam_m.safetensors") }),
+    ...(files["adam_v.safetensors"] === undefined
+      ? {}
+      : { v: unpack(files["adam_v.safetensors"], "adam_v.safetensors") }),
     step: meta.step,
     tracker: meta.tracker,
     ...(files["ema.safetensors"] === undefined ? {} : { ema: unpack(files["ema.safetensors"], "ema.safetensors") })

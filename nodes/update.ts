@@ -136,6 +136,13 @@ const newStats = () => ({
   lpDeviation: Number.NaN
 })
 
+const noMoments = (step: number): never => {
+  throw new Error(
+    `update: the state after optimizer step ${step} has no AdamW moments ` +
+      "(a run keeps them in its newest checkpoint only)"
+  )
+}
+
 const runUpdates = async (
   plan: UpdatePlan,
   tr: Trajectories,
@@ -148,7 +155,11 @@ const runUpdates = async (
   if (tr.trainable.length === 0) throw new Error(`${plan.name}: no stochastic step to train (noise level 0?)`)
   const specs = velocityNet(base.net).specs
   const conditional = base.net.classes > 0
-  const init: TrainState = state ?? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
+  const init: TrainState = state === null
+    ? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
+    : state.m !== undefined && state.v !== undefined
+    ? { ...state, m: state.m, v: state.v }
+    : noMoments(state.step)
   const trainer = await Trainer.create({
     name: plan.name,
     specs,

@@ -23,6 +23,7 @@ import { rewardProblems, type Rewards, rewards } from "../nodes/score.ts"
 import { rlTrajectoryTable } from "../nodes/trajectories.ts"
 import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
 import { writeReport } from "../report/report.ts"
+import { pruneRun, rlRetention } from "./rl-retention.ts"
 
 /** The entries of an RL pipeline with the given advantage normalizer. */
 export const rlNodes = <C extends RlConfig, AC, E, R>(
@@ -116,6 +117,11 @@ export const rlPipeline = <C extends RlConfig>(def: {
     ...def.info?.(c)
   }),
   aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
-  onComplete: writeReport,
-  check: checkRlConfig(def.variant)
+  onComplete: (dir: string, c: C) => {
+    writeReport(dir)
+    // A minimal run keeps its best and last checkpoints only, decided once the run is complete.
+    if (c.keep === "minimal") pruneRun(dir, "minimal")
+  },
+  check: checkRlConfig(def.variant),
+  retention: (c: C) => rlRetention(c.keep)
 })

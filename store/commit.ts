@@ -25,6 +25,8 @@ export interface CommitJob {
   readonly append?: { readonly file: string; readonly text: string }
   /** Written last: the commit point. */
   readonly commitPoint: { readonly file: string; readonly data: string }
+  /** Removed after the commit point: what an older iteration no longer keeps (retention). */
+  readonly prune?: ReadonlyArray<string>
 }
 
 /** The IPC bytes of a table, ready for a commit job (a buffer of their own, moved to the worker). */
@@ -40,6 +42,7 @@ export const performCommit = (job: CommitJob): void => {
   for (const f of job.files) writeFileAtomic(f.file, f.data)
   if (job.append !== undefined) fs.appendFileSync(job.append.file, job.append.text)
   writeFileAtomic(job.commitPoint.file, job.commitPoint.data)
+  for (const p of job.prune ?? []) fs.rmSync(p, { recursive: true, force: true })
 }
 
 let worker: Worker | undefined

@@ -24,7 +24,9 @@ beforeAll(async () => {
     evalSteps: "5",
     evalSamplesPerPrompt: "32",
     evalEvery: "2",
-    iterations: "2"
+    iterations: "2",
+    // Every iteration's trajectories are kept, so the reader sees them all.
+    keep: "all"
   }
   await Effect.runPromise(runPipeline(flowGrpo, { out: dir, progress: "none", set }))
 }, 600_000)

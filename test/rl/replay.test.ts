@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { Replay } from "../../pipelines/replay.ts"
+import { bestIteration, pruneRun } from "../../pipelines/rl-retention.ts"
 import { TrajectoryTable } from "../../schemas/trajectory.ts"
 import { fromParquet } from "../../store/parquet.ts"
 import { isolateCache, metricsText, tempRun, toyRl } from "../support/runs.ts"
@@ -76,7 +77,7 @@ describe("replay", () => {
     // The stored samples are the same: the replay's trajectory table holds the source's latents,
     // coefficients and log-probs value for value; only the rewards (and advantages) differ.
     const table = (dir: string) => {
-      const file = path.join(dir, "trajectories/iter-000000.parquet")
+      const file = path.join(dir, "trajectories/iter-000002.parquet")
       return TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns
     }
     const [mine, theirs] = [table(out), table(source)]
@@ -101,5 +102,64 @@ describe("replay", () => {
       Replay.fromRun(source).from("nonsense").with({}, { out: tmp(), progress: "none" })
     )
     expect(String(Exit.isFailure(exit) && exit.cause)).toMatch(/has no entry "nonsense"/)
+  })
+})
+
+describe("retention", () => {
+  const files = (
+    dir: string,
+    sub: string
+  ) => (fs.existsSync(path.join(dir, sub)) ? fs.readdirSync(path.join(dir, sub)).sort() : [])
+  const columns = (file: string) =>
+    TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns
+
+  it("keeps by default every iteration's weights, the last trajectories, AdamW moments in the newest checkpoint", () => {
+    expect(files(source, "trajectories")).toEqual(["iter-000002.parquet"])
+    expect(files(source, "checkpoints")).toEqual(["iter-000000", "iter-000001", "iter-000002"])
+    expect(files(source, "checkpoints/iter-000001")).not.toContain("adam_m.safetensors")
+    expect(files(source, "checkpoints/iter-000001")).toContain("weights.safetensors")
+    expect(files(source, "checkpoints/iter-000002")).toContain("adam_m.safetensors")
+  })
+
+  it("lets replay regenerate the trajectories a run did not keep, bit for bit", async () => {
+    const full = tmp()
+    await Effect.runPromise(
+      runPipeline(flowGrpo, { out: full, progress: "none", seed: 2, set: { ...set, keep: "all" } })
+    )
+    expect(weights(full).equals(weights(source))).toBe(true)
+    // Replaying the default-retention run from update (keeping everything) regenerates iterations 0 and 1.
+    const out = tmp()
+    await Effect.runPromise(Replay.fromRun(source).from("update").with({ keep: "all" }, { out, progress: "none" }))
+    for (const i of ["000000", "000001", "000002"]) {
+      const [mine, theirs] = [
+        columns(path.join(out, `trajectories/iter-${i}.parquet`)),
+        columns(path.join(full, `trajectories/iter-${i}.parquet`))
+      ]
+      for (const c of ["latent", "next_latent", "x0_pred", "reward", "advantage", "log_prob"] as const) {
+        expect(mine[c]).toEqual(theirs[c])
+      }
+    }
+    expect(weights(out).equals(weights(source))).toBe(true)
+  })
+
+  it("thins a run folder with prune: minimal keeps the best and last checkpoints, no trajectories", async () => {
+    const dir = tmp()
+    await Effect.runPromise(
+      runPipeline(flowGrpo, { out: dir, progress: "none", seed: 2, set: { ...set, keep: "all" } })
+    )
+    const removed = pruneRun(dir, "minimal")
+    expect(removed.length).toBeGreaterThan(0)
+    expect(files(dir, "trajectories")).toEqual([])
+    const best = bestIteration(dir, 5)
+    const kept = [...new Set([best, 2])].map((i) => `iter-00000${i}`).sort()
+    expect(files(dir, "checkpoints")).toEqual(kept)
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")).config.keep).toBe("minimal")
+    // A replay that needs a state the run did not keep says which one.
+    const exit = await Effect.runPromiseExit(
+      Replay.fromRun(dir).from("update").with({}, { out: tmp(), progress: "none" })
+    )
+    expect(String(Exit.isFailure(exit) && exit.cause)).toMatch(
+      /checkpoints\/iter-00000\d is missing: the run did not keep the state/
+    )
   })
 })

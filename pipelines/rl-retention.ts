@@ -1,0 +1,66 @@
+/**
+ * What an RL run folder keeps (`keep`), and `etaflow prune`, which thins an existing run folder to a
+ * policy. Nothing a replay or a resume needs is lost without a way back: resume needs only the
+ * newest checkpoint, which every policy keeps whole; a replay regenerates an iteration's trajectories
+ * bit for bit from the weights before it, the seed and the thread count (the rollout is deterministic).
+ *  - all: every trajectory file and every checkpoint whole;
+ *  - default: the weights (and tracker, EMA) of every iteration, the last iteration's trajectories,
+ *    AdamW moments in the newest checkpoint only;
+ *  - minimal: metrics, evaluation, the report, the best and the last checkpoint (best: the largest
+ *    ODE improvement at the training step count); no trajectories. A replay needs the checkpoints it
+ *    starts from, so a minimal run replays only from `evaluation` at the kept iterations.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { Retention } from "../kernel/pipeline.ts"
+import { iterFile, manifestText, readManifest, readMetrics } from "../kernel/run-folder.ts"
+import { KEEP, type Keep } from "../nodes/rl-config.ts"
+
+export { KEEP }
+import { writeFileAtomic } from "../store/atomic.ts"
+
+const isMoment = (file: string) => file.startsWith("adam_")
+
+export const rlRetention = (keep: Keep): Retention => ({
+  keepOutput: (dir, iteration, last) =>
+    keep === "all" || dir !== "trajectories" || (keep === "default" && iteration === last),
+  keepInOlderCheckpoint: (file) => keep === "all" || !isMoment(file)
+})
+
+/** The evaluated iteration with the largest ODE improvement at the training step count (the last on ties). */
+export const bestIteration = (dir: string, steps: number): number | undefined => {
+  const rows = readMetrics(path.join(dir, "metrics.jsonl")).filter((r) => r.name === `eval.improvement.s${steps}`)
+  return rows.reduce<{ iteration: number; value: number } | undefined>(
+    (best, r) => (best === undefined || r.value >= best.value ? r : best),
+    undefined
+  )?.iteration
+}
+
+const remove = (p: string) => fs.rmSync(p, { recursive: true, force: true })
+
+/** Thins a complete or interrupted run folder to a retention policy; returns the paths removed. */
+export const pruneRun = (dir: string, keep: Keep): Array<string> => {
+  const manifest = readManifest(dir)
+  const config = manifest.config as { steps?: number; keep?: Keep }
+  const done = manifest.iterations_complete
+  const retention = rlRetention(keep)
+  const removed: Array<string> = []
+  const trajectories = path.join(dir, "trajectories")
+  for (let i = 0; i < done && fs.existsSync(trajectories); i++) {
+    const file = path.join(trajectories, `${iterFile(i)}.parquet`)
+    if (fs.existsSync(file) && !retention.keepOutput("trajectories", i, done - 1)) removed.push(file)
+  }
+  const best = keep === "minimal" ? bestIteration(dir, config.steps ?? 0) : undefined
+  for (let i = 0; i < done - 1; i++) {
+    const ckpt = path.join(dir, "checkpoints", iterFile(i))
+    if (!fs.existsSync(ckpt)) continue
+    if (keep === "minimal" && i !== best) removed.push(ckpt)
+    else {removed.push(
+        ...fs.readdirSync(ckpt).filter((f) => !retention.keepInOlderCheckpoint(f)).map((f) => path.join(ckpt, f))
+      )}
+  }
+  removed.forEach(remove)
+  // The manifest records the policy the folder now follows (its config, as a resume would read it).
+  writeFileAtomic(path.join(dir, "manifest.json"), manifestText({ ...manifest, config: { ...manifest.config, keep } }))
+  return removed
+}
