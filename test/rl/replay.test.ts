@@ -113,7 +113,7 @@ describe("retention", () => {
   const columns = (file: string) =>
     TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns
 
-  it("keeps by default every iteration's weights, the last trajectories, AdamW moments in the newest checkpoint", () => {
+  it("keeps by default every iteration's weights, the last trajectories, moments in the newest checkpoint", () => {
     expect(files(source, "trajectories")).toEqual(["iter-000002.parquet"])
     expect(files(source, "checkpoints")).toEqual(["iter-000000", "iter-000001", "iter-000002"])
     expect(files(source, "checkpoints/iter-000001")).not.toContain("adam_m.safetensors")
