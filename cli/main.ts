@@ -192,9 +192,15 @@ const program = help !== undefined
   ? Console.log(help)
   : Command.runWith(etaflow, { version: packageVersions().etaflow })(argv)
 
+// runMain interrupts the program on SIGINT and SIGTERM; which one arrived decides the exit code.
+let signalled: number | undefined
+process.once("SIGINT", () => (signalled ??= 2))
+process.once("SIGTERM", () => (signalled ??= 15))
+
 program.pipe(
   Effect.tapCause((cause) =>
     Effect.sync(() => {
+      if (Cause.hasInterruptsOnly(cause)) return void process.stderr.write("etaflow: interrupted\n")
       const error = Cause.squash(cause) as { _tag?: string; message?: string }
       // effect/cli has already rendered its own parse errors.
       if (error._tag !== undefined && USAGE_TAGS.has(error._tag) && error._tag !== "UsageError") return
@@ -207,6 +213,8 @@ program.pipe(
       disableErrorReporting: true,
       teardown: (exit, onExit) => {
         if (Exit.isSuccess(exit)) return onExit(0)
+        // Interrupted by a signal: the shell's convention, 128 + the signal number.
+        if (Cause.hasInterruptsOnly(exit.cause)) return onExit(128 + (signalled ?? 2))
         const error = Cause.squash(exit.cause) as { _tag?: string }
         onExit(error._tag !== undefined && USAGE_TAGS.has(error._tag) ? 2 : 1)
       }

@@ -32,6 +32,17 @@ export const transitionLogProb = (
     sq += r * r
   }
   // FlowCPS: −mean (x' − μ)², with no 1/(2s²) and no constants.
+  return logProbOfSquares(sq, d, s, convention, reduce)
+}
+
+/** The log-prob from the summed squared residual Σ (x' − μ)² over the d elements (s > 0). */
+export const logProbOfSquares = (
+  sq: number,
+  d: number,
+  s: number,
+  convention: LogProbConvention = "gaussian",
+  reduce: Reduce = "mean"
+): number => {
   if (convention === "unnormalized") return reduce === "mean" ? -sq / d : -sq
   const quad = -sq / (2 * s * s)
   return reduce === "mean" ? quad / d - Math.log(s) - HALF_LOG_2PI : quad - d * (Math.log(s) + HALF_LOG_2PI)

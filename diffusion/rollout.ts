@@ -9,7 +9,7 @@
  */
 import type { RandomStream } from "../random/streams.ts"
 import { checkGrid } from "./grids.ts"
-import { type Reduce, transitionLogProb } from "./logprob.ts"
+import { logProbOfSquares, type Reduce } from "./logprob.ts"
 import type { Policy } from "./policy.ts"
 import { latentSize } from "./policy.ts"
 import { ode, type Sampler, type StepContext, type Transition } from "./samplers.ts"
@@ -106,21 +106,23 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     const { a, b, s, logProb: convention } = steps[k]
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
     const next = new Float32Array(n)
+    const { x: cx, f: cf } = steps[k].x0
+    const pred = x0Pred?.subarray(k * n, (k + 1) * n)
+    // One pass per chain: the next latent, the log-prob of the float32 value stored (the same residual
+    // transitionLogProb recomputes from a stored transition, bit for bit), and x̂0.
     for (let j = 0; j < chains; j++) {
       const o = j * d
-      if (s > 0) {
-        stepStreams[j].fillNormal(z)
-        for (let i = 0; i < d; i++) next[o + i] = a * x[o + i] + b * f[o + i] + s * z[i]
-      } else {
-        for (let i = 0; i < d; i++) next[o + i] = a * x[o + i] + b * f[o + i]
+      if (s > 0) stepStreams[j].fillNormal(z)
+      let sq = 0
+      for (let i = 0; i < d; i++) {
+        const mu = a * x[o + i] + b * f[o + i]
+        const v = s > 0 ? Math.fround(mu + s * z[i]) : Math.fround(mu)
+        next[o + i] = v
+        const r = v - mu
+        sq += r * r
+        if (pred !== undefined) pred[o + i] = cx * x[o + i] + cf * f[o + i]
       }
-      logProb[k * chains + j] = transitionLogProb(next, x, f, o, d, a, b, s, convention, spec.reduce)
-    }
-    if (x0Pred !== undefined) {
-      const cx = steps[k].x0.x
-      const cf = steps[k].x0.f
-      const out = x0Pred.subarray(k * n, (k + 1) * n)
-      for (let i = 0; i < n; i++) out[i] = cx * x[i] + cf * f[i]
+      logProb[k * chains + j] = s > 0 ? logProbOfSquares(sq, d, s, convention, spec.reduce) : Number.NaN
     }
     latents?.set(next, (k + 1) * n)
     x = next

@@ -10,7 +10,7 @@ import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
 import { type CommitJob, tableBytes } from "../store/commit.ts"
 import { NodeFailure, NonFiniteError } from "./errors.ts"
-import type { AnyBound } from "./node.ts"
+import type { AnyBound, Persistable } from "./node.ts"
 import type { AnyPipeline, Retention } from "./pipeline.ts"
 import type { Progress } from "./progress.ts"
 import type { ReplayPlan } from "./replay-plan.ts"
@@ -199,11 +199,12 @@ export const commitJob = (
   const files: Array<{ file: string; data: Uint8Array | string }> = []
   for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, AnyBound>)) {
     const spec = bound.persisted
-    const output = outputs[entry] as arrow.Table | string | Uint8Array | undefined
+    const raw = outputs[entry] as Persistable
     // An entry may have nothing to persist this time (e.g. no trajectories kept by a sweep).
-    if (spec === undefined || output === undefined) continue
+    if (spec === undefined || raw === undefined) continue
     // Retention: what is not kept a replay regenerates.
     if (spec.kind === "per-iteration" && !ctx.retention.keepOutput(spec.dir, iteration, last)) continue
+    const output = typeof raw === "function" ? raw() : raw
     const rel = spec.kind === "once" ? spec.file : path.join(spec.dir, `${iterFile(iteration)}.parquet`)
     written.push(path.join(dir, rel))
     if (typeof output === "string" || output instanceof Uint8Array) {

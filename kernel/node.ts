@@ -48,6 +48,13 @@ export interface Node<In extends Inputs, Out, E = never, R = never> {
   readonly from: <const W extends { readonly [K in keyof In]: string }>(wiring: W) => Bound<In, Out, E, R, W>
 }
 
+/**
+ * What a persisted entry may output: an Arrow table (as Parquet), a string or bytes (as they are),
+ * `undefined` (nothing this iteration), or a table built only when it is written — a run's retention
+ * may not keep it, and building a large table for nothing costs an iteration time.
+ */
+export type Persistable = arrow.Table | (() => arrow.Table) | string | Uint8Array | undefined
+
 /** Where a persisted output goes in the run folder. */
 export type PersistSpec =
   | { readonly kind: "per-iteration"; readonly dir: string }
@@ -89,7 +96,7 @@ export interface Bound<In extends Inputs, Out, E, R, W> {
    * to persist this iteration.
    */
   readonly persist: (
-    spec: [Out] extends [arrow.Table | string | Uint8Array | undefined] ? PersistSpec : never
+    spec: [Out] extends [Persistable] ? PersistSpec : never
   ) => Bound<In, Out, E, R, W>
 }
 

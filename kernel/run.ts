@@ -48,6 +48,25 @@ export interface RunResult<P extends AnyPipeline> {
 /** The failures of running a pipeline: the kernel's and its nodes'. */
 export type RunError<P extends AnyPipeline> = UsageError | NodeFailure | NonFiniteError | StoreError | PipelineError<P>
 
+/**
+ * After an interrupt (SIGINT, SIGTERM): the commit in flight lands, what the interrupted iteration
+ * wrote goes, and the manifest says `interrupted`; resume continues after the last committed iteration.
+ */
+const recordInterrupt = (ctx: RunContext, journal: Journal, committer: Committer, written: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    yield* Effect.exit(committer.await)
+    committer.remove(written)
+    cleanUncommitted(ctx.dir, committer.committed(), path.join(ctx.dir, "metrics.jsonl"))
+    journal.manifest = {
+      ...journal.manifest,
+      iterations_complete: committer.committed(),
+      status: "interrupted",
+      updated_at: now()
+    }
+    writeFileAtomic(path.join(ctx.dir, "manifest.json"), manifestText(journal.manifest))
+    ctx.progress.finish()
+  }).pipe(Effect.ignore)
+
 /** After a failed iteration: the commit in flight lands (or fails) first, then the failure is recorded. */
 const recordFailure = (
   ctx: RunContext,
@@ -143,21 +162,27 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       retention: pipeline.retention(config)
     }
     let outputs: Readonly<Record<string, unknown>> = {}
-    for (let iteration = start; iteration < total; iteration++) {
-      const written: Array<string> = []
-      yield* Effect.gen(function*() {
-        const result = yield* runIteration(ctx, iteration, state)
-        outputs = result.outputs
-        const job = yield* Effect.try({
-          try: () => commitJob(ctx, journal, iteration, result.outputs, result, written),
-          catch: asStoreError(dir)
-        })
-        yield* committer.await
-        if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
-        committer.submit(iteration, job, written, () => progress.iterationDone(iteration, result.metrics))
-      }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
-    }
-    yield* committer.await
+    // What the iteration in progress has written, for an interrupt to remove.
+    let inProgress: Array<string> = []
+    const iterate = Effect.gen(function*() {
+      for (let iteration = start; iteration < total; iteration++) {
+        const written: Array<string> = []
+        inProgress = written
+        yield* Effect.gen(function*() {
+          const result = yield* runIteration(ctx, iteration, state)
+          outputs = result.outputs
+          const job = yield* Effect.try({
+            try: () => commitJob(ctx, journal, iteration, result.outputs, result, written),
+            catch: asStoreError(dir)
+          })
+          yield* committer.await
+          if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
+          committer.submit(iteration, job, written, () => progress.iterationDone(iteration, result.metrics))
+        }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
+      }
+      yield* committer.await
+    })
+    yield* iterate.pipe(Effect.onInterrupt(() => recordInterrupt(ctx, journal, committer, inProgress)))
     progress.finish()
     journal.manifest = { ...journal.manifest, status: "complete", updated_at: now() }
     const manifestFile = path.join(dir, "manifest.json")

@@ -113,7 +113,8 @@ export const rlTrajectoryTable = Node.make({
   doc: "the iteration's trajectories with prompts, groups, rewards and advantages",
   inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), advantages: Port.of<Advantages>() },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) =>
+    // Built when written: a run's retention keeps only some iterations' trajectories.
+    NodeContext.useSync(({ iteration }) => () =>
       toTrajectoryTable(t.rollout, {
         ...groupMeta(t, iteration),
         reward: rewards.total,
@@ -132,7 +133,7 @@ export const sdpoTrajectoryTable = Node.make({
     advantages: Port.of<StepAdvantages>()
   },
   run: ({ trajectories: t, rewards, advantages }) =>
-    NodeContext.useSync(({ iteration }) =>
+    NodeContext.useSync(({ iteration }) => () =>
       toTrajectoryTable(t.rollout, {
         ...groupMeta(t, iteration),
         rewardPerStep: rewards.perStep,

@@ -4,7 +4,7 @@ import { Column, TableDef } from "./columns.ts"
 
 export const RUN_FORMAT = "etaflow.run/1"
 
-export const RunStatus = Schema.Literals(["running", "complete", "failed"])
+export const RunStatus = Schema.Literals(["running", "complete", "failed", "interrupted"])
 
 export const Manifest = Schema.Struct({
   /** Layout version of the run folder. */

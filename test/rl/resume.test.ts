@@ -26,9 +26,9 @@ beforeAll(async () => {
   await Effect.runPromise(runPipeline(flowGrpo, { out: reference, progress: "none", seed: 5, set }))
 }, 600_000)
 
-/** Starts the run in a child process and SIGKILLs it `delay` ms after checkpoint `k` appears. */
-const killedRun = (dir: string, k: number, delay: number) =>
-  new Promise<void>((resolve) => {
+/** Starts the run in a child process, sends `signal` `delay` ms after checkpoint `k` appears; resolves with the exit code. */
+const killedRun = (dir: string, k: number, delay: number, signal: NodeJS.Signals = "SIGKILL") =>
+  new Promise<number | null>((resolve) => {
     const child = spawn(process.execPath, [
       path.resolve("bin/etaflow.js"),
       "run",
@@ -44,12 +44,12 @@ const killedRun = (dir: string, k: number, delay: number) =>
     const poll = setInterval(() => {
       if (fs.existsSync(path.join(dir, `checkpoints/iter-00000${k}`))) {
         clearInterval(poll)
-        setTimeout(() => child.kill("SIGKILL"), delay)
+        setTimeout(() => child.kill(signal), delay)
       }
     }, 5)
-    child.on("exit", () => {
+    child.on("exit", (code) => {
       clearInterval(poll)
-      resolve()
+      resolve(code)
     })
   })
 
@@ -74,6 +74,37 @@ describe("a run killed with SIGKILL and resumed", () => {
       expect(resumed.status, resumed.stderr).toBe(0)
       expect(last(dir).equals(last(reference))).toBe(true)
       expect(metrics(dir)).toBe(metrics(reference))
+    },
+    600_000
+  )
+})
+
+describe("a run interrupted with SIGINT or SIGTERM", () => {
+  it.each([["SIGINT", 130], ["SIGTERM", 143]] as const)(
+    "on %s commits nothing partial, says interrupted, releases its lock, exits %i, and resumes to the same result",
+    async (signal, code) => {
+      const dir = tempRun("interrupt")
+      expect(await killedRun(dir, 1, 0, signal)).toBe(code)
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
+      expect(manifest.status).toBe("interrupted")
+      expect(fs.existsSync(path.join(dir, ".lock"))).toBe(false)
+      // Only committed iterations are on disk, each once in the metrics.
+      const committed = manifest.iterations_complete as number
+      expect(fs.readdirSync(path.join(dir, "checkpoints")).length).toBe(committed)
+      expect(new Set(metricsText(dir).trim().split("\n").map((l) => JSON.parse(l).iteration))).toEqual(
+        new Set(Array.from({ length: committed }, (_, i) => i))
+      )
+      const resumed = spawnSync(
+        process.execPath,
+        [path.resolve("bin/etaflow.js"), "run", "flow-grpo", "--resume", dir],
+        {
+          env,
+          encoding: "utf8"
+        }
+      )
+      expect(resumed.status, resumed.stderr).toBe(0)
+      expect(last(dir).equals(last(reference))).toBe(true)
+      expect(metricsText(dir)).toBe(metrics(reference))
     },
     600_000
   )
