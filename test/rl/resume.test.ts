@@ -26,7 +26,7 @@ beforeAll(async () => {
   await Effect.runPromise(runPipeline(flowGrpo, { out: reference, progress: "none", seed: 5, set }))
 }, 600_000)
 
-/** Runs flow-grpo in a child process, sends `signal` `delay` ms after checkpoint `k` appears; resolves its exit code. */
+/** Runs flow-grpo in a child process, sends `signal` `delay` ms after checkpoint `k` appears; resolves its exit. */
 const killedRun = (dir: string, k: number, delay: number, signal: NodeJS.Signals = "SIGKILL") =>
   new Promise<number | null>((resolve) => {
     const child = spawn(process.execPath, [
