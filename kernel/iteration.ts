@@ -58,7 +58,16 @@ type EntryResult = readonly [string, unknown, Readonly<Record<string, number>>]
 /** The services a node call sees: which call it is, its random streams, the run folder. */
 const callServices = (ctx: RunContext, entry: string, iteration: number) =>
   Layer.mergeAll(
-    Layer.succeed(NodeContext, NodeContext.of({ pipeline: ctx.pipeline.name, entry, iteration, seed: ctx.seed })),
+    Layer.succeed(
+      NodeContext,
+      NodeContext.of({
+        pipeline: ctx.pipeline.name,
+        entry,
+        iteration,
+        seed: ctx.seed,
+        note: (line) => ctx.progress.note(`${entry}: ${line}`)
+      })
+    ),
     Layer.succeed(Rng, Rng.forCall(ctx.seed, iteration, entry)),
     ctx.storeLayer
   )

@@ -104,7 +104,7 @@ export interface Pipeline<Sets extends Settings = Settings, St = unknown, S exte
   /** Old stage names `replay --from` still accepts (deprecated), to the entry they now name. */
   readonly aliases: Readonly<Record<string, keyof S & string>>
   /** Runs after a complete run with its folder and config (e.g. writes the report). */
-  readonly onComplete: ((dir: string, config: ConfigOf<Sets>) => void) | undefined
+  readonly onComplete: ((dir: string, config: ConfigOf<Sets>, note: (line: string) => void) => void) | undefined
   /** Which stored files a run keeps (default: all of them). */
   readonly retention: (config: ConfigOf<Sets>) => Retention
   /**
@@ -155,7 +155,7 @@ export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
   readonly state?: StateDef<ConfigOf<Sets>, St, S>
   readonly info?: (config: ConfigOf<Sets>) => Readonly<Record<string, unknown>>
   readonly aliases?: Readonly<Record<string, keyof S & string>>
-  readonly onComplete?: (dir: string, config: ConfigOf<Sets>) => void
+  readonly onComplete?: (dir: string, config: ConfigOf<Sets>, note: (line: string) => void) => void
   readonly check?: (config: ConfigOf<Sets>) => ReadonlyArray<string>
   readonly retention?: (config: ConfigOf<Sets>) => Retention
 }

@@ -8,6 +8,8 @@ export interface Progress {
   readonly nodeDone: (entry: string, iteration: number, seconds: number) => void
   readonly iterationDone: (iteration: number, metrics: Readonly<Record<string, number>>) => void
   readonly finish: () => void
+  /** A line of news from inside a node (e.g. training steps) or the run's closing summary. */
+  readonly note: (line: string) => void
 }
 
 const fmt = (v: number) =>
@@ -39,7 +41,7 @@ export const makeProgress = (
   const start = performance.now()
   const elapsed = () => (performance.now() - start) / 1000
   const rate = (done: number) => (done - first) / Math.max(elapsed(), 1e-9)
-  if (resolved === "none") return { nodeDone: () => {}, iterationDone: () => {}, finish: () => {} }
+  if (resolved === "none") return { nodeDone: () => {}, iterationDone: () => {}, finish: () => {}, note: () => {} }
   if (resolved === "lines") {
     return {
       nodeDone: (entry, iteration, seconds) =>
@@ -54,7 +56,8 @@ export const makeProgress = (
             rate(iteration + 1).toFixed(2)
           } it/s ${headline(metrics)}\n`
         ),
-      finish: () => {}
+      finish: () => {},
+      note: (line) => write(`${pipeline} ${line}\n`)
     }
   }
   let last = ""
@@ -73,6 +76,7 @@ export const makeProgress = (
       last = headline(metrics)
       draw(iteration + 1, "")
     },
-    finish: () => write("\n")
+    finish: () => write("\n"),
+    note: (line) => write(`\r\u001b[K${pipeline} ${line}\n`)
   }
 }

@@ -191,7 +191,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       catch: asStoreError(manifestFile)
     })
     if (pipeline.onComplete !== undefined) {
-      yield* Effect.try({ try: () => pipeline.onComplete!(dir, config), catch: asStoreError(dir) })
+      yield* Effect.try({ try: () => pipeline.onComplete!(dir, config, progress.note), catch: asStoreError(dir) })
     }
     return {
       dir,

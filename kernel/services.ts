@@ -17,7 +17,23 @@ export class NodeContext extends Context.Service<NodeContext, {
   readonly entry: string
   readonly iteration: number
   readonly seed: number
-}>()("etaflow/NodeContext") {}
+  /** Reports progress from inside the node (a line on the run's progress display, if any). */
+  readonly note: (line: string) => void
+}>()("etaflow/NodeContext") {
+  /** A reporter that says where a long loop stands at most every `seconds` (and at its end). */
+  static readonly throttled = (note: (line: string) => void, total: number, what: string, seconds = 5) => {
+    const start = performance.now()
+    let last = start
+    return (done: number, detail: string) => {
+      const now = performance.now()
+      if (now - last < seconds * 1000 && done < total) return
+      last = now
+      const rate = done / Math.max((now - start) / 1000, 1e-9)
+      const eta = (total - done) / Math.max(rate, 1e-9)
+      note(`${what} ${done}/${total} ${detail} ${rate.toFixed(1)}/s ETA ${eta.toFixed(0)}s`)
+    }
+  }
+}
 
 /**
  * Random streams of a node call, keyed by (seed, iteration, entry, name): independent across

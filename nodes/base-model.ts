@@ -91,7 +91,8 @@ const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
 
 const train = (data: arrow.Table, config: PretrainRequest) =>
   Effect.gen(function*() {
-    const { seed } = yield* NodeContext
+    const { seed, note } = yield* NodeContext
+    const report = NodeContext.throttled(note, config.steps, "pretraining step")
     const rng = yield* Rng
     const split = splitOf(data, "train")
     // MNIST pixels become latents in [−1, 1]; the toys are used as they are.
@@ -130,7 +131,10 @@ const train = (data: arrow.Table, config: PretrainRequest) =>
           { x, label: split.label, count: split.count },
           training,
           rng.stream("train"),
-          (_, l) => (loss = l)
+          (step, l) => {
+            loss = l
+            report(step + 1, `loss ${l.toFixed(4)}`)
+          }
         ))
       const meta = { etaflow_model: "velocity-mlp", process: process.name, parameterization }
       const onnx = toOnnx(velocityGraph(net), { initializers: params, metadata: meta })

@@ -52,7 +52,8 @@ export const RewardModelSettings = {
 const train = (data: arrow.Table, config: RewardModelRequest) =>
   Effect.gen(function*() {
     if (config.dataset !== "mnist") return undefined
-    const { seed } = yield* NodeContext
+    const { seed, note } = yield* NodeContext
+    const report = NodeContext.throttled(note, config.epochs, "reward classifier epoch")
     const rng = yield* Rng
     const train = splitOf(data, "train")
     const test = splitOf(data, "test")
@@ -69,7 +70,8 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("reward-classifier", key, specs)
       const params = hit?.params ??
-        (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train")))
+        (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train"), (epoch, l) =>
+          report(epoch + 1, `loss ${l.toFixed(4)}`)))
       const { bytes, session } = await classifierSession(net, params, config.threads)
       const testAccuracy = await accuracy(session, { ...test, side: test.shape[0] }, net.dim, net.classes)
       const trainAccuracy = await accuracy(session, { ...train, side: train.shape[0] }, net.dim, net.classes)

@@ -7,8 +7,10 @@
  * settings' defaults, its advantage normalizer and its variant (process, shared noise, window).
  */
 import { Effect } from "effect"
+import * as path from "node:path"
 import { samplerLogProb, SAMPLERS } from "../diffusion/samplers.ts"
 import { type Node, Persist, Port } from "../kernel/node.ts"
+import { readMetrics } from "../kernel/run-folder.ts"
 import type { Advantages } from "../nodes/advantages.ts"
 import { rlBaseModel } from "../nodes/base-model.ts"
 import { trainingData } from "../nodes/dataset.ts"
@@ -89,6 +91,19 @@ export const checkRlConfig = (variant: Pick<RlVariant, "process" | "rationorm">)
   return [...problems, ...rewardProblems(c)]
 }
 
+/** The closing line of an RL run: the last evaluation at the training step count, and the report. */
+export const summaryOf = (dir: string, steps: number): string => {
+  const rows = readMetrics(path.join(dir, "metrics.jsonl"))
+  const last = (name: string) => rows.filter((r) => r.name === name).at(-1)
+  const [imp, impSe, gap, gapSe] = ["improvement", "improvement", "gap", "gap"].map((m, i) =>
+    last(`eval.${m}.s${steps}${i % 2 === 1 ? ".se" : ""}`)
+  )
+  const fmt = (v: { value: number } | undefined, se: { value: number } | undefined) =>
+    v === undefined ? "n/a" : `${v.value.toFixed(3)} ± ${(se?.value ?? Number.NaN).toFixed(3)}`
+  return `done: ODE improvement at ${steps} steps ${fmt(imp, impSe)}, SDE − ODE gap ${fmt(gap, gapSe)}` +
+    ` (iteration ${imp?.iteration ?? "n/a"}); report ${path.join(dir, "report.html")}`
+}
+
 /**
  * The definition every RL pipeline shares: iterations, the state (weights, AdamW, tracker; null
  * before the first update) held in the update's output, info, the report, and the stage names of
@@ -117,8 +132,9 @@ export const rlPipeline = <C extends RlConfig>(def: {
     ...def.info?.(c)
   }),
   aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
-  onComplete: (dir: string, c: C) => {
+  onComplete: (dir: string, c: C, note: (line: string) => void) => {
     writeReport(dir)
+    note(summaryOf(dir, c.steps))
     // A minimal run keeps its best and last checkpoints only, decided once the run is complete.
     if (c.keep === "minimal") pruneRun(dir, "minimal")
   },

@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { toyRl } from "./support/runs.ts"
 
 const etaflow = (...args: Array<string>) => {
   const r = spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), ...args], {
@@ -119,5 +120,27 @@ describe("the etaflow command", () => {
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(message)
     expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it("logs pretraining progress without a TTY and ends an RL run with its improvement, gap and report", () => {
+    const out = path.join(tmp(), "logged")
+    const r = spawnSync(process.execPath, [
+      path.resolve("bin/etaflow.js"),
+      "run",
+      "flow-grpo",
+      "--out",
+      out,
+      "--progress",
+      "lines",
+      ...Object.entries({ ...toyRl, iterations: "2", evalEvery: "1", evalSamplesPerPrompt: "16" }).flatMap((
+        [k, v]
+      ) => ["--set", `${k}=${v}`])
+    ], { encoding: "utf8", env: { ...process.env, ETAFLOW_CACHE: tmp() } })
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/flow-grpo base: pretraining step 800\/800 loss \d/)
+    const last = r.stderr.trim().split("\n").at(-1)
+    expect(last).toMatch(
+      /^flow-grpo done: ODE improvement at 6 steps -?\d+\.\d+ ± \d+\.\d+, SDE − ODE gap .* report .*report\.html$/
+    )
   })
 })
