@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import { StoreError, UsageError } from "../kernel/errors.ts"
 import { runPipeline } from "../kernel/run.ts"
 import { packageVersions } from "../kernel/versions.ts"
+import { exportRun } from "../pipelines/export.ts"
 import { findPipeline, pipelines } from "../pipelines/registry.ts"
 import { Replay } from "../pipelines/replay.ts"
 import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
@@ -134,6 +135,39 @@ const report = Command.make(
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
 
+const exportCmd = Command.make(
+  "export",
+  {
+    dir: Argument.String("run-dir").pipe(Argument.withDescription("an RL run directory")),
+    iteration: Flag.String("iteration").pipe(
+      Flag.withDescription("an iteration number, best (largest ODE improvement) or last"),
+      Flag.withDefault("last")
+    ),
+    ema: Flag.Boolean("ema").pipe(Flag.withDescription("export the EMA of the weights"), Flag.withDefault(false)),
+    cfg: Flag.Finite("cfg").pipe(
+      Flag.withDescription("CFG scale folded into the graph (default: the run's)"),
+      Flag.optional
+    ),
+    out: Flag.String("out").pipe(
+      Flag.withDescription("the folder to write policy.onnx, weights.safetensors, meta.json")
+    )
+  },
+  ({ dir, iteration, ema, cfg, out }) =>
+    Effect.try({
+      try: () => {
+        const which = iteration === "best" || iteration === "last" ? iteration : Number(iteration)
+        if (typeof which === "number" && !Number.isSafeInteger(which)) {
+          throw new UsageError({ message: `export: --iteration must be a number, best or last (given: ${iteration})` })
+        }
+        const files = exportRun(dir, { iteration: which, ema, ...(Option.isSome(cfg) ? { cfg: cfg.value } : {}), out })
+        return files.join("\n")
+      },
+      catch: (e) => (e instanceof UsageError
+        ? e
+        : new StoreError({ file: out, message: e instanceof Error ? e.message : String(e) }))
+    }).pipe(Effect.flatMap(Console.log))
+).pipe(Command.withDescription("Write an RL run's policy as ONNX + safetensors + meta.json (any ONNX runtime runs it)"))
+
 const prune = Command.make(
   "prune",
   {
@@ -154,7 +188,7 @@ const prune = Command.make(
 
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, replay, inspectCmd, report, prune])
+  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

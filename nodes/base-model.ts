@@ -168,6 +168,21 @@ export const baseModel = Node.make({
 const defaults = defaultsOf(PretrainSettings)
 
 /** base of an RL pipeline: the pretrain defaults for its data set and process (cached, so shared with `pretrain`). */
+/** The request an RL pipeline trains its base with: the pretrain defaults (a small network for the toys). */
+export const rlBaseRequest = (dataset: DatasetName, process: "rf" | "vp", threads: number): PretrainRequest => ({
+  ...defaults,
+  ...(dataset === "mnist" ? {} : TOY_BASE),
+  dataset,
+  process,
+  threads
+})
+
+/** The network of an RL pipeline's base (and so of its policy), from its data set. */
+export const rlBaseNet = (dataset: DatasetName): VelocityNetConfig => {
+  const { hidden, blocks } = rlBaseRequest(dataset, "rf", 1)
+  return { dim: dataset === "mnist" ? 784 : 2, hidden, blocks, timeFeatures: 64, classes: dataset === "mnist" ? 10 : 0 }
+}
+
 export const rlBaseModel = (process: "rf" | "vp") =>
   Node.make({
     name: "base",
@@ -176,13 +191,6 @@ export const rlBaseModel = (process: "rf" | "vp") =>
       data: Port.of<arrow.Table>(),
       config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>()
     },
-    run: ({ data, config }) =>
-      train(data, {
-        ...defaults,
-        ...(config.dataset === "mnist" ? {} : TOY_BASE),
-        dataset: config.dataset,
-        process,
-        threads: config.threads
-      }),
+    run: ({ data, config }) => train(data, rlBaseRequest(config.dataset, process, config.threads)),
     metrics: (m) => ({ loss: m.loss })
   })
