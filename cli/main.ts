@@ -13,6 +13,7 @@ import { exportRun } from "../pipelines/export.ts"
 import { findPipeline, pipelines } from "../pipelines/registry.ts"
 import { Replay } from "../pipelines/replay.ts"
 import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
+import { sample, SAMPLER_NAMES } from "../pipelines/sample.ts"
 import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { inspect } from "./inspect.ts"
@@ -168,6 +169,44 @@ const exportCmd = Command.make(
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write an RL run's policy as ONNX + safetensors + meta.json (any ONNX runtime runs it)"))
 
+const sampleCmd = Command.make(
+  "sample",
+  {
+    source: Argument.String("source").pipe(Argument.withDescription("an RL run directory or an exported policy")),
+    prompts: Flag.String("prompts").pipe(
+      Flag.withDescription("digits, one grid row each"),
+      Flag.withDefault("0,1,2,3,4,5,6,7,8,9")
+    ),
+    n: Flag.Int("n").pipe(Flag.withDescription("samples per prompt"), Flag.withDefault(8)),
+    sampler: Flag.Literals("sampler", SAMPLER_NAMES).pipe(Flag.withDescription("sampler"), Flag.withDefault("ode")),
+    steps: Flag.Int("steps").pipe(Flag.withDescription("sampling steps"), Flag.withDefault(10)),
+    eta: Flag.Finite("eta").pipe(Flag.withDescription("the sampler's noise level"), Flag.withDefault(0)),
+    seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the noise (same seed, same noise)"), Flag.withDefault(0)),
+    format: Flag.Literals("format", ["png", "parquet"]).pipe(
+      Flag.withDescription("output format"),
+      Flag.withDefault("png")
+    ),
+    out: Flag.String("out").pipe(Flag.withDescription("the file to write"))
+  },
+  (args) =>
+    Effect.tryPromise({
+      try: () => {
+        const prompts = args.prompts.split(",").map((p) => Number(p.trim()))
+        if (prompts.some((p) => !Number.isInteger(p) || p < 0 || p > 9) || args.n < 1 || args.steps < 1) {
+          throw new UsageError({
+            message: `sample: --prompts must be digits 0-9 (given: ${args.prompts}); --n and --steps ≥ 1`
+          })
+        }
+        return sample(args.source, { ...args, prompts, noise: args.eta, threads: 2 })
+      },
+      catch: (e) => (e instanceof UsageError
+        ? e
+        : new StoreError({ file: args.out, message: e instanceof Error ? e.message : String(e) }))
+    }).pipe(Effect.flatMap(Console.log))
+).pipe(
+  Command.withDescription("Sample a run's (or an exported) policy into a PNG grid or Parquet; same seed, same noise")
+)
+
 const prune = Command.make(
   "prune",
   {
@@ -188,7 +227,7 @@ const prune = Command.make(
 
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd])
+  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd, sampleCmd])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

@@ -21,7 +21,7 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   rewards: ["data", "engine", "models"],
   report: ["data", "schemas", "store"],
   nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],
-  pipelines: ["diffusion", "kernel", "models", "nodes", "report", "schemas", "store"],
+  pipelines: ["data", "diffusion", "kernel", "models", "nodes", "random", "report", "schemas", "store"],
   cli: ["kernel", "pipelines", "report", "schemas", "store"],
   bench: ["engine", "kernel", "pipelines", "random", "schemas"]
 }

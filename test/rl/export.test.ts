@@ -16,6 +16,7 @@ import { readExport } from "../../models/exported.ts"
 import { EvalTable } from "../../nodes/evaluate.ts"
 import { exportRun } from "../../pipelines/export.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
+import { sample, SampleTable } from "../../pipelines/sample.ts"
 import { openStream } from "../../random/streams.ts"
 import { outerRingReward } from "../../rewards/rewards.ts"
 import { fromParquet } from "../../store/parquet.ts"
@@ -70,5 +71,18 @@ describe("export", () => {
     expect(() => exportRun(run, { iteration: "last", ema: true, out: tempDir("never") })).toThrow(
       /no EMA of the weights/
     )
+  })
+
+  it("samples a run's policy: the same seed gives the same samples, another seed others", async () => {
+    const dir = tempDir("samples")
+    const options = { prompts: [], n: 64, sampler: "ode", steps: 6, noise: 0, threads: 2 } as const
+    const at = async (seed: number, name: string, format: "png" | "parquet") =>
+      fs.readFileSync(await sample(run, { ...options, seed, format, out: path.join(dir, name) }))
+    const [a, b, c] = [await at(1, "a.png", "png"), await at(1, "b.png", "png"), await at(2, "c.png", "png")]
+    expect(a.subarray(0, 8)).toEqual(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]))
+    expect(a.equals(b)).toBe(true)
+    expect(a.equals(c)).toBe(false)
+    const table = await at(1, "a.parquet", "parquet")
+    expect(SampleTable.read(fromParquet(new Uint8Array(table), "a.parquet"), "a.parquet").rows).toBe(64)
   })
 })
