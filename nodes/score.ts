@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import { SessionError } from "../engine/session.ts"
 import { NonFiniteError } from "../kernel/errors.ts"
 import { Node, Port } from "../kernel/node.ts"
-import { ModelContractError } from "../models/external.ts"
+import { contractProblem, ModelContractError } from "../models/external.ts"
 import {
   classifierReward,
   inkReward,
@@ -15,6 +15,7 @@ import {
   outerRingReward,
   parseRewardSpec,
   quadraticReward,
+  rewardContract,
   type RewardModel,
   RewardSpecError
 } from "../rewards/rewards.ts"
@@ -34,14 +35,18 @@ export interface Rewards {
   readonly raw: Readonly<Record<string, Float64Array>>
 }
 
-/** What is wrong with a config's reward spec: unknown names, ONNX files that do not exist. */
+/**
+ * What is wrong with a config's reward spec: unknown names, ONNX files that do not exist or whose
+ * inputs and outputs break the reward contract (x [batch, d] float32 → reward [batch] float32).
+ */
 export const rewardProblems = (c: ScoreConfig): Array<string> => {
   try {
     return parseRewardSpec(rewardOf(c), c.dataset).flatMap((term) => {
       const file = term.name.startsWith("onnx:") ? term.name.slice(5) : undefined
-      return file !== undefined && !fs.existsSync(file)
-        ? [`setting "reward": ONNX reward file ${file} does not exist`]
-        : []
+      if (file === undefined) return []
+      if (!fs.existsSync(file)) return [`setting "reward": ONNX reward file ${file} does not exist`]
+      const problem = contractProblem(file, rewardContract(c.dataset === "mnist" ? 784 : 2))
+      return problem === undefined ? [] : [`setting "reward": ${problem}`]
     })
   } catch (e) {
     return [`setting "reward": ${e instanceof Error ? e.message : String(e)}`]

@@ -9,7 +9,7 @@
 import { Data } from "effect"
 import { latentToPixels } from "../data/mnist.ts"
 import type { EngineSession } from "../engine/session.ts"
-import { loadOnnxModel } from "../models/external.ts"
+import { loadOnnxModel, type OnnxContract } from "../models/external.ts"
 
 export interface RewardContext {
   readonly dataset: string
@@ -94,11 +94,14 @@ export const quadraticReward = perSample("quadratic", (x, i, d) => {
   return -s / 2
 })
 
+/** What an ONNX reward must take and give: pixels (MNIST, in [0, 1]) or points, one reward each. */
+export const rewardContract = (dim: number): OnnxContract => ({
+  inputs: { x: { dtype: "float32", shape: ["batch", dim] } },
+  outputs: { reward: { dtype: "float32", shape: ["batch"] } }
+})
+
 export const onnxReward = async (file: string, dim: number, threads: number): Promise<RewardModel> => {
-  const session = await loadOnnxModel(file, {
-    inputs: { x: { dtype: "float32", shape: ["batch", dim] } },
-    outputs: { reward: { dtype: "float32", shape: ["batch"] } }
-  }, threads)
+  const session = await loadOnnxModel(file, rewardContract(dim), threads)
   return {
     name: `onnx:${file}`,
     score: async (ctx) =>

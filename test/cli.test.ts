@@ -3,6 +3,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { Graph } from "../engine/graph.ts"
+import { toOnnx } from "../engine/onnx.ts"
+import * as op from "../engine/ops.ts"
 import { toyRl } from "./support/runs.ts"
 
 const etaflow = (...args: Array<string>) => {
@@ -142,5 +145,18 @@ describe("the etaflow command", () => {
     expect(last).toMatch(
       /^flow-grpo done: ODE improvement at 6 steps -?\d+\.\d+ ± \d+\.\d+, SDE − ODE gap .* report .*report\.html$/
     )
+  })
+
+  it("refuses an ONNX reward whose output breaks the reward contract, naming it, with exit 2 before any folder", () => {
+    const g = new Graph("wide-reward")
+    const x = g.input("x", "float32", ["B", 784])
+    g.output("reward", op.mul(x, 2))
+    const model = path.join(tmp(), "wide.onnx")
+    fs.writeFileSync(model, toOnnx(g))
+    const out = path.join(tmp(), "never")
+    const r = etaflow("run", "ddpo", "--set", `reward=onnx:${model}`, "--out", out, "--progress", "none")
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/output "reward" has shape \[B, 784\], expected \[batch\]/)
+    expect(fs.existsSync(out)).toBe(false)
   })
 })
