@@ -34,8 +34,20 @@ export const EvalTable = new TableDef("eval", 1, {
 
 export interface Evaluation {
   readonly table: arrow.Table
+  /** The base's and the tuned policy's ODE samples at the training step count, from the same noise. */
+  readonly samples: arrow.Table
   readonly metrics: Readonly<Record<string, number>>
 }
+
+/** ODE samples of an evaluation at the training step count (the report shows them side by side). */
+export const EvalSampleTable = new TableDef("eval-sample", 1, {
+  iteration: Column.int32("iteration whose weights were evaluated"),
+  steps: Column.int32("sampling steps (the training step count)"),
+  sample: Column.int32("sample index (the same initial noise as in the eval table)"),
+  prompt: Column.utf8("prompt", true),
+  x_ode: Column.tensor("ODE sample of the fine-tuned policy"),
+  x_base_ode: Column.tensor("ODE sample of the base model from the same noise")
+})
 
 /** Mean and its standard error. */
 const meanSe = (xs: ArrayLike<number>) => {
@@ -98,8 +110,10 @@ const evaluateAt = async (
     initStream: (j: number) => openStream(["eval", "init", j]),
     stepStream: (j: number) => openStream(["eval", "step", j])
   }
+  const finals: Array<Float32Array> = []
   const score = async (policy: Policy, sampler: Sampler, noise: number) => {
     const samples = (await sampleChains({ ...common, policy, sampler, noise })).final
+    finals.push(samples)
     return (await scoreSamples(models, {
       dataset: config.dataset,
       samples,
@@ -112,6 +126,7 @@ const evaluateAt = async (
   const ode = await score(policies.tuned, odeSampler, 0)
   const sde = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config))
   const baseOde = await score(policies.base, odeSampler, 0)
+  const odeSamples = { tuned: finals[0], base: finals[2] }
   const [o, sd] = [meanSe(ode), meanSe(sde)]
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
@@ -133,7 +148,7 @@ const evaluateAt = async (
     sde: sde[i],
     baseOde: baseOde[i]
   }))
-  return { metrics, rows }
+  return { metrics, rows, odeSamples }
 }
 
 const tableOf = (rows: ReadonlyArray<EvalRow>, iteration: number, conditional: boolean) =>
@@ -175,16 +190,42 @@ export const evaluation = Node.make({
       }
       const metrics: Record<string, number> = {}
       const rows: Array<EvalRow> = []
+      let samples: arrow.Table | undefined
       for (const steps of evalStepsOf(config)) {
         const at = await evaluateAt(steps, policies, models, set, base, config)
         Object.assign(metrics, at.metrics)
         rows.push(...at.rows)
+        if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)
       }
       await policies.tuned.session.release()
       await policies.base.session.release()
-      return { table: tableOf(rows, iteration, set.conditional), metrics }
+      return { table: tableOf(rows, iteration, set.conditional), samples: samples!, metrics }
     }),
   metrics: (e) => e?.metrics ?? {}
+})
+
+const sampleTableOf = (
+  odeSamples: { readonly tuned: Float32Array; readonly base: Float32Array },
+  set: EvalSet,
+  iteration: number,
+  steps: number,
+  shape: ReadonlyArray<number>
+) =>
+  EvalSampleTable.build(set.count, {
+    iteration: new Int32Array(set.count).fill(iteration),
+    steps: new Int32Array(set.count).fill(steps),
+    sample: Int32Array.from({ length: set.count }, (_, i) => i),
+    prompt: set.conditional ? [...set.prompt] : null,
+    x_ode: odeSamples.tuned,
+    x_base_ode: odeSamples.base
+  }, { x_ode: shape, x_base_ode: shape })
+
+/** The ODE samples of an evaluation, when there was one (persisted as eval-samples/iter-N.parquet). */
+export const evalSamples = Node.make({
+  name: "evalSamples",
+  doc: "base and fine-tuned ODE samples from the same noise at the training step count",
+  inputs: { evaluation: Port.of<Evaluation | undefined>() },
+  run: ({ evaluation }) => Effect.succeed(evaluation?.samples)
 })
 
 /** The evaluation table when this iteration was evaluated (for persisting eval/iter-N.parquet). */

@@ -14,7 +14,7 @@ import { readMetrics } from "../kernel/run-folder.ts"
 import type { Advantages } from "../nodes/advantages.ts"
 import { rlBaseModel } from "../nodes/base-model.ts"
 import { trainingData } from "../nodes/dataset.ts"
-import { evalTable, evaluation } from "../nodes/evaluate.ts"
+import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
 import { prompts } from "../nodes/prompts.ts"
 import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
 import { defaultClassifier } from "../nodes/reward-classifier.ts"
@@ -62,7 +62,8 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
     config: "config",
     iteration: "iteration"
   }),
-  evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval"))
+  evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval")),
+  evalSamples: evalSamples.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval-samples"))
 })
 
 const TIME_CONVENTION = {

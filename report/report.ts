@@ -11,6 +11,7 @@ import type { Manifest, MetricRow } from "../schemas/manifest.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { fromParquet } from "../store/parquet.ts"
+import { diskUse, odeGrids } from "./eval-grids.ts"
 import { grayPng, tile } from "./png.ts"
 import { lineChart, scatter, type Series } from "./svg.ts"
 
@@ -151,10 +152,14 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}</style></head>
     esc(manifest.created_at)
   }</p>
 <h2>Curves</h2><div class="charts">${charts.join("\n")}</div>
-<h2>Samples</h2><div class="grids">${grids.join("\n") || "<p>no trajectories stored</p>"}</div>
+<h2>ODE samples: base vs fine-tuned</h2><div class="grids">${
+    odeGrids(dir, rows, Number(manifest.config.steps ?? 0)).join("\n") || "<p>no evaluation samples stored</p>"
+  }</div>
+<h2>Training samples (SDE)</h2><div class="grids">${grids.join("\n") || "<p>no trajectories stored</p>"}</div>
 <h2>Last metrics (iteration ${lastIteration})</h2><table>${
     lastMetrics.map((r) => `<tr><td>${esc(r.name)}</td><td>${Number(r.value.toPrecision(5))}</td></tr>`).join("")
   }</table>
+<h2>Disk use</h2>${diskUse(dir)}
 <h2>Config</h2><table>${
     Object.entries(manifest.config).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(JSON.stringify(v))}</td></tr>`)
       .join("")
