@@ -6,6 +6,7 @@
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as ortWeb from "onnxruntime-web"
 import { beforeAll, describe, expect, it } from "vitest"
 import { loadPromptSet } from "../../data/prompts.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
@@ -84,5 +85,26 @@ describe("export", () => {
     expect(a.equals(c)).toBe(false)
     const table = await at(1, "a.parquet", "parquet")
     expect(SampleTable.read(fromParquet(new Uint8Array(table), "a.parquet"), "a.parquet").rows).toBe(64)
+  })
+
+  it("writes plain ONNX that a second runtime (onnxruntime-web, wasm) runs to the same outputs", async () => {
+    const out = path.join(tempDir("exported-web"), "policy")
+    exportRun(run, { iteration: "last", ema: false, out })
+    const rng = openStream(["web"])
+    const B = 64
+    const x = Float32Array.from({ length: B * 2 }, () => rng.normal())
+    const policy = await readExport(out, 1)
+    const native = await policy.predict(x, B, 0.5)
+    await policy.session.release()
+    ortWeb.env.wasm.numThreads = 1
+    const session = await ortWeb.InferenceSession.create(new Uint8Array(fs.readFileSync(path.join(out, "policy.onnx"))))
+    const web = (await session.run({
+      x: new ortWeb.Tensor("float32", x, [B, 2]),
+      t: new ortWeb.Tensor("float32", new Float32Array(B).fill(0.5), [B])
+    })).f.data as Float32Array
+    const scale = Math.max(...Array.from(native, Math.abs))
+    const worst = native.reduce((m, v, i) => Math.max(m, Math.abs(v - web[i])), 0)
+    // Two float32 kernel libraries (MLAS, wasm SIMD) sum in different orders: a few ulps of the output scale.
+    expect(worst).toBeLessThan(4e-7 * Math.max(1, scale))
   })
 })
