@@ -12,13 +12,22 @@ interface FileReport {
   readonly file: string
   readonly rows: number
   readonly columns: ReadonlyArray<{ name: string; type: string; nullable: boolean; shape?: ReadonlyArray<number> }>
+  /** How to read the table's layout, where it needs saying. */
+  readonly note?: string
 }
+
+/** Trajectory tables from version 2 store every state once; this says how to get a step's pair back. */
+const PAIRS = "every state once: x_{k+1} is the next row's latent " +
+  "(lead(latent) over (partition by iteration, trajectory_id order by step)); next_latent holds x_N on the last step"
 
 const describeFile = async (file: string): Promise<FileReport> => {
   const { rows, schema } = await parquetSummary(new Uint8Array(fs.readFileSync(file)), file)
+  const trajectories = schema.metadata.get("etaflow.table") === "trajectory" &&
+    Number(schema.metadata.get("etaflow.table_version") ?? 1) >= 2
   return {
     file,
     rows,
+    ...(trajectories ? { note: PAIRS } : {}),
     columns: schema.fields.map((f) => ({
       name: f.name,
       type: arrow.DataType.isFixedSizeList(f.type)
@@ -94,7 +103,8 @@ const inspectRun = async (dir: string) => {
 const renderFile = (r: FileReport, indent = "") =>
   [
     `${indent}${r.file}: ${r.rows} rows`,
-    ...r.columns.map((c) => `${indent}  ${c.name}: ${c.type}${c.nullable ? " (nullable)" : ""}`)
+    ...r.columns.map((c) => `${indent}  ${c.name}: ${c.type}${c.nullable ? " (nullable)" : ""}`),
+    ...(r.note === undefined ? [] : [`${indent}  (${r.note})`])
   ].join("\n")
 
 const renderRun = (r: Awaited<ReturnType<typeof inspectRun>>) => {

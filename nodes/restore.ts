@@ -38,6 +38,9 @@ const table = (ctx: RestoreContext) => {
   return { rows, c, shape: shapes.latent, N, n: rows / N }
 }
 
+const tensorValues = (v: Float32Array | { values: Float32Array } | null): Float32Array =>
+  v === null ? new Float32Array(0) : v instanceof Float32Array ? v : v.values
+
 const masked = (v: Float64Array | { values: Float64Array; valid: Uint8Array } | null, i: number) =>
   v === null ? Number.NaN : v instanceof Float64Array ? v[i] : v.valid[i] ? v.values[i] : Number.NaN
 
@@ -50,7 +53,8 @@ export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajecto
   const x0Pred = new Float32Array(N * n * d)
   const logProb = new Float64Array(N * n)
   const latent = c.latent as Float32Array
-  const nextLatent = c.next_latent as Float32Array
+  // x_N is on each trajectory's last row (and, in version-1 files, on every row).
+  const nextLatent = tensorValues(c.next_latent)
   const x0 = c.x0_pred as Float32Array
   for (let j = 0; j < n; j++) {
     for (let k = 0; k < N; k++) {

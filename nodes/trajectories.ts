@@ -31,6 +31,20 @@ export interface TrajectoryMeta {
   readonly advantagePerStep?: Float64Array
 }
 
+/** x_N on each trajectory's last row, null elsewhere: every state is stored once. */
+const finalLatent = (r: Rollout, rows: number) => {
+  const { chains, d } = r
+  const N = r.steps.length
+  const values = new Float32Array(rows * d)
+  const valid = new Uint8Array(rows)
+  for (let j = 0; j < chains; j++) {
+    const row = j * N + N - 1
+    values.set(r.latents!.subarray(N * chains * d + j * d, N * chains * d + (j + 1) * d), row * d)
+    valid[row] = 1
+  }
+  return { values, valid }
+}
+
 /** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
 export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table => {
   if (r.latents === undefined || r.x0Pred === undefined) {
@@ -79,7 +93,7 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
     t: scalar((k) => r.steps[k].t),
     t_next: scalar((k) => r.steps[k].tNext),
     latent: tensor(r.latents, 0),
-    next_latent: tensor(r.latents, 1),
+    next_latent: finalLatent(r, rows),
     x0_pred: tensor(r.x0Pred, 0),
     a: scalar((k) => r.steps[k].a),
     b: scalar((k) => r.steps[k].b),

@@ -30,6 +30,10 @@ const series = (rows: ReadonlyArray<MetricRow>, name: string, label = name, errN
   }
 }
 
+/** The final latents column (on the last step's rows; version-1 files have it on every row). */
+const finalLatents = (v: Float32Array | { values: Float32Array } | null): Float32Array =>
+  v === null ? new Float32Array(0) : v instanceof Float32Array ? v : v.values
+
 /** Final samples of one iteration's trajectories, grouped by group id. */
 const samplesOf = (file: string) => {
   const { rows, columns: c, shapes } = TrajectoryTable.read(
@@ -45,7 +49,7 @@ const samplesOf = (file: string) => {
     const g = groups.get(c.group_id[i]) ?? []
     g.push({
       prompt: c.prompt === null ? null : c.prompt[i],
-      x: (c.next_latent as Float32Array).slice(i * d, (i + 1) * d)
+      x: finalLatents(c.next_latent).slice(i * d, (i + 1) * d)
     })
     groups.set(c.group_id[i], g)
   }

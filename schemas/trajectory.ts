@@ -2,10 +2,15 @@
  * The trajectory table: one row per (trajectory, step) of a rollout, as persisted in
  * `trajectories/iter-NNNNNN.parquet`. Columns that do not apply to a step are null (a
  * deterministic step has no log-prob; a non-terminal step has no reward).
+ *
+ * Every state is stored once (version 2): `latent` is x_k; x_{k+1} is the next row's `latent`, and
+ * only the last step's row carries `next_latent` (the final sample x_N). A transition's pair:
+ *   coalesce(next_latent, lead(latent) OVER (PARTITION BY iteration, trajectory_id ORDER BY step))
+ * Version 1 files (earlier runs) carry `next_latent` on every row; readers take it from the last row.
  */
 import { Column, type ColumnsOf, TableDef } from "./columns.ts"
 
-export const TrajectoryTable = new TableDef("trajectory", 1, {
+export const TrajectoryTable = new TableDef("trajectory", 2, {
   iteration: Column.int32("RL iteration that produced the row"),
   trajectory_id: Column.int32("trajectory index within the iteration"),
   prompt_id: Column.int32("index of the prompt in its prompt set"),
@@ -16,7 +21,7 @@ export const TrajectoryTable = new TableDef("trajectory", 1, {
   t: Column.float64("time at the start of the step (σ for flows, t ∈ [0,1] for VP/VE)"),
   t_next: Column.float64("time at the end of the step"),
   latent: Column.tensor("x_k, the latent before the step"),
-  next_latent: Column.tensor("x_{k+1}, the latent after the step"),
+  next_latent: Column.tensor("x_N, the final latent, on the last step's row (x_{k+1} is the next row's latent)", true),
   x0_pred: Column.tensor("x̂0, the model's clean-sample prediction at x_k", true),
   a: Column.float64("transition mean coefficient on x: μ = a·x + b·f"),
   b: Column.float64("transition mean coefficient on the model output f"),

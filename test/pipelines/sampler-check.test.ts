@@ -36,11 +36,17 @@ describe("sampler-check", () => {
       expect(rows).toBe(300 * 6)
       const policy = doubleRing(rectifiedFlow, "velocity")
       const lp = c.log_prob as { values: Float64Array; valid: Uint8Array } | Float64Array
+      const final = c.next_latent as { values: Float32Array; valid: Uint8Array }
+      const latent = c.latent as Float32Array
       for (let row = 0; row < rows; row++) {
-        const x = (c.latent as Float32Array).subarray(2 * row, 2 * row + 2)
+        const x = latent.subarray(2 * row, 2 * row + 2)
         const f = await policy.predict(Float32Array.from(x), 1, c.t[row])
+        // Every state is stored once: x_{k+1} is the next row's latent, x_N the last row's next_latent.
+        const last = c.step[row] === 5
+        expect(final.valid[row]).toBe(last ? 1 : 0)
+        const next = last ? final.values.subarray(2 * row, 2 * row + 2) : latent.subarray(2 * row + 2, 2 * row + 4)
         const recomputed = transitionLogProb(
-          (c.next_latent as Float32Array).subarray(2 * row, 2 * row + 2),
+          next,
           x,
           f,
           0,

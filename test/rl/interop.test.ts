@@ -55,6 +55,19 @@ describe("DuckDB reading a run", () => {
     rewards.forEach((r, i) => expect(Number(r.r)).toBeCloseTo(logged[i].value, 12))
   })
 
+  it("gets each transition's pair back with the README's query: x_{k+1} from the next row, x_N from the last", async () => {
+    const pairs = await query(
+      `SELECT trajectory_id, step, latent, coalesce(next_latent, lead(latent) OVER ` +
+        `(PARTITION BY iteration, trajectory_id ORDER BY step)) AS x_next ` +
+        `FROM '${dir}/trajectories/iter-000000.parquet' ORDER BY trajectory_id, step`
+    )
+    // The pair of (trajectory 0, step 1) is the latent of step 2; every transition has one.
+    expect(pairs.every((p) => p.x_next !== null)).toBe(true)
+    expect(String(pairs[1].x_next)).toBe(String(pairs[2].latent))
+    expect(String(pairs[1].x_next)).not.toBe(String(pairs[1].latent))
+    expect(String(pairs[1].x_next).split(",")).toHaveLength(2)
+  })
+
   it("reads metrics.parquet and the evaluation rows", async () => {
     const m = await query(
       `SELECT count(*) AS n FROM '${dir}/metrics.parquet' WHERE name = 'logprob_deviation' AND value < 1e-5`
