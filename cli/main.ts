@@ -182,6 +182,10 @@ const sampleCmd = Command.make(
     steps: Flag.Int("steps").pipe(Flag.withDescription("sampling steps"), Flag.withDefault(10)),
     eta: Flag.Finite("eta").pipe(Flag.withDescription("the sampler's noise level"), Flag.withDefault(0)),
     seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the noise (same seed, same noise)"), Flag.withDefault(0)),
+    evalNoise: Flag.Boolean("eval-noise").pipe(
+      Flag.withDescription("sample the evaluation's prompts and noise (its ODE samples, bit for bit)"),
+      Flag.withDefault(false)
+    ),
     format: Flag.Literals("format", ["png", "parquet"]).pipe(
       Flag.withDescription("output format"),
       Flag.withDefault("png")

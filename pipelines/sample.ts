@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { latentToPixels } from "../data/mnist.ts"
+import { loadPromptSet } from "../data/prompts.ts"
 import { shiftGrid, trailingGrid, uniformGrid } from "../diffusion/grids.ts"
 import { rollout } from "../diffusion/rollout.ts"
 import { SAMPLER_NAMES, type SamplerName, samplerOf, SAMPLERS } from "../diffusion/samplers.ts"
@@ -35,6 +36,29 @@ export interface SampleOptions {
   readonly out: string
   readonly format: "png" | "parquet"
   readonly threads: number
+  /**
+   * Sample the evaluation's set instead: every held-out prompt `n` times, laid out and seeded as the
+   * run's evaluation does — at its step count, the evaluation's own ODE samples, bit for bit.
+   */
+  readonly evalNoise?: boolean
+}
+
+/** Which chains to sample: their conditions, and the noise key of chain j. */
+const layoutOf = (options: SampleOptions, conditional: boolean) => {
+  if (options.evalNoise === true) {
+    const set = loadPromptSet(conditional ? "mnist" : "toy", conditional)
+    const count = set.prompts.length * options.n
+    return {
+      condition: Int32Array.from({ length: count }, (_, i) => set.conditions[i % set.prompts.length]),
+      key: (j: number) => ["eval", j] as const
+    }
+  }
+  const rows = conditional ? options.prompts : [-1]
+  return {
+    // Column k of every row starts from the same noise, so rows (prompts) compare too.
+    condition: Int32Array.from({ length: rows.length * options.n }, (_, j) => rows[Math.floor(j / options.n)]),
+    key: (j: number) => ["sample", options.seed, j % options.n] as const
+  }
 }
 
 export const SampleTable = new TableDef("sample", 1, {
@@ -53,6 +77,9 @@ const policyDir = (source: string) => {
   exportRun(source, { iteration: "last", ema: false, out: dir })
   return dir
 }
+
+/** ["eval", j] → ["eval", kind, j] (the evaluation's streams); ["sample", seed, k] → ["sample", seed, kind, k]. */
+const streamKey = (key: ReadonlyArray<string | number>, kind: string) => [...key.slice(0, -1), kind, key.at(-1)!]
 
 /** A 256 × 256 image of 2-D points in [−3, 3]², white on black. */
 const scatter = (points: Float32Array) => {
@@ -74,10 +101,8 @@ export const sample = async (source: string, options: SampleOptions): Promise<st
   if (!(info.processes as ReadonlyArray<string>).includes(policy.process.kind)) {
     throw new UsageError({ message: `sample: sampler ${options.sampler} is not defined for ${policy.process.name}` })
   }
-  const rows = conditional ? options.prompts : [-1]
-  const chains = rows.length * options.n
-  const condition = Int32Array.from({ length: chains }, (_, j) => rows[Math.floor(j / options.n)])
-  // Column k of every row starts from the same noise, so rows (prompts) compare too.
+  const { condition, key } = layoutOf(options, conditional)
+  const chains = condition.length
   const grid = policy.process.kind === "rf" ? shiftGrid(uniformGrid(options.steps), 1) : trailingGrid(options.steps)
   const r = await rollout({
     policy,
@@ -86,14 +111,14 @@ export const sample = async (source: string, options: SampleOptions): Promise<st
     grid,
     chains,
     ...(conditional ? { condition } : {}),
-    initStream: (j) => openStream(["sample", options.seed, "init", j % options.n]),
-    stepStream: (j) => openStream(["sample", options.seed, "step", j % options.n])
+    initStream: (j) => openStream(streamKey(key(j), "init")),
+    stepStream: (j) => openStream(streamKey(key(j), "step"))
   })
   await policy.session.release()
   const d = r.d
   if (options.format === "parquet") {
     const table = SampleTable.build(chains, {
-      sample: Int32Array.from({ length: chains }, (_, j) => j % options.n),
+      sample: Int32Array.from({ length: chains }, (_, j) => (options.evalNoise === true ? j : j % options.n)),
       condition,
       x: r.final
     }, {

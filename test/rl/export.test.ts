@@ -14,7 +14,7 @@ import { rollout } from "../../diffusion/rollout.ts"
 import { ode } from "../../diffusion/samplers.ts"
 import { runPipeline } from "../../kernel/run.ts"
 import { readExport } from "../../models/exported.ts"
-import { EvalTable } from "../../nodes/evaluate.ts"
+import { EvalSampleTable, EvalTable } from "../../nodes/evaluate.ts"
 import { exportRun } from "../../pipelines/export.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { sample, SampleTable } from "../../pipelines/sample.ts"
@@ -106,5 +106,27 @@ describe("export", () => {
     const worst = native.reduce((m, v, i) => Math.max(m, Math.abs(v - web[i])), 0)
     // Two float32 kernel libraries (MLAS, wasm SIMD) sum in different orders: a few ulps of the output scale.
     expect(worst).toBeLessThan(4e-7 * Math.max(1, scale))
+  })
+
+  it("samples with the evaluation's noise to the evaluation's own ODE samples of that iteration, bit for bit", async () => {
+    const file = path.join(tempDir("eval-noise"), "samples.parquet")
+    await sample(run, {
+      prompts: [],
+      n: perPrompt,
+      sampler: "ode",
+      steps: 6,
+      noise: 0,
+      seed: 0,
+      format: "parquet",
+      out: file,
+      threads: 2,
+      evalNoise: true
+    })
+    const mine = SampleTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns.x
+    const stored = path.join(run, "eval-samples/iter-000001.parquet")
+    const theirs = EvalSampleTable.read(fromParquet(new Uint8Array(fs.readFileSync(stored)), stored), stored).columns
+    expect(Buffer.from((mine as Float32Array).buffer).equals(Buffer.from((theirs.x_ode as Float32Array).buffer))).toBe(
+      true
+    )
   })
 })
