@@ -108,7 +108,7 @@ describe("export", () => {
     expect(worst).toBeLessThan(4e-7 * Math.max(1, scale))
   })
 
-  it("samples with the evaluation's noise to the evaluation's own ODE samples of that iteration, bit for bit", async () => {
+  it("samples with the evaluation's noise to that evaluation's own ODE samples, bit for bit", async () => {
     const file = path.join(tempDir("eval-noise"), "samples.parquet")
     await sample(run, {
       prompts: [],

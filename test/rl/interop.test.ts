@@ -55,7 +55,7 @@ describe("DuckDB reading a run", () => {
     rewards.forEach((r, i) => expect(Number(r.r)).toBeCloseTo(logged[i].value, 12))
   })
 
-  it("gets each transition's pair back with the README's query: x_{k+1} from the next row, x_N from the last", async () => {
+  it("gets each transition's pair with the README's query: x_{k+1} from the next row, x_N from the last", async () => {
     const pairs = await query(
       `SELECT trajectory_id, step, latent, coalesce(next_latent, lead(latent) OVER ` +
         `(PARTITION BY iteration, trajectory_id ORDER BY step)) AS x_next ` +
