@@ -119,6 +119,10 @@ const replay = Command.make(
   Command.withDescription("Re-run a stored run from a node onward, reading that node's inputs from the stored Parquet")
 )
 
+/** A command's failure: its usage errors as they are (exit 2), anything else a StoreError naming the file. */
+const usageOrStore = (file: string) => (e: unknown): UsageError | StoreError =>
+  e instanceof UsageError ? e : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
+
 const report = Command.make(
   "report",
   { dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory")) },
@@ -130,9 +134,7 @@ const report = Command.make(
         }
         return writeReport(dir)
       },
-      catch: (e) => (e instanceof UsageError
-        ? e
-        : new StoreError({ file: `${dir}/report.html`, message: e instanceof Error ? e.message : String(e) }))
+      catch: usageOrStore(`${dir}/report.html`)
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
 
@@ -163,9 +165,7 @@ const exportCmd = Command.make(
         const files = exportRun(dir, { iteration: which, ema, ...(Option.isSome(cfg) ? { cfg: cfg.value } : {}), out })
         return files.join("\n")
       },
-      catch: (e) => (e instanceof UsageError
-        ? e
-        : new StoreError({ file: out, message: e instanceof Error ? e.message : String(e) }))
+      catch: usageOrStore(out)
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Write an RL run's policy as ONNX + safetensors + meta.json (any ONNX runtime runs it)"))
 
@@ -203,9 +203,7 @@ const sampleCmd = Command.make(
         }
         return sample(args.source, { ...args, prompts, noise: args.eta, threads: 2 })
       },
-      catch: (e) => (e instanceof UsageError
-        ? e
-        : new StoreError({ file: args.out, message: e instanceof Error ? e.message : String(e) }))
+      catch: usageOrStore(args.out)
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(
   Command.withDescription("Sample a run's (or an exported) policy into a PNG grid or Parquet; same seed, same noise")
@@ -223,9 +221,7 @@ const prune = Command.make(
         const removed = pruneRun(dir, keep)
         return `${dir}: removed ${removed.length} files and folders; it now keeps ${keep}`
       },
-      catch: (e) => (e instanceof UsageError
-        ? e
-        : new StoreError({ file: dir, message: e instanceof Error ? e.message : String(e) }))
+      catch: usageOrStore(dir)
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Thin an RL run folder to a retention policy (default or minimal; see `keep`)"))
 
