@@ -31,7 +31,6 @@ export const transitionLogProb = (
     const r = xNext[i] - (a * x[i] + b * f[i])
     sq += r * r
   }
-  // FlowCPS: −mean (x' − μ)², with no 1/(2s²) and no constants.
   return logProbOfSquares(sq, d, s, convention, reduce)
 }
 
@@ -43,6 +42,7 @@ export const logProbOfSquares = (
   convention: LogProbConvention = "gaussian",
   reduce: Reduce = "mean"
 ): number => {
+  // FlowCPS: −mean (x' − μ)², with no 1/(2s²) and no constants.
   if (convention === "unnormalized") return reduce === "mean" ? -sq / d : -sq
   const quad = -sq / (2 * s * s)
   return reduce === "mean" ? quad / d - Math.log(s) - HALF_LOG_2PI : quad - d * (Math.log(s) + HALF_LOG_2PI)
