@@ -3,7 +3,7 @@
  * replay, or reused when computed once), and its commit as bytes for the commit worker.
  */
 import type * as arrow from "apache-arrow"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, type Semaphore } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { shapeOf } from "../schemas/columns.ts"
@@ -51,6 +51,8 @@ export interface RunContext {
   /** The stored run's state entering an iteration (a replay regenerates what the run did not keep). */
   readonly sourceState: (iteration: number) => Effect.Effect<unknown, unknown>
   readonly retention: Retention
+  /** One permit: exclusive nodes (`Node.exclusive`) of a level run one at a time. */
+  readonly cores: Semaphore.Semaphore
 }
 
 type EntryResult = readonly [string, unknown, Readonly<Record<string, number>>]
@@ -75,8 +77,13 @@ const callServices = (ctx: RunContext, entry: string, iteration: number) =>
 /** Runs a node with the given inputs and the call's services; checks and logs its metrics. */
 const runNode = (ctx: RunContext, entry: string, iteration: number, input: Record<string, unknown>) => {
   const bound = ctx.pipeline.nodes[entry] as AnyBound
-  const t0 = performance.now()
-  return (bound.node.run(input) as Effect.Effect<unknown, unknown, NodeContext | Rng | RunStore>).pipe(
+  let t0 = performance.now()
+  // The clock starts once an exclusive node holds the cores, so its time is its own work.
+  const body = Effect.suspend(() => {
+    t0 = performance.now()
+    return bound.node.run(input) as Effect.Effect<unknown, unknown, NodeContext | Rng | RunStore>
+  })
+  return (bound.node.exclusive === true ? ctx.cores.withPermits(1)(body) : body).pipe(
     Effect.provide(callServices(ctx, entry, iteration)),
     Effect.withSpan(`node.${entry}`, { attributes: { node: bound.node.name, iteration } }),
     Effect.map((out): EntryResult => {

@@ -44,6 +44,11 @@ export interface Node<In extends Inputs, Out, E = never, R = never> {
   readonly run: (input: In) => Effect.Effect<Out, E, R>
   /** Scalars to log for this output (metric name → value); NaN/Inf here stops the iteration. */
   readonly metrics?: (out: Out, input: In) => Readonly<Record<string, number>>
+  /**
+   * The node keeps every core busy (training, large batched inference with all intra-op threads): it
+   * never runs beside another exclusive node of its level, which would oversubscribe the cores.
+   */
+  readonly exclusive?: boolean
   /** Binds this node's inputs to the outputs of other entries of a pipeline (or its sources). */
   readonly from: <const W extends { readonly [K in keyof In]: string }>(wiring: W) => Bound<In, Out, E, R, W>
 }
@@ -133,6 +138,7 @@ export const Node = {
     readonly inputs: { readonly [K in keyof In]: Port<In[K]> }
     readonly run: (input: In) => Effect.Effect<Out, E, R>
     readonly metrics?: (out: Out, input: In) => Readonly<Record<string, number>>
+    readonly exclusive?: boolean
   }): Node<In, Out, E, R> => {
     const node: Node<In, Out, E, R> = { ...def, from: (wiring) => bind(node, wiring) }
     return node

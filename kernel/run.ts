@@ -17,7 +17,7 @@
  * const result = yield* runPipeline(myPipeline, { set: { iterations: "5" }, out: "runs/mine" })
  * ```
  */
-import { Cause, Console, Effect, Exit } from "effect"
+import { Cause, Console, Effect, Exit, Semaphore } from "effect"
 import * as path from "node:path"
 import type { MetricRow } from "../schemas/manifest.ts"
 import type { ConfigOf } from "../schemas/settings.ts"
@@ -159,7 +159,8 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       progress,
       memo: new Map(),
       sourceState: sourceStates(pipeline, replay?.source, config),
-      retention: pipeline.retention(config)
+      retention: pipeline.retention(config),
+      cores: Semaphore.makeUnsafe(1)
     }
     let outputs: Readonly<Record<string, unknown>> = {}
     // What the iteration in progress has written, for an interrupt to remove.

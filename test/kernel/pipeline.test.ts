@@ -105,4 +105,39 @@ describe("pipeline definitions", () => {
     const exit = await Effect.runPromiseExit(runPipeline(p, { out: dir, progress: "none" }))
     expect(Exit.isSuccess(exit) && exit.value.outputs.c).toBe(4)
   })
+
+  it("run exclusive nodes of a level one at a time, beside the others", async () => {
+    let active = 0
+    let most = 0
+    let overlappedPlain = false
+    const busy = (exclusive: boolean) =>
+      Node.make({
+        name: exclusive ? "trainer" : "reader",
+        doc: "records how many exclusive nodes run at once",
+        inputs: {},
+        exclusive,
+        run: () =>
+          Effect.gen(function*() {
+            if (!exclusive) {
+              yield* Effect.sleep("5 millis")
+              overlappedPlain = active > 0
+              return 0
+            }
+            most = Math.max(most, ++active)
+            yield* Effect.sleep("20 millis")
+            active--
+            return 1
+          })
+      })
+    const p = Pipeline.define({
+      name: "exclusive",
+      doc: "",
+      settings: {},
+      nodes: { a: busy(true).from({}), b: busy(true).from({}), c: busy(true).from({}), d: busy(false).from({}) }
+    })
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-excl-")), "run")
+    await Effect.runPromise(runPipeline(p, { out: dir, progress: "none" }))
+    expect(most).toBe(1)
+    expect(overlappedPlain).toBe(true)
+  })
 })
