@@ -89,10 +89,12 @@ export const classifierNet = (cfg: ClassifierConfig) => {
     ...widths.slice(1).flatMap((w, i) => linear(`fc${i}`, widths[i], w)),
     ...linear("head", cfg.hidden, cfg.classes)
   ]
-  const forward = (p: Record<string, Tensor>, x: Tensor): Tensor => {
+  /** The last hidden layer's activations: the feature space of the Fréchet distance and diversity. */
+  const features = (p: Record<string, Tensor>, x: Tensor): Tensor => {
     let h = x
     for (let i = 0; i < cfg.layers; i++) h = op.silu(apply(p, `fc${i}`, h))
-    return op.logSoftmax(apply(p, "head", h), -1)
+    return h
   }
-  return { specs, forward, config: cfg }
+  const forward = (p: Record<string, Tensor>, x: Tensor): Tensor => op.logSoftmax(apply(p, "head", features(p, x)), -1)
+  return { specs, forward, features, config: cfg }
 }

@@ -65,20 +65,26 @@ export const PretrainSettings = {
   schedule: Setting.literal(VP_SCHEDULES, "scaled-linear", "VP ᾱ schedule, 1,000 training steps (ignored for rf)"),
   hidden: Setting.int(512, "hidden width of the network", { min: 1 }),
   blocks: Setting.int(3, "residual blocks", { min: 0 }),
-  steps: Setting.int(1500, "optimizer steps", { min: 1 }),
+  steps: Setting.int(3000, "optimizer steps", { min: 1 }),
   batch: Setting.int(256, "minibatch size", { min: 1 }),
-  lr: Setting.number(1e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
+  lr: Setting.number(2e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
   condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", {
     min: 0,
     max: 1
   }),
-  ema: Setting.number(0.999, "decay of the weights' moving average that becomes the model (0: last iterate)", {
+  ema: Setting.number(0.995, "decay of the weights' moving average that becomes the model (0: last iterate)", {
     min: 0,
     max: 1
   }),
-  cfg: Setting.number(3, "classifier-free guidance scale of the evaluation samples (1 = none)", { min: 0 }),
-  evalSamples: Setting.int(500, "ODE samples drawn to measure the model", { min: 1 }),
-  evalSteps: Setting.int(20, "ODE steps of those samples", { min: 1 }),
+  cfg: Setting.number(1, "classifier-free guidance scale of the evaluation samples (1 = none, as the RL pipelines)", {
+    min: 0
+  }),
+  evalSamples: Setting.int(500, "ODE samples drawn to measure the model (the same noise at every step count)", {
+    min: 1
+  }),
+  evalSteps: Setting.intList([1, 2, 4, 8, 10, 16], "ODE step counts of those samples (trailing grid for VP)", {
+    min: 1
+  }),
   threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 })
 }
 
@@ -162,12 +168,12 @@ export const baseModel = Node.make({
   doc: "the pretrained velocity / ε network of the data set (cached by config and seed)",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<PretrainRequest>() },
   run: ({ data, config }) => train(data, config),
+  exclusive: true,
   metrics: (m) => ({ loss: m.loss })
 })
 
 const defaults = defaultsOf(PretrainSettings)
 
-/** base of an RL pipeline: the pretrain defaults for its data set and process (cached, so shared with `pretrain`). */
 /** The request an RL pipeline trains its base with: the pretrain defaults (a small network for the toys). */
 export const rlBaseRequest = (dataset: DatasetName, process: "rf" | "vp", threads: number): PretrainRequest => ({
   ...defaults,
@@ -192,5 +198,6 @@ export const rlBaseModel = (process: "rf" | "vp") =>
       config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>()
     },
     run: ({ data, config }) => train(data, rlBaseRequest(config.dataset, process, config.threads)),
+    exclusive: true,
     metrics: (m) => ({ loss: m.loss })
   })

@@ -2,10 +2,12 @@
  * evaluation: every `evalEvery` iterations (and at the last), on the held-out prompt set with fixed
  * seeds, the ODE (η = 0) and the training SDE from the same initial noise at each of `evalSteps`
  * (docs/algorithms.md §11): mean rewards with standard errors, the reward gap SDE − ODE (paired), and
- * the improvement of the ODE reward over the base model's ODE reward on the same noise.
+ * the improvement of the ODE reward over the base model's ODE reward on the same noise; for MNIST also
+ * the quality of the ODE samples of both models beside the reward (FD, diversity, judge; §11.3).
  */
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
+import { latentToPixels } from "../data/mnist.ts"
 import { loadPromptSet } from "../data/prompts.ts"
 import { rollout as sampleChains } from "../diffusion/rollout.ts"
 import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../diffusion/samplers.ts"
@@ -16,6 +18,7 @@ import { openStream } from "../random/streams.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
 import { meanStd } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
+import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import { noiseOf, rewardOf, type RlConfig } from "./rl-config.ts"
 import { gridOf } from "./rollout.ts"
@@ -97,6 +100,7 @@ const evaluateAt = async (
   steps: number,
   policies: { tuned: Policy; base: Policy },
   models: Awaited<ReturnType<typeof rewardModels>>,
+  quality: QualityReference | undefined,
   set: EvalSet,
   base: BaseModel,
   config: RlConfig
@@ -127,6 +131,7 @@ const evaluateAt = async (
   const sde = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config))
   const baseOde = await score(policies.base, odeSampler, 0)
   const odeSamples = { tuned: finals[0], base: finals[2] }
+  const qualityMetrics = quality === undefined ? {} : await qualityAt(quality, steps, odeSamples, set)
   const [o, sd] = [meanSe(ode), meanSe(sde)]
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
@@ -138,7 +143,8 @@ const evaluateAt = async (
     [`eval.gap.s${steps}`]: gap.mean,
     [`eval.gap.s${steps}.se`]: gap.se,
     [`eval.improvement.s${steps}`]: imp.mean,
-    [`eval.improvement.s${steps}.se`]: imp.se
+    [`eval.improvement.s${steps}.se`]: imp.se,
+    ...qualityMetrics
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,
@@ -149,6 +155,24 @@ const evaluateAt = async (
     baseOde: baseOde[i]
   }))
   return { metrics, rows, odeSamples }
+}
+
+/** FD, class FD, diversity and judge accuracy of the tuned and the base ODE samples (§11.3). */
+const qualityAt = async (
+  ref: QualityReference,
+  steps: number,
+  samples: { readonly tuned: Float32Array; readonly base: Float32Array },
+  set: EvalSet
+) => {
+  const metrics: Record<string, number> = {}
+  for (const [suffix, latents] of [["", samples.tuned], ["_base", samples.base]] as const) {
+    const q = await qualityOf(ref, latents.map(latentToPixels), set.condition, set.count)
+    metrics[`eval.fd${suffix}.s${steps}`] = q.fd
+    metrics[`eval.fd_class${suffix}.s${steps}`] = q.fdClass
+    metrics[`eval.diversity${suffix}.s${steps}`] = q.diversity
+    metrics[`eval.judge${suffix}.s${steps}`] = q.judge
+  }
+  return metrics
 }
 
 const tableOf = (rows: ReadonlyArray<EvalRow>, iteration: number, conditional: boolean) =>
@@ -169,10 +193,12 @@ export const evaluation = Node.make({
     update: Port.of<UpdateResult>(),
     base: Port.of<BaseModel>(),
     classifier: Port.of<RewardClassifier | undefined>(),
+    judge: Port.of<RewardClassifier | undefined>(),
+    data: Port.of<arrow.Table>(),
     config: Port.of<RlConfig>(),
     iteration: Port.of<number>()
   },
-  run: ({ update, base, classifier, config, iteration }) =>
+  run: ({ update, base, classifier, judge, data, config, iteration }) =>
     Node.promise([...REWARD_ERRORS, SamplerError, GraphError], async (): Promise<Evaluation | undefined> => {
       const last = iteration === config.iterations - 1
       if ((iteration + 1) % config.evalEvery !== 0 && !last) return undefined
@@ -188,17 +214,22 @@ export const evaluation = Node.make({
         }),
         base: await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
       }
+      // MNIST only: the quality measures need the classifier's features, real test digits and the judge.
+      const quality = classifier !== undefined && judge !== undefined && set.conditional
+        ? await qualityReference(data, classifier, judge, config.threads)
+        : undefined
       const metrics: Record<string, number> = {}
       const rows: Array<EvalRow> = []
       let samples: arrow.Table | undefined
       for (const steps of evalStepsOf(config)) {
-        const at = await evaluateAt(steps, policies, models, set, base, config)
+        const at = await evaluateAt(steps, policies, models, quality, set, base, config)
         Object.assign(metrics, at.metrics)
         rows.push(...at.rows)
         if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)
       }
       await policies.tuned.session.release()
       await policies.base.session.release()
+      if (quality !== undefined) await releaseQuality(quality)
       return { table: tableOf(rows, iteration, set.conditional), samples: samples!, metrics }
     }),
   metrics: (e) => e?.metrics ?? {}

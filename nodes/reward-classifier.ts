@@ -12,16 +12,18 @@ import type { EngineSession } from "../engine/session.ts"
 import { SessionError } from "../engine/session.ts"
 import { TrainError } from "../engine/train.ts"
 import { Node, Port } from "../kernel/node.ts"
-import { NodeContext, Rng } from "../kernel/services.ts"
+import { NodeContext } from "../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
 import { type ClassifierConfig, classifierNet } from "../models/networks.ts"
 import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../models/train-classifier.ts"
+import { openStream } from "../random/streams.ts"
 import { defaultsOf, Setting } from "../schemas/settings.ts"
 import type { ModelFiles } from "./model-files.ts"
 
 /** The classifier's training settings, with the network given by width and depth. */
 export type RewardModelRequest = Omit<ClassifierTraining, "net"> & {
   readonly dataset: string
+  readonly role: "reward" | "judge"
   readonly hidden: number
   readonly layers: number
 }
@@ -38,6 +40,11 @@ export interface RewardClassifier extends ModelFiles {
 /** The reward classifier's settings: the `reward-model` pipeline's, and the defaults every other pipeline uses. */
 export const RewardModelSettings = {
   dataset: Setting.literal(["mnist"], "mnist", "data set of the classifier"),
+  role: Setting.literal(
+    ["reward", "judge"],
+    "reward",
+    "the reward model, or the held-out judge that scores evaluations (its own random stream and cache entry)"
+  ),
   points: Setting.int(10_000, "unused for MNIST (kept for the shared data-set node)", { min: 1 }),
   hidden: Setting.int(512, "hidden width of the MLP classifier", { min: 1 }),
   layers: Setting.int(2, "hidden layers", { min: 1 }),
@@ -53,8 +60,9 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
   Effect.gen(function*() {
     if (config.dataset !== "mnist") return undefined
     const { seed, note } = yield* NodeContext
-    const report = NodeContext.throttled(note, config.epochs, "reward classifier epoch")
-    const rng = yield* Rng
+    const report = NodeContext.throttled(note, config.epochs, `${config.role} classifier epoch`)
+    // Keyed by role, not by the entry: `reward-model --set role=judge` trains the judge the RL pipelines use.
+    const stream = openStream([seed, "classifier", config.role, "train"])
     const train = splitOf(data, "train")
     const test = splitOf(data, "test")
     const net: ClassifierConfig = {
@@ -65,12 +73,12 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
     }
     const { epochs, batch, lr, weightDecay, shift, threads } = config
     const training: ClassifierTraining = { net, epochs, batch, lr, weightDecay, shift, threads }
-    const key = { training, seed }
+    const key = { training, seed, role: config.role }
     const specs = classifierNet(net).specs
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("reward-classifier", key, specs)
       const params = hit?.params ??
-        (await trainClassifier({ ...train, side: train.shape[0] }, training, rng.stream("train"), (epoch, l) =>
+        (await trainClassifier({ ...train, side: train.shape[0] }, training, stream, (epoch, l) =>
           report(epoch + 1, `loss ${l.toFixed(4)}`)))
       const { bytes, session } = await classifierSession(net, params, config.threads)
       const testAccuracy = await accuracy(session, { ...test, side: test.shape[0] }, net.dim, net.classes)
@@ -94,6 +102,8 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
 
 const metrics = (out: RewardClassifier | undefined) =>
   out === undefined ? {} : { test_accuracy: out.testAccuracy, train_accuracy: out.trainAccuracy }
+const judgeMetrics = (out: RewardClassifier | undefined) =>
+  out === undefined ? {} : { judge_test_accuracy: out.testAccuracy, judge_train_accuracy: out.trainAccuracy }
 
 /** classifier (the `reward-model` pipeline's stage): the classifier its settings describe. */
 export const rewardClassifier = Node.make({
@@ -101,6 +111,7 @@ export const rewardClassifier = Node.make({
   doc: "the MNIST reward classifier (cached by config and seed) with its held-out accuracy",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<RewardModelRequest>() },
   run: ({ data, config }) => train(data, config),
+  exclusive: true,
   metrics
 })
 
@@ -112,5 +123,23 @@ export const defaultClassifier = Node.make({
   doc: "the MNIST reward classifier at the reward-model defaults (cached), with its held-out accuracy",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: string; readonly threads: number }>() },
   run: ({ data, config }) => train(data, { ...defaults, dataset: config.dataset, threads: config.threads }),
+  exclusive: true,
   metrics
+})
+
+/**
+ * The judge: a second classifier with a different architecture (one hidden layer of 1,024 instead of
+ * two of 512) and its own random stream, trained on the same split. It scores every evaluation, so a
+ * reward gain it does not share shows up as a divergence — the first sign of reward hacking.
+ * `etaflow run reward-model --set role=judge --set hidden=1024 --set layers=1` trains the same model.
+ */
+export const JUDGE_REQUEST = { ...defaults, role: "judge", hidden: 1024, layers: 1 } as const
+
+export const defaultJudge = Node.make({
+  name: "judge",
+  doc: "the held-out judge classifier (one hidden layer of 1,024, its own stream; cached) and its accuracy",
+  inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: string; readonly threads: number }>() },
+  run: ({ data, config }) => train(data, { ...JUDGE_REQUEST, dataset: config.dataset, threads: config.threads }),
+  exclusive: true,
+  metrics: judgeMetrics
 })

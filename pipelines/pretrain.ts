@@ -9,7 +9,7 @@ import { baseModel, PretrainSettings } from "../nodes/base-model.ts"
 import { baseSamples } from "../nodes/base-samples.ts"
 import { trainingData } from "../nodes/dataset.ts"
 import { modelOnnx, modelWeights } from "../nodes/model-files.ts"
-import { defaultClassifier } from "../nodes/reward-classifier.ts"
+import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
 import { tableOf } from "../nodes/table-of.ts"
 import { writeReport } from "../report/report.ts"
 
@@ -23,8 +23,15 @@ export const pretrain = Pipeline.define({
     data: trainingData.from({ config: "config" }),
     // The reward-model defaults, so `pretrain` and `reward-model` share one cached classifier.
     classifier: defaultClassifier.from({ data: "data", config: "config" }),
+    judge: defaultJudge.from({ data: "data", config: "config" }),
     base: baseModel.from({ data: "data", config: "config" }),
-    samples: baseSamples.from({ base: "base", classifier: "classifier", config: "config" }),
+    samples: baseSamples.from({
+      base: "base",
+      classifier: "classifier",
+      judge: "judge",
+      data: "data",
+      config: "config"
+    }),
     samplesTable: tableOf.from({ from: "samples" }).persist(Persist.once("samples.parquet")),
     onnx: modelOnnx.from({ model: "base" }).persist(Persist.once("policy.onnx")),
     weights: modelWeights.from({ model: "base" }).persist(Persist.once("weights.safetensors"))

@@ -17,7 +17,7 @@ import { trainingData } from "../nodes/dataset.ts"
 import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
 import { prompts } from "../nodes/prompts.ts"
 import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
-import { defaultClassifier } from "../nodes/reward-classifier.ts"
+import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
 import type { RlConfig, RlVariant } from "../nodes/rl-config.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
 import { rollout, type Trajectories } from "../nodes/rollout.ts"
@@ -39,6 +39,7 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
 ) => ({
   data: trainingData.from({ config: "config" }).once(),
   classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
+  judge: defaultJudge.from({ data: "data", config: "config" }).once(),
   base: rlBaseModel(variant.process).from({ data: "data", config: "config" }).once(),
   prompts: prompts.from({ config: "config" }),
   rollout: rollout(variant)
@@ -59,6 +60,8 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
     update: "update",
     base: "base",
     classifier: "classifier",
+    judge: "judge",
+    data: "data",
     config: "config",
     iteration: "iteration"
   }),

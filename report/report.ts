@@ -83,6 +83,25 @@ const sampleGrid = (file: string, iteration: number): string => {
   }</figure>`
 }
 
+/** Sample quality beside the reward (MNIST): FD to real digits, the judge's accuracy, diversity; tuned and base. */
+const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<string>, trained: string) => {
+  const steps = evalSteps.filter((s) => rows.some((r) => r.name === `eval.fd.s${s}`))
+  if (steps.length === 0) return []
+  const chart = (title: string, metric: string) =>
+    lineChart(title, [
+      ...steps.map((s) => series(rows, `eval.${metric}.s${s}`, `${s} steps`)),
+      ...(steps.includes(trained) ? [series(rows, `eval.${metric}_base.s${trained}`, `base, ${trained} steps`)] : [])
+    ])
+  return [
+    chart("Fréchet distance of ODE samples to real test digits (classifier features; lower is better)", "fd"),
+    chart(
+      "judge's class accuracy of ODE samples (a held-out classifier; diverging from the reward = hacking)",
+      "judge"
+    ),
+    chart("within-prompt diversity of ODE samples (mean pairwise feature distance)", "diversity")
+  ]
+}
+
 export const writeReport = (dir: string): string => {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
   const metricsFile = path.join(dir, "metrics.jsonl")
@@ -117,6 +136,7 @@ export const writeReport = (dir: string): string => {
       )
     )
   }
+  charts.push(...qualityCharts(rows, evalSteps, String(manifest.config.steps ?? "")))
   if (rows.some((r) => r.name === "ratio_mean")) {
     charts.push(
       lineChart("importance ratio", [
