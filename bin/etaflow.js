@@ -1,6 +1,13 @@
 #!/usr/bin/env node
-// The `etaflow` command: TypeScript sources run through tsx's loader, so there is no build step.
-import { register } from "tsx/esm/api"
+// The `etaflow` command. In the repository the TypeScript sources run through tsx's loader (no build
+// step); the installed package has no sources, only the compiled dist/.
+import { existsSync } from "node:fs"
 
-register()
-await import("../cli/main.ts")
+const source = new URL("../cli/main.ts", import.meta.url)
+if (existsSync(source)) {
+  const { register } = await import("tsx/esm/api")
+  register()
+  await import(source.href)
+} else {
+  await import(new URL("../dist/cli/main.js", import.meta.url).href)
+}

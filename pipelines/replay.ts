@@ -7,11 +7,13 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "../kernel/errors.ts"
+import type { RunnablePipeline } from "../kernel/pipeline.ts"
 import { type RunOptions, runPipeline } from "../kernel/run.ts"
 import { findPipeline } from "./registry.ts"
 
 export const Replay = {
-  fromRun: (source: string) => ({
+  /** `pipeline`: the stored run's pipeline when it is not a registered one (defined in a script). */
+  fromRun: (source: string, pipeline?: RunnablePipeline) => ({
     from: (entry: string) => ({
       with: (set: Readonly<Record<string, string>> = {}, options: Pick<RunOptions, "out" | "progress"> = {}) =>
         Effect.gen(function*() {
@@ -21,13 +23,19 @@ export const Replay = {
             catch: () =>
               new UsageError({ message: `replay: ${source} is not a run folder (${file} is missing or unreadable)` })
           })
-          const pipeline = findPipeline(pipelineName)
-          if (pipeline === undefined) {
+          const found = pipeline ?? findPipeline(pipelineName)
+          if (found === undefined) {
             return yield* new UsageError({
-              message: `replay: ${source} was made by pipeline ${pipelineName}, which this etaflow does not have`
+              message: `replay: ${source} was made by pipeline ${pipelineName}, which this etaflow does not have ` +
+                `(pass the pipeline to Replay.fromRun when a script defines it)`
             })
           }
-          return yield* runPipeline(pipeline, { ...options, set, replay: { source, from: entry } })
+          if (found.name !== pipelineName) {
+            return yield* new UsageError({
+              message: `replay: ${source} was made by pipeline ${pipelineName}, not ${found.name}`
+            })
+          }
+          return yield* runPipeline(found, { ...options, set, replay: { source, from: entry } })
         })
     })
   })

@@ -1,9 +1,16 @@
-// The commit worker of store/commit.ts: it runs the TypeScript sources through tsx like bin/etaflow.js.
+// The commit worker of store/commit.ts. In the repository it runs the TypeScript sources through tsx
+// (like bin/etaflow.js); in the installed package (dist/store/) the compiled commit.js sits beside it.
+import { existsSync } from "node:fs"
 import { parentPort } from "node:worker_threads"
-import { register } from "tsx/esm/api"
 
-register()
-const { performCommit } = await import("./commit.ts")
+const compiled = new URL("./commit.js", import.meta.url)
+const load = async () => {
+  if (existsSync(compiled)) return import(compiled.href)
+  const { register } = await import("tsx/esm/api")
+  register()
+  return import("./commit.ts")
+}
+const { performCommit } = await load()
 parentPort.on("message", ({ id, job }) => {
   try {
     performCommit(job)
