@@ -38,9 +38,10 @@ describe("sample quality beside the reward", () => {
     const judge =
       (await inNode("judge", rewardClassifier.run({ data, config: { ...quick, role: "judge", layers: 1 } })))!
     const ref = await qualityReference(data, classifier, judge, 1)
-    // 400 real training digits (not the reference's test digits) in class order, as samples of their own digit.
+    // Every 20th training digit (~400; not the reference's test digits), as samples of its own digit.
     const m = loadMnist(0.2)
-    const rows = Array.from({ length: 400 }, (_, i) => m.split.indexOf("train") + i * 17).filter((r) => r < m.count)
+    const train = m.split.flatMap((s, r) => (s === "train" ? [r] : []))
+    const rows = train.filter((_, i) => i % 20 === 0)
     const pixels = new Float32Array(rows.length * 784)
     rows.forEach((r, j) => pixels.set(m.x.subarray(r * 784, (r + 1) * 784), j * 784))
     const condition = Int32Array.from(rows, (r) => m.label[r])
@@ -49,8 +50,8 @@ describe("sample quality beside the reward", () => {
     const noisy = await qualityOf(ref, pixels.map(() => noise.uniform()), condition, rows.length)
     const wrongLabels = await qualityOf(ref, pixels, condition.map((c) => (c + 1) % 10), rows.length)
     await releaseQuality(ref)
-    // Measured: FD 21 real vs 561 noise, class FD 7 vs 599, judge 0.93 vs 0.15; wrong prompts: class FD 327,
-    // judge 0.01. A broken trace or mean term would not separate them.
+    // Measured: FD 2.3 real vs 560 noise, class FD 12 vs 601, judge 0.93 vs 0.09; wrong prompts: class FD 310,
+    // judge 0.002. A broken trace or mean term would not separate them.
     expect(real.fd * 10).toBeLessThan(noisy.fd)
     expect(real.fdClass).toBeLessThan(noisy.fdClass)
     // Right digits, wrong prompts: overall FD unchanged, class FD and judge accuracy much worse.
