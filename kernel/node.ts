@@ -132,14 +132,9 @@ export type TaggedErrorClass = new(...args: ReadonlyArray<any>) => Error & { rea
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 export const Node = {
-  make: <In extends Inputs, Out, E = never, R = never>(def: {
-    readonly name: string
-    readonly doc: string
-    readonly inputs: { readonly [K in keyof In]: Port<In[K]> }
-    readonly run: (input: In) => Effect.Effect<Out, E, R>
-    readonly metrics?: (out: Out, input: In) => Readonly<Record<string, number>>
-    readonly exclusive?: boolean
-  }): Node<In, Out, E, R> => {
+  make: <In extends Inputs, Out, E = never, R = never>(
+    def: Omit<Node<In, Out, E, R>, "from">
+  ): Node<In, Out, E, R> => {
     const node: Node<In, Out, E, R> = { ...def, from: (wiring) => bind(node, wiring) }
     return node
   },

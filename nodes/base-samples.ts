@@ -9,15 +9,13 @@ import type * as arrow from "apache-arrow"
 import { type Context, Effect } from "effect"
 import { latentToPixels } from "../data/mnist.ts"
 import { trailingGrid, uniformGrid } from "../diffusion/grids.ts"
+import type { Policy } from "../diffusion/policy.ts"
 import { rollout } from "../diffusion/rollout.ts"
 import { SamplerError } from "../diffusion/samplers.ts"
 import { ode } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
-
-type RngService = Context.Service.Shape<typeof Rng>
-import type { Policy } from "../diffusion/policy.ts"
 import { networkPolicy } from "../models/network-policy.ts"
 import { accuracy } from "../models/train-classifier.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
@@ -26,6 +24,8 @@ import { qualityOf, type QualityReference, qualityReference, releaseQuality } fr
 import type { RewardClassifier } from "./reward-classifier.ts"
 import { ringStats } from "./sampler-table.ts"
 import { REWARD_ERRORS } from "./score.ts"
+
+type RngService = Context.Service.Shape<typeof Rng>
 
 export interface SampleRequest {
   readonly dataset: string
