@@ -56,35 +56,82 @@ export const rowsOf = (f: Features, rows: ReadonlyArray<number>): Features => {
   return { data, count: rows.length, width: f.width }
 }
 
-/** Mean, centred rows A (width × count, so Σ = A Aᵀ / (n − 1)), tr Σ, and Σ itself when count > width. */
+/** Mean, centred features A (width × count, row-major, so Σ = A Aᵀ / (n − 1)), tr Σ, and Σ when count > width. */
 export interface FeatureStats {
   readonly mean: Float64Array
-  readonly a: Matrix
+  readonly a: Float64Array
+  readonly width: number
   readonly count: number
   readonly trace: number
-  readonly cov: Matrix | undefined
+  readonly cov: Float64Array | undefined
+}
+
+/*
+ * The products below are plain row-major loops with contiguous inner loops: ml-matrix's `mmul` on
+ * these shapes measured ~0.3 GMAC/s (3.1 s of a 5.8 s evaluation); the loops run several times faster.
+ * ml-matrix keeps the eigendecompositions.
+ */
+
+/** C (n × m) += Σᵢ outer(A[i, :], B[i, :]) for A (w × n) and B (w × m): C = AᵀB. */
+const transposeTimes = (a: Float64Array, b: Float64Array, w: number, n: number, m: number): Float64Array => {
+  const c = new Float64Array(n * m)
+  for (let i = 0; i < w; i++) {
+    for (let p = 0; p < n; p++) {
+      const v = a[i * n + p]
+      if (v === 0) continue
+      const row = p * m
+      for (let q = 0; q < m; q++) c[row + q] += v * b[i * m + q]
+    }
+  }
+  return c
+}
+
+/** S (w × w) times A (w × n). */
+const times = (s: Float64Array, a: Float64Array, w: number, n: number): Float64Array => {
+  const out = new Float64Array(w * n)
+  for (let i = 0; i < w; i++) {
+    for (let k = 0; k < w; k++) {
+      const v = s[i * w + k]
+      for (let q = 0; q < n; q++) out[i * n + q] += v * a[k * n + q]
+    }
+  }
+  return out
+}
+
+/** A Aᵀ / scale for A (r × n): dot products of rows (symmetric, each computed once). */
+const rowGram = (a: Float64Array, r: number, n: number, scale: number): Float64Array => {
+  const g = new Float64Array(r * r)
+  for (let i = 0; i < r; i++) {
+    for (let j = i; j < r; j++) {
+      let dot = 0
+      for (let q = 0; q < n; q++) dot += a[i * n + q] * a[j * n + q]
+      g[i * r + j] = g[j * r + i] = dot / scale
+    }
+  }
+  return g
 }
 
 export const featureStats = (f: Features): FeatureStats => {
-  const mean = new Float64Array(f.width)
-  for (let i = 0; i < f.count; i++) for (let k = 0; k < f.width; k++) mean[k] += f.data[i * f.width + k] / f.count
-  const a = new Matrix(f.width, f.count)
+  const { width, count } = f
+  const mean = new Float64Array(width)
+  for (let i = 0; i < count; i++) for (let k = 0; k < width; k++) mean[k] += f.data[i * width + k] / count
+  const a = new Float64Array(width * count)
   let trace = 0
-  for (let i = 0; i < f.count; i++) {
-    for (let k = 0; k < f.width; k++) {
-      const v = f.data[i * f.width + k] - mean[k]
-      a.set(k, i, v)
-      trace += (v * v) / (f.count - 1)
+  for (let i = 0; i < count; i++) {
+    for (let k = 0; k < width; k++) {
+      const v = f.data[i * width + k] - mean[k]
+      a[k * count + i] = v
+      trace += (v * v) / (count - 1)
     }
   }
   // A large reference set (the real test digits) keeps Σ so each comparison costs width² · n, not width · n · n_ref.
-  const cov = f.count > f.width ? a.mmul(a.transpose()).div(f.count - 1) : undefined
-  return { mean, a, count: f.count, trace, cov }
+  const cov = count > width ? rowGram(a, width, count, count - 1) : undefined
+  return { mean, a, width, count, trace, cov }
 }
 
-/** Σ √λ over the eigenvalues of a symmetric positive semi-definite matrix (rounding negatives to 0). */
-const traceOfSqrt = (m: Matrix) =>
-  new EigenvalueDecomposition(m, { assumeSymmetric: true }).realEigenvalues.reduce(
+/** Σ √λ over the eigenvalues of a symmetric positive semi-definite n × n matrix (rounding negatives to 0). */
+const traceOfSqrt = (m: Float64Array, n: number) =>
+  new EigenvalueDecomposition(Matrix.from1DArray(n, n, m), { assumeSymmetric: true }).realEigenvalues.reduce(
     (s, v) => s + Math.sqrt(Math.max(v, 0)),
     0
   )
@@ -96,16 +143,22 @@ const traceOfSqrt = (m: Matrix) =>
  * (FID's `sqrtm`): exact, also when n < width and the covariances are singular.
  */
 export const frechetDistance = (x: FeatureStats, y: FeatureStats): number => {
-  if (x.a.rows !== y.a.rows) throw new Error(`frechetDistance: feature widths ${x.a.rows} and ${y.a.rows} differ`)
+  if (x.width !== y.width) throw new Error(`frechetDistance: feature widths ${x.width} and ${y.width} differ`)
   if (x.count < 2 || y.count < 2) return Number.NaN
+  const w = x.width
   let meanTerm = 0
-  for (let k = 0; k < x.mean.length; k++) meanTerm += (x.mean[k] - y.mean[k]) ** 2
+  for (let k = 0; k < w; k++) meanTerm += (x.mean[k] - y.mean[k]) ** 2
   let cross: number
   if (y.cov !== undefined && x.count <= y.count) {
-    cross = traceOfSqrt(x.a.transpose().mmul(y.cov.mmul(x.a)).div(x.count - 1))
+    const m = transposeTimes(x.a, times(y.cov, x.a, w, x.count), w, x.count, x.count)
+    cross = traceOfSqrt(m.map((v) => v / (x.count - 1)), x.count)
   } else {
-    const c = x.a.transpose().mmul(y.a).div(Math.sqrt((x.count - 1) * (y.count - 1)))
-    cross = traceOfSqrt(c.rows <= c.columns ? c.mmul(c.transpose()) : c.transpose().mmul(c))
+    // C = A₁ᵀA₂ / √((n₁−1)(n₂−1)), then the smaller of C Cᵀ (rows of C) and Cᵀ C (rows of Cᵀ).
+    const scale = Math.sqrt((x.count - 1) * (y.count - 1))
+    const [n, m] = [x.count, y.count]
+    const c = n <= m ? transposeTimes(x.a, y.a, w, n, m) : transposeTimes(y.a, x.a, w, m, n)
+    const rows = Math.min(n, m)
+    cross = traceOfSqrt(rowGram(c, rows, Math.max(n, m), scale * scale), rows)
   }
   return meanTerm + x.trace + y.trace - 2 * cross
 }

@@ -65,7 +65,7 @@ export const PretrainSettings = {
   schedule: Setting.literal(VP_SCHEDULES, "scaled-linear", "VP ᾱ schedule, 1,000 training steps (ignored for rf)"),
   hidden: Setting.int(512, "hidden width of the network", { min: 1 }),
   blocks: Setting.int(3, "residual blocks", { min: 0 }),
-  steps: Setting.int(3000, "optimizer steps", { min: 1 }),
+  steps: Setting.int(4000, "optimizer steps", { min: 1 }),
   batch: Setting.int(256, "minibatch size", { min: 1 }),
   lr: Setting.number(2e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
   condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", {

@@ -34,6 +34,9 @@ const rowsByClass = (label: ArrayLike<number>, classes: number) => {
   return rows
 }
 
+/** The real digits' statistics per classifier: computed once per process (Σ of 2,000 × 512 features). */
+const realStats = new WeakMap<RewardClassifier, Pick<QualityReference, "real" | "realByClass">>()
+
 export const qualityReference = async (
   data: arrow.Table,
   classifier: RewardClassifier,
@@ -42,9 +45,14 @@ export const qualityReference = async (
 ): Promise<QualityReference> => {
   const test = splitOf(data, "test")
   const features = await featureSession(classifier.net, classifier.params, threads)
-  const real = await featuresOf(features, test.x, test.count, test.dim)
-  const realByClass = rowsByClass(test.label, test.classes).map((rows) => featureStats(rowsOf(real, rows)))
-  return { features, judge: judge.session, real: featureStats(real), realByClass, dim: test.dim, classes: test.classes }
+  let stats = realStats.get(classifier)
+  if (stats === undefined) {
+    const real = await featuresOf(features, test.x, test.count, test.dim)
+    const realByClass = rowsByClass(test.label, test.classes).map((rows) => featureStats(rowsOf(real, rows)))
+    stats = { real: featureStats(real), realByClass }
+    realStats.set(classifier, stats)
+  }
+  return { features, judge: judge.session, ...stats, dim: test.dim, classes: test.classes }
 }
 
 export interface Quality {
