@@ -57,7 +57,11 @@ const mnistLikeRun = () => {
     { iteration: i, name: "eval.gap.s4", value: -0.3 },
     { iteration: i, name: "eval.gap.s4.se", value: 0.05 },
     { iteration: i, name: "eval.improvement.s4", value: 0.1 * i },
-    { iteration: i, name: "eval.improvement.s4.se", value: 0.02 }
+    { iteration: i, name: "eval.improvement.s4.se", value: 0.02 },
+    ...["fd", "judge", "diversity"].flatMap((q) => [
+      { iteration: i, name: `eval.${q}.s4`, value: 10 - i },
+      { iteration: i, name: `eval.${q}_base.s4`, value: 10 }
+    ])
   ])
   fs.writeFileSync(path.join(dir, "metrics.jsonl"), metrics.map((m) => JSON.stringify(m)).join("\n") + "\n")
   fs.writeFileSync(
@@ -65,7 +69,7 @@ const mnistLikeRun = () => {
     JSON.stringify({
       format: "etaflow.run/1",
       pipeline: "flow-grpo",
-      config: { promptsPerIteration: 2, groupSize: 3 },
+      config: { promptsPerIteration: 2, groupSize: 3, steps: 4 },
       seed: 0,
       versions: { etaflow: "test" },
       created_at: "2026-11-23T00:00:00Z",
@@ -131,6 +135,16 @@ describe.skipIf(!haveChromium)("the run report in headless chromium", () => {
     expect(await page.locator("figcaption").first().textContent()).toContain("a handwritten 3")
     await page.screenshot({ path: path.join(os.tmpdir(), "etaflow-report.png"), fullPage: true })
     expect(requests.every((u) => u.startsWith("file:") || u.startsWith("data:"))).toBe(true)
+    await browser.close()
+  })
+
+  it("plots FD, the judge and diversity per step count beside the base model's line", async () => {
+    const { browser, page } = await open(mnistLikeRun())
+    for (const title of ["Fréchet distance", "judge's class accuracy", "within-prompt diversity"]) {
+      const chart = page.locator("svg.chart", { hasText: title })
+      expect(await chart.locator("polyline.series").count()).toBe(2)
+      expect(await chart.textContent()).toContain("base, 4 steps")
+    }
     await browser.close()
   })
 
