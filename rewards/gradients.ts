@@ -1,0 +1,87 @@
+/**
+ * Reward gradients ∇ₓ r(x) with respect to the latents — the terminal condition of adjoint matching's
+ * adjoint, a_K = −λ ∇r(x_K) (docs/algorithms.md §10). For MNIST the chain rule runs through the
+ * latent → pixel map p = clip((x + 1)/2, 0, 1), whose derivative is ½ inside and 0 where it clips.
+ *  - `classifier`: the reward classifier's ONNX file imported into the engine's graph and
+ *    differentiated by autodiff (any ONNX reward whose ops the engine covers works the same way);
+ *  - `ink`, `outer-ring`, `quadratic`: their closed forms.
+ */
+import { grad } from "../engine/autodiff.ts"
+import { Graph } from "../engine/graph.ts"
+import { importOnnx } from "../engine/onnx-import.ts"
+import * as op from "../engine/ops.ts"
+import { EngineSession } from "../engine/session.ts"
+import type { RewardContext } from "./rewards.ts"
+
+export interface RewardGradient {
+  readonly name: string
+  /** ∇ₓ r at each sample, count × dim (float32, like the latents). */
+  readonly gradient: (ctx: RewardContext) => Promise<Float32Array>
+}
+
+/** d pixel / d latent: ½ where the map does not clip (MNIST), 1 for the toys' points. */
+const pixelSlope = (ctx: RewardContext, x: number) => (ctx.dataset !== "mnist" ? 1 : x > -1 && x < 1 ? 0.5 : 0)
+
+const perSample = (name: string, f: (ctx: RewardContext, i: number, out: Float32Array) => void): RewardGradient => ({
+  name,
+  gradient: async (ctx) => {
+    const out = new Float32Array(ctx.count * ctx.dim)
+    for (let i = 0; i < ctx.count; i++) f(ctx, i, out)
+    return out
+  }
+})
+
+/** ink = mean pixel: ∂/∂x_k = (1/d) · dp/dx. */
+export const inkGradient = perSample("ink", (ctx, i, out) => {
+  for (let k = 0; k < ctx.dim; k++) out[i * ctx.dim + k] = pixelSlope(ctx, ctx.samples[i * ctx.dim + k]) / ctx.dim
+})
+
+/** −(‖x‖ − 2)²: −2(‖x‖ − 2) x/‖x‖ (0 at the origin, where the norm has no gradient). */
+export const outerRingGradient = perSample("outer-ring", (ctx, i, out) => {
+  const [x, y] = [ctx.samples[2 * i], ctx.samples[2 * i + 1]]
+  const r = Math.hypot(x, y)
+  const c = r === 0 ? 0 : (-2 * (r - 2)) / r
+  out[2 * i] = c * x
+  out[2 * i + 1] = c * y
+})
+
+/** −‖x‖²/2: −x. */
+export const quadraticGradient = perSample("quadratic", (ctx, i, out) => {
+  for (let k = 0; k < ctx.dim; k++) out[i * ctx.dim + k] = -ctx.samples[i * ctx.dim + k]
+})
+
+/**
+ * The classifier reward log p(prompted digit | pixels(x)) and its gradient from the classifier's
+ * ONNX bytes (input x, output logp [B, classes]): one session returns both.
+ */
+export const classifierGradient = async (
+  onnx: Uint8Array,
+  dim: number,
+  classes: number,
+  threads: number
+): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
+  const g = new Graph("classifier-gradient")
+  const x = g.input("x", "float32", ["B", dim])
+  const onehot = g.input("onehot", "float32", ["B", classes])
+  const pixels = op.clip(op.mul(op.add(x, 1), 0.5), 0, 1)
+  const { logp } = importOnnx(g, onnx, { x: pixels }, "reward classifier")
+  const reward = op.reduceSum(op.mul(logp, onehot), [1])
+  // Rewards of different samples are independent, so the gradient of their sum is each one's gradient.
+  const [dx] = grad(op.reduceSum(reward, [0]), [x])
+  g.output("reward", reward)
+  g.output("gradient", dx!)
+  const session = await EngineSession.create(g, { threads })
+  return {
+    name: "classifier",
+    gradient: async (ctx) => {
+      const hot = new Float32Array(ctx.count * classes)
+      for (let i = 0; i < ctx.count; i++) hot[i * classes + ctx.condition[i]] = 1
+      const out = await session.run({
+        x: { data: ctx.samples, dims: [ctx.count, dim] },
+        onehot: { data: hot, dims: [ctx.count, classes] }
+      })
+      return out.gradient.data as Float32Array
+    },
+    release: () => session.release()
+  }
+}
