@@ -7,7 +7,7 @@
  * with μ(x) = a_k x + b_k f(x, t_k) the step's noiseless mean, so a_k = a_k·a_{k+1} + b_k·J_fᵀ a_{k+1}: the
  * vector–Jacobian product of the mean map. With f the base model this is the lean adjoint; with f the
  * current fine-tuned model, the full adjoint of the closed-loop drift (the deterministic variant,
- * §10.2). `from` truncates: only the adjoints of steps from..K are computed (the truncated scheme).
+ * §10). `from` truncates: only the adjoints of steps from..K are computed (the truncated scheme).
  */
 
 /** J_fᵀ v at (x, t) for `batch` rows: the model's vector–Jacobian product with respect to x. */
