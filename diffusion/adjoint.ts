@@ -1,45 +1,108 @@
 /**
- * The lean adjoint of adjoint matching (Domingo-Enrich et al., arXiv 2409.08861; official code
- * microsoft/soc-fine-tuning-sd `src/trainers/am_trainer.py` `compute_adjoints`), docs/algorithms.md §10:
+ * Adjoints of a sampled trajectory (docs/algorithms.md §10): the backward recursion that carries the
+ * terminal condition a_K = −λ ∇r(x_K) to every step, for a step x_{k+1} = μ_k(x_k) + s_k z with the
+ * noiseless mean μ_k(x) = a_k x + b_k f(x, t_k).
  *
- *   a_K = −λ ∇r(x_K),   a_k = a_{k+1} + ∇ₓ⟨μ(x) − x, a_{k+1}⟩|_{x = x_k}
+ * - Lean adjoint (Domingo-Enrich et al., arXiv 2409.08861; official code microsoft/soc-fine-tuning-sd
+ *   `src/trainers/am_trainer.py` `compute_adjoints`): a_k = a_{k+1} + ∇ₓ⟨μ_base(x) − x, a_{k+1}⟩|_{x_k}, i.e.
+ *   a_k = a_k·a_{k+1} + b_k·J_fᵀ a_{k+1} with f the frozen base model.
+ * - Value adjoint (this project's construction for seed 002's deterministic variant, §10): the gradient
+ *   of the current policy's cost-to-go J_k(x) = ‖δ_k(x)‖²/(2 s_k²) + J_{k+1}(μ_θ,k(x)), J_K = −λ r, with the
+ *   control δ_k = μ_θ,k − μ_base,k = b_k (f_θ − f_base):
+ *     a_k = a_k·a_{k+1} + J_θᵀ(b_k a_{k+1} + w_k) − J_baseᵀ w_k,   w_k = b_k δ_k / s_k².
+ *   At the optimum it coincides with the lean adjoint (the δ-derivative vanishes); the gradient of the
+ *   terminal reward alone through the closed loop does not (§10: its fixed point is not optimal).
  *
- * with μ(x) = a_k x + b_k f(x, t_k) the step's noiseless mean, so a_k = a_k·a_{k+1} + b_k·J_fᵀ a_{k+1}: the
- * vector–Jacobian product of the mean map. With f the base model this is the lean adjoint; with f the
- * current fine-tuned model, the full adjoint of the closed-loop drift (the deterministic variant,
- * §10). `from` truncates: only the adjoints of steps from..K are computed (the truncated scheme).
+ * `from` truncates: only a_from … a_K are computed (the truncated scheme of §10).
  */
 
-/** J_fᵀ v at (x, t) for `batch` rows: the model's vector–Jacobian product with respect to x. */
+/** J_fᵀ v at (x, t) for `batch` rows: a model's vector–Jacobian product with respect to x. */
 export type Vjp = (x: Float32Array, batch: number, t: number, cotangent: Float32Array) => Promise<Float32Array>
 
-export interface AdjointSpec {
-  /** Mean coefficients and time of each step k = 0..K−1 (the sampler's a, b at t_k). */
-  readonly steps: ReadonlyArray<{ readonly a: number; readonly b: number; readonly t: number }>
+/** f(x, t) for `batch` rows. */
+export type Forward = (x: Float32Array, batch: number, t: number) => Promise<Float32Array>
+
+export interface StepCoefficients {
+  readonly a: number
+  readonly b: number
+  /** The step's start time, in the process's time (what Vjp and Forward take). */
+  readonly t: number
+}
+
+interface RecursionSpec {
+  readonly steps: ReadonlyArray<StepCoefficients>
   /** The latents x_k of the trajectories (batch × d) at step k = 0..K. */
   readonly latent: (k: number) => Float32Array
   readonly batch: number
   /** a_K = −λ ∇r(x_K), batch × d. */
   readonly terminal: Float32Array
-  readonly vjp: Vjp
   /** First step whose adjoint is computed (0: all; K − n: the last n steps). */
   readonly from?: number
 }
 
+/** One backward step: a_k from a_{k+1} at x_k. */
+type BackwardStep = (k: number, x: Float32Array, next: Float32Array) => Promise<Float32Array>
+
 /** The adjoints a_from … a_K (index k − from), each batch × d, from the terminal condition backward. */
-export const leanAdjoint = async (spec: AdjointSpec): Promise<Array<Float32Array>> => {
+const recursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<Array<Float32Array>> => {
   const K = spec.steps.length
   const from = spec.from ?? 0
   if (!(Number.isInteger(from) && from >= 0 && from <= K)) {
-    throw new Error(`leanAdjoint: from must be an integer step in 0..${K}, got ${from}`)
+    throw new Error(`adjoint: from must be an integer step in 0..${K}, got ${from}`)
   }
   const adjoints: Array<Float32Array> = new Array(K - from + 1)
   adjoints[K - from] = spec.terminal
-  for (let k = K - 1; k >= from; k--) {
-    const next = adjoints[k + 1 - from]
-    const { a, b, t } = spec.steps[k]
-    const jtv = await spec.vjp(spec.latent(k), spec.batch, t, next)
-    adjoints[k - from] = Float32Array.from(next, (v, i) => a * v + b * jtv[i])
-  }
+  for (let k = K - 1; k >= from; k--) adjoints[k - from] = await backward(k, spec.latent(k), adjoints[k + 1 - from])
   return adjoints
+}
+
+/** The lean adjoint of the model whose VJP is given (the frozen base model in adjoint matching). */
+export const leanAdjoint = (spec: RecursionSpec & { readonly vjp: Vjp }): Promise<Array<Float32Array>> =>
+  recursion(spec, async (k, x, next) => {
+    const { a, b, t } = spec.steps[k]
+    const jtv = await spec.vjp(x, spec.batch, t, next)
+    return Float32Array.from(next, (v, i) => a * v + b * jtv[i])
+  })
+
+export interface Drift {
+  readonly forward: Forward
+  readonly vjp: Vjp
+}
+
+/**
+ * The value adjoint: the gradient of the current policy's cost-to-go with the running cost
+ * ‖δ_k‖²/(2 s_k²), `variance(k)` = s_k² (= h_k c_k for the deterministic variant).
+ */
+export const valueAdjoint = (
+  spec: RecursionSpec & { readonly current: Drift; readonly base: Drift; readonly variance: (k: number) => number }
+): Promise<Array<Float32Array>> =>
+  recursion(spec, async (k, x, next) => {
+    const { a, b, t } = spec.steps[k]
+    const [fc, fb] = [await spec.current.forward(x, spec.batch, t), await spec.base.forward(x, spec.batch, t)]
+    const scale = (b * b) / spec.variance(k)
+    const w = Float32Array.from(fc, (v, i) => scale * (v - fb[i]))
+    const jc = await spec.current.vjp(x, spec.batch, t, Float32Array.from(next, (v, i) => b * v + w[i]))
+    const jb = await spec.base.vjp(x, spec.batch, t, w)
+    return Float32Array.from(next, (v, i) => a * v + jc[i] - jb[i])
+  })
+
+export const ADJOINT_KINDS = ["value", "lean"] as const
+export type AdjointKind = (typeof ADJOINT_KINDS)[number]
+
+/** Which adjoint the loss of step k regresses onto: a_{k+1} (next) or a_k (state). */
+export const TARGET_ADJOINTS = ["next", "state"] as const
+export type TargetAdjoint = (typeof TARGET_ADJOINTS)[number]
+
+export const COST_WEIGHTS = ["constant", "late"] as const
+export type CostWeight = (typeof COST_WEIGHTS)[number]
+
+/**
+ * The deterministic variant's step variance s_k² = h_k · c̄_k (§10): a step of length h_k = t_k − t_{k+1}
+ * (flow time, 1 = noise) whose control δ_k costs ‖δ_k‖²/(2 s_k²) = h_k ‖u‖²/(2 c̄_k), c̄_k the mean of the
+ * running-cost weight over the step — constant: c = 1 (the KL-like quadratic cost); late: c(t) = 2(1 − t),
+ * mean 1 over [0, 1], so control is cheap near the data and costly near the noise.
+ */
+export const runningVariance = (t: number, tNext: number, weight: CostWeight): number => {
+  const h = t - tNext
+  return weight === "constant" ? h : h * (2 - t - tNext)
 }

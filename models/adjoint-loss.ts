@@ -30,19 +30,28 @@ const rowInputs = (g: Graph, d: number, conditional: boolean) => ({
   threshold: g.input("threshold", "float32", [])
 })
 
-export const adjointMatchingLoss = (net: VelocityNetConfig): LossBuilder => (g, p) => {
-  const rows = rowInputs(g, net.dim, net.classes > 0)
-  const f = velocityNet(net).forward(g, p, rows.x, rows.t, rows.c)
-  const col = (v: typeof rows.a) => op.unsqueeze(v, [1])
-  const mu = op.add(op.mul(rows.x, col(rows.a)), op.mul(f, col(rows.b)))
-  const residual = op.add(op.div(op.sub(mu, rows.muBase), col(rows.s)), op.mul(rows.adjoint, col(rows.s)))
-  const perRow = op.reduceSum(op.square(residual), [1])
-  const kept = op.cast(op.lessOrEqual(op.sqrt(perRow), rows.threshold), "float32")
-  return {
-    loss: op.reduceSum(op.mul(op.mul(perRow, rows.w), kept), [0]),
-    extra: { row_loss: perRow }
+/**
+ * `residual`: the trained network is a control g_θ added to a frozen base, f_ft = f_base + g_θ, so
+ * μ_ft = μ_base + b·g_θ (a small control on an analytic base, the toys' exact tests); otherwise the
+ * trained network is the whole fine-tuned model (initialised from the base's weights).
+ */
+export const adjointMatchingLoss =
+  (net: VelocityNetConfig, opts: { readonly residual?: boolean } = {}): LossBuilder => (g, p) => {
+    const rows = rowInputs(g, net.dim, net.classes > 0)
+    const f = velocityNet(net).forward(g, p, rows.x, rows.t, rows.c)
+    const col = (v: typeof rows.a) => op.unsqueeze(v, [1])
+    const mu = opts.residual === true
+      ? op.add(rows.muBase, op.mul(f, col(rows.b)))
+      : op.add(op.mul(rows.x, col(rows.a)), op.mul(f, col(rows.b)))
+    const control = op.div(op.sub(mu, rows.muBase), col(rows.s))
+    const residual = op.add(control, op.mul(rows.adjoint, col(rows.s)))
+    const perRow = op.reduceSum(op.square(residual), [1])
+    const kept = op.cast(op.lessOrEqual(op.sqrt(perRow), rows.threshold), "float32")
+    return {
+      loss: op.reduceSum(op.mul(op.mul(perRow, rows.w), kept), [0]),
+      extra: { row_loss: perRow, control_sq: op.reduceSum(op.square(control), [1]) }
+    }
   }
-}
 
 /**
  * The time indices one trajectory trains (am_trainer.py `sample_time_indices`): `early` of the first
@@ -70,14 +79,26 @@ export const sampleTimeIndices = (
  * percentile of √ℓ, warmed up as a running average over the first 1/(1 − decay) batches. One graph runs
  * forward and backward, so a batch is clipped against the threshold before it; the first is not clipped.
  */
+export interface LossClipState {
+  readonly value: number
+  readonly batches: number
+}
+
 export class LossClip {
   private value = Number.POSITIVE_INFINITY
   private batches = 0
 
-  constructor(readonly decay = 0.9, readonly quantile = 0.9) {}
+  constructor(readonly decay = 0.9, readonly quantile = 0.9, state?: LossClipState) {
+    if (state !== undefined) [this.value, this.batches] = [state.value, state.batches]
+  }
 
   get threshold(): number {
     return this.value
+  }
+
+  /** What a checkpoint keeps, so a resumed run clips against the same threshold. */
+  get state(): LossClipState {
+    return { value: this.value, batches: this.batches }
   }
 
   /** Folds in a batch's per-row losses ℓ (not √ℓ). */

@@ -3,6 +3,7 @@
  * x̂0 = E[x0 | x_t] of known data under the path x_t = α x0 + σ ε, turned into the model's
  * parameterization by inverting the one conversion of diffusion/process.ts.
  */
+import type { Drift } from "../diffusion/adjoint.ts"
 import type { Policy } from "../diffusion/policy.ts"
 import { type Parameterization, predictions, type Process } from "../diffusion/process.ts"
 
@@ -56,6 +57,27 @@ export const gaussianData = (
       }
     }
   )
+
+/**
+ * The same Gaussian model as a Drift (forward and exact VJP), for the adjoint recursion: f is affine
+ * and diagonal in x, ∂f_i/∂x_i = (gain − c.x)/c.f with x̂0 = c.x·x + c.f·f, so J_fᵀ v = that slope · v.
+ */
+export const gaussianDrift = (
+  opts: { mean: number; std: number; dim: number; process: Process; parameterization: Parameterization }
+): Drift => {
+  const policy = gaussianData(opts)
+  return {
+    forward: async (x, batch, t) => policy.predict(x, batch, t),
+    vjp: async (_x, _batch, t, v) => {
+      const [alpha, sigma] = [opts.process.alpha(t), opts.process.sigma(t)]
+      const s2 = opts.std * opts.std
+      const gain = (alpha * s2) / (alpha * alpha * s2 + sigma * sigma)
+      const c = predictions(opts.process, opts.parameterization, t).x0
+      const slope = (gain - c.x) / c.f
+      return Float32Array.from(v, (w) => slope * w)
+    }
+  }
+}
 
 export interface Component {
   readonly weight: number

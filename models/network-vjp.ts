@@ -3,7 +3,7 @@
  * what the adjoint recursion (diffusion/adjoint.ts) asks of a model — as one onnxruntime session with
  * the weights baked in: inputs x, t, c (conditional networks), v; output J_fᵀ v.
  */
-import type { Vjp } from "../diffusion/adjoint.ts"
+import type { Drift, Vjp } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
@@ -11,6 +11,7 @@ import { toOnnx } from "../engine/onnx.ts"
 import * as op from "../engine/ops.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { EngineSession } from "../engine/session.ts"
+import { networkPolicy } from "./network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 export const networkVjp = async (opts: {
@@ -51,5 +52,21 @@ export const networkVjp = async (opts: {
       return (await session.run(feeds)).jtv.data as Float32Array
     },
     release: () => session.release()
+  }
+}
+
+/** A network's forward and VJP at fixed conditions (one per row): what the value adjoint asks of a drift. */
+export const networkDrift = async (opts: Parameters<typeof networkVjp>[0]): Promise<
+  Drift & { readonly release: () => Promise<void> }
+> => {
+  const policy = await networkPolicy({ ...opts, parameterization: "velocity", shape: [opts.net.dim], cfg: 1 })
+  const { vjp, release } = await networkVjp(opts)
+  return {
+    forward: async (x, batch, t) => policy.predict(x, batch, t, opts.condition),
+    vjp,
+    release: async () => {
+      await release()
+      await policy.session.release()
+    }
   }
 }

@@ -59,6 +59,24 @@ const meanSe = (xs: ArrayLike<number>) => {
 }
 
 /** The step counts evaluated: `evalSteps` and the training step count, ascending. */
+/** What the evaluation reads of a pipeline's config (every RL and adjoint-matching pipeline has these). */
+export type EvalConfig = Pick<
+  RlConfig,
+  | "dataset"
+  | "reward"
+  | "iterations"
+  | "sampler"
+  | "eta"
+  | "noiseLevel"
+  | "steps"
+  | "shift"
+  | "cfg"
+  | "evalEvery"
+  | "evalSteps"
+  | "evalSamplesPerPrompt"
+  | "threads"
+>
+
 export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> =>
   [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
 
@@ -103,7 +121,7 @@ const evaluateAt = async (
   quality: QualityReference | undefined,
   set: EvalSet,
   base: BaseModel,
-  config: RlConfig
+  config: EvalConfig
 ) => {
   // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
   const grid = gridOf(base.process, steps, config.shift, "trailing")
@@ -195,7 +213,7 @@ export const evaluation = Node.make({
     classifier: Port.of<RewardClassifier | undefined>(),
     judge: Port.of<RewardClassifier | undefined>(),
     data: Port.of<arrow.Table>(),
-    config: Port.of<RlConfig>(),
+    config: Port.of<EvalConfig>(),
     iteration: Port.of<number>()
   },
   run: ({ update, base, classifier, judge, data, config, iteration }) =>

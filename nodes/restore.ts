@@ -13,8 +13,9 @@ import { predictions } from "../diffusion/process.ts"
 import type { StepRecord } from "../diffusion/rollout.ts"
 import type { RestoreContext } from "../kernel/node.ts"
 import { iterFile } from "../kernel/run-folder.ts"
-import { TrajectoryTable } from "../schemas/trajectory.ts"
+import { AdjointTrajectoryTable, TrajectoryTable } from "../schemas/trajectory.ts"
 import { fromParquet } from "../store/parquet.ts"
+import type { Adjoints } from "./adjoint.ts"
 import type { Advantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import { decodeRlState } from "./rl-state.ts"
@@ -96,6 +97,36 @@ export const restoreTrajectories = async (ctx: RestoreContext): Promise<Trajecto
     process: base.process,
     trainable: steps.filter((s) => s.s > 0).map((s) => s.step)
   }
+}
+
+/** The adjoints of a stored adjoint-matching iteration, from its `adjoint` / `next_adjoint` columns. */
+export const restoreAdjoints = async (ctx: RestoreContext): Promise<Adjoints | undefined> => {
+  if (!kept(ctx)) return undefined
+  const file = trajectoryFile(ctx)
+  const { rows, columns: c, shapes } = AdjointTrajectoryTable.read(
+    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+    file
+  )
+  const N = c.step.reduce((m, v) => Math.max(m, v), 0) + 1
+  const n = rows / N
+  const d = shapes.latent.reduce((a, b) => a * b, 1)
+  // Nullable tensor columns read back as { values, valid } when some rows are null, plain values otherwise.
+  const masked = (v: Float32Array | { values: Float32Array; valid: Uint8Array } | null) =>
+    v === null ? { values: new Float32Array(0), valid: new Uint8Array(rows) } : v instanceof Float32Array
+      ? { values: v, valid: new Uint8Array(rows).fill(1) }
+      : v
+  const adjoint = masked(c.adjoint)
+  const next = masked(c.next_adjoint)
+  let from = 0
+  while (from < N && adjoint.valid[from] === 0) from++
+  const values = Array.from({ length: N - from + 1 }, () => new Float32Array(n * d))
+  for (let j = 0; j < n; j++) {
+    for (let k = from; k < N; k++) {
+      values[k - from].set(adjoint.values.subarray((j * N + k) * d, (j * N + k + 1) * d), j * d)
+    }
+    values[N - from].set(next.values.subarray((j * N + N - 1) * d, (j * N + N) * d), j * d)
+  }
+  return { from, chains: n, values }
 }
 
 export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards | undefined> => {

@@ -161,6 +161,19 @@ export interface RlConfig {
   readonly noiseLevel?: number
 }
 
+/** The fields of every RL config except the policy-gradient ones (what adjoint matching shares). */
+export type SharedConfig = Omit<
+  RlConfig,
+  | "clipRange"
+  | "beta"
+  | "klForm"
+  | "timestepFraction"
+  | "shuffleTimesteps"
+  | "rescoreOldLogProb"
+  | "ema"
+  | "emaInterval"
+>
+
 /** What an algorithm fixes that is not a setting (C: its config, which MixGRPO's window reads). */
 export interface RlVariant<C extends RlConfig = RlConfig> {
   /** The base model's process: rectified flow or VP (DDPO, SDPO). */

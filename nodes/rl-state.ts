@@ -6,6 +6,7 @@
 import type { ParamValues } from "../engine/params.ts"
 import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
 import type { TrainState } from "../engine/train.ts"
+import type { LossClipState } from "../models/adjoint-loss.ts"
 
 /** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
 export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
@@ -18,6 +19,8 @@ export interface RlState extends Omit<TrainState, "m" | "v">, Partial<Pick<Train
   readonly tracker: TrackerState
   /** Exponential moving average of the weights (the policy evaluated), when `ema` > 0. */
   readonly ema?: ParamValues
+  /** Adjoint matching's loss-clipping threshold (an EMA; JSON keeps Infinity as null). */
+  readonly lossClip?: LossClipState
 }
 
 const pack = (values: ParamValues) =>
@@ -33,7 +36,11 @@ export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | st
       ...(s.m === undefined ? {} : { "adam_m.safetensors": pack(s.m) }),
       ...(s.v === undefined ? {} : { "adam_v.safetensors": pack(s.v) }),
       ...(s.ema === undefined ? {} : { "ema.safetensors": pack(s.ema) }),
-      "state.json": JSON.stringify({ step: s.step, tracker: s.tracker })
+      "state.json": JSON.stringify({
+        step: s.step,
+        tracker: s.tracker,
+        ...(s.lossClip === undefined ? {} : { lossClip: s.lossClip })
+      })
     }
 
 export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlState | null => {
@@ -41,6 +48,7 @@ export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlSt
     empty?: boolean
     step: number
     tracker: TrackerState
+    lossClip?: { value: number | null; batches: number }
   }
   if (meta.empty === true) return null
   return {
@@ -53,6 +61,9 @@ export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlSt
       : { v: unpack(files["adam_v.safetensors"], "adam_v.safetensors") }),
     step: meta.step,
     tracker: meta.tracker,
+    ...(meta.lossClip === undefined
+      ? {}
+      : { lossClip: { value: meta.lossClip.value ?? Number.POSITIVE_INFINITY, batches: meta.lossClip.batches } }),
     ...(files["ema.safetensors"] === undefined ? {} : { ema: unpack(files["ema.safetensors"], "ema.safetensors") })
   }
 }

@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { type GridSpacing, leadingGrid, shiftGrid, trailingGrid, uniformGrid } from "../diffusion/grids.ts"
 import type { Process } from "../diffusion/process.ts"
 import { type Rollout, rollout as sampleChains, type StepRecord } from "../diffusion/rollout.ts"
-import { SamplerError, samplerOf } from "../diffusion/samplers.ts"
+import { ode, SamplerError, samplerOf } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
 import type { ParamValues } from "../engine/params.ts"
 import { SessionError } from "../engine/session.ts"
@@ -12,7 +12,7 @@ import { Rng } from "../kernel/services.ts"
 import { networkPolicy } from "../models/network-policy.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { PromptBatch } from "./prompts.ts"
-import { noiseOf, type RlConfig, type RlVariant } from "./rl-config.ts"
+import { noiseOf, type RlConfig } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 
 export interface Trajectories {
@@ -43,7 +43,19 @@ export const currentParams = (state: RlState | null, base: BaseModel): ParamValu
  * transition recorded. Group members may share initial noise (DanceGRPO's `init_same_noise`, SDPO
  * pairs); a step window makes only some steps stochastic (MixGRPO).
  */
-export const rollout = <C extends RlConfig>(variant: Pick<RlVariant<C>, "sharedNoise" | "window">) =>
+/** What the rollout reads of a pipeline's config. */
+export type RolloutConfig = Pick<
+  RlConfig,
+  "sampler" | "eta" | "noiseLevel" | "steps" | "shift" | "spacing" | "cfg" | "threads"
+>
+
+export const rollout = <C extends RolloutConfig>(variant: {
+  readonly sharedNoise: boolean
+  /** MixGRPO's stochastic window [from, to) of an iteration (RlVariant's). */
+  readonly window?: (config: C, iteration: number) => readonly [number, number]
+  /** Roll out with the ODE whatever the config's sampler (deterministic adjoint matching). */
+  readonly deterministic?: boolean
+}) =>
   Node.make({
     name: "rollout",
     doc: "trajectories of the current policy with the training sampler (every transition recorded)",
@@ -67,8 +79,8 @@ export const rollout = <C extends RlConfig>(variant: Pick<RlVariant<C>, "sharedN
           })
           const r = await sampleChains({
             policy,
-            sampler: samplerOf(config.sampler),
-            noise: noiseOf(config),
+            sampler: variant.deterministic === true ? ode : samplerOf(config.sampler),
+            noise: variant.deterministic === true ? 0 : noiseOf(config),
             grid: gridOf(base.process, config.steps, config.shift, config.spacing ?? "leading"),
             chains: prompts.prompt.length,
             ...(base.net.classes > 0 ? { condition: prompts.condition } : {}),

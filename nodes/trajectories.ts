@@ -7,7 +7,8 @@ import type * as arrow from "apache-arrow"
 import type { Rollout } from "../diffusion/rollout.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { NodeContext } from "../kernel/services.ts"
-import { TrajectoryTable } from "../schemas/trajectory.ts"
+import { AdjointTrajectoryTable, TrajectoryTable } from "../schemas/trajectory.ts"
+import type { Adjoints } from "./adjoint.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { DenseRewards } from "./dense-reward.ts"
 import type { Trajectories } from "./rollout.ts"
@@ -47,6 +48,35 @@ const finalLatent = (r: Rollout, rows: number) => {
 
 /** The trajectory table of a recorded rollout; rows are chain-major, steps in order. */
 export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table => {
+  const { rows, columns } = trajectoryColumns(r, meta)
+  return TrajectoryTable.build(rows, columns, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
+}
+
+/** The same with the adjoints of the window: a_k on row (j, k) for k ≥ from, a_N on the last rows. */
+export const toAdjointTable = (r: Rollout, meta: TrajectoryMeta, adjoints: Adjoints): arrow.Table => {
+  const { rows, columns } = trajectoryColumns(r, meta)
+  const { chains, d } = r
+  const N = r.steps.length
+  const adjoint = { values: new Float32Array(rows * d), valid: new Uint8Array(rows) }
+  const next = { values: new Float32Array(rows * d), valid: new Uint8Array(rows) }
+  for (let j = 0; j < chains; j++) {
+    for (let k = adjoints.from; k <= N; k++) {
+      const target = k < N ? adjoint : next
+      const row = j * N + Math.min(k, N - 1)
+      target.values.set(adjoints.values[k - adjoints.from].subarray(j * d, (j + 1) * d), row * d)
+      target.valid[row] = 1
+    }
+  }
+  return AdjointTrajectoryTable.build(rows, { ...columns, adjoint, next_adjoint: next }, {
+    latent: r.shape,
+    next_latent: r.shape,
+    x0_pred: r.shape,
+    adjoint: r.shape,
+    next_adjoint: r.shape
+  })
+}
+
+const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
   if (r.latents === undefined || r.x0Pred === undefined) {
     throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
   }
@@ -82,7 +112,7 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
       valid[j * N + k] = Number.isNaN(v) ? 0 : 1
     }
   }
-  return TrajectoryTable.build(rows, {
+  const columns = {
     iteration: new Int32Array(rows).fill(meta.iteration),
     trajectory_id: int((j) => meta.firstId + j),
     prompt_id: int((j) => meta.promptId?.[j] ?? 0),
@@ -108,7 +138,8 @@ export const toTrajectoryTable = (r: Rollout, meta: TrajectoryMeta): arrow.Table
       : meta.advantage === undefined
       ? null
       : Float64Array.from({ length: rows }, (_, i) => meta.advantage![Math.floor(i / N)])
-  }, { latent: r.shape, next_latent: r.shape, x0_pred: r.shape })
+  }
+  return { rows, columns }
 }
 
 /** Prompt and group columns of a batch of RL trajectories. */
@@ -153,6 +184,17 @@ export const sdpoTrajectoryTable = Node.make({
         rewardPerStep: rewards.perStep,
         advantagePerStep: advantages.perStep
       })
+    )
+})
+
+/** amTrajectoryTable: an adjoint-matching iteration's trajectories with rewards and adjoints. */
+export const amTrajectoryTable = Node.make({
+  name: "trajectoryTable",
+  doc: "the iteration's trajectories with prompts, rewards and the adjoint of every state in the window",
+  inputs: { trajectories: Port.of<Trajectories>(), rewards: Port.of<Rewards>(), adjoint: Port.of<Adjoints>() },
+  run: ({ trajectories: t, rewards, adjoint }) =>
+    NodeContext.useSync(({ iteration }) => () =>
+      toAdjointTable(t.rollout, { ...groupMeta(t, iteration), reward: rewards.total }, adjoint)
     )
 })
 

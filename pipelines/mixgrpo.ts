@@ -29,7 +29,7 @@ const variant: RlVariant<MixConfig> = {
 }
 
 export const mixgrpo = Pipeline.define({
-  ...rlPipeline({ name: "mixgrpo", algorithm: "mixgrpo", variant, info: (c) => ({ window: c.windowSize }) }),
+  ...rlPipeline<MixConfig>({ name: "mixgrpo", algorithm: "mixgrpo", variant, info: (c) => ({ window: c.windowSize }) }),
   doc: "MixGRPO: Flow-GRPO SDE inside a sliding window of steps, ODE outside, group advantages",
   settings: {
     ...rlSettings({

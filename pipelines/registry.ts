@@ -1,8 +1,10 @@
 /** Every pipeline the CLI can run, by name. */
 import type { RunnablePipeline } from "../kernel/pipeline.ts"
+import { adjointMatching } from "./adjoint-matching.ts"
 import { danceGrpo } from "./dance-grpo.ts"
 import { datasetPipeline } from "./dataset.ts"
 import { ddpo } from "./ddpo.ts"
+import { deterministicAm } from "./deterministic-am.ts"
 import { flowGrpo } from "./flow-grpo.ts"
 import { mixgrpo } from "./mixgrpo.ts"
 import { precisePipeline } from "./precise.ts"
@@ -26,7 +28,9 @@ export const pipelines: ReadonlyArray<RunnablePipeline> = [
   mixgrpo,
   precisePipeline,
   ddpo,
-  sdpo
+  sdpo,
+  adjointMatching,
+  deterministicAm
 ]
 
 export const findPipeline = (name: string) => pipelines.find((p) => p.name === name)

@@ -18,7 +18,7 @@ import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
 import { prompts } from "../nodes/prompts.ts"
 import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
 import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
-import type { RlConfig, RlVariant } from "../nodes/rl-config.ts"
+import type { RlConfig, RlVariant, SharedConfig } from "../nodes/rl-config.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
 import { rollout, type Trajectories } from "../nodes/rollout.ts"
 import { rewardProblems, type Rewards, rewards } from "../nodes/score.ts"
@@ -71,7 +71,7 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
 
 const TIME_CONVENTION = {
   rf: () => "rectified flow, t = σ ∈ [0, 1], σ = 1 noise",
-  vp: (c: RlConfig) =>
+  vp: (c: SharedConfig) =>
     `VP scaled-linear, integer timesteps 0..999 (${c.spacing ?? "leading"} training grid, trailing evaluation)`
 }
 
@@ -79,21 +79,23 @@ const TIME_CONVENTION = {
  * Settings that do not go together, and reward files that are not there: refused before any folder
  * exists instead of failing after the base model has trained.
  */
-export const checkRlConfig = (variant: Pick<RlVariant, "process" | "rationorm">) => (c: RlConfig): Array<string> => {
-  const problems: Array<string> = []
-  const processes: ReadonlyArray<string> = SAMPLERS[c.sampler].processes
-  if (!processes.includes(variant.process)) {
-    problems.push(
-      `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
-    )
+export const checkRlConfig =
+  (variant: Pick<RlVariant, "process" | "rationorm">) => (c: SharedConfig): Array<string> => {
+    const problems: Array<string> = []
+    const processes: ReadonlyArray<string> = SAMPLERS[c.sampler].processes
+    if (!processes.includes(variant.process)) {
+      problems.push(
+        `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
+      )
+    }
+    if (variant.rationorm === true && samplerLogProb(c.sampler) !== "gaussian") {
+      problems.push(
+        `sampler ${c.sampler} stores FlowCPS's unnormalised log-prob; ` +
+          "Precise's ratio normalisation needs a Gaussian one"
+      )
+    }
+    return [...problems, ...rewardProblems(c)]
   }
-  if (variant.rationorm === true && samplerLogProb(c.sampler) !== "gaussian") {
-    problems.push(
-      `sampler ${c.sampler} stores FlowCPS's unnormalised log-prob; Precise's ratio normalisation needs a Gaussian one`
-    )
-  }
-  return [...problems, ...rewardProblems(c)]
-}
 
 /** The closing line of an RL run: the last evaluation at the training step count, and the report. */
 export const summaryOf = (dir: string, steps: number): string => {
@@ -113,10 +115,10 @@ export const summaryOf = (dir: string, steps: number): string => {
  * before the first update) held in the update's output, info, the report, and the stage names of
  * earlier releases that `replay --from` still accepts (with a deprecation line).
  */
-export const rlPipeline = <C extends RlConfig>(def: {
+export const rlPipeline = <C extends SharedConfig>(def: {
   readonly name: string
   readonly algorithm: string
-  readonly variant: RlVariant<C>
+  readonly variant: Pick<RlVariant, "process" | "rationorm">
   readonly info?: (config: C) => Readonly<Record<string, unknown>>
 }) => ({
   name: def.name,

@@ -4,14 +4,18 @@
  * latent → pixel map p = clip((x + 1)/2, 0, 1), whose derivative is ½ inside and 0 where it clips.
  *  - `classifier`: the reward classifier's ONNX file imported into the engine's graph and
  *    differentiated by autodiff (any ONNX reward whose ops the engine covers works the same way);
+ *  - `onnx:<file>`: the reward file imported the same way (input x [B, dim], output reward [B]);
  *  - `ink`, `outer-ring`, `quadratic`: their closed forms.
+ * A spec's gradient is the weighted sum of its terms'; a term the engine cannot differentiate is
+ * named by `gradientProblems` before a pipeline that needs gradients creates its folder.
  */
+import * as fs from "node:fs"
 import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
 import { importOnnx } from "../engine/onnx-import.ts"
 import * as op from "../engine/ops.ts"
 import { EngineSession } from "../engine/session.ts"
-import type { RewardContext } from "./rewards.ts"
+import { parseRewardSpec, type RewardContext, RewardSpecError } from "./rewards.ts"
 
 export interface RewardGradient {
   readonly name: string
@@ -83,5 +87,93 @@ export const classifierGradient = async (
       return out.gradient.data as Float32Array
     },
     release: () => session.release()
+  }
+}
+
+/** The pixel map of MNIST latents (clip((x + 1)/2, 0, 1)); the toys' points are their own input. */
+const rewardInput = (x: ReturnType<Graph["input"]>, dataset: string) =>
+  dataset === "mnist" ? op.clip(op.mul(op.add(x, 1), 0.5), 0, 1) : x
+
+/** An ONNX reward file (the `onnx:<file>` contract: x [B, dim] → reward [B]) imported and differentiated. */
+export const onnxRewardGradient = async (
+  file: string,
+  dataset: string,
+  dim: number,
+  threads: number
+): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
+  const g = new Graph("onnx-reward-gradient")
+  const x = g.input("x", "float32", ["B", dim])
+  const { reward } = importOnnx(g, new Uint8Array(fs.readFileSync(file)), { x: rewardInput(x, dataset) }, file)
+  const [dx] = grad(op.reduceSum(reward, [0]), [x])
+  g.output("gradient", dx!)
+  const session = await EngineSession.create(g, { threads })
+  return {
+    name: `onnx:${file}`,
+    gradient: async (ctx) =>
+      (await session.run({ x: { data: ctx.samples, dims: [ctx.count, dim] } })).gradient.data as Float32Array,
+    release: () => session.release()
+  }
+}
+
+/**
+ * Why a reward spec has no gradient, per term: ONNX files with an op the engine cannot import (the
+ * message names the op and node). Unknown names and missing files are the reward check's to report.
+ */
+export const gradientProblems = (spec: string, dataset: string, dim: number): Array<string> =>
+  parseRewardSpec(spec, dataset).flatMap((term) => {
+    if (!term.name.startsWith("onnx:")) return []
+    const file = term.name.slice(5)
+    if (!fs.existsSync(file)) return []
+    try {
+      const g = new Graph("gradient-check")
+      importOnnx(g, new Uint8Array(fs.readFileSync(file)), { x: g.input("x", "float32", ["B", dim]) }, file)
+      return []
+    } catch (e) {
+      return [`setting "reward": ${term.name} has no gradient for adjoint matching: ${(e as Error).message}`]
+    }
+  })
+
+/**
+ * ∇ₓ of a weighted reward spec (`classifier:1,ink:0.2`); the classifier term needs the reward
+ * classifier's ONNX bytes.
+ */
+export const rewardGradient = async (opts: {
+  readonly spec: string
+  readonly dataset: string
+  readonly dim: number
+  readonly classifier?: { readonly onnx: Uint8Array; readonly classes: number }
+  readonly threads: number
+}): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
+  const terms = await Promise.all(
+    parseRewardSpec(opts.spec, opts.dataset).map(async (term) => {
+      const closed = { ink: inkGradient, "outer-ring": outerRingGradient, quadratic: quadraticGradient }[term.name]
+      if (closed !== undefined) return { gradient: closed, weight: term.weight, release: async () => {} }
+      if (term.name === "classifier") {
+        if (opts.classifier === undefined) {
+          throw new RewardSpecError({
+            reward: "classifier",
+            message: "the classifier reward needs the reward classifier"
+          })
+        }
+        const c = await classifierGradient(opts.classifier.onnx, opts.dim, opts.classifier.classes, opts.threads)
+        return { gradient: c, weight: term.weight, release: c.release }
+      }
+      const o = await onnxRewardGradient(term.name.slice(5), opts.dataset, opts.dim, opts.threads)
+      return { gradient: o, weight: term.weight, release: o.release }
+    })
+  )
+  return {
+    name: opts.spec,
+    gradient: async (ctx) => {
+      const total = new Float32Array(ctx.count * ctx.dim)
+      for (const { gradient, weight } of terms) {
+        const g = await gradient.gradient(ctx)
+        for (let i = 0; i < total.length; i++) total[i] += weight * g[i]
+      }
+      return total
+    },
+    release: async () => {
+      for (const t of terms) await t.release()
+    }
   }
 }

@@ -32,3 +32,15 @@ export const TrajectoryTable = new TableDef("trajectory", 2, {
 })
 
 export type TrajectoryColumns = ColumnsOf<typeof TrajectoryTable.columns>
+
+/**
+ * The adjoint-matching pipelines' trajectory table: the trajectory columns plus the adjoint of every
+ * state in the adjoint window (docs/algorithms.md §10), stored like the latents — a_k on step k's row,
+ * a_N on the last row — so a replay can regress again from stored adjoints. Readers of the plain
+ * trajectory table read these files too.
+ */
+export const AdjointTrajectoryTable = new TableDef("trajectory", 2, {
+  ...TrajectoryTable.columns,
+  adjoint: Column.tensor("a_k, the adjoint at x_k (lean or value); null before the adjoint window", true),
+  next_adjoint: Column.tensor("a_N = −λ∇r(x_N), on the last step's row", true)
+})

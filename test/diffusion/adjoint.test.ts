@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest"
-import { leanAdjoint } from "../../diffusion/adjoint.ts"
+import { leanAdjoint, valueAdjoint } from "../../diffusion/adjoint.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import { transitions } from "../../diffusion/rollout.ts"
-import { flowGrpo } from "../../diffusion/samplers.ts"
+import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { networkVjp } from "../../models/network-vjp.ts"
+import { networkDrift, networkVjp } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
 
@@ -61,5 +61,56 @@ describe("the lean adjoint", () => {
   it("refuses a truncation outside the trajectory", async () => {
     const spec = { steps: [{ a: 1, b: 0, t: 1 }], latent: () => x0, batch, terminal: x0 }
     await expect(leanAdjoint({ ...spec, vjp: async () => x0, from: 2 })).rejects.toThrow(/from must be .* 0\.\.1/)
+  })
+})
+
+describe("the value adjoint", () => {
+  // A second network plays the base: the control δ_k = b_k (f_θ − f_base) is far from zero.
+  const other = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v.map((w) => w + 0.2 * draw.normal())]))
+  const variance = (k: number) => 0.05 + 0.01 * k
+
+  it("is the gradient of the cost-to-go (running + terminal cost) through the ODE (central differences)", async () => {
+    const current = await networkDrift({ ...base, threads: 1 })
+    const frozen = await networkDrift({ ...base, params: other, threads: 1 })
+    const policy = await networkPolicy({ ...base, cfg: 1, threads: 1 })
+    const steps = transitions({ policy, sampler: ode, noise: 0, grid: uniformGrid(5) })
+    // J(x_from) = Σ_k ‖b_k (f_θ − f_base)‖² / (2 s_k²) + λ‖x_K‖²/2 along the closed-loop ODE, per row, in float64.
+    const cost = async (x: Float32Array, from: number) => {
+      const total = new Float64Array(batch)
+      let path = x
+      for (let k = from; k < steps.length; k++) {
+        const [fc, fb] = [await current.forward(path, batch, steps[k].t), await frozen.forward(path, batch, steps[k].t)]
+        for (let i = 0; i < 2 * batch; i++) {
+          total[Math.floor(i / 2)] += (steps[k].b * (fc[i] - fb[i])) ** 2 / (2 * variance(k))
+        }
+        path = Float32Array.from(path, (v, i) => steps[k].a * v + steps[k].b * fc[i])
+      }
+      return Array.from(total, (c, j) => c + (lambda * (path[2 * j] ** 2 + path[2 * j + 1] ** 2)) / 2)
+    }
+    const path = [x0]
+    for (let k = 0; k < steps.length; k++) {
+      const f = await current.forward(path[k], batch, steps[k].t)
+      path.push(Float32Array.from(path[k], (v, i) => steps[k].a * v + steps[k].b * f[i]))
+    }
+    const terminal = path.at(-1)!.map((v) => lambda * v)
+    const spec = { steps, latent: (k: number) => path[k], batch, terminal, variance }
+    for (const from of [0, 2]) {
+      const adjoints = await valueAdjoint({ ...spec, current, base: frozen, from })
+      for (let i = 0; i < 2 * batch; i++) {
+        const shifted = (h: number) => path[from].map((v, q) => (q === i ? v + h : v))
+        const row = Math.floor(i / 2)
+        const fd = ((await cost(shifted(1e-3), from))[row] - (await cost(shifted(-1e-3), from))[row]) / 2e-3
+        // float32 forwards, h = 1e-3: rounding ~1e-7/h and curvature ~h², as for the lean adjoint.
+        expect(Math.abs(adjoints[0][i] - fd)).toBeLessThan(1e-3 + 1e-3 * Math.abs(fd))
+      }
+    }
+    // Without control (the current policy is the base) the running cost vanishes: value = lean, up to the
+    // float32 rounding of J_fᵀ(b·a) against b·J_fᵀa.
+    const lean = await leanAdjoint({ ...spec, vjp: current.vjp })
+    const value = await valueAdjoint({ ...spec, current, base: current })
+    for (let k = 0; k < lean.length; k++) {
+      lean[k].forEach((v, i) => expect(Math.abs(value[k][i] - v)).toBeLessThan(1e-5 * (1 + Math.abs(v))))
+    }
+    await Promise.all([current.release(), frozen.release(), policy.session.release()])
   })
 })

@@ -1,0 +1,283 @@
+/**
+ * update (adjoint matching): the regression of the fine-tuned drift onto the adjoint's target
+ * (docs/algorithms.md §10), through the engine's AdamW on rows (trajectory j, step k):
+ *
+ *   ℓ_jk = ‖(μ_ft(x_k) − μ_base(x_k))/s_k + a s_k‖²
+ *
+ *  - stochastic (adjoint matching, arXiv 2409.08861, am_trainer.py): s_k the memoryless sampler's std;
+ *  - deterministic (seed 002, this project's construction): s_k² = h_k c̄_k.
+ * a is a_{k+1} by default — the first-order condition of the discrete problem, δ_k = −s_k² ∇J_{k+1}(x_{k+1}):
+ * the control of step k moves x_{k+1} — or a_k at x_k (`targetAdjoint=state`, am_trainer.py's index; the
+ * two agree as the step shrinks). Measured on the tilted-Gaussian toy (test/diffusion/am-toys.test.ts,
+ * 20 steps): the mean of the tuned samples is off by 0.005 with a_{k+1} and by 0.075 with a_k.
+ * Each trajectory trains 2 time indices from the first 60 % of the window and 2 from the rest (the
+ * reference's `sample_time_indices`); rows whose √ℓ reaches the clip threshold (`LossClip`) are dropped.
+ * One optimizer step per minibatch of `batchSize` trajectories, the loss averaged over its rows.
+ */
+import { Effect } from "effect"
+import { type CostWeight, runningVariance, type TargetAdjoint } from "../diffusion/adjoint.ts"
+import type { Policy } from "../diffusion/policy.ts"
+import type { Process } from "../diffusion/process.ts"
+import type { Rollout } from "../diffusion/rollout.ts"
+import { GraphError } from "../engine/graph.ts"
+import { SessionError } from "../engine/session.ts"
+import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../engine/train.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { Rng } from "../kernel/services.ts"
+import { adjointMatchingLoss, LossClip, type LossClipState, sampleTimeIndices } from "../models/adjoint-loss.ts"
+import { networkPolicy } from "../models/network-policy.ts"
+import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
+import { permutation, type RandomStream } from "../random/streams.ts"
+import { type Adjoints, latentsAt } from "./adjoint.ts"
+import type { AmConfig } from "./am-config.ts"
+import type { BaseModel } from "./base-model.ts"
+import type { RlState } from "./rl-state.ts"
+import type { Trajectories } from "./rollout.ts"
+import type { UpdateResult } from "./update.ts"
+
+export interface AmUpdateRequest {
+  readonly net: VelocityNetConfig
+  /** The trained network is a control added to the frozen base (f_ft = f_base + g_θ). */
+  readonly residual: boolean
+  readonly deterministic: boolean
+  /** Regress step k onto a_{k+1} (next) or a_k (state, am_trainer.py's index). */
+  readonly targetAdjoint: TargetAdjoint
+  readonly costWeight: CostWeight
+  readonly lr: number
+  readonly batchSize: number
+  readonly innerEpochs: number
+  readonly threads: number
+  /** Drop rows at or above the EMA of the 90th percentile of √ℓ (the reference's per-sample clipping). */
+  readonly lossClip: boolean
+}
+
+type Row = readonly [j: number, k: number]
+
+/** The rows of an iteration: per trajectory, the reference's time indices inside the window. */
+const rowsOf = (r: Rollout, from: number, deterministic: boolean, stream: RandomStream): Array<Array<Row>> => {
+  const N = r.steps.length
+  return Array.from({ length: r.chains }, (_, j) =>
+    sampleTimeIndices(N - from, stream.child("time", j))
+      .map((i) => from + i)
+      // A deterministic step of a stochastic sampler has no s to divide by (§12.3).
+      .filter((k) => deterministic || r.steps[k].s > 0)
+      .map((k) => [j, k] as const))
+}
+
+/** f_base at the rows' latents, one forward per step (rows grouped by k). */
+const baseMeans = async (r: Rollout, rows: ReadonlyArray<Row>, base: Policy["predict"], condition?: Int32Array) => {
+  const d = r.d
+  const mu = new Float32Array(rows.length * d)
+  const byStep = new Map<number, Array<number>>()
+  rows.forEach(([, k], q) => byStep.set(k, [...(byStep.get(k) ?? []), q]))
+  for (const [k, qs] of byStep) {
+    const xk = latentsAt(r, k)
+    const x = new Float32Array(qs.length * d)
+    qs.forEach((q, i) => x.set(xk.subarray(rows[q][0] * d, (rows[q][0] + 1) * d), i * d))
+    const c = condition === undefined ? undefined : Int32Array.from(qs, (q) => condition[rows[q][0]])
+    const f = await base(x, qs.length, r.steps[k].t, c)
+    const { a, b } = r.steps[k]
+    qs.forEach((q, i) => {
+      for (let e = 0; e < d; e++) mu[q * d + e] = a * x[i * d + e] + b * f[i * d + e]
+    })
+  }
+  return mu
+}
+
+/** The loss graph's feeds for a minibatch of rows. */
+const feedsOf = (opts: {
+  readonly r: Rollout
+  readonly rows: ReadonlyArray<Row>
+  readonly adjoints: Adjoints
+  readonly muBase: Float32Array
+  readonly request: AmUpdateRequest
+  readonly process: Process
+  readonly condition?: Int32Array
+  readonly threshold: number
+}) => {
+  const { r, rows, adjoints, request } = opts
+  const d = r.d
+  const M = rows.length
+  const x = new Float32Array(M * d)
+  const adj = new Float32Array(M * d)
+  const std = (k: number) =>
+    request.deterministic
+      ? Math.sqrt(runningVariance(r.steps[k].t, r.steps[k].tNext, request.costWeight))
+      : r.steps[k].s
+  rows.forEach(([j, k], q) => {
+    x.set(latentsAt(r, k).subarray(j * d, (j + 1) * d), q * d)
+    const a = adjoints.values[k + (request.targetAdjoint === "next" ? 1 : 0) - adjoints.from]
+    adj.set(a.subarray(j * d, (j + 1) * d), q * d)
+  })
+  const col = (f: (k: number) => number) => Float32Array.from(rows, ([, k]) => f(k))
+  return {
+    x: { data: x, dims: [M, d] },
+    t: { data: col((k) => opts.process.modelTime(r.steps[k].t)), dims: [M] },
+    ...(opts.condition === undefined
+      ? {}
+      : { c: { data: BigInt64Array.from(rows, ([j]) => BigInt(opts.condition![j])), dims: [M] } }),
+    mu_base: { data: opts.muBase, dims: [M, d] },
+    adjoint: { data: adj, dims: [M, d] },
+    a: { data: col((k) => r.steps[k].a), dims: [M] },
+    b: { data: col((k) => r.steps[k].b), dims: [M] },
+    s: { data: col(std), dims: [M] },
+    w: { data: new Float32Array(M).fill(1 / M), dims: [M] },
+    // float32 has no room for larger thresholds; Infinity (nothing clipped yet) becomes its maximum.
+    threshold: { data: Float32Array.of(Math.min(opts.threshold, 3.4e38)), dims: [] }
+  }
+}
+
+const newStats = () => ({ rows: 0, masked: 0, control: 0, target: 0, ess: 0, loss: 0, gradNorm: 0, steps: 0 })
+
+/** ‖a s‖ per row, from the feeds (the target's norm; the control's comes from the graph). */
+const targetNorms = (feeds: ReturnType<typeof feedsOf>, d: number) =>
+  Array.from({ length: feeds.s.data.length }, (_, q) => {
+    let sq = 0
+    for (let e = 0; e < d; e++) sq += feeds.adjoint.data[q * d + e] ** 2
+    return Math.sqrt(sq) * feeds.s.data[q]
+  })
+
+/**
+ * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss
+ * clipping. Returns the new train state, the clip threshold to keep, and the metrics.
+ */
+export const adjointMatchingUpdate = async (opts: {
+  readonly rollout: Rollout
+  readonly adjoints: Adjoints
+  readonly process: Process
+  readonly condition?: Int32Array
+  /** The frozen base model's raw output f_base(x, t, c). */
+  readonly base: Policy["predict"]
+  readonly request: AmUpdateRequest
+  readonly init: TrainState
+  readonly clip?: LossClipState
+  readonly stream: RandomStream
+}): Promise<{ state: TrainState; clip: LossClipState; metrics: Record<string, number> }> => {
+  const { rollout: r, request } = opts
+  const perTrajectory = rowsOf(r, opts.adjoints.from, request.deterministic, opts.stream.child("rows"))
+  if (perTrajectory.every((rows) => rows.length === 0)) {
+    throw new Error("update: no step to train in the adjoint window (every step deterministic?)")
+  }
+  const trainer = await Trainer.create({
+    name: "adjoint-matching-step",
+    specs: velocityNet(request.net).specs,
+    loss: adjointMatchingLoss(request.net, { residual: request.residual }),
+    threads: request.threads,
+    sessionKey: `adjoint-matching|${JSON.stringify(request.net)}|${request.residual}`,
+    // The reference's AdamW: betas (0.9, 0.95), no weight decay; gradients clipped at norm 1.
+    adam: { ...DEFAULT_ADAM, lr: request.lr, beta2: 0.95, maxGradNorm: 1 },
+    init: opts.init
+  })
+  const clip = new LossClip(0.9, 0.9, opts.clip)
+  const stats = newStats()
+  for (let epoch = 0; epoch < request.innerEpochs; epoch++) {
+    const order = permutation(opts.stream.child("epoch", epoch), r.chains)
+    for (let i = 0; i < r.chains; i += request.batchSize) {
+      const rows = Array.from(order.subarray(i, Math.min(r.chains, i + request.batchSize))).flatMap((j) =>
+        perTrajectory[j]
+      )
+      if (rows.length === 0) continue
+      const feeds = feedsOf({
+        ...opts,
+        r,
+        rows,
+        muBase: await baseMeans(r, rows, opts.base, opts.condition),
+        threshold: request.lossClip ? clip.threshold : Infinity
+      })
+      const out = await trainer.step(feeds)
+      const loss = out.extra.row_loss.data as Float32Array
+      const control = out.extra.control_sq.data as Float32Array
+      const targets = targetNorms(feeds, r.d)
+      let [sumRoot, sum] = [0, 0]
+      loss.forEach((l, q) => {
+        if (request.lossClip && Math.sqrt(l) > clip.threshold) stats.masked++
+        stats.control += Math.sqrt(control[q])
+        stats.target += targets[q]
+        sumRoot += Math.sqrt(l)
+        sum += l
+      })
+      // The reference's effective sample size (Σ√ℓ)²/Σℓ, here as a fraction of the batch's rows.
+      stats.ess += sum > 0 ? (sumRoot * sumRoot) / (sum * loss.length) : 1
+      clip.observe(loss)
+      stats.rows += loss.length
+      stats.loss += out.loss
+      stats.gradNorm += out.gradNorm
+      stats.steps++
+    }
+  }
+  const state = trainer.state
+  await trainer.release()
+  return {
+    state,
+    clip: clip.state,
+    metrics: {
+      am_loss: stats.loss / stats.steps,
+      control_norm: stats.control / stats.rows,
+      target_norm: stats.target / stats.rows,
+      masked_fraction: stats.masked / stats.rows,
+      ess: stats.ess / stats.steps,
+      clip_threshold: clip.threshold,
+      grad_norm: stats.gradNorm / stats.steps,
+      optimizer_steps: stats.steps,
+      trained_rows: stats.rows
+    }
+  }
+}
+
+const zeros = (p: RlState["params"]) =>
+  Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
+
+/** The update node of the adjoint-matching pipelines (the stage `update`). */
+export const adjointUpdate = (variant: { readonly deterministic: boolean }) =>
+  Node.make({
+    name: "update",
+    doc: variant.deterministic
+      ? "regress the control onto −c·a_{k+1} (value adjoint of the current policy) on sampled steps"
+      : "regress the fine-tuned drift onto the lean adjoint's target on the reference's time indices",
+    inputs: {
+      trajectories: Port.of<Trajectories>(),
+      adjoint: Port.of<Adjoints>(),
+      state: Port.of<RlState | null>(),
+      base: Port.of<BaseModel>(),
+      config: Port.of<AmConfig>()
+    },
+    run: ({ trajectories, adjoint, state, base, config }) =>
+      Effect.gen(function*() {
+        const rng = yield* Rng
+        return yield* Node.promise([TrainError, GraphError, SessionError], async (): Promise<UpdateResult> => {
+          if (state !== null && (state.m === undefined || state.v === undefined)) {
+            throw new Error(`update: the state after optimizer step ${state.step} has no AdamW moments`)
+          }
+          const init: TrainState = state === null
+            ? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
+            : { params: state.params, m: state.m!, v: state.v!, step: state.step }
+          const policy = await networkPolicy({ ...base, cfg: 1, threads: config.threads })
+          const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
+          const out = await adjointMatchingUpdate({
+            rollout: trajectories.rollout,
+            adjoints: adjoint,
+            process: base.process,
+            ...(condition === undefined ? {} : { condition }),
+            base: policy.predict,
+            request: {
+              net: base.net,
+              residual: false,
+              deterministic: variant.deterministic,
+              targetAdjoint: config.targetAdjoint,
+              costWeight: config.costWeight ?? "constant",
+              lr: config.lr,
+              batchSize: config.batchSize,
+              innerEpochs: config.innerEpochs,
+              threads: config.threads,
+              lossClip: config.lossClip
+            },
+            init,
+            ...(state?.lossClip === undefined ? {} : { clip: state.lossClip }),
+            stream: rng.stream("update")
+          })
+          await policy.session.release()
+          return { state: { ...out.state, tracker: {}, lossClip: out.clip }, metrics: out.metrics }
+        })
+      }),
+    metrics: (u: UpdateResult) => u.metrics
+  })

@@ -1,0 +1,159 @@
+/**
+ * adjoint: the adjoint of every rollout trajectory (docs/algorithms.md §10) — the terminal condition
+ * a_N = −λ ∇r(x_N) from the reward's gradient, carried backward over the adjoint window [N − K, N]:
+ * the lean adjoint of the frozen base model (adjoint matching), or the value adjoint of the current
+ * policy (deterministic adjoint matching). Norms per step are metrics; the values go to the update
+ * and to the trajectory table's `adjoint` column.
+ */
+import {
+  type AdjointKind,
+  type CostWeight,
+  type Drift,
+  leanAdjoint,
+  runningVariance,
+  valueAdjoint
+} from "../diffusion/adjoint.ts"
+import type { Rollout } from "../diffusion/rollout.ts"
+import { GraphError } from "../engine/graph.ts"
+import { SessionError } from "../engine/session.ts"
+import { NonFiniteError } from "../kernel/errors.ts"
+import { Node, Port } from "../kernel/node.ts"
+import { networkDrift } from "../models/network-vjp.ts"
+import { gradientProblems, rewardGradient } from "../rewards/gradients.ts"
+import { RewardSpecError } from "../rewards/rewards.ts"
+import { type AmConfig, windowStart } from "./am-config.ts"
+import type { BaseModel } from "./base-model.ts"
+import type { RewardClassifier } from "./reward-classifier.ts"
+import { rewardOf } from "./rl-config.ts"
+import type { RlState } from "./rl-state.ts"
+import { currentParams, type Trajectories } from "./rollout.ts"
+
+export interface Adjoints {
+  /** First step of the window. */
+  readonly from: number
+  readonly chains: number
+  /** a_from … a_N (index k − from), each chains × d. */
+  readonly values: ReadonlyArray<Float32Array>
+}
+
+/** x_k of every chain (chains × d), a view into the recorded rollout. */
+export const latentsAt = (r: Rollout, k: number): Float32Array =>
+  r.latents!.subarray(k * r.chains * r.d, (k + 1) * r.chains * r.d)
+
+const checkFinite = (values: Float32Array, d: number, what: string) => {
+  const bad = values.findIndex((v) => !Number.isFinite(v))
+  if (bad >= 0) {
+    throw new NonFiniteError({
+      message: `${what} is ${values[bad]} for trajectory ${Math.floor(bad / d)} (element ${bad % d})`
+    })
+  }
+}
+
+/**
+ * The adjoints of a recorded rollout from its terminal condition: lean (base Jacobian) or value
+ * (current policy, running cost with s_k² = h_k c̄_k of the cost weight).
+ */
+export const computeAdjoints = async (opts: {
+  readonly rollout: Rollout
+  readonly terminal: Float32Array
+  readonly kind: AdjointKind
+  readonly from: number
+  readonly base: Drift
+  /** The current policy's drift (value adjoint only). */
+  readonly current?: Drift
+  readonly costWeight?: CostWeight
+}): Promise<Adjoints> => {
+  const r = opts.rollout
+  checkFinite(opts.terminal, r.d, "the terminal adjoint −λ∇r(x_N)")
+  const spec = {
+    steps: r.steps,
+    latent: (k: number) => latentsAt(r, k),
+    batch: r.chains,
+    terminal: opts.terminal,
+    from: opts.from
+  }
+  const values = opts.kind === "lean"
+    ? await leanAdjoint({ ...spec, vjp: opts.base.vjp })
+    : await valueAdjoint({
+      ...spec,
+      current: opts.current ?? opts.base,
+      base: opts.base,
+      variance: (k) => runningVariance(r.steps[k].t, r.steps[k].tNext, opts.costWeight ?? "constant")
+    })
+  values.forEach((a, i) => checkFinite(a, r.d, `the adjoint of step ${opts.from + i}`))
+  return { from: opts.from, chains: r.chains, values }
+}
+
+/** Why a config's reward has no gradient (an ONNX term with an op the engine cannot import), per term. */
+export const rewardGradientProblems = (c: Pick<AmConfig, "reward" | "dataset">): Array<string> =>
+  gradientProblems(rewardOf(c), c.dataset, c.dataset === "mnist" ? 784 : 2)
+
+/** Mean ‖a_k‖ over the chains at every step of the window (k = N: the terminal condition). */
+const norms = (a: Adjoints) => {
+  const chains = a.chains
+  const out: Record<string, number> = {}
+  a.values.forEach((v, i) => {
+    const d = v.length / chains
+    let total = 0
+    for (let j = 0; j < chains; j++) {
+      let sq = 0
+      for (let q = 0; q < d; q++) sq += v[j * d + q] ** 2
+      total += Math.sqrt(sq)
+    }
+    out[`adjoint_norm.s${a.from + i}`] = total / chains
+  })
+  return out
+}
+
+export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }) =>
+  Node.make({
+    name: "adjoint",
+    doc: "the adjoint of every trajectory over the window: a_N = −λ∇r(x_N) carried backward (lean or value)",
+    inputs: {
+      trajectories: Port.of<Trajectories>(),
+      base: Port.of<BaseModel>(),
+      state: Port.of<RlState | null>(),
+      classifier: Port.of<RewardClassifier | undefined>(),
+      config: Port.of<AmConfig>()
+    },
+    run: ({ trajectories, base, state, classifier, config }) =>
+      Node.promise([NonFiniteError, RewardSpecError, SessionError, GraphError], async () => {
+        const r = trajectories.rollout
+        const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
+        const gradient = await rewardGradient({
+          spec: rewardOf(config),
+          dataset: config.dataset,
+          dim: r.d,
+          ...(classifier === undefined
+            ? {}
+            : { classifier: { onnx: classifier.onnx, classes: classifier.net.classes } }),
+          threads: config.threads
+        })
+        const g = await gradient.gradient({
+          dataset: config.dataset,
+          samples: r.final,
+          count: r.chains,
+          dim: r.d,
+          condition: trajectories.prompts.condition
+        })
+        await gradient.release()
+        const kind = variant.kind(config)
+        const drift = (params: BaseModel["params"]) =>
+          networkDrift({ ...base, params, threads: config.threads, ...(condition ? { condition } : {}) })
+        const baseDrift = await drift(base.params)
+        const current = kind === "value" ? await drift(currentParams(state, base)) : undefined
+        const out = await computeAdjoints({
+          rollout: r,
+          terminal: g.map((v) => -config.lambda * v),
+          kind,
+          from: windowStart(config),
+          base: baseDrift,
+          ...(current === undefined ? {} : { current }),
+          ...(config.costWeight === undefined ? {} : { costWeight: config.costWeight })
+        })
+        await baseDrift.release()
+        await current?.release()
+        return out
+      }),
+    metrics: norms
+  })

@@ -1,0 +1,83 @@
+/**
+ * The settings of the adjoint-matching pipelines (docs/algorithms.md §10) and the config they resolve
+ * to: the RL settings that apply (data, prompts, rollout, optimizer, evaluation, retention; no PPO
+ * clip, KL, advantages or EMA) plus the reward multiplier λ, the truncation K and, for the
+ * deterministic variant, the adjoint and the running-cost weight.
+ */
+import {
+  ADJOINT_KINDS,
+  type AdjointKind,
+  COST_WEIGHTS,
+  type CostWeight,
+  TARGET_ADJOINTS,
+  type TargetAdjoint
+} from "../diffusion/adjoint.ts"
+import { Setting } from "../schemas/settings.ts"
+import { type RlDefaults, rlSettings, type SharedConfig } from "./rl-config.ts"
+
+/** The RL settings an adjoint-matching pipeline keeps. */
+const sharedSettings = (d: RlDefaults) => {
+  const {
+    clipRange: _clipRange,
+    beta: _beta,
+    klForm: _klForm,
+    timestepFraction: _timestepFraction,
+    shuffleTimesteps: _shuffleTimesteps,
+    rescoreOldLogProb: _rescoreOldLogProb,
+    ema: _ema,
+    emaInterval: _emaInterval,
+    ...kept
+  } = rlSettings(d)
+  return kept
+}
+
+export const amSettings = (d: RlDefaults & { readonly lambda: number; readonly adjointSteps: number }) => ({
+  ...sharedSettings(d),
+  lambda: Setting.number(d.lambda, "reward multiplier λ: the target is p_base · exp(λ r)", { min: 0 }),
+  targetAdjoint: Setting.literal(
+    TARGET_ADJOINTS,
+    "next",
+    "adjoint the loss of step k regresses onto: next = a_{k+1}, the discrete problem's optimum (default); " +
+      "state = a_k at x_k, am_trainer.py's index"
+  ),
+  lossClip: Setting.boolean(
+    true,
+    "drop rows whose √loss reaches the EMA (0.9) of the 90th percentile of √loss (am_trainer.py's clipping)"
+  ),
+  adjointSteps: Setting.int(
+    d.adjointSteps,
+    "truncation K: adjoint and loss over the last K steps only (0: all steps)",
+    { min: 0 }
+  )
+})
+
+export const deterministicSettings = {
+  adjoint: Setting.literal(
+    ADJOINT_KINDS,
+    "value",
+    "target's adjoint: value = gradient of the current policy's cost-to-go (terminal reward + running cost); " +
+      "lean = the base model's Jacobian only"
+  ),
+  costWeight: Setting.literal(
+    COST_WEIGHTS,
+    "constant",
+    "running-cost weight c(t) of ½‖u‖²/c: constant (the KL-like quadratic cost) or late = 2(1 − t), " +
+      "cheap control near the data and costly near the noise (beyond KL)"
+  )
+}
+
+/** The config of an adjoint-matching pipeline (the RL fields it keeps, typed as RlConfig's). */
+export type AmConfig =
+  & SharedConfig
+  & {
+    readonly lambda: number
+    readonly adjointSteps: number
+    readonly lossClip: boolean
+    readonly targetAdjoint: TargetAdjoint
+    readonly adjoint?: AdjointKind
+    readonly costWeight?: CostWeight
+  }
+
+/** The first step of the adjoint window: N − K, or 0 when K is 0 or at least N. */
+export const windowStart = (c: Pick<AmConfig, "steps" | "adjointSteps">): number =>
+  c.adjointSteps === 0 || c.adjointSteps >= c.steps ? 0 : c.steps - c.adjointSteps

@@ -1,0 +1,93 @@
+/**
+ * What the adjoint-matching pipelines share (docs/algorithms.md §10): the iteration DAG
+ *   prompts → rollout → rewards → adjoint → trajectoryTable → update → evaluation → evalTable
+ * with the data set, reward classifier, judge and rectified-flow base model computed once, and the
+ * RL pipelines' state, iterations, report and retention. There are no advantages: the update
+ * regresses the drift onto a target built from the reward's gradient carried back by the adjoint.
+ */
+import type { AdjointKind } from "../diffusion/adjoint.ts"
+import { Persist } from "../kernel/node.ts"
+import { adjointUpdate } from "../nodes/adjoint-update.ts"
+import { adjoint, rewardGradientProblems } from "../nodes/adjoint.ts"
+import type { AmConfig } from "../nodes/am-config.ts"
+import { rlBaseModel } from "../nodes/base-model.ts"
+import { trainingData } from "../nodes/dataset.ts"
+import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
+import { prompts } from "../nodes/prompts.ts"
+import { restoreAdjoints, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
+import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
+import { rollout } from "../nodes/rollout.ts"
+import { rewards } from "../nodes/score.ts"
+import { amTrajectoryTable } from "../nodes/trajectories.ts"
+import { checkRlConfig, rlPipeline } from "./rl-pipeline.ts"
+
+export interface AmVariant {
+  /** ODE rollouts and the deterministic loss (seed 002), or memoryless SDE rollouts (adjoint matching). */
+  readonly deterministic: boolean
+  readonly kind: (c: AmConfig) => AdjointKind
+}
+
+export const amNodes = (variant: AmVariant) => ({
+  data: trainingData.from({ config: "config" }).once(),
+  classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
+  judge: defaultJudge.from({ data: "data", config: "config" }).once(),
+  base: rlBaseModel("rf").from({ data: "data", config: "config" }).once(),
+  prompts: prompts.from({ config: "config" }),
+  rollout: rollout<AmConfig>({ sharedNoise: false, deterministic: variant.deterministic })
+    .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
+    .restoredBy(restoreTrajectories),
+  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(
+    restoreRewards
+  ),
+  adjoint: adjoint(variant)
+    .from({ trajectories: "rollout", base: "base", state: "state", classifier: "classifier", config: "config" })
+    .restoredBy(restoreAdjoints),
+  trajectoryTable: amTrajectoryTable
+    .from({ trajectories: "rollout", rewards: "rewards", adjoint: "adjoint" })
+    .persist(Persist.perIteration("trajectories")),
+  update: adjointUpdate(variant)
+    .from({ trajectories: "rollout", adjoint: "adjoint", state: "state", base: "base", config: "config" })
+    .restoredBy(restoreUpdate),
+  evaluation: evaluation.from({
+    update: "update",
+    base: "base",
+    classifier: "classifier",
+    judge: "judge",
+    data: "data",
+    config: "config",
+    iteration: "iteration"
+  }),
+  evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval")),
+  evalSamples: evalSamples.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval-samples"))
+})
+
+/**
+ * Refused before any folder exists: what the RL check refuses, a reward without a gradient, a
+ * truncation longer than the trajectory, and (adjoint matching) a deterministic sampler.
+ */
+const checkAmConfig = (variant: AmVariant) => (c: AmConfig): Array<string> => {
+  const problems = checkRlConfig({ process: "rf" })(c)
+  if (problems.length === 0) problems.push(...rewardGradientProblems(c))
+  if (c.adjointSteps > c.steps) {
+    problems.push(`setting "adjointSteps": K = ${c.adjointSteps} is more than the ${c.steps} steps (0 = all)`)
+  }
+  if (!variant.deterministic && (c.sampler === "ode" || (c.noiseLevel ?? c.eta ?? 0) === 0)) {
+    problems.push(
+      `setting "sampler": adjoint matching regresses onto s·a with the sampler's std s; ${c.sampler} at noise ` +
+        `${c.noiseLevel ?? c.eta ?? 0} has none (use flow-grpo at noiseLevel √2, the memoryless schedule)`
+    )
+  }
+  return problems
+}
+
+export const amPipeline = (def: { readonly name: string; readonly variant: AmVariant }) => ({
+  ...rlPipeline<AmConfig>({
+    name: def.name,
+    algorithm: def.name,
+    variant: { process: "rf" },
+    info: (c) => ({ lambda: c.lambda, adjoint_steps: c.adjointSteps, adjoint: def.variant.kind(c) })
+  }),
+  // New pipelines: no stage names of earlier releases to accept.
+  aliases: {},
+  check: checkAmConfig(def.variant)
+})

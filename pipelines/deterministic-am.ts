@@ -1,0 +1,38 @@
+/**
+ * `etaflow run deterministic-am`: deterministic adjoint matching with a truncated adjoint (seed 002,
+ * Guo et al., arXiv 2605.06583; only its abstract is public, so the construction is this project's,
+ * docs/algorithms.md §10): ODE rollouts of dx/dt = v_base + u_θ, the value adjoint of the current
+ * policy (terminal reward + running cost ½‖u‖²/c(t)) over the last K steps (`adjointSteps`, default 3,
+ * the abstract's "AM-3"), and the regression of u_θ onto −c·a_{k+1} on those steps.
+ * The `sampler` setting is the SDE of the evaluation's reward gap; training rollouts are the ODE.
+ */
+import { Pipeline } from "../kernel/pipeline.ts"
+import { amSettings, deterministicSettings } from "../nodes/am-config.ts"
+import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
+
+const variant: AmVariant = { deterministic: true, kind: (c) => c.adjoint ?? "value" }
+
+export const deterministicAm = Pipeline.define({
+  ...amPipeline({ name: "deterministic-am", variant }),
+  doc: "Deterministic adjoint matching: ODE rollouts, value adjoint over the last K steps, control regression",
+  settings: {
+    ...amSettings({
+      sampler: "flow-grpo",
+      noise: Math.SQRT2,
+      noiseKey: "noiseLevel",
+      steps: 10,
+      clipRange: 0,
+      beta: 0,
+      lr: 1e-4,
+      groupSize: 1,
+      promptsPerIteration: 128,
+      batchSize: 64,
+      timestepFraction: 1,
+      shuffleTimesteps: false,
+      lambda: 10,
+      adjointSteps: 3
+    }),
+    ...deterministicSettings
+  },
+  nodes: amNodes(variant)
+})
