@@ -8,7 +8,7 @@
  *  - deterministic (seed 002, this project's construction): s_k² = h_k c̄_k.
  * a is a_{k+1} by default — the first-order condition of the discrete problem, δ_k = −s_k² ∇J_{k+1}(x_{k+1}):
  * the control of step k moves x_{k+1} — or a_k at x_k (`targetAdjoint=state`, am_trainer.py's index; the
- * two agree as the step shrinks). Measured on the tilted-Gaussian toy (test/diffusion/am-toys.test.ts,
+ * two agree as the step shrinks). Measured on the tilted-Gaussian toy (test/rl/adjoint-toys.test.ts,
  * 20 steps): the mean of the tuned samples is off by 0.005 with a_{k+1} and by 0.075 with a_k.
  * Each trajectory trains 2 time indices from the first 60 % of the window and 2 from the rest (the
  * reference's `sample_time_indices`); rows whose √ℓ reaches the clip threshold (`LossClip`) are dropped.

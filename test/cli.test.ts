@@ -159,4 +159,26 @@ describe("the etaflow command", () => {
     expect(r.stderr).toMatch(/output "reward" has shape \[B, 784\], expected \[batch\]/)
     expect(fs.existsSync(out)).toBe(false)
   })
+
+  it("refuses a reward the engine cannot differentiate for adjoint matching, naming op and node, with exit 2", () => {
+    // Clip is not among the importable ops: the reward scores, but has no gradient through the engine.
+    const g = new Graph("clipped-reward")
+    const x = g.input("x", "float32", ["B", 2])
+    g.output("reward", op.reduceSum(op.clip(x, 0, 1), [1]))
+    const model = path.join(tmp(), "clipped.onnx")
+    fs.writeFileSync(model, toOnnx(g))
+    const out = path.join(tmp(), "never")
+    const r = etaflow(
+      "run",
+      "adjoint-matching",
+      ...["dataset=double-ring", `reward=onnx:${model}`].flatMap((s) => ["--set", s]),
+      "--out",
+      out,
+      "--progress",
+      "none"
+    )
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/has no gradient for adjoint matching: .*Clip/)
+    expect(fs.existsSync(out)).toBe(false)
+  })
 })
