@@ -22,6 +22,14 @@ export type Vjp = (x: Float32Array, batch: number, t: number, cotangent: Float32
 /** f(x, t) for `batch` rows. */
 export type Forward = (x: Float32Array, batch: number, t: number) => Promise<Float32Array>
 
+/** f(x, t) and J_fᵀ v from one pass (a VJP computes the forward anyway). */
+export type ForwardVjp = (
+  x: Float32Array,
+  batch: number,
+  t: number,
+  cotangent: Float32Array
+) => Promise<{ readonly f: Float32Array; readonly jtv: Float32Array }>
+
 export interface StepCoefficients {
   readonly a: number
   readonly b: number
@@ -38,6 +46,8 @@ interface RecursionSpec {
   readonly terminal: Float32Array
   /** First step whose adjoint is computed (0: all; K − n: the last n steps). */
   readonly from?: number
+  /** Receives the base model's output f_base(x_k) where the recursion computes it (reused by the loss). */
+  readonly baseOutput?: (k: number, f: Float32Array) => void
 }
 
 /** One backward step: a_k from a_{k+1} at x_k. */
@@ -56,17 +66,29 @@ const recursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<A
   return adjoints
 }
 
-/** The lean adjoint of the model whose VJP is given (the frozen base model in adjoint matching). */
-export const leanAdjoint = (spec: RecursionSpec & { readonly vjp: Vjp }): Promise<Array<Float32Array>> =>
+/**
+ * The lean adjoint of the model whose VJP is given (the frozen base model in adjoint matching); with
+ * `forwardVjp`, the model's outputs of the same pass go to `baseOutput`.
+ */
+export const leanAdjoint = (
+  spec: RecursionSpec & { readonly vjp: Vjp; readonly forwardVjp?: ForwardVjp }
+): Promise<Array<Float32Array>> =>
   recursion(spec, async (k, x, next) => {
     const { a, b, t } = spec.steps[k]
-    const jtv = await spec.vjp(x, spec.batch, t, next)
+    let jtv: Float32Array
+    if (spec.forwardVjp === undefined) jtv = await spec.vjp(x, spec.batch, t, next)
+    else {
+      const out = await spec.forwardVjp(x, spec.batch, t, next)
+      spec.baseOutput?.(k, out.f)
+      jtv = out.jtv
+    }
     return Float32Array.from(next, (v, i) => a * v + b * jtv[i])
   })
 
 export interface Drift {
   readonly forward: Forward
   readonly vjp: Vjp
+  readonly forwardVjp?: ForwardVjp
 }
 
 /**
@@ -79,6 +101,7 @@ export const valueAdjoint = (
   recursion(spec, async (k, x, next) => {
     const { a, b, t } = spec.steps[k]
     const [fc, fb] = [await spec.current.forward(x, spec.batch, t), await spec.base.forward(x, spec.batch, t)]
+    spec.baseOutput?.(k, fb)
     const scale = (b * b) / spec.variance(k)
     const w = Float32Array.from(fc, (v, i) => scale * (v - fb[i]))
     const jc = await spec.current.vjp(x, spec.batch, t, Float32Array.from(next, (v, i) => b * v + w[i]))

@@ -3,7 +3,7 @@
  * what the adjoint recursion (diffusion/adjoint.ts) asks of a model — as one onnxruntime session with
  * the weights baked in: inputs x, t, c (conditional networks), v; output J_fᵀ v.
  */
-import type { Drift, Vjp } from "../diffusion/adjoint.ts"
+import type { Drift, ForwardVjp, Vjp } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
@@ -21,7 +21,7 @@ export const networkVjp = async (opts: {
   readonly threads: number
   /** Class of each row, for conditional networks. */
   readonly condition?: Int32Array
-}): Promise<{ readonly vjp: Vjp; readonly release: () => Promise<void> }> => {
+}): Promise<{ readonly vjp: Vjp; readonly forwardVjp: ForwardVjp; readonly release: () => Promise<void> }> => {
   const { net } = opts
   const model = velocityNet(net)
   const g = new Graph("velocity-vjp")
@@ -34,6 +34,8 @@ export const networkVjp = async (opts: {
   // ⟨f, v⟩ summed over the batch: rows are independent, so its gradient is each row's J_fᵀ v.
   const [jtv] = grad(op.reduceSum(op.mul(f, v), [0, 1]), [x])
   g.output("jtv", jtv!)
+  // The forward of the same pass: adjoint matching's loss needs f_base where the adjoint was computed.
+  g.output("f", f)
   const session = await EngineSession.fromBytes("velocity-vjp", toOnnx(g, { initializers: opts.params }), {
     threads: opts.threads
   })
@@ -41,16 +43,19 @@ export const networkVjp = async (opts: {
     throw new Error(`networkVjp: a ${net.classes}-class network needs a condition per row`)
   }
   const classes = opts.condition === undefined ? undefined : BigInt64Array.from(opts.condition, (k) => BigInt(k))
+  const forwardVjp: ForwardVjp = async (xs, batch, time, cotangent) => {
+    const feeds = {
+      x: { data: xs, dims: [batch, net.dim] },
+      t: { data: new Float32Array(batch).fill(opts.process.modelTime(time)), dims: [batch] },
+      v: { data: cotangent, dims: [batch, net.dim] },
+      ...(classes === undefined ? {} : { c: { data: classes, dims: [batch] } })
+    }
+    const out = await session.run(feeds)
+    return { f: out.f.data as Float32Array, jtv: out.jtv.data as Float32Array }
+  }
   return {
-    vjp: async (xs, batch, time, cotangent) => {
-      const feeds = {
-        x: { data: xs, dims: [batch, net.dim] },
-        t: { data: new Float32Array(batch).fill(opts.process.modelTime(time)), dims: [batch] },
-        v: { data: cotangent, dims: [batch, net.dim] },
-        ...(classes === undefined ? {} : { c: { data: classes, dims: [batch] } })
-      }
-      return (await session.run(feeds)).jtv.data as Float32Array
-    },
+    vjp: async (xs, batch, time, cotangent) => (await forwardVjp(xs, batch, time, cotangent)).jtv,
+    forwardVjp,
     release: () => session.release()
   }
 }
@@ -60,10 +65,11 @@ export const networkDrift = async (opts: Parameters<typeof networkVjp>[0]): Prom
   Drift & { readonly release: () => Promise<void> }
 > => {
   const policy = await networkPolicy({ ...opts, parameterization: "velocity", shape: [opts.net.dim], cfg: 1 })
-  const { vjp, release } = await networkVjp(opts)
+  const { vjp, forwardVjp, release } = await networkVjp(opts)
   return {
     forward: async (x, batch, t) => policy.predict(x, batch, t, opts.condition),
     vjp,
+    forwardVjp,
     release: async () => {
       await release()
       await policy.session.release()

@@ -15,8 +15,7 @@
  * One optimizer step per minibatch of `batchSize` trajectories, the loss averaged over its rows.
  */
 import { Effect } from "effect"
-import { type CostWeight, runningVariance, type TargetAdjoint } from "../diffusion/adjoint.ts"
-import type { Policy } from "../diffusion/policy.ts"
+import { type AdjointKind, type CostWeight, runningVariance, type TargetAdjoint } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
 import { GraphError } from "../engine/graph.ts"
@@ -25,10 +24,10 @@ import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../engine/tr
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { adjointMatchingLoss, LossClip, type LossClipState, sampleTimeIndices } from "../models/adjoint-loss.ts"
-import { networkPolicy } from "../models/network-policy.ts"
+import { networkDrift } from "../models/network-vjp.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { type Adjoints, latentsAt } from "./adjoint.ts"
+import { type Adjoints, baseOutputOf, latentsAt } from "./adjoint.ts"
 import type { AmConfig } from "./am-config.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RlState } from "./rl-state.ts"
@@ -64,22 +63,14 @@ const rowsOf = (r: Rollout, from: number, deterministic: boolean, stream: Random
       .map((k) => [j, k] as const))
 }
 
-/** f_base at the rows' latents, one forward per step (rows grouped by k). */
-const baseMeans = async (r: Rollout, rows: ReadonlyArray<Row>, base: Policy["predict"], condition?: Int32Array) => {
+/** μ_base at the rows' latents from f_base of every chain at each step the rows use. */
+const baseMeans = async (r: Rollout, rows: ReadonlyArray<Row>, baseOutput: (k: number) => Promise<Float32Array>) => {
   const d = r.d
   const mu = new Float32Array(rows.length * d)
-  const byStep = new Map<number, Array<number>>()
-  rows.forEach(([, k], q) => byStep.set(k, [...(byStep.get(k) ?? []), q]))
-  for (const [k, qs] of byStep) {
-    const xk = latentsAt(r, k)
-    const x = new Float32Array(qs.length * d)
-    qs.forEach((q, i) => x.set(xk.subarray(rows[q][0] * d, (rows[q][0] + 1) * d), i * d))
-    const c = condition === undefined ? undefined : Int32Array.from(qs, (q) => condition[rows[q][0]])
-    const f = await base(x, qs.length, r.steps[k].t, c)
+  for (const [q, [j, k]] of rows.entries()) {
+    const [f, x] = [await baseOutput(k), latentsAt(r, k)]
     const { a, b } = r.steps[k]
-    qs.forEach((q, i) => {
-      for (let e = 0; e < d; e++) mu[q * d + e] = a * x[i * d + e] + b * f[i * d + e]
-    })
+    for (let e = 0; e < d; e++) mu[q * d + e] = a * x[j * d + e] + b * f[j * d + e]
   }
   return mu
 }
@@ -146,8 +137,8 @@ export const adjointMatchingUpdate = async (opts: {
   readonly adjoints: Adjoints
   readonly process: Process
   readonly condition?: Int32Array
-  /** The frozen base model's raw output f_base(x, t, c). */
-  readonly base: Policy["predict"]
+  /** The frozen base model's output f_base(x_k) of every chain at step k. */
+  readonly baseOutput: (k: number) => Promise<Float32Array>
   readonly request: AmUpdateRequest
   readonly init: TrainState
   readonly clip?: LossClipState
@@ -169,6 +160,11 @@ export const adjointMatchingUpdate = async (opts: {
     init: opts.init
   })
   const clip = new LossClip(0.9, 0.9, opts.clip)
+  const outputs = new Map<number, Promise<Float32Array>>()
+  const baseOutput = (k: number) => {
+    if (!outputs.has(k)) outputs.set(k, opts.baseOutput(k))
+    return outputs.get(k)!
+  }
   const stats = newStats()
   for (let epoch = 0; epoch < request.innerEpochs; epoch++) {
     const order = permutation(opts.stream.child("epoch", epoch), r.chains)
@@ -181,7 +177,7 @@ export const adjointMatchingUpdate = async (opts: {
         ...opts,
         r,
         rows,
-        muBase: await baseMeans(r, rows, opts.base, opts.condition),
+        muBase: await baseMeans(r, rows, baseOutput),
         threshold: request.lossClip ? clip.threshold : Infinity
       })
       const out = await trainer.step(feeds)
@@ -228,7 +224,9 @@ const zeros = (p: RlState["params"]) =>
   Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
 /** The update node of the adjoint-matching pipelines (the stage `update`). */
-export const adjointUpdate = (variant: { readonly deterministic: boolean }) =>
+export const adjointUpdate = (
+  variant: { readonly deterministic: boolean; readonly kind: (c: AmConfig) => AdjointKind }
+) =>
   Node.make({
     name: "update",
     doc: variant.deterministic
@@ -251,14 +249,22 @@ export const adjointUpdate = (variant: { readonly deterministic: boolean }) =>
           const init: TrainState = state === null
             ? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
             : { params: state.params, m: state.m!, v: state.v!, step: state.step }
-          const policy = await networkPolicy({ ...base, cfg: 1, threads: config.threads })
           const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
+          const r = trajectories.rollout
+          // Restored adjoints carry no base outputs: computed again, the same way the adjoint node does.
+          const drift = adjoint.baseOutputs === undefined
+            ? await networkDrift({ ...base, threads: config.threads, ...(condition ? { condition } : {}) })
+            : undefined
+          const fallback = drift && baseOutputOf(r, variant.kind(config), drift)
           const out = await adjointMatchingUpdate({
-            rollout: trajectories.rollout,
+            rollout: r,
             adjoints: adjoint,
             process: base.process,
             ...(condition === undefined ? {} : { condition }),
-            base: policy.predict,
+            baseOutput: (k) =>
+              adjoint.baseOutputs?.[k - adjoint.from]
+                ? Promise.resolve(adjoint.baseOutputs[k - adjoint.from])
+                : fallback!(k),
             request: {
               net: base.net,
               residual: false,
@@ -275,7 +281,7 @@ export const adjointUpdate = (variant: { readonly deterministic: boolean }) =>
             ...(state?.lossClip === undefined ? {} : { clip: state.lossClip }),
             stream: rng.stream("update")
           })
-          await policy.session.release()
+          await drift?.release()
           return { state: { ...out.state, tracker: {}, lossClip: out.clip }, metrics: out.metrics }
         })
       }),

@@ -34,6 +34,11 @@ export interface Adjoints {
   readonly chains: number
   /** a_from … a_N (index k − from), each chains × d. */
   readonly values: ReadonlyArray<Float32Array>
+  /**
+   * f_base(x_k) of every chain for k = from … N − 1 (index k − from), where the recursion computed it;
+   * absent in adjoints restored from a stored run (`baseOutputsOf` recomputes them the same way).
+   */
+  readonly baseOutputs?: ReadonlyArray<Float32Array>
 }
 
 /** x_k of every chain (chains × d), a view into the recorded rollout. */
@@ -65,15 +70,21 @@ export const computeAdjoints = async (opts: {
 }): Promise<Adjoints> => {
   const r = opts.rollout
   checkFinite(opts.terminal, r.d, "the terminal adjoint −λ∇r(x_N)")
+  const baseOutputs: Array<Float32Array> = new Array(r.steps.length - opts.from)
   const spec = {
     steps: r.steps,
     latent: (k: number) => latentsAt(r, k),
     batch: r.chains,
     terminal: opts.terminal,
-    from: opts.from
+    from: opts.from,
+    baseOutput: (k: number, f: Float32Array) => void (baseOutputs[k - opts.from] = f)
   }
   const values = opts.kind === "lean"
-    ? await leanAdjoint({ ...spec, vjp: opts.base.vjp })
+    ? await leanAdjoint({
+      ...spec,
+      vjp: opts.base.vjp,
+      ...(opts.base.forwardVjp === undefined ? {} : { forwardVjp: opts.base.forwardVjp })
+    })
     : await valueAdjoint({
       ...spec,
       current: opts.current ?? opts.base,
@@ -81,7 +92,21 @@ export const computeAdjoints = async (opts: {
       variance: (k) => runningVariance(r.steps[k].t, r.steps[k].tNext, opts.costWeight ?? "constant")
     })
   values.forEach((a, i) => checkFinite(a, r.d, `the adjoint of step ${opts.from + i}`))
-  return { from: opts.from, chains: r.chains, values }
+  const recorded = baseOutputs.length > 0 && baseOutputs.every((f) => f !== undefined)
+  return { from: opts.from, chains: r.chains, values, ...(recorded ? { baseOutputs } : {}) }
+}
+
+/**
+ * f_base(x_k) of every chain at step k, as `computeAdjoints` computes it: from the VJP pass (lean
+ * adjoint of a network) or the forward (value adjoint), so a replay from stored adjoints trains on
+ * the same bits.
+ */
+export const baseOutputOf = (r: Rollout, kind: AdjointKind, base: Drift) => (k: number): Promise<Float32Array> => {
+  const x = latentsAt(r, k)
+  const { t } = r.steps[k]
+  return kind === "lean" && base.forwardVjp !== undefined
+    ? base.forwardVjp(x, r.chains, t, new Float32Array(x.length)).then((o) => o.f)
+    : base.forward(x, r.chains, t)
 }
 
 /** Why a config's reward has no gradient (an ONNX term with an op the engine cannot import), per term. */

@@ -16,7 +16,7 @@ import { gaussianData, gaussianDrift } from "../../models/analytic.ts"
 import { networkDrift } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { adjointMatchingUpdate } from "../../nodes/adjoint-update.ts"
-import { computeAdjoints } from "../../nodes/adjoint.ts"
+import { computeAdjoints, latentsAt } from "../../nodes/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
 
 export interface ToyProblem {
@@ -120,7 +120,7 @@ export const trainToy = async (
       rollout: r,
       adjoints,
       process: rectifiedFlow,
-      base: gaussianData(base(p)).predict,
+      baseOutput: async (k) => gaussianData(base(p)).predict(latentsAt(r, k), r.chains, r.steps[k].t),
       request: {
         net: CONTROL_NET,
         residual: true,
