@@ -1,7 +1,8 @@
 /**
- * RL iteration efficiency of the default MNIST configs (the quickstart, i.e. SDPO, and Flow-GRPO):
- * necessary model FLOPs of one iteration (`gflopOf`) ÷ (wall time × peak SGEMM measured in the same
- * run); the reward classifier counts 1 forward per trajectory, SDPO's dense reward 3. The
+ * RL iteration efficiency of the default MNIST configs (the quickstart, i.e. SDPO, Flow-GRPO and adjoint
+ * matching): necessary model FLOPs of one iteration (`gflopOf`, `adjointGflopOf`) ÷ (wall time × peak
+ * SGEMM measured in the same run); the reward classifier counts 1 forward per trajectory, SDPO's dense
+ * reward 3, adjoint matching's reward gradient 2 (forward and input backward). The
  * per-iteration time is the slope between a 1- and a 4-iteration run, so session building, caches
  * and the final evaluation cancel out; `evalEvery` is raised past the run (evaluation is a
  * separate cost, every `evalEvery` iterations). Uses the model cache (a first run pretrains).
@@ -12,6 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { AnyPipeline } from "../kernel/pipeline.ts"
 import { runPipeline } from "../kernel/run.ts"
+import { adjointMatching } from "../pipelines/adjoint-matching.ts"
 import { flowGrpo } from "../pipelines/flow-grpo.ts"
 import { PretrainSettings } from "../pipelines/pretrain.ts"
 import { quickstart } from "../pipelines/quickstart.ts"
@@ -55,10 +57,13 @@ const classifierFlops = () => {
  * re-score of old log-probs is not counted: the references use the stored ones, and so does the
  * update unless `rescoreOldLogProb` asks for a diagnosis.
  */
-const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
-  const c = Object.fromEntries(
+const defaults = (pipeline: AnyPipeline) =>
+  Object.fromEntries(
     Object.entries(pipeline.settings).map(([k, s]) => [k, (s as { default: unknown }).default])
   ) as Record<string, number>
+
+const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
+  const c = defaults(pipeline)
   const trajectories = c.promptsPerIteration * c.groupSize
   const rollout = trajectories * c.steps
   // Every step of the default samplers is stochastic, so the fraction alone decides the trained rows.
@@ -71,14 +76,36 @@ const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
 }
 
 /**
+ * Adjoint matching's necessary model GFLOP per iteration: the rollout's forwards, one VJP per step of
+ * the adjoint window (a forward and an input-gradient pass, 2× a forward; its forward is the base
+ * output the loss reuses), the reward's gradient (2× a classifier forward) and the trained rows (2 + 2
+ * time indices per trajectory, 3× a forward).
+ */
+const adjointGflopOf = (pipeline: AnyPipeline) => {
+  const c = defaults(pipeline)
+  const trajectories = c.promptsPerIteration * c.groupSize
+  const window = c.adjointSteps === 0 ? c.steps : Math.min(c.adjointSteps, c.steps)
+  const rows = Math.min(4, window)
+  const forwards = trajectories * (c.steps + 2 * window + 3 * rows)
+  return {
+    gflop: (forwards * flopsPerRow() + 2 * trajectories * classifierFlops()) / 1e9,
+    detail: `${trajectories} trajectories × ${c.steps} steps, adjoint over ${window}, ${rows} trained`
+  }
+}
+
+/**
  * This machine's speed drifts by up to ±25 % within minutes, so each timing (the slope between a
  * 1- and a 4-iteration run) is paired with peak SGEMM measured just before and after it, the higher
  * of the two taken (never flattering); the efficiency reported is the median of three such pairs.
  */
 export const rlBench = async (emit: (line: BenchLine) => void): Promise<void> => {
-  const measured = [["quickstart_sdpo_mnist", quickstart, 3], ["flow_grpo_mnist", flowGrpo, 1]] as const
-  for (const [label, pipeline, rewardCalls] of measured) {
-    const { gflop, detail } = gflopOf(pipeline, rewardCalls)
+  const measured = [
+    ["quickstart_sdpo_mnist", quickstart, () => gflopOf(quickstart, 3)],
+    ["flow_grpo_mnist", flowGrpo, () => gflopOf(flowGrpo, 1)],
+    ["adjoint_matching_mnist", adjointMatching, () => adjointGflopOf(adjointMatching)]
+  ] as const
+  for (const [label, pipeline, work] of measured) {
+    const { gflop, detail } = work()
     await run(pipeline, 1) // warm the model cache and the JIT
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []
     for (let r = 0; r < 3; r++) {

@@ -22,7 +22,7 @@ export const adjointMatching = Pipeline.define({
     steps: 10,
     clipRange: 0,
     beta: 0,
-    lr: 1e-4,
+    lr: 3e-4,
     groupSize: 1,
     promptsPerIteration: 128,
     batchSize: 64,
