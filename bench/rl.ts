@@ -98,13 +98,14 @@ const adjointGflopOf = (pipeline: AnyPipeline) => {
  * 1- and a 4-iteration run) is paired with peak SGEMM measured just before and after it, the higher
  * of the two taken (never flattering); the efficiency reported is the median of three such pairs.
  */
-export const rlBench = async (emit: (line: BenchLine) => void): Promise<void> => {
+export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyArray<string> = []): Promise<void> => {
   const measured = [
     ["quickstart_sdpo_mnist", quickstart, () => gflopOf(quickstart, 3)],
     ["flow_grpo_mnist", flowGrpo, () => gflopOf(flowGrpo, 1)],
     ["adjoint_matching_mnist", adjointMatching, () => adjointGflopOf(adjointMatching)]
   ] as const
   for (const [label, pipeline, work] of measured) {
+    if (labels.length > 0 && !labels.some((l) => label.includes(l))) continue
     const { gflop, detail } = work()
     await run(pipeline, 1) // warm the model cache and the JIT
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []

@@ -1,15 +1,21 @@
-/** `npm run bench`: every benchmark, one JSON line per result on stdout. */
+/**
+ * `npm run bench`: every benchmark, one JSON line per result on stdout. Arguments pick suites
+ * (`rl`, `engine`, `kernel`); any other argument picks the RL benchmarks whose label contains it
+ * (`npm run bench -- rl adjoint`).
+ */
 import { engineBench } from "./engine.ts"
 import { kernelBench } from "./kernel.ts"
 import type { BenchLine } from "./line.ts"
 import { rlBench } from "./rl.ts"
 
+const args = process.argv.slice(2)
+const labels = args.filter((a) => !["kernel", "engine", "rl"].includes(a))
 const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = {
   kernel: kernelBench,
   engine: engineBench,
-  rl: rlBench
+  rl: (emit) => rlBench(emit, labels)
 }
-const only = process.argv.slice(2)
+const only = args.filter((a) => a in suites)
 
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue

@@ -37,7 +37,7 @@ export interface StepCoefficients {
   readonly t: number
 }
 
-interface RecursionSpec {
+export interface RecursionSpec {
   readonly steps: ReadonlyArray<StepCoefficients>
   /** The latents x_k of the trajectories (batch × d) at step k = 0..K. */
   readonly latent: (k: number) => Float32Array
@@ -50,11 +50,21 @@ interface RecursionSpec {
   readonly baseOutput?: (k: number, f: Float32Array) => void
 }
 
-/** One backward step: a_k from a_{k+1} at x_k. */
-type BackwardStep = (k: number, x: Float32Array, next: Float32Array) => Promise<Float32Array>
+/** α·u + β·v elementwise, a new array (plain loops: this runs on every element of every step). */
+const combine = (alpha: number, u: Float32Array, beta: number, v: Float32Array): Float32Array => {
+  const out = new Float32Array(u.length)
+  for (let i = 0; i < u.length; i++) out[i] = alpha * u[i] + beta * v[i]
+  return out
+}
 
-/** The adjoints a_from … a_K (index k − from), each batch × d, from the terminal condition backward. */
-const recursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<Array<Float32Array>> => {
+/** One backward step: a_k from a_{k+1} at x_k. */
+export type BackwardStep = (k: number, x: Float32Array, next: Float32Array) => Promise<Float32Array>
+
+/**
+ * The adjoints a_from … a_K (index k − from), each batch × d, from the terminal condition backward; the
+ * step is given (a fused session may compute the lean or value step in one pass).
+ */
+export const adjointRecursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<Array<Float32Array>> => {
   const K = spec.steps.length
   const from = spec.from ?? 0
   if (!(Number.isInteger(from) && from >= 0 && from <= K)) {
@@ -73,7 +83,7 @@ const recursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<A
 export const leanAdjoint = (
   spec: RecursionSpec & { readonly vjp: Vjp; readonly forwardVjp?: ForwardVjp }
 ): Promise<Array<Float32Array>> =>
-  recursion(spec, async (k, x, next) => {
+  adjointRecursion(spec, async (k, x, next) => {
     const { a, b, t } = spec.steps[k]
     let jtv: Float32Array
     if (spec.forwardVjp === undefined) jtv = await spec.vjp(x, spec.batch, t, next)
@@ -82,7 +92,7 @@ export const leanAdjoint = (
       spec.baseOutput?.(k, out.f)
       jtv = out.jtv
     }
-    return Float32Array.from(next, (v, i) => a * v + b * jtv[i])
+    return combine(a, next, b, jtv)
   })
 
 export interface Drift {
@@ -98,15 +108,17 @@ export interface Drift {
 export const valueAdjoint = (
   spec: RecursionSpec & { readonly current: Drift; readonly base: Drift; readonly variance: (k: number) => number }
 ): Promise<Array<Float32Array>> =>
-  recursion(spec, async (k, x, next) => {
+  adjointRecursion(spec, async (k, x, next) => {
     const { a, b, t } = spec.steps[k]
     const [fc, fb] = [await spec.current.forward(x, spec.batch, t), await spec.base.forward(x, spec.batch, t)]
     spec.baseOutput?.(k, fb)
     const scale = (b * b) / spec.variance(k)
-    const w = Float32Array.from(fc, (v, i) => scale * (v - fb[i]))
-    const jc = await spec.current.vjp(x, spec.batch, t, Float32Array.from(next, (v, i) => b * v + w[i]))
+    const w = combine(scale, fc, -scale, fb)
+    const jc = await spec.current.vjp(x, spec.batch, t, combine(b, next, 1, w))
     const jb = await spec.base.vjp(x, spec.batch, t, w)
-    return Float32Array.from(next, (v, i) => a * v + jc[i] - jb[i])
+    const out = combine(a, next, 1, jc)
+    for (let i = 0; i < out.length; i++) out[i] -= jb[i]
+    return out
   })
 
 export const ADJOINT_KINDS = ["value", "lean"] as const

@@ -94,18 +94,18 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   const stepStreams = Array.from({ length: chains }, (_, j) => spec.stepStream(j))
   const z = new Float64Array(d)
 
-  let x = new Float32Array(n)
+  let x = latents?.subarray(0, n) ?? new Float32Array(n)
   const prior = policy.process.priorStd(spec.grid[0])
   for (let j = 0; j < chains; j++) {
     spec.initStream(j).fillNormal(z)
     for (let i = 0; i < d; i++) x[j * d + i] = prior * z[i]
   }
-  latents?.set(x, 0)
 
   for (let k = 0; k < N; k++) {
     const { a, b, s, logProb: convention } = steps[k]
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
-    const next = new Float32Array(n)
+    // Recorded rollouts write x_{k+1} straight into the trajectory (no per-step copy to collect).
+    const next = latents?.subarray((k + 1) * n, (k + 2) * n) ?? new Float32Array(n)
     const { x: cx, f: cf } = steps[k].x0
     const pred = x0Pred?.subarray(k * n, (k + 1) * n)
     // One pass per chain: the next latent, the log-prob of the float32 value stored (the same residual
@@ -124,7 +124,6 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
       }
       logProb[k * chains + j] = s > 0 ? logProbOfSquares(sq, d, s, convention, spec.reduce) : Number.NaN
     }
-    latents?.set(next, (k + 1) * n)
     x = next
   }
   return {
@@ -132,7 +131,7 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     d,
     shape: policy.shape,
     steps,
-    final: x,
+    final: latents === undefined ? x : x.slice(),
     ...(latents === undefined ? {} : { latents }),
     ...(x0Pred === undefined ? {} : { x0Pred }),
     logProb

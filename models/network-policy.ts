@@ -7,7 +7,7 @@ import type { Parameterization, Process } from "../diffusion/process.ts"
 import { Graph } from "../engine/graph.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
-import { EngineSession } from "../engine/session.ts"
+import { EngineSession, ownedSession } from "../engine/session.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
@@ -32,10 +32,17 @@ export const networkPolicy = async (opts: {
   /** Classifier-free guidance scale (1 = plain conditional model). */
   readonly cfg: number
   readonly threads: number
+  /** The weights are frozen (a base model): the session is built once for them and kept (never release it). */
+  readonly frozen?: boolean
 }): Promise<Policy & { readonly session: EngineSession; readonly onnx: Uint8Array }> => {
   const guided = opts.net.classes > 0 && opts.cfg !== 1
-  const onnx = toOnnx(velocityGraph(opts.net, guided ? opts.cfg : undefined), { initializers: opts.params })
-  const session = await EngineSession.fromBytes("velocity", onnx, { threads: opts.threads })
+  const build = async () => {
+    const onnx = toOnnx(velocityGraph(opts.net, guided ? opts.cfg : undefined), { initializers: opts.params })
+    return { onnx, session: await EngineSession.fromBytes("velocity", onnx, { threads: opts.threads }) }
+  }
+  const { onnx, session } = opts.frozen === true
+    ? await ownedSession(opts.params, `velocity|${guided ? opts.cfg : 1}|${opts.threads}`, build)
+    : await build()
   return {
     name: `velocity-mlp(${opts.net.hidden}x${opts.net.blocks})`,
     shape: opts.shape,

@@ -10,19 +10,12 @@ import { Graph } from "../engine/graph.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import * as op from "../engine/ops.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
-import { EngineSession } from "../engine/session.ts"
+import { EngineSession, ownedSession } from "../engine/session.ts"
 import { networkPolicy } from "./network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
-export const networkVjp = async (opts: {
-  readonly net: VelocityNetConfig
-  readonly params: ParamValues
-  readonly process: Process
-  readonly threads: number
-  /** Class of each row, for conditional networks. */
-  readonly condition?: Int32Array
-}): Promise<{ readonly vjp: Vjp; readonly forwardVjp: ForwardVjp; readonly release: () => Promise<void> }> => {
-  const { net } = opts
+/** The VJP graph with the weights baked in: inputs x, t, c (conditional networks), v; outputs J_fᵀ v and f. */
+const vjpOnnx = (net: VelocityNetConfig, params: ParamValues): Uint8Array => {
   const model = velocityNet(net)
   const g = new Graph("velocity-vjp")
   const p = paramInputs(g, model.specs)
@@ -36,9 +29,24 @@ export const networkVjp = async (opts: {
   g.output("jtv", jtv!)
   // The forward of the same pass: adjoint matching's loss needs f_base where the adjoint was computed.
   g.output("f", f)
-  const session = await EngineSession.fromBytes("velocity-vjp", toOnnx(g, { initializers: opts.params }), {
-    threads: opts.threads
-  })
+  return toOnnx(g, { initializers: params })
+}
+
+export const networkVjp = async (opts: {
+  readonly net: VelocityNetConfig
+  readonly params: ParamValues
+  readonly process: Process
+  readonly threads: number
+  /** Class of each row, for conditional networks. */
+  readonly condition?: Int32Array
+  /** The weights are frozen (a base model): the session is built once for them and kept. */
+  readonly frozen?: boolean
+}): Promise<{ readonly vjp: Vjp; readonly forwardVjp: ForwardVjp; readonly release: () => Promise<void> }> => {
+  const { net } = opts
+  const build = () => EngineSession.fromBytes("velocity-vjp", vjpOnnx(net, opts.params), { threads: opts.threads })
+  const session = opts.frozen === true
+    ? await ownedSession(opts.params, `velocity-vjp|${opts.threads}`, build)
+    : await build()
   if (net.classes > 0 && opts.condition === undefined) {
     throw new Error(`networkVjp: a ${net.classes}-class network needs a condition per row`)
   }
@@ -56,7 +64,7 @@ export const networkVjp = async (opts: {
   return {
     vjp: async (xs, batch, time, cotangent) => (await forwardVjp(xs, batch, time, cotangent)).jtv,
     forwardVjp,
-    release: () => session.release()
+    release: () => (opts.frozen === true ? Promise.resolve() : session.release())
   }
 }
 
@@ -72,7 +80,72 @@ export const networkDrift = async (opts: Parameters<typeof networkVjp>[0]): Prom
     forwardVjp,
     release: async () => {
       await release()
-      await policy.session.release()
+      if (opts.frozen !== true) await policy.session.release()
     }
+  }
+}
+
+/**
+ * One step of the value adjoint (diffusion/adjoint.ts `valueAdjoint`) as one session: both networks'
+ * forwards and one backward pass, a_k = a·a_{k+1} + ∇ₓ[b⟨f_θ, a_{k+1}⟩ + b²‖f_θ − f_base‖²/(2 s²)], with the
+ * base's weights baked in (built once per base) and the current weights fed per call. Returns a_k and
+ * f_base(x_k) (what the loss reuses). Four session calls per step become one.
+ */
+export const valueAdjointStep = async (opts: {
+  readonly net: VelocityNetConfig
+  readonly base: ParamValues
+  readonly process: Process
+  readonly threads: number
+}) => {
+  const { net } = opts
+  const session = await ownedSession(opts.base, `value-adjoint-step|${opts.threads}`, () => {
+    const model = velocityNet(net)
+    const g = new Graph("value-adjoint-step")
+    const theta = paramInputs(g, model.specs, "theta.")
+    const frozen = paramInputs(g, model.specs, "base.")
+    const x = g.input("x", "float32", ["B", net.dim])
+    const t = g.input("t", "float32", ["B"])
+    const c = net.classes > 0 ? g.input("c", "int64", ["B"]) : undefined
+    const next = g.input("next", "float32", ["B", net.dim])
+    const [a, b, inverseVariance] = ["a", "b", "inverse_variance"].map((n) => g.input(n, "float32", []))
+    const fc = model.forward(g, theta, x, t, c)
+    const fb = model.forward(g, frozen, x, t, c)
+    const running = op.mul(
+      op.reduceSum(op.square(op.sub(fc, fb)), [0, 1]),
+      op.mul(op.mul(op.square(b), inverseVariance), 0.5)
+    )
+    const [dx] = grad(op.add(op.mul(op.reduceSum(op.mul(fc, next), [0, 1]), b), running), [x])
+    g.output("adjoint", op.add(op.mul(next, a), dx!))
+    g.output("f_base", fb)
+    const initializers = Object.fromEntries(Object.entries(opts.base).map(([k, v]) => [`base.${k}`, v]))
+    return EngineSession.fromBytes("value-adjoint-step", toOnnx(g, { initializers }), { threads: opts.threads })
+  })
+  return async (step: {
+    readonly params: ParamValues
+    readonly x: Float32Array
+    readonly batch: number
+    readonly t: number
+    readonly condition?: Int32Array
+    readonly next: Float32Array
+    readonly a: number
+    readonly b: number
+    readonly variance: number
+  }) => {
+    const scalar = (v: number) => ({ data: Float32Array.of(v), dims: [] })
+    const out = await session.run({
+      ...Object.fromEntries(
+        velocityNet(net).specs.map((sp) => [`theta.${sp.name}`, { data: step.params[sp.name], dims: sp.shape }])
+      ),
+      x: { data: step.x, dims: [step.batch, net.dim] },
+      t: { data: new Float32Array(step.batch).fill(opts.process.modelTime(step.t)), dims: [step.batch] },
+      ...(step.condition === undefined
+        ? {}
+        : { c: { data: BigInt64Array.from(step.condition, (k) => BigInt(k)), dims: [step.batch] } }),
+      next: { data: step.next, dims: [step.batch, net.dim] },
+      a: scalar(step.a),
+      b: scalar(step.b),
+      inverse_variance: scalar(1 / step.variance)
+    })
+    return { adjoint: out.adjoint.data as Float32Array, fBase: out.f_base.data as Float32Array }
   }
 }

@@ -24,10 +24,9 @@ import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../engine/tr
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { adjointMatchingLoss, LossClip, type LossClipState, sampleTimeIndices } from "../models/adjoint-loss.ts"
-import { networkDrift } from "../models/network-vjp.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { type Adjoints, baseOutputOf, latentsAt } from "./adjoint.ts"
+import { type Adjoints, baseOutputsFor, latentsAt } from "./adjoint.ts"
 import type { AmConfig } from "./am-config.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RlState } from "./rl-state.ts"
@@ -252,10 +251,15 @@ export const adjointUpdate = (
           const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
           const r = trajectories.rollout
           // Restored adjoints carry no base outputs: computed again, the same way the adjoint node does.
-          const drift = adjoint.baseOutputs === undefined
-            ? await networkDrift({ ...base, threads: config.threads, ...(condition ? { condition } : {}) })
+          const fallback = adjoint.baseOutputs === undefined
+            ? await baseOutputsFor({
+              rollout: r,
+              kind: variant.kind(config),
+              base,
+              threads: config.threads,
+              ...(condition ? { condition } : {})
+            })
             : undefined
-          const fallback = drift && baseOutputOf(r, variant.kind(config), drift)
           const out = await adjointMatchingUpdate({
             rollout: r,
             adjoints: adjoint,
@@ -264,7 +268,7 @@ export const adjointUpdate = (
             baseOutput: (k) =>
               adjoint.baseOutputs?.[k - adjoint.from]
                 ? Promise.resolve(adjoint.baseOutputs[k - adjoint.from])
-                : fallback!(k),
+                : fallback!.output(k),
             request: {
               net: base.net,
               residual: false,
@@ -281,7 +285,7 @@ export const adjointUpdate = (
             ...(state?.lossClip === undefined ? {} : { clip: state.lossClip }),
             stream: rng.stream("update")
           })
-          await drift?.release()
+          await fallback?.release()
           return { state: { ...out.state, tracker: {}, lossClip: out.clip }, metrics: out.metrics }
         })
       }),

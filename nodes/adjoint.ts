@@ -7,6 +7,7 @@
  */
 import {
   type AdjointKind,
+  adjointRecursion,
   type CostWeight,
   type Drift,
   leanAdjoint,
@@ -18,7 +19,7 @@ import { GraphError } from "../engine/graph.ts"
 import { SessionError } from "../engine/session.ts"
 import { NonFiniteError } from "../kernel/errors.ts"
 import { Node, Port } from "../kernel/node.ts"
-import { networkDrift } from "../models/network-vjp.ts"
+import { networkDrift, valueAdjointStep } from "../models/network-vjp.ts"
 import { gradientProblems, rewardGradient } from "../rewards/gradients.ts"
 import { RewardSpecError } from "../rewards/rewards.ts"
 import { type AmConfig, windowStart } from "./am-config.ts"
@@ -46,7 +47,8 @@ export const latentsAt = (r: Rollout, k: number): Float32Array =>
   r.latents!.subarray(k * r.chains * r.d, (k + 1) * r.chains * r.d)
 
 const checkFinite = (values: Float32Array, d: number, what: string) => {
-  const bad = values.findIndex((v) => !Number.isFinite(v))
+  let bad = -1
+  for (let i = 0; i < values.length && bad < 0; i++) if (!Number.isFinite(values[i])) bad = i
   if (bad >= 0) {
     throw new NonFiniteError({
       message: `${what} is ${values[bad]} for trajectory ${Math.floor(bad / d)} (element ${bad % d})`
@@ -66,6 +68,12 @@ export const computeAdjoints = async (opts: {
   readonly base: Drift
   /** The current policy's drift (value adjoint only). */
   readonly current?: Drift
+  /** The value adjoint's step in one pass (models/network-vjp.ts `valueAdjointStep`), used when given. */
+  readonly fusedValueStep?: (
+    k: number,
+    x: Float32Array,
+    next: Float32Array
+  ) => Promise<{ readonly adjoint: Float32Array; readonly fBase: Float32Array }>
   readonly costWeight?: CostWeight
 }): Promise<Adjoints> => {
   const r = opts.rollout
@@ -79,7 +87,14 @@ export const computeAdjoints = async (opts: {
     from: opts.from,
     baseOutput: (k: number, f: Float32Array) => void (baseOutputs[k - opts.from] = f)
   }
-  const values = opts.kind === "lean"
+  const variance = (k: number) => runningVariance(r.steps[k].t, r.steps[k].tNext, opts.costWeight ?? "constant")
+  const values = opts.kind === "value" && opts.fusedValueStep !== undefined
+    ? await adjointRecursion(spec, async (k, x, next) => {
+      const out = await opts.fusedValueStep!(k, x, next)
+      spec.baseOutput(k, out.fBase)
+      return out.adjoint
+    })
+    : opts.kind === "lean"
     ? await leanAdjoint({
       ...spec,
       vjp: opts.base.vjp,
@@ -89,7 +104,7 @@ export const computeAdjoints = async (opts: {
       ...spec,
       current: opts.current ?? opts.base,
       base: opts.base,
-      variance: (k) => runningVariance(r.steps[k].t, r.steps[k].tNext, opts.costWeight ?? "constant")
+      variance
     })
   values.forEach((a, i) => checkFinite(a, r.d, `the adjoint of step ${opts.from + i}`))
   const recorded = baseOutputs.length > 0 && baseOutputs.every((f) => f !== undefined)
@@ -97,16 +112,45 @@ export const computeAdjoints = async (opts: {
 }
 
 /**
- * f_base(x_k) of every chain at step k, as `computeAdjoints` computes it: from the VJP pass (lean
- * adjoint of a network) or the forward (value adjoint), so a replay from stored adjoints trains on
- * the same bits.
+ * f_base(x_k) of every chain at step k computed by the same graph the adjoint node used (the lean
+ * adjoint's VJP pass, or the fused value-adjoint step), so a replay from stored adjoints, which carry
+ * no base outputs, trains on the same bits. Returns the function and the release of its sessions.
  */
-export const baseOutputOf = (r: Rollout, kind: AdjointKind, base: Drift) => (k: number): Promise<Float32Array> => {
-  const x = latentsAt(r, k)
-  const { t } = r.steps[k]
-  return kind === "lean" && base.forwardVjp !== undefined
-    ? base.forwardVjp(x, r.chains, t, new Float32Array(x.length)).then((o) => o.f)
-    : base.forward(x, r.chains, t)
+export const baseOutputsFor = async (opts: {
+  readonly rollout: Rollout
+  readonly kind: AdjointKind
+  readonly base: BaseModel
+  readonly condition?: Int32Array
+  readonly threads: number
+}) => {
+  const r = opts.rollout
+  const zeros = new Float32Array(r.chains * r.d)
+  const condition = opts.condition === undefined ? {} : { condition: opts.condition }
+  if (opts.kind === "value") {
+    const fused = await valueAdjointStep({ ...opts.base, base: opts.base.params, threads: opts.threads })
+    const output = async (k: number) =>
+      (await fused({
+        params: opts.base.params,
+        x: latentsAt(r, k),
+        batch: r.chains,
+        t: r.steps[k].t,
+        next: zeros,
+        a: 0,
+        b: 0,
+        variance: 1,
+        ...condition
+      })).fBase
+    return { output, release: () => Promise.resolve() }
+  }
+  const drift = await networkDrift({ ...opts.base, frozen: true, threads: opts.threads, ...condition })
+  const output = async (k: number) => (await drift.forwardVjp!(latentsAt(r, k), r.chains, r.steps[k].t, zeros)).f
+  return { output, release: drift.release }
+}
+
+const scaled = (v: Float32Array, c: number) => {
+  const out = new Float32Array(v.length)
+  for (let i = 0; i < v.length; i++) out[i] = c * v[i]
+  return out
 }
 
 /** Why a config's reward has no gradient (an ONNX term with an op the engine cannot import), per term. */
@@ -163,22 +207,29 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
         })
         await gradient.release()
         const kind = variant.kind(config)
-        const drift = (params: BaseModel["params"]) =>
-          networkDrift({ ...base, params, threads: config.threads, ...(condition ? { condition } : {}) })
-        const baseDrift = await drift(base.params)
-        const current = kind === "value" ? await drift(currentParams(state, base)) : undefined
-        const out = await computeAdjoints({
+        const drift = (params: BaseModel["params"], frozen: boolean) =>
+          networkDrift({ ...base, params, frozen, threads: config.threads, ...(condition ? { condition } : {}) })
+        const baseDrift = await drift(base.params, true)
+        const fused = kind === "value"
+          ? await valueAdjointStep({ ...base, base: base.params, threads: config.threads })
+          : undefined
+        const params = currentParams(state, base)
+        const weight = config.costWeight ?? "constant"
+        return await computeAdjoints({
           rollout: r,
-          terminal: g.map((v) => -config.lambda * v),
+          terminal: scaled(g, -config.lambda),
           kind,
           from: windowStart(config),
           base: baseDrift,
-          ...(current === undefined ? {} : { current }),
-          ...(config.costWeight === undefined ? {} : { costWeight: config.costWeight })
+          costWeight: weight,
+          ...(fused === undefined ? {} : {
+            fusedValueStep: (k, x, next) => {
+              const { a, b, t, tNext } = r.steps[k]
+              const variance = runningVariance(t, tNext, weight)
+              return fused({ params, x, batch: r.chains, t, next, a, b, variance, ...(condition ? { condition } : {}) })
+            }
+          })
         })
-        await baseDrift.release()
-        await current?.release()
-        return out
       }),
     metrics: norms
   })

@@ -14,7 +14,7 @@ import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
 import { importOnnx } from "../engine/onnx-import.ts"
 import * as op from "../engine/ops.ts"
-import { EngineSession } from "../engine/session.ts"
+import { EngineSession, ownedSession } from "../engine/session.ts"
 import { parseRewardSpec, type RewardContext, RewardSpecError } from "./rewards.ts"
 
 export interface RewardGradient {
@@ -64,17 +64,20 @@ export const classifierGradient = async (
   classes: number,
   threads: number
 ): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
-  const g = new Graph("classifier-gradient")
-  const x = g.input("x", "float32", ["B", dim])
-  const onehot = g.input("onehot", "float32", ["B", classes])
-  const pixels = op.clip(op.mul(op.add(x, 1), 0.5), 0, 1)
-  const { logp } = importOnnx(g, onnx, { x: pixels }, "reward classifier")
-  const reward = op.reduceSum(op.mul(logp, onehot), [1])
-  // Rewards of different samples are independent, so the gradient of their sum is each one's gradient.
-  const [dx] = grad(op.reduceSum(reward, [0]), [x])
-  g.output("reward", reward)
-  g.output("gradient", dx!)
-  const session = await EngineSession.create(g, { threads })
+  // The classifier is frozen: its gradient session is built once per classifier and kept.
+  const session = await ownedSession(onnx, `classifier-gradient|${dim}|${classes}|${threads}`, () => {
+    const g = new Graph("classifier-gradient")
+    const x = g.input("x", "float32", ["B", dim])
+    const onehot = g.input("onehot", "float32", ["B", classes])
+    const pixels = op.clip(op.mul(op.add(x, 1), 0.5), 0, 1)
+    const { logp } = importOnnx(g, onnx, { x: pixels }, "reward classifier")
+    const reward = op.reduceSum(op.mul(logp, onehot), [1])
+    // Rewards of different samples are independent, so the gradient of their sum is each one's gradient.
+    const [dx] = grad(op.reduceSum(reward, [0]), [x])
+    g.output("reward", reward)
+    g.output("gradient", dx!)
+    return EngineSession.create(g, { threads })
+  })
   return {
     name: "classifier",
     gradient: async (ctx) => {
@@ -86,7 +89,7 @@ export const classifierGradient = async (
       })
       return out.gradient.data as Float32Array
     },
-    release: () => session.release()
+    release: () => Promise.resolve()
   }
 }
 

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest"
-import { leanAdjoint, valueAdjoint } from "../../diffusion/adjoint.ts"
+import { adjointRecursion, leanAdjoint, valueAdjoint } from "../../diffusion/adjoint.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import { transitions } from "../../diffusion/rollout.ts"
 import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { networkDrift, networkVjp } from "../../models/network-vjp.ts"
+import { networkDrift, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
 
@@ -111,6 +111,43 @@ describe("the value adjoint", () => {
     for (let k = 0; k < lean.length; k++) {
       lean[k].forEach((v, i) => expect(Math.abs(value[k][i] - v)).toBeLessThan(1e-5 * (1 + Math.abs(v))))
     }
+    await Promise.all([current.release(), frozen.release(), policy.session.release()])
+  })
+
+  it("computed by the fused one-session step equals the four-call recursion (float32 rounding)", async () => {
+    const current = await networkDrift({ ...base, threads: 1 })
+    const frozen = await networkDrift({ ...base, params: other, threads: 1 })
+    const policy = await networkPolicy({ ...base, cfg: 1, threads: 1 })
+    const steps = transitions({ policy, sampler: ode, noise: 0, grid: uniformGrid(5) })
+    const path = [x0]
+    for (let k = 0; k < steps.length; k++) {
+      const f = await current.forward(path[k], batch, steps[k].t)
+      path.push(Float32Array.from(path[k], (v, i) => steps[k].a * v + steps[k].b * f[i]))
+    }
+    const spec = { steps, latent: (k: number) => path[k], batch, terminal: path.at(-1)!.map((v) => lambda * v) }
+    const reference = await valueAdjoint({ ...spec, current, base: frozen, variance })
+    const fused = await valueAdjointStep({ ...base, base: other, threads: 1 })
+    const outputs: Array<Float32Array> = []
+    const got = await adjointRecursion(spec, async (k, x, next) => {
+      const out = await fused({
+        params,
+        x,
+        batch,
+        t: steps[k].t,
+        next,
+        a: steps[k].a,
+        b: steps[k].b,
+        variance: variance(k)
+      })
+      outputs[k] = out.fBase
+      return out.adjoint
+    })
+    for (let k = 0; k < got.length; k++) {
+      got[k].forEach((v, i) => expect(Math.abs(v - reference[k][i])).toBeLessThan(1e-4 * (1 + Math.abs(v))))
+    }
+    // f_base of the fused pass is the frozen network's output at x_k.
+    const f0 = await frozen.forward(path[0], batch, steps[0].t)
+    f0.forEach((v, i) => expect(Math.abs(v - outputs[0][i])).toBeLessThan(1e-5 * (1 + Math.abs(v))))
     await Promise.all([current.release(), frozen.release(), policy.session.release()])
   })
 })

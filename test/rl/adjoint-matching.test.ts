@@ -109,5 +109,9 @@ describe("deterministic-am", () => {
       `SELECT count(adjoint) AS n, min(step) FILTER (adjoint IS NOT NULL) AS first FROM '${file}'`
     )
     expect([Number(c.n), Number(c.first)]).toEqual([32 * 3, 3])
+    // Replay re-regresses from the stored value adjoints, the base outputs recomputed by the same fused pass.
+    const out = tempRun("dam-replay")
+    await Effect.runPromise(Replay.fromRun(dir).from("update").with({}, { out, progress: "none" }))
+    expect(lastWeights(out).equals(lastWeights(dir))).toBe(true)
   })
 })
