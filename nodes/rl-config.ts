@@ -91,7 +91,11 @@ export const rlSettings = (d: RlDefaults) => ({
     "step counts of the ODE/SDE evaluation (the training step count is added)",
     { min: 1 }
   ),
-  evalSamplesPerPrompt: Setting.int(16, "evaluation samples per held-out prompt", { min: 1 }),
+  evalSamplesPerPrompt: Setting.int(
+    16,
+    "evaluation samples per held-out prompt (≥ 2: diversity and class-conditional FD compare samples of a prompt)",
+    { min: 2 }
+  ),
   threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 }),
   keep: Setting.literal(
     KEEP,
