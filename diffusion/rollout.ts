@@ -80,6 +80,45 @@ export const transitions = (
     return { ...(stochastic ? spec.sampler(ctx, spec.noise) : ode(ctx, 0)), step, t, tNext: spec.grid[step + 1] }
   })
 
+/**
+ * One chain's step: the next latent (float32, as stored) and the squared residual of that stored value
+ * from the mean — the same residual transitionLogProb recomputes from a stored transition, bit for bit.
+ * A small monomorphic function of its own, so the engine optimises the hottest loop of a rollout.
+ */
+const advance = (
+  o: number,
+  d: number,
+  a: number,
+  b: number,
+  s: number,
+  x: Float32Array,
+  f: Float32Array,
+  z: Float64Array,
+  next: Float32Array
+): number => {
+  let sq = 0
+  for (let i = o; i < o + d; i++) {
+    const mu = a * x[i] + b * f[i]
+    const v = Math.fround(s > 0 ? mu + s * z[i - o] : mu)
+    next[i] = v
+    sq += (v - mu) * (v - mu)
+  }
+  return sq
+}
+
+/** x̂0 = cx·x + cf·f of one chain. */
+const predictX0 = (
+  o: number,
+  d: number,
+  cx: number,
+  cf: number,
+  x: Float32Array,
+  f: Float32Array,
+  out: Float32Array
+) => {
+  for (let i = o; i < o + d; i++) out[i] = cx * x[i] + cf * f[i]
+}
+
 export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   check(spec)
   const { policy, chains } = spec
@@ -108,20 +147,10 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     const next = latents?.subarray((k + 1) * n, (k + 2) * n) ?? new Float32Array(n)
     const { x: cx, f: cf } = steps[k].x0
     const pred = x0Pred?.subarray(k * n, (k + 1) * n)
-    // One pass per chain: the next latent, the log-prob of the float32 value stored (the same residual
-    // transitionLogProb recomputes from a stored transition, bit for bit), and x̂0.
     for (let j = 0; j < chains; j++) {
-      const o = j * d
       if (s > 0) stepStreams[j].fillNormal(z)
-      let sq = 0
-      for (let i = 0; i < d; i++) {
-        const mu = a * x[o + i] + b * f[o + i]
-        const v = s > 0 ? Math.fround(mu + s * z[i]) : Math.fround(mu)
-        next[o + i] = v
-        const r = v - mu
-        sq += r * r
-        if (pred !== undefined) pred[o + i] = cx * x[o + i] + cf * f[o + i]
-      }
+      const sq = advance(j * d, d, a, b, s, x, f, z, next)
+      if (pred !== undefined) predictX0(j * d, d, cx, cf, x, f, pred)
       logProb[k * chains + j] = s > 0 ? logProbOfSquares(sq, d, s, convention, spec.reduce) : Number.NaN
     }
     x = next

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest"
-import { openStream, permutation } from "../random/streams.ts"
+import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64"
+import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
+import { openStream, permutation, stateOf } from "../random/streams.ts"
 
 describe("random streams", () => {
   it("give the same numbers for the same key and different numbers for another key", () => {
@@ -14,6 +16,14 @@ describe("random streams", () => {
     const alone = openStream([5, "chain", 0]).fillNormal(new Float64Array(10))
     const many = Array.from({ length: 1000 }, (_, j) => openStream([5, "chain", j]).fillNormal(new Float64Array(10)))
     expect(Array.from(many[0])).toEqual(Array.from(alone))
+  })
+
+  it("draw pure-rand's xoroshiro128+ uniforms bit for bit (the inlined generator is the library's)", () => {
+    for (const key of [["a"], [7, "step", 3], ["uniform", 0]]) {
+      const reference = xoroshiro128plusFromState(stateOf(key))
+      const stream = openStream(key)
+      for (let i = 0; i < 100_000; i++) expect(stream.uniform()).toBe(uniformFloat64(reference))
+    }
   })
 
   it("do not confuse string and number key parts", () => {
