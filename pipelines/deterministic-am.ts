@@ -6,8 +6,10 @@
  * the abstract's "AM-3"), and the regression of u_θ onto −c·a_{k+1} on those steps.
  * The `sampler` setting is the SDE of the evaluation's reward gap; training rollouts are the ODE.
  */
+import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
 import { amSettings, deterministicSettings } from "../nodes/am-config.ts"
+import { Setting } from "../schemas/settings.ts"
 import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
 
 const variant: AmVariant = { deterministic: true, kind: (c) => c.adjoint ?? "value" }
@@ -32,7 +34,9 @@ export const deterministicAm = Pipeline.define({
       lambda: 10,
       adjointSteps: 3
     }),
-    ...deterministicSettings
+    ...deterministicSettings,
+    // Training rolls out the ODE: the sampler setting only names the SDE the evaluation's gap compares.
+    sampler: Setting.literal(SAMPLER_NAMES, "flow-grpo", "SDE of the evaluation's reward gap (training uses the ODE)")
   },
   nodes: amNodes(variant)
 })

@@ -1,6 +1,6 @@
-import { describe, expect, it } from "vitest"
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64"
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
+import { describe, expect, it } from "vitest"
 import { openStream, permutation, stateOf } from "../random/streams.ts"
 
 describe("random streams", () => {
