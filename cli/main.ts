@@ -6,6 +6,10 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
+import { experiments } from "../experiments/builtin.ts"
+import { writeComparison } from "../experiments/compare.ts"
+import { loadExperiment } from "../experiments/load.ts"
+import { runExperiment } from "../experiments/run.ts"
 import { StoreError, UsageError } from "../kernel/errors.ts"
 import { runPipeline } from "../kernel/run.ts"
 import { packageVersions } from "../kernel/versions.ts"
@@ -225,9 +229,68 @@ const prune = Command.make(
     }).pipe(Effect.flatMap(Console.log))
 ).pipe(Command.withDescription("Thin an RL run folder to a retention policy (default or minimal; see `keep`)"))
 
+const experimentList = Command.make(
+  "list",
+  {},
+  () =>
+    Console.log(
+      experiments.map((e) => `${e.name.padEnd(14)} ${e.doc}${e.budget === undefined ? "" : ` [${e.budget}]`}`).join(
+        "\n"
+      )
+    )
+).pipe(Command.withDescription("List the built-in experiments, one per line"))
+
+const experimentRun = Command.make(
+  "run",
+  {
+    target: Argument.String("experiment").pipe(Argument.withDescription("a built-in name or a .ts file defining one")),
+    seeds: Flag.Int("seeds").pipe(
+      Flag.withDescription("run seeds 0 … N − 1 (more seeds later: only the new run)"),
+      Flag.optional
+    ),
+    set: Flag.KeyValuePair("set").pipe(
+      Flag.withDescription("key=value for every arm that has the key, arm.key=value for one arm (repeatable)"),
+      Flag.optional
+    ),
+    out: Flag.String("out").pipe(
+      Flag.withDescription("the experiment folder (default runs/experiments/<name>)"),
+      Flag.optional
+    ),
+    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("lines"))
+  },
+  Effect.fn("cli.experiment.run")(function*(args) {
+    const def = yield* Effect.tryPromise({ try: () => loadExperiment(args.target), catch: usageOrStore(args.target) })
+    const out = yield* runExperiment(def, {
+      ...(Option.isSome(args.seeds) ? { seeds: args.seeds.value } : {}),
+      ...(Option.isSome(args.set) ? { set: args.set.value } : {}),
+      ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
+      progress: args.progress
+    })
+    yield* Console.log(out)
+  })
+).pipe(
+  Command.withDescription(
+    "Run an experiment's missing runs (complete ones are skipped, interrupted ones resumed) and compare them"
+  )
+)
+
+const experimentReport = Command.make(
+  "report",
+  { dir: Argument.String("experiment-dir").pipe(Argument.withDescription("an experiment folder")) },
+  ({ dir }) =>
+    Effect.try({ try: () => writeComparison(dir).join("\n"), catch: usageOrStore(`${dir}/comparison.parquet`) }).pipe(
+      Effect.flatMap(Console.log)
+    )
+).pipe(Command.withDescription("Rebuild comparison.parquet, comparison.md and findings.md from an experiment's runs"))
+
+const experimentCmd = Command.make("experiment").pipe(
+  Command.withDescription("Arms × seeds of declared pipelines, compared with paired errors and computed verdicts"),
+  Command.withSubcommands([experimentList, experimentRun, experimentReport])
+)
+
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd, sampleCmd])
+  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd, sampleCmd, experimentCmd])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

@@ -13,10 +13,10 @@ import {
   type TargetAdjoint
 } from "../diffusion/adjoint.ts"
 import { Setting } from "../schemas/settings.ts"
-import { type RlDefaults, rlSettings, type SharedConfig } from "./rl-config.ts"
+import { type NoiseKey, type RlDefaults, rlSettings, type SharedConfig } from "./rl-config.ts"
 
 /** The RL settings an adjoint-matching pipeline keeps. */
-const sharedSettings = (d: RlDefaults) => {
+const sharedSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
   const {
     clipRange: _clipRange,
     beta: _beta,
@@ -31,7 +31,9 @@ const sharedSettings = (d: RlDefaults) => {
   return kept
 }
 
-export const amSettings = (d: RlDefaults & { readonly lambda: number; readonly adjointSteps: number }) => ({
+export const amSettings = <K extends NoiseKey>(
+  d: RlDefaults<K> & { readonly lambda: number; readonly adjointSteps: number }
+) => ({
   ...sharedSettings(d),
   lambda: Setting.number(d.lambda, "reward multiplier λ: the target is p_base · exp(λ r)", { min: 0 }),
   targetAdjoint: Setting.literal(

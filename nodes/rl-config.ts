@@ -16,10 +16,13 @@ export const KL_FORMS = ["code", "paper"] as const
 export type KlForm = (typeof KL_FORMS)[number]
 
 /** An algorithm's defaults for the shared settings. */
-export interface RlDefaults {
+/** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
+export type NoiseKey = "eta" | "noiseLevel"
+
+export interface RlDefaults<K extends NoiseKey = NoiseKey> {
   readonly sampler: SamplerName
   readonly noise: number
-  readonly noiseKey: "eta" | "noiseLevel"
+  readonly noiseKey: K
   readonly steps: number
   readonly clipRange: number
   readonly beta: number
@@ -37,16 +40,19 @@ export interface RlDefaults {
  * takes two optimizer steps on it (flow_grpo's configs set grad_accum = num_batches_per_epoch / 2 "so
  * that gradients are updated twice per epoch"); batches this size keep matrix products efficient.
  */
-export const rlSettings = (d: RlDefaults) => ({
+export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
   iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
   sampler: Setting.literal(SAMPLER_NAMES, d.sampler, "training sampler"),
-  [d.noiseKey]: Setting.number(
-    d.noise,
-    d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler",
-    { min: 0 }
-  ),
+  // Typed by the pipeline's key, so `eta` or `noiseLevel` is a setting name the compiler knows.
+  ...({
+    [d.noiseKey]: Setting.number(
+      d.noise,
+      d.noiseKey === "eta" ? "DDIM η / gDDIM λ of the training sampler" : "noise level of the flow SDE sampler",
+      { min: 0 }
+    )
+  } as Record<K, Setting<number>>),
   steps: Setting.int(d.steps, "sampling steps of the training rollouts", { min: 1 }),
   shift: Setting.number(1, "static shift S of the flow time grid (1 = uniform)", { min: 0.01 }),
   prompts: Setting.string(

@@ -1,5 +1,5 @@
 /**
- * Layers run one way: cli → pipelines → nodes → {diffusion, models, rewards, store, schemas, data,
+ * Layers run one way: cli → experiments → pipelines → nodes → {diffusion, models, rewards, store, schemas, data,
  * report} → {engine, kernel, random}. The folder-level import graph of the sources is read from the
  * code and compared with the allowed edges; a forbidden import or a cycle fails here.
  */
@@ -22,7 +22,8 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   report: ["data", "schemas", "store"],
   nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],
   pipelines: ["data", "diffusion", "kernel", "models", "nodes", "random", "report", "schemas", "store"],
-  cli: ["kernel", "pipelines", "report", "schemas", "store"],
+  experiments: ["kernel", "pipelines", "schemas", "store"],
+  cli: ["experiments", "kernel", "pipelines", "report", "schemas", "store"],
   bench: ["engine", "kernel", "pipelines", "random", "schemas"]
 }
 

@@ -1,0 +1,194 @@
+/**
+ * The comparison of an experiment folder, from its runs' metrics.jsonl: `comparison.parquet` (per arm,
+ * metric and iteration: mean, s.e. across seeds, n; per non-reference arm: the paired difference from
+ * the reference arm — the first — with its paired and unpaired s.e.), `comparison.md` (the last value
+ * of every evaluation metric, and the differences), and `findings.md` (each claim's measured effect and
+ * computed verdict). Rebuilt from the runs at any time (`etaflow experiment report`).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { readMetrics } from "../kernel/run-folder.ts"
+import { ComparisonTable } from "../schemas/comparison.ts"
+import { writeFileAtomic } from "../store/atomic.ts"
+import { toParquet } from "../store/parquet.ts"
+import type { Claim } from "./experiment.ts"
+import { type BySeed, pairedDifference, summarize, type Summary, verdictOf } from "./stats.ts"
+
+interface ExperimentRecord {
+  readonly name: string
+  readonly arms: ReadonlyArray<{ readonly label: string }>
+  readonly claims: ReadonlyArray<Claim>
+  readonly runs: ReadonlyArray<{ readonly arm: string; readonly seed: number; readonly dir: string }>
+}
+
+/** arm → metric → iteration → seed → value. */
+export type Values = Map<string, Map<string, Map<number, Map<number, number>>>>
+
+export const readRecord = (out: string): ExperimentRecord => {
+  const file = path.join(out, "experiment.json")
+  if (!fs.existsSync(file)) throw new Error(`${out} is not an experiment folder (no experiment.json)`)
+  return JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord
+}
+
+export const collect = (out: string, record: ExperimentRecord): Values => {
+  const values: Values = new Map(record.arms.map((a) => [a.label, new Map()]))
+  for (const run of record.runs) {
+    const byMetric = values.get(run.arm)!
+    for (const row of readMetrics(path.join(out, run.dir, "metrics.jsonl"))) {
+      const byIteration = byMetric.get(row.name) ?? new Map<number, Map<number, number>>()
+      byMetric.set(row.name, byIteration)
+      const bySeed = byIteration.get(row.iteration) ?? new Map<number, number>()
+      byIteration.set(row.iteration, bySeed)
+      bySeed.set(run.seed, row.value)
+    }
+  }
+  return values
+}
+
+interface Row {
+  readonly kind: "arm" | "difference"
+  readonly arm: string
+  readonly reference: string | null
+  readonly metric: string
+  readonly iteration: number
+  readonly stats: Summary
+  readonly seUnpaired: number
+}
+
+export const comparisonRows = (values: Values): Array<Row> => {
+  const [reference, ...others] = [...values.keys()]
+  const rows: Array<Row> = []
+  for (const [arm, byMetric] of values) {
+    for (const [metric, byIteration] of byMetric) {
+      for (const [iteration, bySeed] of byIteration) {
+        const stats = summarize([...bySeed.values()])
+        rows.push({ kind: "arm", arm, reference: null, metric, iteration, stats, seUnpaired: Number.NaN })
+        const ref = values.get(reference)?.get(metric)?.get(iteration)
+        if (!others.includes(arm) || ref === undefined) continue
+        const d = pairedDifference(bySeed, ref)
+        if (d.n > 0) {
+          rows.push({ kind: "difference", arm, reference, metric, iteration, stats: d, seUnpaired: d.seUnpaired })
+        }
+      }
+    }
+  }
+  return rows
+}
+
+const tableOf = (rows: ReadonlyArray<Row>) =>
+  ComparisonTable.build(rows.length, {
+    kind: rows.map((r) => r.kind),
+    arm: rows.map((r) => r.arm),
+    reference: rows.map((r) => r.reference),
+    metric: rows.map((r) => r.metric),
+    iteration: Int32Array.from(rows, (r) => r.iteration),
+    mean: Float64Array.from(rows, (r) => r.stats.mean),
+    se: Float64Array.from(rows, (r) => r.stats.se),
+    se_unpaired: {
+      values: Float64Array.from(rows, (r) => r.seUnpaired),
+      valid: Uint8Array.from(rows, (r) => (r.kind === "difference" ? 1 : 0))
+    },
+    n: Int32Array.from(rows, (r) => r.stats.n)
+  }, {})
+
+const fmt = (s: Summary) => `${s.mean.toFixed(4)} ± ${Number.isFinite(s.se) ? s.se.toFixed(4) : "n/a"} (n=${s.n})`
+
+/** The last iteration at which every seed of `bySeed`'s arm reported the metric. */
+const lastOf = (byIteration: Map<number, BySeed> | undefined) =>
+  byIteration === undefined ? undefined : Math.max(...byIteration.keys())
+
+/** A claim's effect: paired difference of two arms at the last common iteration, or last − first of one arm. */
+export const effectOf = (values: Values, c: Claim): { effect: Summary; where: string } | undefined => {
+  const series = values.get(c.arm)?.get(c.metric)
+  if (series === undefined) return undefined
+  if ("over" in c) {
+    const [first, last] = [Math.min(...series.keys()), Math.max(...series.keys())]
+    if (first === last) return { effect: { mean: Number.NaN, se: Number.NaN, n: 0 }, where: `iteration ${last} only` }
+    return { effect: pairedDifference(series.get(last)!, series.get(first)!), where: `iteration ${last} − ${first}` }
+  }
+  const other = values.get(c.than)?.get(c.metric)
+  const common = [...series.keys()].filter((i) => other?.has(i))
+  if (other === undefined || common.length === 0) return undefined
+  const at = Math.max(...common)
+  return { effect: pairedDifference(series.get(at)!, other.get(at)!), where: `iteration ${at}, ${c.arm} − ${c.than}` }
+}
+
+const findings = (record: ExperimentRecord, values: Values) => {
+  const lines = [
+    `# Findings of ${record.name}`,
+    "",
+    "Verdicts are computed from comparison.parquet: *supported* when the"
+  ]
+  lines.push("effect is beyond 2 paired standard errors in the claimed direction, *contradicted* beyond 2 against")
+  lines.push("it, *inconclusive at this budget* otherwise (or with one seed: no error estimate).", "")
+  for (const c of record.claims) {
+    const e = effectOf(values, c)
+    const claimed = "over" in c ?
+      `${c.metric} of ${c.arm} ${c.direction === ">" ? "grows" : "shrinks"} over training`
+      : `${c.metric}: ${c.arm} ${c.direction} ${c.than}`
+    lines.push(
+      e === undefined
+        ? `- **${c.name}** (${claimed}): no data — the runs did not report ${c.metric}`
+        : `- **${c.name}** (${claimed}): effect ${fmt(e.effect)} at ${e.where} → **${
+          verdictOf(e.effect, c.direction)
+        }**`
+    )
+  }
+  return lines.join("\n") + "\n"
+}
+
+const markdown = (record: ExperimentRecord, values: Values) => {
+  const arms = [...values.keys()]
+  const metrics = [...new Set(arms.flatMap((a) => [...values.get(a)!.keys()]))]
+    .filter((m) => m.startsWith("eval.") && !m.endsWith(".se") && !m.endsWith("_se") || m === "reward_mean").sort()
+  const cell = (arm: string, m: string) => {
+    const series = values.get(arm)!.get(m)
+    const at = lastOf(series)
+    return at === undefined ? "—" : fmt(summarize([...series!.get(at)!.values()]))
+  }
+  const diff = (arm: string, m: string) => {
+    const [a, b] = [values.get(arm)!.get(m), values.get(arms[0])!.get(m)]
+    const at = lastOf(a)
+    if (at === undefined || !b?.has(at)) return "—"
+    const d = pairedDifference(a!.get(at)!, b.get(at)!)
+    return `${fmt(d)}, unpaired s.e. ${Number.isFinite(d.seUnpaired) ? d.seUnpaired.toFixed(4) : "n/a"}`
+  }
+  const table = (
+    header: Array<string>,
+    rows: Array<Array<string>>
+  ) => [
+    `| ${header.join(" | ")} |`,
+    `|${header.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`)
+  ]
+  return [
+    `# ${record.name}: comparison`,
+    "",
+    "Last reported value of each metric, mean ± s.e. across seeds (n seeds).",
+    "",
+    ...table(["metric", ...arms], metrics.map((m) => [m, ...arms.map((a) => cell(a, m))])),
+    "",
+    `Paired differences from ${arms[0]} (same seed: same prompts and evaluation noise).`,
+    "",
+    ...table(
+      ["metric", ...arms.slice(1).map((a) => `${a} − ${arms[0]}`)],
+      metrics.map((m) => [
+        m,
+        ...arms.slice(1).map((a) => diff(a, m))
+      ])
+    )
+  ].join("\n") + "\n"
+}
+
+/** Writes comparison.parquet, comparison.md and findings.md into the experiment folder; returns their paths. */
+export const writeComparison = (out: string): Array<string> => {
+  const record = readRecord(out)
+  const values = collect(out, record)
+  const files = {
+    "comparison.parquet": toParquet(tableOf(comparisonRows(values))),
+    "comparison.md": markdown(record, values),
+    "findings.md": findings(record, values)
+  }
+  for (const [name, data] of Object.entries(files)) writeFileAtomic(path.join(out, name), data)
+  return Object.keys(files).map((f) => path.join(out, f))
+}

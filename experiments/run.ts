@@ -1,0 +1,175 @@
+/**
+ * Running an experiment on this machine: every arm's settings resolved and checked before any folder
+ * exists (exit 2 naming the arm), then each (arm, seed) an ordinary run folder `runs/<arm>/seed-<k>/`
+ * — skipped when complete, resumed exactly when interrupted, started when missing — so adding seeds or
+ * an arm later runs only what is missing, and killing the experiment loses at most the iterations in
+ * flight. `experiment.json` records the definition, the resolved settings and every run's status.
+ */
+import { Cause, Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { UsageError } from "../kernel/errors.ts"
+import type { RunnablePipeline } from "../kernel/pipeline.ts"
+import type { ProgressMode } from "../kernel/progress.ts"
+import { readManifest } from "../kernel/run-folder.ts"
+import { runPipeline } from "../kernel/run.ts"
+import { formatIssues, resolveSettings } from "../schemas/settings.ts"
+import { writeFileAtomic } from "../store/atomic.ts"
+import { writeComparison } from "./compare.ts"
+import { type ExperimentDef, seedsOf, type SettingValue } from "./experiment.ts"
+
+export interface ExperimentOptions {
+  /** The experiment folder (default runs/experiments/<name>). */
+  readonly out?: string
+  /** Run seeds 0 … n − 1 instead of the definition's. */
+  readonly seeds?: number
+  /** `key=value` for every arm that has the key, `arm.key=value` for one arm. */
+  readonly set?: Readonly<Record<string, string>>
+  readonly progress?: ProgressMode
+}
+
+export interface PlannedRun {
+  readonly arm: string
+  readonly seed: number
+  readonly pipeline: RunnablePipeline
+  /** Relative to the experiment folder. */
+  readonly dir: string
+  readonly config: Readonly<Record<string, unknown>>
+  readonly set: Readonly<Record<string, string>>
+}
+
+export interface Plan {
+  readonly out: string
+  readonly seeds: ReadonlyArray<number>
+  readonly arms: ReadonlyArray<{ readonly label: string; readonly pipeline: string; readonly config: unknown }>
+  readonly runs: ReadonlyArray<PlannedRun>
+}
+
+/** An arm's base settings: the experiment's iterations and evaluation, then the arm's own. */
+const baseSettings = (def: ExperimentDef, pipeline: RunnablePipeline, own: Readonly<Record<string, SettingValue>>) => {
+  const common: Record<string, SettingValue> = {
+    ...(def.iterations === undefined ? {} : { iterations: def.iterations }),
+    ...(def.evaluate?.steps === undefined ? {} : { evalSteps: def.evaluate.steps }),
+    ...(def.evaluate?.samplesPerPrompt === undefined ? {} : { evalSamplesPerPrompt: def.evaluate.samplesPerPrompt }),
+    ...(def.evaluate?.every === undefined ? {} : { evalEvery: def.evaluate.every })
+  }
+  return { ...Object.fromEntries(Object.entries(common).filter(([k]) => k in pipeline.settings)), ...own }
+}
+
+/** `--set` overrides split by arm; a key no arm has is a usage error. */
+const overridesOf = (def: ExperimentDef, set: Readonly<Record<string, string>>) => {
+  const labels = def.arms.map((a) => a.label)
+  const perArm = new Map(labels.map((l) => [l, {} as Record<string, string>]))
+  for (const [key, value] of Object.entries(set)) {
+    const arm = labels.find((l) => key.startsWith(`${l}.`))
+    const name = arm === undefined ? key : key.slice(arm.length + 1)
+    const targets = def.arms.filter((a) => (arm === undefined || a.label === arm) && name in a.pipeline.settings)
+    if (targets.length === 0) {
+      throw new UsageError({
+        message: `experiment ${def.name}: --set ${key}: ${
+          arm === undefined ? "no arm" : `arm ${arm}`
+        } has a setting "${name}"`
+      })
+    }
+    for (const a of targets) perArm.get(a.label)![name] = value
+  }
+  return perArm
+}
+
+/** Resolves and checks every arm before anything is written; the problems of all arms in one error. */
+export const planExperiment = (def: ExperimentDef, options: ExperimentOptions = {}): Plan => {
+  const seeds = options.seeds === undefined ? seedsOf(def.seeds) : seedsOf(options.seeds)
+  if (seeds.length === 0) throw new UsageError({ message: `experiment ${def.name}: --seeds must be at least 1` })
+  const overrides = overridesOf(def, options.set ?? {})
+  const problems: Array<string> = []
+  const arms = def.arms.map((arm) => {
+    const own = baseSettings(def, arm.pipeline, arm.settings)
+    // Strings are read as `--set` reads them ("6" for an integer setting); --set itself wins.
+    const config = Object.fromEntries(Object.entries(own).filter(([, v]) => typeof v !== "string"))
+    const strings = Object.fromEntries(Object.entries(own).filter(([, v]) => typeof v === "string")) as Record<
+      string,
+      string
+    >
+    const set = { ...strings, ...overrides.get(arm.label)! }
+    const resolved = resolveSettings(arm.pipeline.settings, config, set)
+    if (Exit.isFailure(resolved)) {
+      const issues = Cause.findErrorOption(resolved.cause)
+      const text = formatIssues(arm.pipeline.name, issues._tag === "Some" ? issues.value : [])
+      problems.push(...text.split("\n").map((line) => `arm ${arm.label}: ${line}`))
+      return { arm, config, set, resolved: undefined }
+    }
+    problems.push(
+      ...arm.pipeline.check(resolved.value).map((p) => `arm ${arm.label}: pipeline ${arm.pipeline.name}: ${p}`)
+    )
+    return { arm, config, set, resolved: resolved.value }
+  })
+  if (problems.length > 0) throw new UsageError({ message: `experiment ${def.name}:\n${problems.join("\n")}` })
+  return {
+    out: options.out ?? path.join("runs", "experiments", def.name),
+    seeds,
+    arms: arms.map((a) => ({ label: a.arm.label, pipeline: a.arm.pipeline.name, config: a.resolved })),
+    runs: arms.flatMap((a) =>
+      seeds.map((seed) => ({
+        arm: a.arm.label,
+        seed,
+        pipeline: a.arm.pipeline,
+        dir: path.join("runs", a.arm.label, `seed-${seed}`),
+        config: a.config,
+        set: a.set
+      }))
+    )
+  }
+}
+
+export type RunStatus = "complete" | "interrupted" | "failed" | "missing" | "running"
+
+export const runStatus = (dir: string): RunStatus => {
+  if (!fs.existsSync(path.join(dir, "manifest.json"))) return "missing"
+  const status = readManifest(dir).status
+  return status === "complete" ? "complete" : status === "failed" ? "failed" : "interrupted"
+}
+
+/** experiment.json: the definition, each arm's resolved settings and each run's status. */
+const writeRecord = (def: ExperimentDef, plan: Plan, status: (run: PlannedRun) => RunStatus) =>
+  writeFileAtomic(
+    path.join(plan.out, "experiment.json"),
+    JSON.stringify(
+      {
+        format: "etaflow.experiment/1",
+        name: def.name,
+        doc: def.doc,
+        ...(def.budget === undefined ? {} : { budget: def.budget }),
+        seeds: plan.seeds,
+        arms: plan.arms,
+        claims: def.claims ?? [],
+        runs: plan.runs.map((r) => ({ arm: r.arm, seed: r.seed, dir: r.dir, status: status(r) }))
+      },
+      null,
+      2
+    ) + "\n"
+  )
+
+/** Runs what is missing, resumes what was interrupted, then writes the comparison. Returns the folder. */
+export const runExperiment = (def: ExperimentDef, options: ExperimentOptions = {}) =>
+  Effect.gen(function*() {
+    const plan = yield* Effect.try({
+      try: () => planExperiment(def, options),
+      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+    })
+    fs.mkdirSync(plan.out, { recursive: true })
+    const statusOf = (r: PlannedRun) => runStatus(path.join(plan.out, r.dir))
+    writeRecord(def, plan, statusOf)
+    for (const r of plan.runs) {
+      const dir = path.join(plan.out, r.dir)
+      const status = statusOf(r)
+      if (status === "complete") continue
+      writeRecord(def, plan, (q) => (q === r ? "running" : statusOf(q)))
+      const progress = options.progress ?? "none"
+      yield* (status === "missing"
+        ? runPipeline(r.pipeline, { config: r.config, set: r.set, seed: r.seed, out: dir, progress })
+        : runPipeline(r.pipeline, { resume: dir, progress }))
+      writeRecord(def, plan, statusOf)
+    }
+    writeComparison(plan.out)
+    return plan.out
+  })

@@ -1,0 +1,155 @@
+/**
+ * Experiments end to end on the double ring (2 arms × 2 seeds, then a third seed): the folder, the
+ * comparison checked against DuckDB's own aggregation of the runs' metrics.jsonl, paired differences,
+ * verdicts, extension that runs only what is missing, and settings refused before any folder exists.
+ */
+import { DuckDBInstance } from "@duckdb/node-api"
+import { Effect, Exit } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
+import { Experiment } from "../experiments/experiment.ts"
+import { runExperiment } from "../experiments/run.ts"
+import { pairedDifference, verdictOf } from "../experiments/stats.ts"
+import { flowGrpo } from "../pipelines/flow-grpo.ts"
+import { isolateCache, tempDir, toyRl } from "./support/runs.ts"
+
+const { lr: _lr, evalEvery: _every, ...toy } = toyRl
+const common = { ...toy, groupSize: "8", evalSamplesPerPrompt: "32" }
+const def = Experiment.define({
+  name: "toy-lr",
+  doc: "flow-grpo on the double ring without and with learning",
+  seeds: 2,
+  iterations: 2,
+  evaluate: { steps: [6], every: 1 },
+  arms: [
+    Experiment.arm("frozen", flowGrpo, { ...common, lr: 0 }),
+    Experiment.arm("learning", flowGrpo, { ...common, lr: 3e-3 })
+  ],
+  claims: [
+    { name: "learning beats frozen", metric: "eval.improvement.s6", arm: "learning", than: "frozen", direction: ">" },
+    { name: "frozen does not improve", metric: "eval.improvement.s6", arm: "frozen", over: "training", direction: ">" }
+  ]
+})
+
+const query = async (sql: string) => {
+  const db = await DuckDBInstance.create(":memory:")
+  const c = await db.connect()
+  return (await c.runAndReadAll(sql)).getRowObjectsJson() as Array<Record<string, unknown>>
+}
+
+let out = ""
+beforeAll(async () => {
+  isolateCache("experiments")
+  out = path.join(tempDir("experiment"), "toy-lr")
+  const exit = await Effect.runPromiseExit(runExperiment(def, { out }))
+  if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+}, 600_000)
+
+describe("an experiment", () => {
+  it("keeps every (arm, seed) as an ordinary complete run folder, listed in experiment.json", () => {
+    const record = JSON.parse(fs.readFileSync(path.join(out, "experiment.json"), "utf8"))
+    expect(record.runs.map((r: { dir: string; status: string }) => [r.dir, r.status])).toEqual([
+      ["runs/frozen/seed-0", "complete"],
+      ["runs/frozen/seed-1", "complete"],
+      ["runs/learning/seed-0", "complete"],
+      ["runs/learning/seed-1", "complete"]
+    ])
+    expect(record.arms[1].config.lr).toBe(3e-3)
+    expect(record.arms[0].config.iterations).toBe(2)
+  })
+
+  it("compares arms across seeds as DuckDB computes it from the runs' metrics.jsonl", async () => {
+    const raw = (arm: string) =>
+      `(SELECT *, ${
+        JSON.stringify(arm).replaceAll("\"", "'")
+      } AS arm, CAST(regexp_extract(filename, 'seed-(\\d+)', 1) AS INT) AS seed
+        FROM read_json_auto('${out}/runs/${arm}/seed-*/metrics.jsonl', filename = true))`
+    const expected = await query(
+      `SELECT arm, name AS metric, iteration, avg(value) AS mean,
+         stddev_samp(value) / sqrt(count(*)) AS se, count(*) AS n
+       FROM (${raw("frozen")} UNION ALL ${raw("learning")}) GROUP BY ALL ORDER BY ALL`
+    )
+    const got = await query(
+      `SELECT arm, metric, iteration, mean, se, n FROM '${out}/comparison.parquet' WHERE kind = 'arm' ORDER BY ALL`
+    )
+    expect(got.length).toBe(expected.length)
+    got.forEach((g, i) => {
+      const e = expected[i]
+      expect([g.arm, g.metric, Number(g.iteration), Number(g.n)]).toEqual([
+        e.arm,
+        e.metric,
+        Number(e.iteration),
+        Number(e.n)
+      ])
+      expect(Math.abs(Number(g.mean) - Number(e.mean))).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(Number(e.mean))))
+      expect(Math.abs(Number(g.se) - Number(e.se))).toBeLessThanOrEqual(1e-9 * (1 + Math.abs(Number(e.se))))
+    })
+    // Paired differences: the same seed's runs joined, the difference averaged.
+    const [pair] = await query(
+      `SELECT avg(l.value - f.value) AS mean, stddev_samp(l.value - f.value) / sqrt(count(*)) AS se
+       FROM ${raw("learning")} l JOIN ${raw("frozen")} f USING (seed, name, iteration)
+       WHERE name = 'eval.improvement.s6' AND iteration = 1`
+    )
+    const [row] = await query(
+      `SELECT mean, se, se_unpaired FROM '${out}/comparison.parquet'
+       WHERE kind = 'difference' AND metric = 'eval.improvement.s6' AND iteration = 1`
+    )
+    expect(Math.abs(Number(row.mean) - Number(pair.mean))).toBeLessThan(1e-12)
+    expect(Math.abs(Number(row.se) - Number(pair.se))).toBeLessThan(1e-12)
+    expect(Number.isFinite(Number(row.se_unpaired))).toBe(true)
+  })
+
+  it("writes each claim's effect and computed verdict into findings.md", () => {
+    const text = fs.readFileSync(path.join(out, "findings.md"), "utf8")
+    const line = text.split("\n").find((l) => l.startsWith("- **learning beats frozen**")) ?? ""
+    expect(line).toMatch(/effect -?\d+\.\d+ ± \d+\.\d+ \(n=2\) at iteration 1, learning − frozen → \*\*/)
+    expect(line).toMatch(/→ \*\*(supported|contradicted|inconclusive at this budget)\*\*$/)
+    // lr 0 leaves the weights at the base's: its improvement is exactly 0 at every evaluation.
+    expect(text).toMatch(
+      /\*\*frozen does not improve\*\* .*effect 0\.0000 ± 0\.0000 .* → \*\*inconclusive at this budget\*\*/
+    )
+    expect(fs.readFileSync(path.join(out, "comparison.md"), "utf8")).toMatch(/\| eval\.improvement\.s6 \|/)
+  })
+
+  it("with a third seed runs only the two new runs and leaves the others untouched", async () => {
+    const stamp = (dir: string) => JSON.parse(fs.readFileSync(path.join(out, dir, "manifest.json"), "utf8")).updated_at
+    const before = stamp("runs/learning/seed-0")
+    await Effect.runPromise(runExperiment(def, { out, seeds: 3 }))
+    expect(stamp("runs/learning/seed-0")).toBe(before)
+    expect(fs.existsSync(path.join(out, "runs/frozen/seed-2/manifest.json"))).toBe(true)
+    const [n] = await query(`SELECT max(n) AS n FROM '${out}/comparison.parquet'`)
+    expect(Number(n.n)).toBe(3)
+  }, 600_000)
+
+  it("refuses a bad setting of any arm, naming the arm, before any folder exists", async () => {
+    const bad = path.join(tempDir("experiment-bad"), "never")
+    const exit = await Effect.runPromiseExit(runExperiment(def, { out: bad, set: { "learning.lr": "-1" } }))
+    expect(Exit.isFailure(exit)).toBe(true)
+    expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/arm learning: .*lr/)
+    const unknown = await Effect.runPromiseExit(runExperiment(def, { out: bad, set: { colour: "red" } }))
+    expect(String(Exit.isFailure(unknown) ? unknown.cause : "")).toMatch(/no arm has a setting "colour"/)
+    expect(fs.existsSync(bad)).toBe(false)
+  })
+})
+
+describe("experiment statistics", () => {
+  it("pair by seed: the paired s.e. of a shared-noise difference is far below the unpaired one", () => {
+    const a = new Map([[0, 1.0], [1, 2.0], [2, 3.0]])
+    const b = new Map([[0, 0.9], [1, 1.8], [2, 2.9]])
+    const d = pairedDifference(a, b)
+    // Differences 0.1, 0.2, 0.1: mean 0.1333, sample sd 0.0577, s.e. 0.0333. Unpaired: the sample
+    // variances are 1 (a) and 2.00667/2 = 1.00333 (b), so √((1 + 1.00333)/3) = 0.8172.
+    expect(d.mean).toBeCloseTo(0.13333333, 8)
+    expect(d.se).toBeCloseTo(0.05773503 / Math.sqrt(3), 8)
+    expect(d.seUnpaired).toBeCloseTo(Math.sqrt((1 + 2.0066666667 / 2) / 3), 8)
+    expect(d.se).toBeLessThan(d.seUnpaired / 10)
+  })
+
+  it("judge a claim supported, contradicted or inconclusive at 2 standard errors", () => {
+    expect(verdictOf({ mean: 0.3, se: 0.1, n: 3 }, ">")).toBe("supported")
+    expect(verdictOf({ mean: 0.3, se: 0.1, n: 3 }, "<")).toBe("contradicted")
+    expect(verdictOf({ mean: 0.15, se: 0.1, n: 3 }, ">")).toBe("inconclusive at this budget")
+    expect(verdictOf({ mean: 5, se: Number.NaN, n: 1 }, ">")).toBe("inconclusive at this budget")
+  })
+})
