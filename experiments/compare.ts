@@ -1,5 +1,6 @@
 /**
- * The comparison of an experiment folder, from its runs' metrics.jsonl: `comparison.parquet` (per arm,
+ * The comparison of an experiment folder, from its runs' metrics.jsonl and node timings (compute seconds
+ * per iteration and accumulated, evaluation excluded): `comparison.parquet` (per arm,
  * metric and iteration: mean, s.e. across seeds, n; per non-reference arm: the paired difference from
  * the reference arm — the first — with its paired and unpaired s.e.), `comparison.md` (the last value
  * of every evaluation metric, and the differences), and `findings.md` (each claim's measured effect and
@@ -7,15 +8,18 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { readMetrics } from "../kernel/run-folder.ts"
+import { readTimings } from "../kernel/iteration.ts"
+import { readManifest, readMetrics } from "../kernel/run-folder.ts"
 import { ComparisonTable } from "../schemas/comparison.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import type { Claim } from "./experiment.ts"
+import { experimentHtml } from "./html.ts"
 import { type BySeed, pairedDifference, summarize, type Summary, verdictOf } from "./stats.ts"
 
-interface ExperimentRecord {
+export interface ExperimentRecord {
   readonly name: string
+  readonly doc: string
   readonly arms: ReadonlyArray<{ readonly label: string }>
   readonly claims: ReadonlyArray<Claim>
   readonly runs: ReadonlyArray<{ readonly arm: string; readonly seed: number; readonly dir: string }>
@@ -30,11 +34,29 @@ export const readRecord = (out: string): ExperimentRecord => {
   return JSON.parse(fs.readFileSync(file, "utf8")) as ExperimentRecord
 }
 
+/**
+ * A run's compute seconds from its node timings (meta/timings.json): per iteration (`iteration_seconds`)
+ * and accumulated (`compute_seconds`), evaluation excluded — the entries whose names start with "eval".
+ */
+export const computeSeconds = (dir: string): Array<{ iteration: number; name: string; value: number }> => {
+  const rows: Array<{ iteration: number; name: string; value: number }> = []
+  let total = 0
+  for (const t of readTimings(dir, readManifest(dir).iterations_complete)) {
+    const s = Object.entries(t.seconds).filter(([e]) => !e.startsWith("eval")).reduce((a, [, v]) => a + v, 0)
+    total += s
+    rows.push({ iteration: t.iteration, name: "iteration_seconds", value: s })
+    rows.push({ iteration: t.iteration, name: "compute_seconds", value: total })
+  }
+  return rows
+}
+
 export const collect = (out: string, record: ExperimentRecord): Values => {
   const values: Values = new Map(record.arms.map((a) => [a.label, new Map()]))
   for (const run of record.runs) {
     const byMetric = values.get(run.arm)!
-    for (const row of readMetrics(path.join(out, run.dir, "metrics.jsonl"))) {
+    const dir = path.join(out, run.dir)
+    if (!fs.existsSync(path.join(dir, "manifest.json"))) continue
+    for (const row of [...readMetrics(path.join(dir, "metrics.jsonl")), ...computeSeconds(dir)]) {
       const byIteration = byMetric.get(row.name) ?? new Map<number, Map<number, number>>()
       byMetric.set(row.name, byIteration)
       const bySeed = byIteration.get(row.iteration) ?? new Map<number, number>()
@@ -180,14 +202,15 @@ const markdown = (record: ExperimentRecord, values: Values) => {
   ].join("\n") + "\n"
 }
 
-/** Writes comparison.parquet, comparison.md and findings.md into the experiment folder; returns their paths. */
+/** Writes comparison.parquet, comparison.md, findings.md and experiment.html into the folder; returns their paths. */
 export const writeComparison = (out: string): Array<string> => {
   const record = readRecord(out)
   const values = collect(out, record)
   const files = {
     "comparison.parquet": toParquet(tableOf(comparisonRows(values))),
     "comparison.md": markdown(record, values),
-    "findings.md": findings(record, values)
+    "findings.md": findings(record, values),
+    "experiment.html": experimentHtml(record, values)
   }
   for (const [name, data] of Object.entries(files)) writeFileAtomic(path.join(out, name), data)
   return Object.keys(files).map((f) => path.join(out, f))

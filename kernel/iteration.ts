@@ -55,7 +55,7 @@ export interface RunContext {
   readonly cores: Semaphore.Semaphore
 }
 
-type EntryResult = readonly [string, unknown, Readonly<Record<string, number>>]
+type EntryResult = readonly [string, unknown, Readonly<Record<string, number>>, number?]
 
 /** The services a node call sees: which call it is, its random streams, the run folder. */
 const callServices = (ctx: RunContext, entry: string, iteration: number) =>
@@ -87,7 +87,8 @@ const runNode = (ctx: RunContext, entry: string, iteration: number, input: Recor
     Effect.provide(callServices(ctx, entry, iteration)),
     Effect.withSpan(`node.${entry}`, { attributes: { node: bound.node.name, iteration } }),
     Effect.map((out): EntryResult => {
-      ctx.progress.nodeDone(entry, iteration, (performance.now() - t0) / 1000)
+      const seconds = (performance.now() - t0) / 1000
+      ctx.progress.nodeDone(entry, iteration, seconds)
       let m: Readonly<Record<string, number>> = bound.node.metrics?.(out, input) ?? {}
       checkFinite(`pipeline ${ctx.pipeline.name}, iteration ${iteration}, node ${entry}`, m)
       if (bound.memoized === true) {
@@ -95,7 +96,7 @@ const runNode = (ctx: RunContext, entry: string, iteration: number, input: Recor
         // Logged with iteration 0 only, so a resumed run's metrics equal an uninterrupted run's.
         if (iteration > 0) m = {}
       }
-      return [entry, out, m]
+      return [entry, out, m, seconds]
     })
   )
 }
@@ -159,12 +160,15 @@ export const runIteration = (ctx: RunContext, iteration: number, state: unknown)
     const outputs: Record<string, unknown> = { config: ctx.config, state, iteration }
     const metrics: Record<string, number> = {}
     const metricNode: Record<string, string> = {}
+    const seconds: Record<string, number> = {}
     for (const level of ctx.pipeline.levels as ReadonlyArray<ReadonlyArray<string>>) {
       const results = yield* Effect.forEach(level, (entry) => runEntry(ctx, entry, iteration, outputs), {
         concurrency: "unbounded"
       })
-      for (const [entry, out, m] of results) {
+      for (const [entry, out, m, s] of results) {
         outputs[entry] = out
+        // Entries computed once (data, base model) are set-up, not the iteration's work.
+        if (s !== undefined && (ctx.pipeline.nodes[entry] as AnyBound).memoized !== true) seconds[entry] = s
         for (const [k, v] of Object.entries(m)) {
           if (k in metrics) {
             return yield* new NodeFailure({
@@ -179,7 +183,7 @@ export const runIteration = (ctx: RunContext, iteration: number, state: unknown)
         }
       }
     }
-    return { outputs, metrics, metricNode }
+    return { outputs, metrics, metricNode, seconds }
   })
 
 /** The next iteration's state, from the output of the entry that holds it. */
@@ -197,6 +201,24 @@ export interface Journal {
   manifest: Manifest
   readonly info: Info
   readonly allMetrics: Array<MetricRow>
+  /** Wall seconds of every node run, per committed iteration (meta/timings.json). */
+  readonly timings: Array<IterationTiming>
+}
+
+/**
+ * An iteration's node wall times (entries computed once excluded). Kept out of metrics.jsonl, which replays and resumes reproduce bit
+ * for bit; experiments read them to put results against compute seconds.
+ */
+export interface IterationTiming {
+  readonly iteration: number
+  readonly seconds: Readonly<Record<string, number>>
+}
+
+/** The timings of the committed iterations (a killed commit may have written one more). */
+export const readTimings = (dir: string, complete: number): Array<IterationTiming> => {
+  const file = path.join(dir, "meta/timings.json")
+  if (!fs.existsSync(file)) return []
+  return (JSON.parse(fs.readFileSync(file, "utf8")) as Array<IterationTiming>).filter((t) => t.iteration < complete)
 }
 
 /** The commit of an iteration as bytes for the commit worker; `written` collects what it will create. */
@@ -205,7 +227,11 @@ export const commitJob = (
   journal: Journal,
   iteration: number,
   outputs: Readonly<Record<string, unknown>>,
-  iterationMetrics: { metrics: Readonly<Record<string, number>>; metricNode: Readonly<Record<string, string>> },
+  iterationMetrics: {
+    metrics: Readonly<Record<string, number>>
+    metricNode: Readonly<Record<string, string>>
+    seconds: Readonly<Record<string, number>>
+  },
   written: Array<string>
 ): CommitJob => {
   const { pipeline, dir, store } = ctx
@@ -249,6 +275,8 @@ export const commitJob = (
     .map(([name, value]) => ({ iteration, name, value, node: iterationMetrics.metricNode[name] }))
   journal.allMetrics.push(...rows)
   files.push({ file: path.join(dir, "meta/info.json"), data: JSON.stringify(journal.info, null, 2) + "\n" })
+  journal.timings.push({ iteration, seconds: iterationMetrics.seconds })
+  files.push({ file: path.join(dir, "meta/timings.json"), data: JSON.stringify(journal.timings) + "\n" })
   files.push({ file: store.path("metrics.parquet"), data: metricsParquet(journal.allMetrics) })
   journal.manifest = { ...journal.manifest, iterations_complete: iteration + 1, updated_at: now() }
   const append = { file: path.join(dir, "metrics.jsonl"), text: rows.map((r) => JSON.stringify(r) + "\n").join("") }

@@ -24,7 +24,15 @@ import type { ConfigOf } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { type Committer, makeCommitter } from "./committer.ts"
 import { asStoreError, NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
-import { commitJob, type Journal, nextState, readInfo, type RunContext, runIteration } from "./iteration.ts"
+import {
+  commitJob,
+  type Journal,
+  nextState,
+  readInfo,
+  readTimings,
+  type RunContext,
+  runIteration
+} from "./iteration.ts"
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
 import { makeProgress } from "./progress.ts"
 import { planReplay } from "./replay-plan.ts"
@@ -136,7 +144,8 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     const journal: Journal = {
       manifest: opened.manifest,
       info: readInfo(pipeline, dir, config),
-      allMetrics: readMetrics(path.join(dir, "metrics.jsonl"))
+      allMetrics: readMetrics(path.join(dir, "metrics.jsonl")),
+      timings: readTimings(dir, opened.manifest.iterations_complete)
     }
     const committer = makeCommitter(dir, journal.manifest.iterations_complete)
     // Runs before the lock is released (finalizers run last-added first): nothing writes after that.

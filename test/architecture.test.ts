@@ -22,7 +22,7 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   report: ["data", "schemas", "store"],
   nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],
   pipelines: ["data", "diffusion", "kernel", "models", "nodes", "random", "report", "schemas", "store"],
-  experiments: ["kernel", "pipelines", "schemas", "store"],
+  experiments: ["kernel", "pipelines", "report", "schemas", "store"],
   cli: ["experiments", "kernel", "pipelines", "report", "schemas", "store"],
   bench: ["engine", "kernel", "pipelines", "random", "schemas"]
 }

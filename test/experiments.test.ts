@@ -7,7 +7,9 @@ import { DuckDBInstance } from "@duckdb/node-api"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { chromium } from "playwright-core"
 import { beforeAll, describe, expect, it } from "vitest"
+import { computeSeconds } from "../experiments/compare.ts"
 import { Experiment } from "../experiments/experiment.ts"
 import { runExperiment } from "../experiments/run.ts"
 import { pairedDifference, verdictOf } from "../experiments/stats.ts"
@@ -71,7 +73,8 @@ describe("an experiment", () => {
        FROM (${raw("frozen")} UNION ALL ${raw("learning")}) GROUP BY ALL ORDER BY ALL`
     )
     const got = await query(
-      `SELECT arm, metric, iteration, mean, se, n FROM '${out}/comparison.parquet' WHERE kind = 'arm' ORDER BY ALL`
+      `SELECT arm, metric, iteration, mean, se, n FROM '${out}/comparison.parquet'
+       WHERE kind = 'arm' AND metric NOT IN ('iteration_seconds', 'compute_seconds') ORDER BY ALL`
     )
     expect(got.length).toBe(expected.length)
     got.forEach((g, i) => {
@@ -98,6 +101,17 @@ describe("an experiment", () => {
     expect(Math.abs(Number(row.mean) - Number(pair.mean))).toBeLessThan(1e-12)
     expect(Math.abs(Number(row.se) - Number(pair.se))).toBeLessThan(1e-12)
     expect(Number.isFinite(Number(row.se_unpaired))).toBe(true)
+  })
+
+  it("puts compute seconds beside the metrics: accumulated, evaluation excluded, under the wall time", () => {
+    for (const dir of ["runs/frozen/seed-0", "runs/learning/seed-1"]) {
+      const rows = computeSeconds(path.join(out, dir))
+      const total = rows.filter((r) => r.name === "compute_seconds").map((r) => r.value)
+      expect(total.length).toBe(2)
+      expect(total[1]).toBeGreaterThan(total[0])
+      const m = JSON.parse(fs.readFileSync(path.join(out, dir, "manifest.json"), "utf8"))
+      expect(total[1]).toBeLessThan((Date.parse(m.updated_at) - Date.parse(m.created_at)) / 1000)
+    }
   })
 
   it("writes each claim's effect and computed verdict into findings.md", () => {
@@ -130,6 +144,27 @@ describe("an experiment", () => {
     const unknown = await Effect.runPromiseExit(runExperiment(def, { out: bad, set: { colour: "red" } }))
     expect(String(Exit.isFailure(unknown) ? unknown.cause : "")).toMatch(/no arm has a setting "colour"/)
     expect(fs.existsSync(bad)).toBe(false)
+  })
+})
+
+const CHROMIUM = "/usr/bin/chromium"
+
+describe.skipIf(!fs.existsSync(CHROMIUM))("experiment.html in headless chromium", () => {
+  it("overlays every arm's curves with bands, lists the verdicts, and loads nothing from the network", async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox"] })
+    const page = await browser.newPage()
+    const requests: Array<string> = []
+    page.on("request", (r) => requests.push(r.url()))
+    await page.goto(`file://${path.join(out, "experiment.html")}`)
+    // eval.improvement.s6, eval.gap.s6 and reward_mean, each by iteration and by compute seconds, 2 arms each.
+    expect(await page.locator("svg.chart polyline.series").count()).toBe(3 * 2 * 2)
+    expect(await page.locator("svg.chart polygon").count()).toBeGreaterThanOrEqual(3 * 2 * 2)
+    expect(await page.locator("li.claim").count()).toBe(2)
+    expect(await page.locator("li.claim b.verdict").first().textContent()).toMatch(
+      /supported|contradicted|inconclusive/
+    )
+    expect(requests.every((u) => u.startsWith("file:") || u.startsWith("data:"))).toBe(true)
+    await browser.close()
   })
 })
 

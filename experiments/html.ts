@@ -1,0 +1,95 @@
+/**
+ * experiment.html: one self-contained page per experiment — every arm's curve overlaid with its ±s.e.
+ * band (across seeds) against iteration and against compute seconds, the evaluation at each step count,
+ * the findings and the last values with paired differences.
+ */
+import { lineChart, type Series } from "../report/svg.ts"
+import type { ExperimentRecord, Values } from "./compare.ts"
+import { effectOf } from "./compare.ts"
+import { pairedDifference, summarize, verdictOf } from "./stats.ts"
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+
+/** One arm's metric over iterations: mean and s.e. across seeds; x is the iteration or mean compute seconds. */
+const seriesOf = (values: Values, arm: string, metric: string, against: "iteration" | "seconds"): Series => {
+  const byIteration = values.get(arm)?.get(metric) ?? new Map<number, Map<number, number>>()
+  const seconds = values.get(arm)?.get("compute_seconds")
+  const its = [...byIteration.keys()].sort((a, b) => a - b).filter((i) => against === "iteration" || seconds?.has(i))
+  const stats = its.map((i) => summarize([...byIteration.get(i)!.values()]))
+  return {
+    name: arm,
+    x: its.map((i) => (against === "iteration" ? i : summarize([...seconds!.get(i)!.values()]).mean)),
+    y: stats.map((s) => s.mean),
+    err: stats.map((s) => (Number.isFinite(s.se) ? s.se : 0))
+  }
+}
+
+/** Improvement at each evaluated step count, at each arm's last evaluation. */
+const byStepCount = (values: Values, arms: ReadonlyArray<string>, steps: ReadonlyArray<number>): Array<Series> =>
+  arms.map((arm) => {
+    const points = steps.flatMap((s) => {
+      const series = values.get(arm)?.get(`eval.improvement.s${s}`)
+      if (series === undefined) return []
+      const at = Math.max(...series.keys())
+      return [{ s, stats: summarize([...series.get(at)!.values()]) }]
+    })
+    return {
+      name: arm,
+      x: points.map((p) => p.s),
+      y: points.map((p) => p.stats.mean),
+      err: points.map((p) => (Number.isFinite(p.stats.se) ? p.stats.se : 0))
+    }
+  })
+
+const fmt = (mean: number, se: number) => `${mean.toFixed(4)} ± ${Number.isFinite(se) ? se.toFixed(4) : "n/a"}`
+
+const lastTable = (values: Values, arms: ReadonlyArray<string>, metrics: ReadonlyArray<string>) => {
+  const cell = (arm: string, m: string) => {
+    const series = values.get(arm)?.get(m)
+    if (series === undefined) return "—"
+    const at = Math.max(...series.keys())
+    const s = summarize([...series.get(at)!.values()])
+    const ref = values.get(arms[0])?.get(m)?.get(at)
+    const diff = arm === arms[0] || ref === undefined ? "" : (() => {
+      const d = pairedDifference(series.get(at)!, ref)
+      return `<br><small>Δ ${fmt(d.mean, d.se)} (unpaired ± ${d.seUnpaired.toFixed(4)})</small>`
+    })()
+    return `${fmt(s.mean, s.se)} <small>(n=${s.n})</small>${diff}`
+  }
+  const head = `<tr><th>metric</th>${arms.map((a) => `<th>${esc(a)}</th>`).join("")}</tr>`
+  const rows = metrics.map((m) => `<tr><td>${esc(m)}</td>${arms.map((a) => `<td>${cell(a, m)}</td>`).join("")}</tr>`)
+  return `<table class="last">${head}${rows.join("")}</table>`
+}
+
+export const experimentHtml = (record: ExperimentRecord, values: Values): string => {
+  const arms = [...values.keys()]
+  const metrics = [...new Set(arms.flatMap((a) => [...values.get(a)!.keys()]))].sort()
+  const headline = metrics.filter((m) => /^eval\.(improvement|gap)\.s\d+$/.test(m) || m === "reward_mean")
+  const steps = [...new Set(headline.flatMap((m) => /\.s(\d+)$/.exec(m)?.[1] ?? []).map(Number))].sort((a, b) => a - b)
+  const charts = headline.flatMap((m) => [
+    lineChart(`${m} by iteration`, arms.map((a) => seriesOf(values, a, m, "iteration"))),
+    lineChart(`${m} by compute seconds`, arms.map((a) => seriesOf(values, a, m, "seconds")), "compute seconds")
+  ])
+  if (steps.length > 1) {
+    charts.push(lineChart("ODE improvement by step count (last evaluation)", byStepCount(values, arms, steps), "steps"))
+  }
+  const findings = record.claims.map((c) => {
+    const e = effectOf(values, c)
+    const verdict = e === undefined ? "no data" : verdictOf(e.effect, c.direction)
+    const effect = e === undefined ? "" : `: ${fmt(e.effect.mean, e.effect.se)} (n=${e.effect.n}) at ${esc(e.where)}`
+    return `<li class="claim"><b>${esc(c.name)}</b>${effect} → <b class="verdict">${verdict}</b></li>`
+  })
+  return [
+    "<!doctype html><html><head><meta charset=\"utf-8\">",
+    `<title>${esc(record.name)}</title>`,
+    "<style>body{font-family:sans-serif;margin:1.5em}svg.chart{margin:4px}table{border-collapse:collapse}",
+    "td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;vertical-align:top}</style></head><body>",
+    `<h1>${esc(record.name)}</h1><p>${esc(record.doc)}</p>`,
+    `<p>Arms: ${arms.map(esc).join(", ")}; seeds ${record.runs.length / Math.max(arms.length, 1)} per arm. `,
+    "Bands are ± one standard error across seeds; same seed, same prompts and evaluation noise.</p>",
+    `<h2>Findings</h2><ul>${findings.join("") || "<li>no claims</li>"}</ul>`,
+    `<h2>Curves</h2><div>${charts.join("")}</div>`,
+    `<h2>Last values</h2>${lastTable(values, arms, [...headline, "compute_seconds"])}`,
+    "</body></html>\n"
+  ].join("")
+}
