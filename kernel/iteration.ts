@@ -206,8 +206,8 @@ export interface Journal {
 }
 
 /**
- * An iteration's node wall times (entries computed once excluded). Kept out of metrics.jsonl, which replays and resumes reproduce bit
- * for bit; experiments read them to put results against compute seconds.
+ * An iteration's node wall times (entries computed once excluded). Kept out of metrics.jsonl, which
+ * replays and resumes reproduce bit for bit; experiments read them to put results against compute seconds.
  */
 export interface IterationTiming {
   readonly iteration: number
