@@ -181,4 +181,36 @@ describe("the etaflow command", () => {
     expect(r.stderr).toMatch(/has no gradient for adjoint matching: .*Clip/)
     expect(fs.existsSync(out)).toBe(false)
   })
+
+  it("lists the built-in experiments and runs one defined in a script, refusing a bad --set with exit 2", () => {
+    const listed = etaflow("experiment", "list")
+    expect(listed.code).toBe(0)
+    for (const name of ["eta-sweep", "few-step", "sampler-speed", "adjoint"]) expect(listed.stdout).toContain(name)
+    const dir = tmp()
+    const script = path.join(dir, "tiny.mts")
+    const repo = path.resolve(".")
+    fs.writeFileSync(
+      script,
+      [
+        `import { Experiment } from "${repo}/experiments/experiment.ts"`,
+        `import { flowGrpo } from "${repo}/pipelines/flow-grpo.ts"`,
+        "const toy = { dataset: \"double-ring\", steps: 4, promptsPerIteration: 2, groupSize: 8, batchSize: 16,",
+        "  evalSamplesPerPrompt: 16 }",
+        "export default Experiment.define({ name: \"tiny\", doc: \"two noise levels\", seeds: 1, iterations: 1,",
+        "  evaluate: { steps: [4] },",
+        "  arms: [Experiment.arm(\"a\", flowGrpo, { ...toy, noiseLevel: 0.5 }), Experiment.arm(\"b\", flowGrpo, toy)] })"
+      ].join("\n")
+    )
+    const bad = etaflow("experiment", "run", script, "--set", "b.noiseLevel=-1", "--out", path.join(dir, "never"))
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/arm b: .*noiseLevel/)
+    expect(fs.existsSync(path.join(dir, "never"))).toBe(false)
+    const out = path.join(dir, "tiny")
+    const r = etaflow("experiment", "run", script, "--out", out, "--progress", "none")
+    expect(r.code, r.stderr).toBe(0)
+    for (const f of ["experiment.json", "comparison.parquet", "comparison.md", "findings.md", "experiment.html"]) {
+      expect(fs.existsSync(path.join(out, f)), f).toBe(true)
+    }
+    expect(etaflow("experiment", "report", out).stdout).toContain("comparison.parquet")
+  })
 })
