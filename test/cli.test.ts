@@ -198,7 +198,8 @@ describe("the etaflow command", () => {
         "  evalSamplesPerPrompt: 16 }",
         "export default Experiment.define({ name: \"tiny\", doc: \"two noise levels\", seeds: 1, iterations: 1,",
         "  evaluate: { steps: [4] },",
-        "  arms: [Experiment.arm(\"a\", flowGrpo, { ...toy, noiseLevel: 0.5 }), Experiment.arm(\"b\", flowGrpo, toy)] })"
+        "  arms: [Experiment.arm(\"a\", flowGrpo, { ...toy, noiseLevel: 0.5 }),",
+        "    Experiment.arm(\"b\", flowGrpo, toy)] })"
       ].join("\n")
     )
     const bad = etaflow("experiment", "run", script, "--set", "b.noiseLevel=-1", "--out", path.join(dir, "never"))
