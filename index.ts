@@ -11,6 +11,9 @@
  *   `Rng` (seeded random streams), `RunStore` (the run folder).
  * - The registered pipelines (`pipelines`, and each by name), the nodes they are made of, the
  *   samplers (`samplers`: each `x_next ~ N(a·x + b·f_θ, s²I)`), and the rewards.
+ * - Experiments: `Experiment.define({ name, doc, arms: [Experiment.arm(label, pipeline, settings)], seeds,
+ *   claims })`, `runExperiment(def, { out?, seeds?, set? })` → an Effect of the experiment folder, with
+ *   its comparison, findings and experiment.html; the built-in `experiments`.
  * - Failures are tagged errors (`UsageError`, `NodeFailure`, `NonFiniteError`, `StoreError`, and the
  *   domain errors of the nodes), so `Effect.catchTag` works on a run.
  */
@@ -26,9 +29,17 @@ export type { RandomStream } from "./random/streams.ts"
 export { Setting } from "./schemas/settings.ts"
 export type { ConfigOf, Settings } from "./schemas/settings.ts"
 
+export { experiments, findExperiment } from "./experiments/builtin.ts"
+export { writeComparison } from "./experiments/compare.ts"
+export { Experiment } from "./experiments/experiment.ts"
+export type { Arm, Claim, ExperimentDef } from "./experiments/experiment.ts"
+export { runExperiment } from "./experiments/run.ts"
+export type { ExperimentOptions } from "./experiments/run.ts"
+export { adjointMatching } from "./pipelines/adjoint-matching.ts"
 export { danceGrpo } from "./pipelines/dance-grpo.ts"
 export { datasetPipeline } from "./pipelines/dataset.ts"
 export { ddpo } from "./pipelines/ddpo.ts"
+export { deterministicAm } from "./pipelines/deterministic-am.ts"
 export { flowGrpo } from "./pipelines/flow-grpo.ts"
 export { mixgrpo } from "./pipelines/mixgrpo.ts"
 export { precisePipeline } from "./pipelines/precise.ts"
