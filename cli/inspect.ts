@@ -1,8 +1,13 @@
-/** `etaflow inspect <run-dir | file.parquet>`: schema, row counts and last metrics. */
+/**
+ * `etaflow inspect <run-dir | experiment-dir | file.parquet>`: schema, row counts and last metrics; for
+ * an experiment, its runs' status and its findings.
+ */
 import * as arrow from "apache-arrow"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { describeExperiment } from "../experiments/compare.ts"
+import { runStatus } from "../experiments/run.ts"
 import { StoreError, UsageError } from "../kernel/errors.ts"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
@@ -145,6 +150,14 @@ export const inspect = (target: string, json: boolean) =>
     try: async () => {
       if (!fs.existsSync(target)) throw new UsageError({ message: `inspect: ${target} does not exist` })
       if (fs.statSync(target).isDirectory()) {
+        if (fs.existsSync(path.join(target, "experiment.json"))) {
+          const e = describeExperiment(target, runStatus)
+          return json ? JSON.stringify(e, null, 2) : [
+            `experiment ${e.name}: ${e.doc}`,
+            ...e.runs.map((r) => `  ${r.dir.padEnd(32)} ${r.status}`),
+            ...(e.findings.length > 0 ? ["findings:", ...e.findings.map((f) => `  ${f}`)] : [])
+          ].join("\n")
+        }
         if (!fs.existsSync(path.join(target, "manifest.json"))) {
           throw new UsageError({ message: `inspect: ${target} is not a run folder (no manifest.json)` })
         }

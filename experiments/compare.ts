@@ -215,3 +215,18 @@ export const writeComparison = (out: string): Array<string> => {
   for (const [name, data] of Object.entries(files)) writeFileAtomic(path.join(out, name), data)
   return Object.keys(files).map((f) => path.join(out, f))
 }
+
+/** What `etaflow inspect` shows of an experiment folder: its runs with their status, and the findings. */
+export const describeExperiment = (out: string, statusOf: (dir: string) => string) => {
+  const record = readRecord(out)
+  const runs = record.runs.map((r) => ({ ...r, status: statusOf(path.join(out, r.dir)) }))
+  const findingsFile = path.join(out, "findings.md")
+  return {
+    name: record.name,
+    doc: record.doc,
+    runs,
+    findings: fs.existsSync(findingsFile)
+      ? fs.readFileSync(findingsFile, "utf8").split("\n").filter((l) => l.startsWith("- "))
+      : []
+  }
+}

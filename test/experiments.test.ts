@@ -4,7 +4,7 @@
  * verdicts, extension that runs only what is missing, and settings refused before any folder exists.
  */
 import { DuckDBInstance } from "@duckdb/node-api"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { chromium } from "playwright-core"
@@ -33,6 +33,11 @@ const def = Experiment.define({
     { name: "frozen does not improve", metric: "eval.improvement.s6", arm: "frozen", over: "training", direction: ">" }
   ]
 })
+
+const readJson = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"))
+const readMetricsOf = (dir: string, arm: string) =>
+  fs.readFileSync(path.join(dir, `runs/${arm}/seed-0/metrics.jsonl`), "utf8").split("\n").filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as { iteration: number; name: string })
 
 const query = async (sql: string) => {
   const db = await DuckDBInstance.create(":memory:")
@@ -134,6 +139,31 @@ describe("an experiment", () => {
     expect(fs.existsSync(path.join(out, "runs/frozen/seed-2/manifest.json"))).toBe(true)
     const [n] = await query(`SELECT max(n) AS n FROM '${out}/comparison.parquet'`)
     expect(Number(n.n)).toBe(3)
+  }, 600_000)
+
+  it("interrupted mid-run, continues where it stopped and ends with the numbers of an uninterrupted run", async () => {
+    const long = Experiment.define({ ...def, name: "toy-interrupted", seeds: [0], iterations: 3, claims: [] })
+    const dir = path.join(tempDir("experiment-kill"), "x")
+    const manifest = path.join(dir, "runs/frozen/seed-0/manifest.json")
+    const fiber = Effect.runFork(runExperiment(long, { out: dir }))
+    // Interrupt once the first run has committed an iteration (bounded wait: 2 min).
+    for (let i = 0; i < 1200 && !(fs.existsSync(manifest) && readJson(manifest).iterations_complete >= 1); i++) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(readJson(manifest).status).not.toBe("complete")
+    await Effect.runPromise(runExperiment(long, { out: dir }))
+    expect(readJson(path.join(dir, "experiment.json")).runs.every((r: { status: string }) => r.status === "complete"))
+      .toBe(true)
+    // The interrupted-and-resumed run's metrics equal those of the same arm and seed in the uninterrupted
+    // experiment above over the 2 iterations that one ran, and no iteration is logged twice.
+    const lines = (d: string) =>
+      fs.readFileSync(path.join(d, "runs/frozen/seed-0/metrics.jsonl"), "utf8").split("\n")
+        .filter((l) => l !== "" && JSON.parse(l).iteration < 2)
+    expect(lines(dir).length).toBeGreaterThan(10)
+    expect(lines(dir)).toEqual(lines(out))
+    expect(new Set(readMetricsOf(dir, "frozen").map((r) => `${r.iteration}|${r.name}`)).size)
+      .toBe(readMetricsOf(dir, "frozen").length)
   }, 600_000)
 
   it("refuses a bad setting of any arm, naming the arm, before any folder exists", async () => {
