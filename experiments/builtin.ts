@@ -1,7 +1,8 @@
 /**
  * The seeds' own questions as experiments with computed verdicts (docs/design.md, "Experiments").
- * Budgets are for this project's 2-core machine with the models cached (a first run also pretrains
- * the base it needs: ~3 min); each claim is judged at the last evaluation, at 10 ODE steps unless
+ * Budgets are for this project's 2-core machine with the models cached. The base model, reward
+ * classifier and judge are cached per run seed, so a first run of each seed also pretrains them
+ * (~4 min per seed and process). Each claim is judged at the last evaluation, at 10 ODE steps unless
  * it says otherwise, from 3 seeds.
  */
 import { adjointMatching } from "../pipelines/adjoint-matching.ts"

@@ -125,8 +125,9 @@ export type RunStatus = "complete" | "interrupted" | "failed" | "missing" | "run
 
 export const runStatus = (dir: string): RunStatus => {
   if (!fs.existsSync(path.join(dir, "manifest.json"))) return "missing"
+  // A manifest says "running" while its process lives (or until a killed one's run is resumed).
   const status = readManifest(dir).status
-  return status === "complete" ? "complete" : status === "failed" ? "failed" : "interrupted"
+  return status === "complete" || status === "failed" || status === "running" ? status : "interrupted"
 }
 
 /** experiment.json: the definition, each arm's resolved settings and each run's status. */
