@@ -12,7 +12,7 @@ import { UsageError } from "../kernel/errors.ts"
 import type { RunnablePipeline } from "../kernel/pipeline.ts"
 import type { ProgressMode } from "../kernel/progress.ts"
 import { readManifest } from "../kernel/run-folder.ts"
-import { runPipeline } from "../kernel/run.ts"
+import { type RunError, runPipeline } from "../kernel/run.ts"
 import { formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { writeComparison } from "./compare.ts"
@@ -150,8 +150,37 @@ const writeRecord = (def: ExperimentDef, plan: Plan, status: (run: PlannedRun) =
     ) + "\n"
   )
 
+/**
+ * What carries out an experiment's runs. The experiment hands it the runs that are not complete and a
+ * callback to record each one's progress; the local executor runs them here, in order, and the
+ * cluster executor (scale-out) will submit them to runners instead — the experiment does not change.
+ */
+export interface Executor {
+  readonly name: string
+  readonly execute: (
+    runs: ReadonlyArray<PlannedRun & { readonly out: string; readonly resume: boolean }>,
+    progress: ProgressMode,
+    started: (run: PlannedRun) => void,
+    finished: (run: PlannedRun) => void
+  ) => Effect.Effect<void, RunError<RunnablePipeline>>
+}
+
+/** In this process, one run after another: a fresh run, or the exact resume of an interrupted one. */
+export const localExecutor: Executor = {
+  name: "local",
+  execute: (runs, progress, started, finished) =>
+    Effect.forEach(runs, (r) =>
+      Effect.gen(function*() {
+        started(r)
+        yield* (r.resume
+          ? runPipeline(r.pipeline, { resume: r.out, progress })
+          : runPipeline(r.pipeline, { config: r.config, set: r.set, seed: r.seed, out: r.out, progress }))
+        finished(r)
+      }), { discard: true })
+}
+
 /** Runs what is missing, resumes what was interrupted, then writes the comparison. Returns the folder. */
-export const runExperiment = (def: ExperimentDef, options: ExperimentOptions = {}) =>
+export const runExperiment = (def: ExperimentDef, options: ExperimentOptions & { readonly executor?: Executor } = {}) =>
   Effect.gen(function*() {
     const plan = yield* Effect.try({
       try: () => planExperiment(def, options),
@@ -160,17 +189,24 @@ export const runExperiment = (def: ExperimentDef, options: ExperimentOptions = {
     fs.mkdirSync(plan.out, { recursive: true })
     const statusOf = (r: PlannedRun) => runStatus(path.join(plan.out, r.dir))
     writeRecord(def, plan, statusOf)
-    for (const r of plan.runs) {
-      const dir = path.join(plan.out, r.dir)
+    const pending = plan.runs.flatMap((r) => {
       const status = statusOf(r)
-      if (status === "complete") continue
-      writeRecord(def, plan, (q) => (q === r ? "running" : statusOf(q)))
-      const progress = options.progress ?? "none"
-      yield* (status === "missing"
-        ? runPipeline(r.pipeline, { config: r.config, set: r.set, seed: r.seed, out: dir, progress })
-        : runPipeline(r.pipeline, { resume: dir, progress }))
-      writeRecord(def, plan, statusOf)
-    }
+      return status === "complete" ? [] : [{ ...r, out: path.join(plan.out, r.dir), resume: status !== "missing" }]
+    })
+    const running = new Set<PlannedRun>()
+    const record = () => writeRecord(def, plan, (q) => (running.has(q) ? "running" : statusOf(q)))
+    yield* (options.executor ?? localExecutor).execute(
+      pending,
+      options.progress ?? "none",
+      (r) => {
+        running.add(plan.runs.find((q) => q.dir === r.dir)!)
+        record()
+      },
+      (r) => {
+        running.delete(plan.runs.find((q) => q.dir === r.dir)!)
+        record()
+      }
+    )
     writeComparison(plan.out)
     return plan.out
   })
