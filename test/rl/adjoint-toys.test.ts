@@ -80,4 +80,22 @@ describe("adjoint matching on a Gaussian toy", () => {
     }
     await control.release()
   })
+
+  it("solves the linear-quadratic problem under the late running-cost weight too (beyond KL)", async () => {
+    const p = { mean: 1, std: 0.5, target: -1, lambda: 2, steps: 10 }
+    const [late, constant] = [await riccati(p, "late"), await riccati(p)]
+    // The weights are different problems: cheap late control moves the optimum (N(−0.278, 0.024) vs N(−0.168, 0.032)).
+    expect(Math.abs(late.mean - constant.mean)).toBeGreaterThan(0.1)
+    const params = await trainToy(p, {
+      deterministic: true,
+      iterations: 100,
+      chains: 256,
+      lr: 3e-3,
+      batchSize: 64,
+      costWeight: "late"
+    })
+    const got = moments(await sampleToy(p, params, true, 8192))
+    expect(Math.abs(got.mean - late.mean)).toBeLessThan(0.02)
+    expect(Math.abs(got.variance / late.variance - 1)).toBeLessThan(0.1)
+  })
 })

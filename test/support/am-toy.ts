@@ -3,7 +3,13 @@
  * small control network g_θ added to it (f_ft = f_base + g_θ): the loop the pipelines run — rollout,
  * reward gradient, adjoint, update — with the same library functions, on a problem with a known answer.
  */
-import type { AdjointKind, Drift, TargetAdjoint } from "../../diffusion/adjoint.ts"
+import {
+  type AdjointKind,
+  type CostWeight,
+  type Drift,
+  runningVariance,
+  type TargetAdjoint
+} from "../../diffusion/adjoint.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import type { Policy } from "../../diffusion/policy.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
@@ -87,6 +93,7 @@ export const trainToy = async (
     readonly lossClip?: boolean
     readonly targetAdjoint?: TargetAdjoint
     readonly kind?: AdjointKind
+    readonly costWeight?: CostWeight
   }
 ): Promise<ParamValues> => {
   const specs = velocityNet(CONTROL_NET).specs
@@ -113,7 +120,8 @@ export const trainToy = async (
       kind: opts.kind ?? (opts.deterministic ? "value" : "lean"),
       from: 0,
       base: gaussianDrift(base(p)),
-      current: c.drift
+      current: c.drift,
+      costWeight: opts.costWeight ?? "constant"
     })
     await c.release()
     const out = await adjointMatchingUpdate({
@@ -126,7 +134,7 @@ export const trainToy = async (
         residual: true,
         deterministic: opts.deterministic,
         targetAdjoint: opts.targetAdjoint ?? "next",
-        costWeight: "constant",
+        costWeight: opts.costWeight ?? "constant",
         lr: opts.lr,
         batchSize: opts.batchSize ?? opts.chains,
         innerEpochs: 1,
@@ -148,11 +156,11 @@ export const trainToy = async (
 /**
  * The discrete linear-quadratic answer of the deterministic problem: step k maps x to y = A_k x + B_k
  * (the base's Euler step, affine for Gaussian data) plus the control δ; the cost is Σ δ²/(2 s_k²)
- * + λ(x_N − m)²/2 with s_k² = h_k. With V_{k+1}(y) = ½P y² + q y, the optimum is δ = −s²(P y + q)/(1 + s²P),
+ * + λ(x_N − m)²/2 with s_k² = h_k c̄_k (the cost weight's mean over the step). With V_{k+1}(y) = ½P y² + q y, the optimum is δ = −s²(P y + q)/(1 + s²P),
  * and V_k follows the Riccati difference equation P_k = A²P/(1 + s²P), q_k = A(P B + q)/(1 + s²P).
  * Returns the optimal control g*_k(x) = δ/b_k and the final mean and variance from x_0 ~ N(0, 1).
  */
-export const riccati = async (p: ToyProblem) => {
+export const riccati = async (p: ToyProblem, weight: CostWeight = "constant") => {
   const grid = uniformGrid(p.steps)
   const policy = gaussianData(base(p))
   const steps = await Promise.all(Array.from({ length: p.steps }, async (_, k) => {
@@ -161,7 +169,7 @@ export const riccati = async (p: ToyProblem) => {
       (await policy.predict(Float32Array.of(0), 1, grid[k]))[0],
       (await policy.predict(Float32Array.of(1), 1, grid[k]))[0]
     ]
-    return { A: 1 + b * (f1 - f0), B: b * f0, b, s2: grid[k] - grid[k + 1], P: 0, q: 0 }
+    return { A: 1 + b * (f1 - f0), B: b * f0, b, s2: runningVariance(grid[k], grid[k + 1], weight), P: 0, q: 0 }
   }))
   let [P, q] = [p.lambda, -p.lambda * p.target]
   for (let k = p.steps - 1; k >= 0; k--) {
