@@ -156,8 +156,9 @@ export const trainToy = async (
 /**
  * The discrete linear-quadratic answer of the deterministic problem: step k maps x to y = A_k x + B_k
  * (the base's Euler step, affine for Gaussian data) plus the control δ; the cost is Σ δ²/(2 s_k²)
- * + λ(x_N − m)²/2 with s_k² = h_k c̄_k (the cost weight's mean over the step). With V_{k+1}(y) = ½P y² + q y, the optimum is δ = −s²(P y + q)/(1 + s²P),
- * and V_k follows the Riccati difference equation P_k = A²P/(1 + s²P), q_k = A(P B + q)/(1 + s²P).
+ * + λ(x_N − m)²/2 with s_k² = h_k c̄_k (the cost weight's mean over the step). With
+ * V_{k+1}(y) = ½P y² + q y the optimum is δ = −s²(P y + q)/(1 + s²P), and V_k follows the Riccati
+ * difference equation P_k = A²P/(1 + s²P), q_k = A(P B + q)/(1 + s²P).
  * Returns the optimal control g*_k(x) = δ/b_k and the final mean and variance from x_0 ~ N(0, 1).
  */
 export const riccati = async (p: ToyProblem, weight: CostWeight = "constant") => {
@@ -169,7 +170,8 @@ export const riccati = async (p: ToyProblem, weight: CostWeight = "constant") =>
       (await policy.predict(Float32Array.of(0), 1, grid[k]))[0],
       (await policy.predict(Float32Array.of(1), 1, grid[k]))[0]
     ]
-    return { A: 1 + b * (f1 - f0), B: b * f0, b, s2: runningVariance(grid[k], grid[k + 1], weight), P: 0, q: 0 }
+    const s2 = runningVariance(grid[k], grid[k + 1], weight)
+    return { A: 1 + b * (f1 - f0), B: b * f0, b, s2, P: 0, q: 0 }
   }))
   let [P, q] = [p.lambda, -p.lambda * p.target]
   for (let k = p.steps - 1; k >= 0; k--) {
