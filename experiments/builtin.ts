@@ -67,7 +67,7 @@ export const fewStep = Experiment.define({
 export const precise = Experiment.define({
   name: "precise",
   doc: "flow-grpo training with the precise, flow-grpo, cps and dance-grpo samplers; the double-ring sampler table",
-  budget: "12 RL runs × 15 iterations + 3 sampler tables, ~9 min",
+  budget: "12 RL runs × 15 iterations (~10 s of compute each) + 3 sampler tables (~2.3 min each), ~13 min",
   seeds: 3,
   iterations: 15,
   evaluate: { steps: [10], every: 5 },
