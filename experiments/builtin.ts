@@ -44,7 +44,7 @@ export const etaSweep = Experiment.define({
 export const fewStep = Experiment.define({
   name: "few-step",
   doc: "sdpo vs ddpo trained at 10 steps, evaluated at 1, 2, 4, 8, 16 ODE steps",
-  budget: "6 runs × 12 iterations, ~6 min",
+  budget: "6 runs × 12 iterations (ddpo ~8 s, sdpo ~27 s of compute each) + evaluation, ~5 min",
   seeds: 3,
   iterations: 12,
   evaluate: { steps: [1, 2, 4, 8, 16], every: 6 },
