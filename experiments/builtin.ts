@@ -17,7 +17,7 @@ import { Experiment } from "./experiment.ts"
 export const etaSweep = Experiment.define({
   name: "eta-sweep",
   doc: "ddpo with gDDIM at λ = η ∈ {1.0, 1.2, 1.5} on MNIST: ODE improvement and SDE − ODE gap over training",
-  budget: "9 runs × 15 iterations, ~7 min",
+  budget: "9 runs × 15 iterations, ~2.5 min",
   seeds: 3,
   iterations: 15,
   evaluate: { steps: [10], every: 5 },
