@@ -91,7 +91,7 @@ export const precise = Experiment.define({
 export const adjointExperiment = Experiment.define({
   name: "adjoint",
   doc: "adjoint-matching, deterministic-am with K = N and K = 3, and flow-grpo on MNIST",
-  budget: "12 runs × 20 iterations, ~9 min",
+  budget: "12 runs × 20 iterations (~10–14 s of compute each) + evaluation, ~3.5 min",
   seeds: 3,
   iterations: 20,
   evaluate: { steps: [10], every: 10 },
