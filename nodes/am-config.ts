@@ -53,6 +53,27 @@ export const amSettings = <K extends NoiseKey>(
   )
 })
 
+/**
+ * The adjoint-matching pipelines' defaults: the memoryless Flow-GRPO SDE (noise √2), 10 steps, 128
+ * prompts × 1 trajectory, two AdamW steps of 64 trajectories at lr 3e-4, λ = 10 (docs/algorithms.md §10).
+ * The policy-gradient fields (clip, β, timestep fraction) have no setting here.
+ */
+export const AM_DEFAULTS = {
+  sampler: "flow-grpo",
+  noise: Math.SQRT2,
+  noiseKey: "noiseLevel",
+  steps: 10,
+  clipRange: 0,
+  beta: 0,
+  lr: 3e-4,
+  groupSize: 1,
+  promptsPerIteration: 128,
+  batchSize: 64,
+  timestepFraction: 1,
+  shuffleTimesteps: false,
+  lambda: 10
+} as const
+
 export const deterministicSettings = {
   adjoint: Setting.literal(
     ADJOINT_KINDS,

@@ -7,7 +7,7 @@
  * trajectory with quantile loss clipping. `adjointSteps=K` truncates adjoint and loss to the last K steps.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { amSettings } from "../nodes/am-config.ts"
+import { AM_DEFAULTS, amSettings } from "../nodes/am-config.ts"
 import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
 
 const variant: AmVariant = { deterministic: false, kind: () => "lean" }
@@ -15,21 +15,6 @@ const variant: AmVariant = { deterministic: false, kind: () => "lean" }
 export const adjointMatching = Pipeline.define({
   ...amPipeline({ name: "adjoint-matching", variant }),
   doc: "Adjoint Matching: memoryless SDE rollouts, lean adjoint of the base, regression onto the adjoint's target",
-  settings: amSettings({
-    sampler: "flow-grpo",
-    noise: Math.SQRT2,
-    noiseKey: "noiseLevel",
-    steps: 10,
-    clipRange: 0,
-    beta: 0,
-    lr: 3e-4,
-    groupSize: 1,
-    promptsPerIteration: 128,
-    batchSize: 64,
-    timestepFraction: 1,
-    shuffleTimesteps: false,
-    lambda: 10,
-    adjointSteps: 0
-  }),
+  settings: amSettings({ ...AM_DEFAULTS, adjointSteps: 0 }),
   nodes: amNodes(variant)
 })

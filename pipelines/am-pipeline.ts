@@ -10,16 +10,10 @@ import { Persist } from "../kernel/node.ts"
 import { adjointUpdate } from "../nodes/adjoint-update.ts"
 import { adjoint, rewardGradientProblems } from "../nodes/adjoint.ts"
 import type { AmConfig } from "../nodes/am-config.ts"
-import { rlBaseModel } from "../nodes/base-model.ts"
-import { trainingData } from "../nodes/dataset.ts"
-import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
-import { prompts } from "../nodes/prompts.ts"
-import { restoreAdjoints, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
-import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
+import { restoreAdjoints, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
 import { rollout } from "../nodes/rollout.ts"
-import { rewards } from "../nodes/score.ts"
 import { amTrajectoryTable } from "../nodes/trajectories.ts"
-import { checkRlConfig, rlPipeline } from "./rl-pipeline.ts"
+import { checkRlConfig, evaluationEntries, rewardEntry, rlPipeline, setupEntries } from "./rl-pipeline.ts"
 
 export interface AmVariant {
   /** ODE rollouts and the deterministic loss (seed 002), or memoryless SDE rollouts (adjoint matching). */
@@ -28,17 +22,11 @@ export interface AmVariant {
 }
 
 export const amNodes = (variant: AmVariant) => ({
-  data: trainingData.from({ config: "config" }).once(),
-  classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
-  judge: defaultJudge.from({ data: "data", config: "config" }).once(),
-  base: rlBaseModel("rf").from({ data: "data", config: "config" }).once(),
-  prompts: prompts.from({ config: "config" }),
+  ...setupEntries("rf"),
   rollout: rollout<AmConfig>({ sharedNoise: false, deterministic: variant.deterministic })
     .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
     .restoredBy(restoreTrajectories),
-  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(
-    restoreRewards
-  ),
+  rewards: rewardEntry(),
   adjoint: adjoint(variant)
     .from({ trajectories: "rollout", base: "base", state: "state", classifier: "classifier", config: "config" })
     .restoredBy(restoreAdjoints),
@@ -48,17 +36,7 @@ export const amNodes = (variant: AmVariant) => ({
   update: adjointUpdate(variant)
     .from({ trajectories: "rollout", adjoint: "adjoint", state: "state", base: "base", config: "config" })
     .restoredBy(restoreUpdate),
-  evaluation: evaluation.from({
-    update: "update",
-    base: "base",
-    classifier: "classifier",
-    judge: "judge",
-    data: "data",
-    config: "config",
-    iteration: "iteration"
-  }),
-  evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval")),
-  evalSamples: evalSamples.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval-samples"))
+  ...evaluationEntries()
 })
 
 /**

@@ -8,7 +8,7 @@
  */
 import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { amSettings, deterministicSettings } from "../nodes/am-config.ts"
+import { AM_DEFAULTS, amSettings, deterministicSettings } from "../nodes/am-config.ts"
 import { Setting } from "../schemas/settings.ts"
 import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
 
@@ -18,22 +18,7 @@ export const deterministicAm = Pipeline.define({
   ...amPipeline({ name: "deterministic-am", variant }),
   doc: "Deterministic adjoint matching: ODE rollouts, value adjoint over the last K steps, control regression",
   settings: {
-    ...amSettings({
-      sampler: "flow-grpo",
-      noise: Math.SQRT2,
-      noiseKey: "noiseLevel",
-      steps: 10,
-      clipRange: 0,
-      beta: 0,
-      lr: 3e-4,
-      groupSize: 1,
-      promptsPerIteration: 128,
-      batchSize: 64,
-      timestepFraction: 1,
-      shuffleTimesteps: false,
-      lambda: 10,
-      adjointSteps: 3
-    }),
+    ...amSettings({ ...AM_DEFAULTS, adjointSteps: 3 }),
     ...deterministicSettings,
     // Training rolls out the ODE: the sampler setting only names the SDE the evaluation's gap compares.
     sampler: Setting.literal(SAMPLER_NAMES, "flow-grpo", "SDE of the evaluation's reward gap (training uses the ODE)")

@@ -27,35 +27,20 @@ import { policyUpdate, type UpdateResult } from "../nodes/update.ts"
 import { writeReport } from "../report/report.ts"
 import { pruneRun, rlRetention } from "./rl-retention.ts"
 
-/** The entries of an RL pipeline with the given advantage normalizer. */
-export const rlNodes = <C extends RlConfig, AC, E, R>(
-  variant: RlVariant<C>,
-  advantages: Node<
-    { rewards: Rewards; trajectories: Trajectories; state: RlState | null; config: AC },
-    Advantages,
-    E,
-    R
-  >
-) => ({
+/**
+ * What every RL and adjoint-matching pipeline has before its rollout: the data set, reward classifier,
+ * judge and base model (computed once) and the iteration's prompts.
+ */
+export const setupEntries = (process: "rf" | "vp") => ({
   data: trainingData.from({ config: "config" }).once(),
   classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
   judge: defaultJudge.from({ data: "data", config: "config" }).once(),
-  base: rlBaseModel(variant.process).from({ data: "data", config: "config" }).once(),
-  prompts: prompts.from({ config: "config" }),
-  rollout: rollout(variant)
-    .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
-    .restoredBy(restoreTrajectories),
-  rewards: rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(
-    restoreRewards
-  ),
-  advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state", config: "config" })
-    .restoredBy(restoreAdvantages),
-  trajectoryTable: rlTrajectoryTable
-    .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
-    .persist(Persist.perIteration("trajectories")),
-  update: policyUpdate(variant)
-    .from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "config" })
-    .restoredBy(restoreUpdate),
+  base: rlBaseModel(process).from({ data: "data", config: "config" }).once(),
+  prompts: prompts.from({ config: "config" })
+})
+
+/** ... and after its update: the evaluation and its two tables. */
+export const evaluationEntries = () => ({
   evaluation: evaluation.from({
     update: "update",
     base: "base",
@@ -67,6 +52,36 @@ export const rlNodes = <C extends RlConfig, AC, E, R>(
   }),
   evalTable: evalTable.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval")),
   evalSamples: evalSamples.from({ evaluation: "evaluation" }).persist(Persist.perIteration("eval-samples"))
+})
+
+/** The terminal rewards of the rollout, restored from the stored trajectories on replay. */
+export const rewardEntry = () =>
+  rewards.from({ trajectories: "rollout", classifier: "classifier", config: "config" }).restoredBy(restoreRewards)
+
+/** The entries of an RL pipeline with the given advantage normalizer. */
+export const rlNodes = <C extends RlConfig, AC, E, R>(
+  variant: RlVariant<C>,
+  advantages: Node<
+    { rewards: Rewards; trajectories: Trajectories; state: RlState | null; config: AC },
+    Advantages,
+    E,
+    R
+  >
+) => ({
+  ...setupEntries(variant.process),
+  rollout: rollout(variant)
+    .from({ state: "state", base: "base", prompts: "prompts", config: "config", iteration: "iteration" })
+    .restoredBy(restoreTrajectories),
+  rewards: rewardEntry(),
+  advantages: advantages.from({ rewards: "rewards", trajectories: "rollout", state: "state", config: "config" })
+    .restoredBy(restoreAdvantages),
+  trajectoryTable: rlTrajectoryTable
+    .from({ trajectories: "rollout", rewards: "rewards", advantages: "advantages" })
+    .persist(Persist.perIteration("trajectories")),
+  update: policyUpdate(variant)
+    .from({ trajectories: "rollout", advantages: "advantages", state: "state", base: "base", config: "config" })
+    .restoredBy(restoreUpdate),
+  ...evaluationEntries()
 })
 
 const TIME_CONVENTION = {
