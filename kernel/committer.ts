@@ -31,7 +31,10 @@ export const makeCommitter = (dir: string, complete: number): Committer => {
       }
     }
   }
-  const await_ = Effect.suspend(() => {
+  // Uninterruptible: the worker writes on whatever happens to the run, so an interrupt waits for the job
+  // to land (under a second) rather than forget it, which let the interrupted run's clean-up race the
+  // worker's pruning of the older checkpoint and leave a resume with a checkpoint without moments.
+  const await_ = Effect.uninterruptible(Effect.suspend(() => {
     const job = inFlight
     if (job === undefined) return Effect.void
     return Effect.tryPromise({ try: () => job.done, catch: asStoreError(dir) }).pipe(
@@ -39,7 +42,7 @@ export const makeCommitter = (dir: string, complete: number): Committer => {
       Effect.tapError(() => Effect.sync(() => remove(job.written))),
       Effect.ensuring(Effect.sync(() => (inFlight = undefined)))
     )
-  })
+  }))
   return {
     committed: () => committed,
     await: await_,
