@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { Manifest, type MetricRow, MetricsTable } from "../schemas/manifest.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
@@ -27,25 +28,69 @@ export const readManifest = (dir: string): Manifest => {
   }
 }
 
-/** Takes the run folder's lock; a live writer makes this a usage error, a dead one's lock is replaced. */
-export const acquireLock = (dir: string) => {
+/** Who holds a run folder's lock: a process on a host (a bare PID: a lock written before hosts were recorded). */
+interface LockHolder {
+  readonly pid: number
+  readonly host: string
+  readonly owner?: string
+}
+
+const readHolder = (lock: string): LockHolder => {
+  const text = fs.readFileSync(lock, "utf8").trim()
+  if (/^\d+$/.test(text)) return { pid: Number(text), host: os.hostname() }
+  try {
+    return JSON.parse(text) as LockHolder
+  } catch {
+    return { pid: -1, host: "unknown" }
+  }
+}
+
+const isAlive = (pid: number) => {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+export interface LockOptions {
+  /**
+   * The caller holds this run's lease in the cluster database (a runner that took the run from the
+   * queue), so a lock left by a process on another host belongs to a runner whose lease lapsed: it is
+   * taken over. Without a lease such a lock is refused, since a PID cannot be checked across hosts.
+   */
+  readonly leased?: boolean
+  /** Recorded in the lock for whoever finds it (e.g. "runner 10.0.0.3:34431"). */
+  readonly owner?: string
+}
+
+/**
+ * Takes the run folder's lock. A live writer on this host makes this a usage error and a dead one's
+ * lock is replaced; a lock from another host is taken over only under a lease (see `LockOptions`).
+ */
+export const acquireLock = (dir: string, options: LockOptions = {}) => {
   const lock = path.join(dir, ".lock")
   if (fs.existsSync(lock)) {
-    const pid = Number(fs.readFileSync(lock, "utf8").trim())
-    let alive = false
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-      try {
-        process.kill(pid, 0)
-        alive = true
-      } catch (e) {
-        alive = (e as NodeJS.ErrnoException).code === "EPERM"
-      }
+    const holder = readHolder(lock)
+    const by = `process ${holder.pid} on ${holder.host}${holder.owner === undefined ? "" : ` (${holder.owner})`}`
+    if (holder.host === os.hostname() && isAlive(holder.pid)) {
+      throw new UsageError({ message: `${dir} is being written by ${by} (lock ${lock}); not touching it` })
     }
-    if (alive) {
-      throw new UsageError({ message: `${dir} is being written by process ${pid} (lock ${lock}); not touching it` })
+    if (holder.host !== os.hostname() && options.leased !== true) {
+      throw new UsageError({
+        message: `${dir} is locked by ${by}, which cannot be checked from ${os.hostname()}; ` +
+          `if that process is gone, remove ${lock}`
+      })
     }
   }
-  writeFileAtomic(lock, String(process.pid))
+  const holder: LockHolder = {
+    pid: process.pid,
+    host: os.hostname(),
+    ...(options.owner === undefined ? {} : { owner: options.owner })
+  }
+  writeFileAtomic(lock, JSON.stringify(holder))
   return () => fs.rmSync(lock, { force: true })
 }
 

@@ -12,7 +12,16 @@ import { asStoreError, UsageError } from "./errors.ts"
 import type { AnyPipeline } from "./pipeline.ts"
 import type { ProgressMode } from "./progress.ts"
 import type { ReplayPlan } from "./replay-plan.ts"
-import { acquireLock, cleanUncommitted, iterFile, manifestText, now, readManifest, timestamp } from "./run-folder.ts"
+import {
+  acquireLock,
+  cleanUncommitted,
+  iterFile,
+  type LockOptions,
+  manifestText,
+  now,
+  readManifest,
+  timestamp
+} from "./run-folder.ts"
 import { packageVersions } from "./versions.ts"
 
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -34,6 +43,8 @@ export interface RunOptions {
    */
   readonly replay?: { readonly source: string; readonly from: string }
   readonly progress?: ProgressMode
+  /** How the run folder's lock treats one left by another host (cluster runners hold a lease). */
+  readonly lock?: LockOptions
 }
 
 export interface Prepared<P extends AnyPipeline> {
@@ -105,7 +116,7 @@ export const openFolder = <P extends AnyPipeline>(
 ) => {
   const { dir, config, seed } = prep
   fs.mkdirSync(dir, { recursive: true })
-  const release = acquireLock(dir)
+  const release = acquireLock(dir, options.lock)
   let manifest: Manifest
   if (prep.manifest !== undefined) {
     manifest = {

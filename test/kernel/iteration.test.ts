@@ -140,6 +140,24 @@ describe("iterated pipelines", () => {
       expect(fs.existsSync(path.join(dir, ".lock"))).toBe(false)
     }))
 
+  it.effect("refuse a lock from another host unless the run's cluster lease is held, then take it over", () =>
+    Effect.gen(function*() {
+      const dir = path.join(tmp(), "remote")
+      faults.failAt = 1
+      yield* run({ out: dir })
+      faults.failAt = -1
+      // A live PID here says nothing about a process on another machine (a runner that died there).
+      const remote = JSON.stringify({ pid: process.ppid, host: "elsewhere.invalid", owner: "runner elsewhere:34431" })
+      fs.writeFileSync(path.join(dir, ".lock"), remote)
+      const refused = yield* run({ resume: dir })
+      expect(String(Exit.isFailure(refused) && refused.cause)).toMatch(
+        /locked by process \d+ on elsewhere\.invalid \(runner elsewhere:34431\), which cannot be checked/
+      )
+      const leased = yield* run({ resume: dir, lock: { leased: true, owner: "runner here:1" } })
+      expect(Exit.isSuccess(leased)).toBe(true)
+      expect(manifest(dir)).toMatchObject({ status: "complete", iterations_complete: 5 })
+    }))
+
   it.effect("refuse a new run into a folder that is not empty", () =>
     Effect.gen(function*() {
       const dir = tmp()
