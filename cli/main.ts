@@ -20,6 +20,7 @@ import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
 import { sample, SAMPLER_NAMES } from "../pipelines/sample.ts"
 import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
+import { clusterRun, runnerCommand } from "./cluster.ts"
 import { inspect } from "./inspect.ts"
 
 const lookup = (name: string) =>
@@ -256,14 +257,24 @@ const experimentRun = Command.make(
       Flag.withDescription("the experiment folder (default runs/experiments/<name>)"),
       Flag.optional
     ),
-    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("lines"))
+    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("lines")),
+    cluster: Flag.String("cluster").pipe(
+      Flag.withDescription("submit the runs to the runners of this PostgreSQL (postgres://user@host:5432/db)"),
+      Flag.optional
+    ),
+    root: Flag.String("root").pipe(
+      Flag.withDescription("with --cluster: the shared folder every runner sees (folder: ROOT/experiments/<name>)"),
+      Flag.optional
+    )
   },
   Effect.fn("cli.experiment.run")(function*(args) {
     const def = yield* Effect.tryPromise({ try: () => loadExperiment(args.target), catch: usageOrStore(args.target) })
+    const cluster = yield* clusterRun(args.target, def, args)
     const out = yield* runExperiment(def, {
       ...(Option.isSome(args.seeds) ? { seeds: args.seeds.value } : {}),
       ...(Option.isSome(args.set) ? { set: args.set.value } : {}),
       ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
+      ...(cluster === undefined ? {} : cluster),
       progress: args.progress
     })
     yield* Console.log(out)
@@ -290,7 +301,18 @@ const experimentCmd = Command.make("experiment").pipe(
 
 const etaflow = Command.make("etaflow").pipe(
   Command.withDescription("RL post-training of diffusion and flow models as typed Effect DAGs with Arrow/Parquet runs"),
-  Command.withSubcommands([list, run, replay, inspectCmd, report, prune, exportCmd, sampleCmd, experimentCmd])
+  Command.withSubcommands([
+    list,
+    run,
+    replay,
+    inspectCmd,
+    report,
+    prune,
+    exportCmd,
+    sampleCmd,
+    experimentCmd,
+    runnerCommand
+  ])
 )
 
 /** `etaflow run <pipeline> --help` describes that pipeline's settings, which the generic help cannot. */

@@ -15,6 +15,7 @@ import { readManifest } from "../kernel/run-folder.ts"
 import { type RunError, runPipeline } from "../kernel/run.ts"
 import { formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
+import type { ClusterRunError } from "./cluster/protocol.ts"
 import { writeComparison } from "./compare.ts"
 import { type ExperimentDef, seedsOf, type SettingValue } from "./experiment.ts"
 
@@ -158,7 +159,7 @@ const writeRecord = (def: ExperimentDef, plan: Plan, status: (run: PlannedRun) =
 /**
  * What carries out an experiment's runs. The experiment hands it the runs that are not complete and a
  * callback to record each one's progress; the local executor runs them here, in order, and the
- * cluster executor (scale-out) will submit them to runners instead — the experiment does not change.
+ * cluster executor (cluster/executor.ts) submits them to runners instead — the experiment does not change.
  */
 export interface Executor {
   readonly name: string
@@ -167,7 +168,7 @@ export interface Executor {
     progress: ProgressMode,
     started: (run: PlannedRun) => void,
     finished: (run: PlannedRun) => void
-  ) => Effect.Effect<void, RunError<RunnablePipeline>>
+  ) => Effect.Effect<void, RunError<RunnablePipeline> | ClusterRunError>
 }
 
 /** In this process, one run after another: a fresh run, or the exact resume of an interrupted one. */

@@ -1,0 +1,131 @@
+/**
+ * The cluster side of the command: `etaflow runner`, and the checks `experiment run --cluster` makes
+ * before any folder exists (the URL, the root, the database reachable, the folder under the root).
+ */
+import { Console, Effect, Layer, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as os from "node:os"
+import * as path from "node:path"
+import { clusterDatabase, type ClusterUrl, parseClusterUrl } from "../experiments/cluster/database.ts"
+import { clusterExecutor } from "../experiments/cluster/executor.ts"
+import { DEFAULT_TIMING } from "../experiments/cluster/protocol.ts"
+import { checkRoot, runnerLayer } from "../experiments/cluster/runner.ts"
+import type { ExperimentDef } from "../experiments/experiment.ts"
+import { UsageError } from "../kernel/errors.ts"
+import { packageVersions } from "../kernel/versions.ts"
+
+const usage = (f: () => void) =>
+  Effect.try({ try: f, catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) })) })
+
+const stamp = (who: string) => (line: string) => process.stdout.write(`${new Date().toISOString()} [${who}] ${line}\n`)
+
+const parseAddress = (text: string) => {
+  const m = /^(.+):(\d+)$/.exec(text)
+  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new UsageError({ message: `--address ${text}: expected host:port (the address other runners reach)` })
+  }
+  return { host: m[1], port: Number(m[2]) }
+}
+
+/** The database answers: checked before any folder exists, so a wrong URL is exit 2 with nothing made. */
+const reachable = (cluster: ClusterUrl) => Effect.scoped(Layer.build(clusterDatabase(cluster))).pipe(Effect.asVoid)
+
+export const runnerCommand = Command.make(
+  "runner",
+  {
+    cluster: Flag.String("cluster").pipe(
+      Flag.withDescription("the cluster's PostgreSQL, postgres://user@host:5432/db")
+    ),
+    root: Flag.String("root").pipe(Flag.withDescription("the shared folder holding the experiments (same on all)")),
+    address: Flag.String("address").pipe(
+      Flag.withDescription("host:port where other runners reach this one"),
+      Flag.withDefault(`${os.hostname()}:34431`)
+    ),
+    runs: Flag.Int("runs").pipe(Flag.withDescription("runs carried at once"), Flag.withDefault(1)),
+    threads: Flag.Int("threads").pipe(
+      Flag.withDescription("onnxruntime threads of each run this runner starts (default: the run's setting)"),
+      Flag.optional
+    ),
+    lease: Flag.Finite("lease").pipe(
+      Flag.withDescription("seconds a dead runner's runs stay claimed before another runner resumes them"),
+      Flag.withDefault(DEFAULT_TIMING.leaseMs / 1000)
+    )
+  },
+  Effect.fn("cli.runner")(function*(args) {
+    const cluster = yield* Effect.try({
+      try: () => parseClusterUrl(args.cluster),
+      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+    })
+    const address = yield* Effect.try({
+      try: () => parseAddress(args.address),
+      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+    })
+    yield* usage(() => checkRoot(args.root))
+    if (args.runs < 1) return yield* new UsageError({ message: `--runs ${args.runs}: at least 1` })
+    if (!(args.lease > 0)) return yield* new UsageError({ message: `--lease ${args.lease}: seconds, more than 0` })
+    const log = stamp(`runner ${address.host}:${address.port}`)
+    log(
+      `etaflow ${packageVersions().etaflow}, pid ${process.pid}, root ${
+        path.resolve(args.root)
+      }, ${args.runs} run(s) ` +
+        `at once, cluster ${cluster.host}:${cluster.port}/${cluster.database}`
+    )
+    yield* Layer.launch(runnerLayer({
+      cluster,
+      root: path.resolve(args.root),
+      address,
+      runs: args.runs,
+      ...(Option.isSome(args.threads) ? { threads: args.threads.value } : {}),
+      timing: { ...DEFAULT_TIMING, leaseMs: args.lease * 1000 },
+      log
+    }))
+  })
+).pipe(Command.withDescription("Join a cluster as a runner: take experiment runs from PostgreSQL and carry them out"))
+
+export interface ClusterFlags {
+  readonly cluster: Option.Option<string>
+  readonly root: Option.Option<string>
+  readonly out: Option.Option<string>
+  readonly seeds: Option.Option<number>
+  readonly set: Option.Option<Record<string, string>>
+}
+
+/**
+ * For `experiment run --cluster URL --root DIR`: the folder (default DIR/experiments/<name>) and
+ * the executor, after every check that can fail; `undefined` without `--cluster`.
+ */
+export const clusterRun = (target: string, def: ExperimentDef, flags: ClusterFlags) =>
+  Effect.gen(function*() {
+    if (Option.isNone(flags.cluster)) {
+      if (Option.isSome(flags.root)) return yield* new UsageError({ message: "--root goes with --cluster" })
+      return undefined
+    }
+    if (Option.isNone(flags.root)) {
+      return yield* new UsageError({ message: "--cluster needs --root: the shared folder every runner sees" })
+    }
+    const root = path.resolve(flags.root.value)
+    const cluster = yield* Effect.try({
+      try: () => parseClusterUrl(flags.cluster.pipe(Option.getOrElse(() => ""))),
+      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+    })
+    yield* usage(() => checkRoot(root))
+    const out = Option.isSome(flags.out) ? path.resolve(flags.out.value) : path.join(root, "experiments", def.name)
+    if (path.relative(root, out).startsWith("..")) {
+      return yield* new UsageError({ message: `--out ${out} is not under --root ${root}: runners could not see it` })
+    }
+    yield* reachable(cluster)
+    const log = (line: string) => Effect.runSync(Console.log(`${new Date().toISOString()} ${line}`))
+    return {
+      out,
+      executor: clusterExecutor({
+        cluster,
+        root,
+        experiment: target,
+        seeds: Option.getOrElse(flags.seeds, () => 0),
+        set: Option.getOrElse(flags.set, () => ({})),
+        folder: out,
+        timing: DEFAULT_TIMING,
+        log
+      })
+    }
+  })

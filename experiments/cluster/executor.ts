@@ -1,0 +1,130 @@
+/**
+ * The cluster executor: the submitting side of `etaflow experiment run --cluster`. Each run that is
+ * not complete becomes a durable workflow execution (fire and forget: the submitter may leave and
+ * the runs go on; submitting again joins the same executions), then the submitter follows the runs —
+ * their folders on the shared root for progress, the workflows' results for the outcome — until all
+ * are done, and the experiment writes its comparison as it does locally.
+ */
+import { NodeClusterSocket } from "@effect/platform-node"
+import { Effect, Layer, Option } from "effect"
+import { ClusterWorkflowEngine } from "effect/cluster"
+import * as path from "node:path"
+import { UsageError } from "../../kernel/errors.ts"
+import { readManifest } from "../../kernel/run-folder.ts"
+import { packageVersions } from "../../kernel/versions.ts"
+import { scriptHash } from "../load.ts"
+import { type Executor, type PlannedRun, runStatus } from "../run.ts"
+import { clusterDatabase, type ClusterUrl } from "./database.ts"
+import { ClusterRunError, ExperimentRun, type RunRequest, shardingConfig, type Timing } from "./protocol.ts"
+
+export interface Submission {
+  readonly cluster: ClusterUrl
+  readonly root: string
+  /** The experiment as the CLI was given it: a built-in name or a script path. */
+  readonly experiment: string
+  /** `--seeds` (0: the definition's). */
+  readonly seeds: number
+  readonly set: Readonly<Record<string, string>>
+  /** The experiment folder: under the root. */
+  readonly folder: string
+  readonly timing: Timing
+  readonly log: (line: string) => void
+}
+
+/** What the runners need to plan a run again; checked here, before anything is submitted. */
+export const runRequest = (s: Submission, run: PlannedRun): RunRequest => {
+  const folder = path.relative(s.root, s.folder)
+  if (folder.startsWith("..") || path.isAbsolute(folder)) {
+    throw new UsageError({ message: `--out ${s.folder} is not under --root ${s.root}: runners could not see it` })
+  }
+  const hash = scriptHash(s.experiment)
+  const script = path.resolve(s.experiment)
+  const underRoot = !path.relative(s.root, script).startsWith("..")
+  return {
+    version: packageVersions().etaflow,
+    experiment: hash === "" ? s.experiment : underRoot ? path.relative(s.root, script) : script,
+    scriptHash: hash,
+    seeds: s.seeds,
+    set: { ...s.set },
+    folder,
+    arm: run.arm,
+    seed: run.seed
+  }
+}
+
+/** A submitting client: no shards of its own, the same sharding settings as the runners. */
+export const clientLayer = (cluster: ClusterUrl, timing: Timing) =>
+  ClusterWorkflowEngine.layer.pipe(
+    Layer.provideMerge(
+      NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: shardingConfig(timing) })
+    ),
+    Layer.provide(clusterDatabase(cluster))
+  )
+
+/** What the submitter shows of a run: where its folder stands. */
+const progressOf = (run: PlannedRun & { readonly out: string }) => {
+  const status = runStatus(run.out)
+  if (status === "missing") return "queued"
+  const m = readManifest(run.out)
+  return `${status}, ${m.iterations_complete}/${m.iterations} iterations`
+}
+
+/** Submits every run, then follows them until each workflow has its result. */
+export const clusterExecutor = (s: Submission): Executor => ({
+  name: "cluster",
+  execute: (runs, _progress, started, finished) =>
+    Effect.gen(function*() {
+      if (runs.length === 0) return s.log("every run is complete: nothing to submit")
+      const requests = yield* Effect.try({
+        try: () => runs.map((r) => ({ run: r, request: runRequest(s, r) })),
+        catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
+      })
+      const submitted = yield* Effect.forEach(requests, ({ request, run }) =>
+        ExperimentRun.execute(request, { discard: true }).pipe(Effect.map((id) => ({ id, run }))))
+      s.log(`submitted ${submitted.length} run(s) to the cluster at ${s.cluster.host}:${s.cluster.port}`)
+      const shown = new Map<PlannedRun, string>()
+      const failures: Array<ClusterRunError> = []
+      let pending = submitted
+      while (pending.length > 0) {
+        const still: typeof pending = []
+        for (const p of pending) {
+          const result = yield* ExperimentRun.poll(p.id)
+          if (Option.isSome(result) && result.value._tag === "Complete") {
+            const exit = result.value.exit
+            if (exit._tag === "Success") {
+              s.log(`${p.run.arm}/seed-${p.run.seed}: complete (runner ${exit.value.runner}, ${exit.value.action})`)
+            } else {
+              const error = exit.cause.reasons.find((r) =>
+                r._tag === "Fail"
+              )?.error
+              failures.push(error ?? defect(p.run, String(exit.cause)))
+              s.log(`${p.run.arm}/seed-${p.run.seed}: ${error?.message ?? "failed"}`)
+            }
+            finished(p.run)
+            continue
+          }
+          const now = progressOf(p.run)
+          if (shown.get(p.run) !== now) {
+            if (shown.has(p.run) && now.startsWith("running") && !shown.get(p.run)!.startsWith("running")) {
+              started(p.run)
+            }
+            shown.set(p.run, now)
+            s.log(`${p.run.arm}/seed-${p.run.seed}: ${now}`)
+          }
+          still.push(p)
+        }
+        pending = still
+        if (pending.length > 0) yield* Effect.sleep(`${s.timing.pollMs} millis`)
+      }
+      if (failures.length > 0) return yield* Effect.fail(failures[0])
+    }).pipe(
+      Effect.onInterrupt(() =>
+        Effect.sync(() => s.log("the submitter stops following; the runs go on (the same command follows them again)"))
+      ),
+      Effect.provide(clientLayer(s.cluster, s.timing)),
+      Effect.withSpan("cluster.submit", { attributes: { runs: runs.length } })
+    )
+})
+
+const defect = (run: PlannedRun, message: string) =>
+  new ClusterRunError({ arm: run.arm, seed: run.seed, runner: "unknown", reason: "failed", message })
