@@ -6,8 +6,9 @@
  * are done, and the experiment writes its comparison as it does locally.
  */
 import { NodeClusterSocket } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Cause, Effect, Layer, Option } from "effect"
 import { ClusterWorkflowEngine } from "effect/cluster"
+import type { Workflow } from "effect/workflow"
 import * as path from "node:path"
 import { UsageError } from "../../kernel/errors.ts"
 import { readManifest } from "../../kernel/run-folder.ts"
@@ -15,7 +16,14 @@ import { packageVersions } from "../../kernel/versions.ts"
 import { scriptHash } from "../load.ts"
 import { type Executor, type PlannedRun, runStatus } from "../run.ts"
 import { clusterDatabase, type ClusterUrl } from "./database.ts"
-import { ClusterRunError, ExperimentRun, type RunRequest, shardingConfig, type Timing } from "./protocol.ts"
+import {
+  ClusterRunError,
+  ExperimentRun,
+  type RunOutcome,
+  type RunRequest,
+  shardingConfig,
+  type Timing
+} from "./protocol.ts"
 
 export interface Submission {
   readonly cluster: ClusterUrl
@@ -48,9 +56,44 @@ export const runRequest = (s: Submission, run: PlannedRun): RunRequest => {
     set: { ...s.set },
     folder,
     arm: run.arm,
-    seed: run.seed
+    seed: run.seed,
+    attempt: 0
   }
 }
+
+const messageOf = (cause: Cause.Cause<unknown>) => {
+  const e = Cause.squash(cause)
+  return e instanceof Error ? e.message : String(e)
+}
+
+/** The failure an execution ended with, if it has ended with one. */
+const failureOf = (result: Option.Option<Workflow.Result<RunOutcome, ClusterRunError>>) =>
+  Option.isSome(result) && result.value._tag === "Complete" && result.value.exit._tag === "Failure"
+    ? Option.some(messageOf(result.value.exit.cause))
+    : Option.none()
+
+/**
+ * Submits a run (fire and forget) as its first attempt that has not failed: joining the execution in
+ * flight or complete, or — where the last attempt failed before this submission — starting the next.
+ */
+const submitRun = (s: Submission, request: RunRequest) =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const id = yield* ExperimentRun.execute({ ...request, attempt }, { discard: true })
+      const failed = failureOf(yield* ExperimentRun.poll(id))
+      if (Option.isNone(failed)) return id
+      s.log(`${request.arm}/seed-${request.seed}: attempt ${attempt} failed earlier (${failed.value}); retrying`)
+    }
+    return yield* new ClusterRunError({
+      arm: request.arm,
+      seed: request.seed,
+      runner: "none",
+      reason: "failed",
+      message: `${MAX_ATTEMPTS} attempts failed; not submitting another`
+    })
+  })
+
+const MAX_ATTEMPTS = 100
 
 /** A submitting client: no shards of its own, the same sharding settings as the runners. */
 export const clientLayer = (cluster: ClusterUrl, timing: Timing) =>
@@ -80,7 +123,7 @@ export const clusterExecutor = (s: Submission): Executor => ({
         catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
       })
       const submitted = yield* Effect.forEach(requests, ({ request, run }) =>
-        ExperimentRun.execute(request, { discard: true }).pipe(Effect.map((id) => ({ id, run }))))
+        submitRun(s, request).pipe(Effect.map((id) => ({ id, run }))))
       s.log(`submitted ${submitted.length} run(s) to the cluster at ${s.cluster.host}:${s.cluster.port}`)
       const shown = new Map<PlannedRun, string>()
       const failures: Array<ClusterRunError> = []

@@ -26,7 +26,13 @@ export const RunRequest = Schema.Struct({
   /** The experiment folder, relative to the root (every runner mounts the root where it likes). */
   folder: Schema.String,
   arm: Schema.String,
-  seed: Schema.Int
+  seed: Schema.Int,
+  /**
+   * 0, or 1 + the attempt a submitter found failed: a failed execution keeps its result, so a run is
+   * retried (after the user fixed the cause) as the next attempt; submitters that find the same failed
+   * attempt agree on the next one, so even retries start once.
+   */
+  attempt: Schema.Int
 })
 export type RunRequest = typeof RunRequest.Type
 
@@ -50,8 +56,8 @@ export class ClusterRunError extends Schema.TaggedError<ClusterRunError>()("Clus
 }) {}
 
 /** A run's identity: the same run submitted again (while in flight or after) is the same execution. */
-export const runIdentity = (r: Pick<RunRequest, "version" | "folder" | "arm" | "seed">) =>
-  `etaflow@${r.version}:${r.folder}/runs/${r.arm}/seed-${r.seed}`
+export const runIdentity = (r: Pick<RunRequest, "version" | "folder" | "arm" | "seed" | "attempt">) =>
+  `etaflow@${r.version}:${r.folder}/runs/${r.arm}/seed-${r.seed}#${r.attempt}`
 
 export const ExperimentRun = Workflow.make("etaflow/ExperimentRun", {
   payload: RunRequest,

@@ -18,6 +18,7 @@ import { readManifest } from "../../kernel/run-folder.ts"
 import { packageVersions } from "../../kernel/versions.ts"
 import {
   etaflow,
+  failingExperimentScript,
   freshDatabase,
   type Proc,
   startRunner,
@@ -154,6 +155,28 @@ describe("an experiment on the cluster", () => {
     400_000
   )
 
+  it("reports a run that failed on a runner, and submitted again runs it as a new attempt", async () => {
+    const db = await database("retry")
+    const root = tempDir("cluster-retry")
+    const marker = path.join(root, "fail-now")
+    fs.writeFileSync(marker, "")
+    const script = failingExperimentScript(root, "walk-retry", marker)
+    await runner(db.url, root)
+    const first = submit(script, db.url, root)
+    expect(await first.exited).toBe(1)
+    expect(first.output()).toMatch(/walk\/seed-0: .*injected failure at iteration 1/)
+    fs.rmSync(marker)
+    const second = submit(script, db.url, root)
+    await succeeded(second)
+    expect(second.output()).toMatch(/walk\/seed-0: attempt 0 failed earlier \(.*injected failure.*\); retrying/)
+    const folder = path.join(root, "experiments/walk-retry")
+    const local = await localReference(script, 5)
+    for (const run of ["walk/seed-0", "walk/seed-1"]) {
+      expect(readManifest(runDir(folder, run))).toMatchObject({ status: "complete", iterations_complete: 5 })
+      expect(metricsOf(runDir(folder, run))).toBe(metricsOf(runDir(local, run)))
+    }
+  }, 300_000)
+
   it("submitted while no runner is up, queues the runs; they start when a runner joins", async () => {
     const db = await database("queued")
     const root = tempDir("cluster-queued")
@@ -234,7 +257,8 @@ describe("the cluster's refusals", () => {
       set: {},
       folder: "experiments/eta-sweep",
       arm: "eta1.0",
-      seed: 0
+      seed: 0,
+      attempt: 0
     }
     const error = await Effect.runPromise(Effect.flip(execute(request)))
     expect(error).toMatchObject({ _tag: "ClusterRunError", reason: "version", arm: "eta1.0", seed: 0 })

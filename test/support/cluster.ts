@@ -118,3 +118,27 @@ export default Experiment.define({
   )
   return file
 }
+
+/**
+ * An experiment of the kernel's random-walk fixture (1 arm × 2 seeds, 5 iterations) whose runs fail at
+ * iteration 1 while `marker` exists: a failure injected into the runner's process from the test.
+ */
+export const failingExperimentScript = (dir: string, name: string, marker: string): string => {
+  const repo = path.join(import.meta.dirname, "../..")
+  const file = path.join(dir, `${name}.mts`)
+  fs.writeFileSync(
+    file,
+    `import * as fs from "node:fs"
+import { Experiment } from ${JSON.stringify(path.join(repo, "experiments/experiment.ts"))}
+import { faults, randomWalk } from ${JSON.stringify(path.join(repo, "test/fixtures/random-walk.ts"))}
+Object.defineProperty(faults, "failAt", { get: () => (fs.existsSync(${JSON.stringify(marker)}) ? 1 : -1) })
+export default Experiment.define({
+  name: ${JSON.stringify(name)},
+  doc: "a random walk that fails while a marker file exists",
+  seeds: 2,
+  arms: [Experiment.arm("walk", randomWalk, {})]
+})
+`
+  )
+  return file
+}
