@@ -1,19 +1,21 @@
 /**
  * `npm run bench`: every benchmark, one JSON line per result on stdout. Arguments pick suites
- * (`rl`, `engine`, `kernel`); any other argument picks the RL benchmarks whose label contains it
+ * (`rl`, `engine`, `kernel`, `cluster` — the last needs PostgreSQL on 127.0.0.1:5432); any other argument picks the RL benchmarks whose label contains it
  * (`npm run bench -- rl adjoint`).
  */
+import { clusterBench } from "./cluster.ts"
 import { engineBench } from "./engine.ts"
 import { kernelBench } from "./kernel.ts"
 import type { BenchLine } from "./line.ts"
 import { rlBench } from "./rl.ts"
 
 const args = process.argv.slice(2)
-const labels = args.filter((a) => !["kernel", "engine", "rl"].includes(a))
+const labels = args.filter((a) => !["kernel", "engine", "rl", "cluster"].includes(a))
 const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = {
   kernel: kernelBench,
   engine: engineBench,
-  rl: (emit) => rlBench(emit, labels)
+  rl: (emit) => rlBench(emit, labels),
+  cluster: clusterBench
 }
 const only = args.filter((a) => a in suites)
 

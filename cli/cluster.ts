@@ -49,6 +49,10 @@ export const runnerCommand = Command.make(
     lease: Flag.Finite("lease").pipe(
       Flag.withDescription("seconds a dead runner's runs stay claimed before another runner resumes them"),
       Flag.withDefault(DEFAULT_TIMING.leaseMs / 1000)
+    ),
+    poll: Flag.Finite("poll").pipe(
+      Flag.withDescription("seconds between looks for new runs and messages (database load: ~10 queries per poll)"),
+      Flag.withDefault(DEFAULT_TIMING.pollMs / 1000)
     )
   },
   Effect.fn("cli.runner")(function*(args) {
@@ -63,6 +67,9 @@ export const runnerCommand = Command.make(
     yield* usage(() => checkRoot(args.root))
     if (args.runs < 1) return yield* new UsageError({ message: `--runs ${args.runs}: at least 1` })
     if (!(args.lease > 0)) return yield* new UsageError({ message: `--lease ${args.lease}: seconds, more than 0` })
+    if (!(args.poll > 0 && args.poll < args.lease)) {
+      return yield* new UsageError({ message: `--poll ${args.poll}: seconds, more than 0 and less than --lease` })
+    }
     const log = stamp(`runner ${address.host}:${address.port}`)
     log(
       `etaflow ${packageVersions().etaflow}, pid ${process.pid}, root ${
@@ -76,7 +83,7 @@ export const runnerCommand = Command.make(
       address,
       runs: args.runs,
       ...(Option.isSome(args.threads) ? { threads: args.threads.value } : {}),
-      timing: { ...DEFAULT_TIMING, leaseMs: args.lease * 1000 },
+      timing: { leaseMs: args.lease * 1000, pollMs: args.poll * 1000 },
       log
     }))
   })
