@@ -85,7 +85,11 @@ export const runnerCommand = Command.make(
       ...(Option.isSome(args.threads) ? { threads: args.threads.value } : {}),
       timing: { leaseMs: args.lease * 1000, pollMs: args.poll * 1000 },
       log
-    }))
+    })).pipe(
+      Effect.onInterrupt(() =>
+        Effect.sync(() => log("stopping: runs in progress end at their last commit and go back to the queue"))
+      )
+    )
   })
 ).pipe(Command.withDescription("Join a cluster as a runner: take experiment runs from PostgreSQL and carry them out"))
 

@@ -239,7 +239,7 @@ describe("the cluster's refusals", () => {
     expect(fs.readdirSync(base)).toEqual(["a-file"])
   }, 120_000)
 
-  it("refuses a run submitted with another etaflow version, naming both versions", async () => {
+  it("refuses a run submitted with another etaflow version, naming both versions, or from a changed script", async () => {
     const root = tempDir("cluster-version")
     const execute = executeRun({
       cluster: parseClusterUrl("postgres://postgres@127.0.0.1:5432/unused"),
@@ -265,6 +265,21 @@ describe("the cluster's refusals", () => {
     expect(error.message).toMatch(
       new RegExp(`runs etaflow ${packageVersions().etaflow}; the run was submitted with etaflow 0\\.0\\.0-elsewhere`)
     )
-    expect(fs.readdirSync(root)).toEqual([])
+    // A script edited after submission would plan other runs than the submitter's: refused as well.
+    const script = toyExperimentScript(root, "edited", 2)
+    const edited = {
+      ...request,
+      version: packageVersions().etaflow,
+      experiment: "edited.mts",
+      scriptHash: "0".repeat(64)
+    }
+    const stale = await Effect.runPromise(
+      Effect.flip(execute({ ...edited, folder: "experiments/edited", arm: "frozen" }))
+    )
+    expect(stale).toMatchObject({
+      reason: "script",
+      message: `${script} changed since the experiment was submitted; submit it again`
+    })
+    expect(fs.readdirSync(root)).toEqual(["edited.mts"])
   })
 })
