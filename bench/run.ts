@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark, one JSON line per result on stdout. Arguments pick suites
- * (`rl`, `engine`, `kernel`, `cluster` — the last needs PostgreSQL on 127.0.0.1:5432); any other argument picks the RL benchmarks whose label contains it
- * (`npm run bench -- rl adjoint`).
+ * (`rl`, `engine`, `kernel`, `cluster` — the last needs PostgreSQL on 127.0.0.1:5432); any other
+ * argument picks the RL benchmarks whose label contains it (`npm run bench -- rl adjoint`).
  */
 import { clusterBench } from "./cluster.ts"
 import { engineBench } from "./engine.ts"

@@ -239,7 +239,7 @@ describe("the cluster's refusals", () => {
     expect(fs.readdirSync(base)).toEqual(["a-file"])
   }, 120_000)
 
-  it("refuses a run submitted with another etaflow version, naming both versions, or from a changed script", async () => {
+  it("refuses a run submitted with another etaflow version (naming both) or from a script changed since", async () => {
     const root = tempDir("cluster-version")
     const execute = executeRun({
       cluster: parseClusterUrl("postgres://postgres@127.0.0.1:5432/unused"),
