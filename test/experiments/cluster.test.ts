@@ -177,7 +177,7 @@ describe("an experiment on the cluster", () => {
     }
   }, 300_000)
 
-  it("submitted while no runner is up, queues the runs; they start when a runner joins", async () => {
+  it("submitted while no runner is up, queues the runs; they start when a runner joins, with its threads", async () => {
     const db = await database("queued")
     const root = tempDir("cluster-queued")
     const script = toyExperimentScript(root, "toy-queued", 2)
@@ -186,9 +186,12 @@ describe("an experiment on the cluster", () => {
     await new Promise((r) => setTimeout(r, 2000))
     const folder = path.join(root, "experiments/toy-queued")
     expect(RUNS.some((run) => fs.existsSync(runDir(folder, run)))).toBe(false)
-    await runner(db.url, root)
+    // --threads: the runs this runner starts record its thread count (the experiment leaves it at 2).
+    procs.push(await startRunner(db.url, root, ...LEASE, "--threads", "1"))
     await succeeded(client)
-    for (const run of RUNS) expect(readManifest(runDir(folder, run)).status).toBe("complete")
+    for (const run of RUNS) {
+      expect(readManifest(runDir(folder, run))).toMatchObject({ status: "complete", config: { threads: 1 } })
+    }
   }, 300_000)
 })
 
