@@ -1,7 +1,7 @@
 /**
  * onnxruntime-node sessions with fixed settings: an explicit intra-op thread count (recorded by the
- * caller), one inter-op thread, sequential execution and a fixed optimization level, so the same
- * inputs give the same output bits. float64 graphs use the "basic" level: at higher levels a fusion
+ * caller), one inter-op thread, sequential execution, no spin-waiting and a fixed optimization level,
+ * so the same inputs give the same output bits. float64 graphs use the "basic" level: at higher levels a fusion
  * (QuickGeluFusion) produces an op with only a float32 kernel and session creation fails.
  */
 import { Data } from "effect"
@@ -41,7 +41,11 @@ export class EngineSession {
         interOpNumThreads: 1,
         executionMode: "sequential",
         graphOptimizationLevel: options.optimization ?? "all",
-        logSeverityLevel: 3
+        logSeverityLevel: 3,
+        // No spin-waiting between ops: a pipeline keeps several sessions (rollout policy, frozen base,
+        // trainer, reward) plus the commit worker on two cores, and an idle session's spinning threads
+        // took the cores from the busy one (adjoint matching's iteration 0.49 → 0.42 s).
+        extra: { session: { intra_op: { allow_spinning: "0" } } }
       })
       return new EngineSession(name, session, options.threads)
     } catch (e) {

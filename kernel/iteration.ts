@@ -256,13 +256,13 @@ export const commitJob = (
     tables.push({ file: store.path(rel), ipc: tableBytes(output) })
     journal.info.outputs[entry] = { ...describeTable(output), file: spec.kind === "once" ? rel : spec.dir }
   }
-  const dirs: Array<{ dir: string; files: Record<string, Uint8Array | string> }> = []
+  const dirs: Array<{ dir: string; files: Record<string, Uint8Array | string>; owned: boolean }> = []
   if (pipeline.state !== undefined) {
     const ckpt = path.join(dir, "checkpoints", iterFile(iteration))
     written.push(ckpt)
     const rng = JSON.stringify({ seed: ctx.seed, next_iteration: iteration + 1 })
     const files = { ...pipeline.state.encode(nextState(pipeline, outputs)), "rng.json": rng }
-    dirs.push({ dir: ckpt, files })
+    dirs.push({ dir: ckpt, files, owned: pipeline.state.encodesCopies === true })
     // Once this checkpoint lands, the previous one keeps only what retention says (resume needs the newest).
     if (iteration > 0) {
       const older = path.join(dir, "checkpoints", iterFile(iteration - 1))

@@ -144,6 +144,8 @@ export const rlPipeline = <C extends SharedConfig>(def: {
     next: "update" as const,
     select: (u: UpdateResult): RlState | null => u.state,
     encode: encodeRlState,
+    // safetensors and JSON made afresh for each checkpoint.
+    encodesCopies: true,
     decode: decodeRlState
   },
   info: (c: C) => ({

@@ -18,8 +18,10 @@ export type FileData = Uint8Array | string
 export interface CommitJob {
   /** Arrow tables, as IPC stream bytes, written as Parquet files. */
   readonly tables: ReadonlyArray<{ readonly file: string; readonly ipc: Uint8Array }>
-  /** Folders written whole (a checkpoint). */
-  readonly dirs: ReadonlyArray<{ readonly dir: string; readonly files: Readonly<Record<string, FileData>> }>
+  /** Folders written whole (a checkpoint); `owned` bytes are the job's own, moved to the worker. */
+  readonly dirs: ReadonlyArray<
+    { readonly dir: string; readonly files: Readonly<Record<string, FileData>>; readonly owned?: boolean }
+  >
   readonly files: ReadonlyArray<{ readonly file: string; readonly data: FileData }>
   /** Text appended to a file (metrics.jsonl) after the files above. */
   readonly append?: { readonly file: string; readonly text: string }
@@ -72,10 +74,20 @@ const commitWorker = (): Worker => {
   return w
 }
 
+/** The whole buffers of owned folder files (a view into a larger buffer is copied, never detached). */
+const ownedBuffers = (job: CommitJob): Array<ArrayBuffer> =>
+  job.dirs.filter((d) => d.owned === true).flatMap((d) =>
+    Object.values(d.files).flatMap((f) =>
+      f instanceof Uint8Array && f.byteOffset === 0 && f.byteLength === f.buffer.byteLength
+        ? [f.buffer as ArrayBuffer]
+        : []
+    )
+  )
+
 /**
  * Submits a commit job; resolves when every file of it is durable. The tables' IPC bytes (made for
- * the job by `tableBytes`) are moved to the worker, not copied; everything else is copied, since it
- * may be memory a node or the next iteration still uses.
+ * the job by `tableBytes`) and owned checkpoint files are moved to the worker, not copied; everything
+ * else is copied, since it may be memory a node or the next iteration still uses.
  */
 export const commitInBackground = (job: CommitJob): Promise<void> =>
   new Promise((resolve, reject) => {
@@ -83,5 +95,7 @@ export const commitInBackground = (job: CommitJob): Promise<void> =>
     const id = nextId++
     pending.set(id, { resolve, reject })
     w.ref()
-    w.postMessage({ id, job }, [...new Set(job.tables.map((t) => t.ipc.buffer as ArrayBuffer))])
+    w.postMessage({ id, job }, [
+      ...new Set([...job.tables.map((t) => t.ipc.buffer as ArrayBuffer), ...ownedBuffers(job)])
+    ])
   })
