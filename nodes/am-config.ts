@@ -55,7 +55,8 @@ export const amSettings = <K extends NoiseKey>(
 
 /**
  * The adjoint-matching pipelines' defaults: the memoryless Flow-GRPO SDE (noise √2), 10 steps, 128
- * prompts × 1 trajectory, two AdamW steps of 64 trajectories at lr 3e-4, λ = 10 (docs/algorithms.md §10).
+ * prompts × 1 trajectory, one AdamW step of all 128 at lr 3e-4 (the SD code's step averages 5 × 25 = 125
+ * trajectories; deterministic-am keeps two steps of 64), λ = 10 (docs/algorithms.md §10).
  * The policy-gradient fields (clip, β, timestep fraction) have no setting here.
  */
 export const AM_DEFAULTS = {
@@ -68,7 +69,7 @@ export const AM_DEFAULTS = {
   lr: 3e-4,
   groupSize: 1,
   promptsPerIteration: 128,
-  batchSize: 64,
+  batchSize: 128,
   timestepFraction: 1,
   shuffleTimesteps: false,
   lambda: 10
