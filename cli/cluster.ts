@@ -14,7 +14,8 @@ import type { ExperimentDef } from "../experiments/experiment.ts"
 import { UsageError } from "../kernel/errors.ts"
 import { packageVersions } from "../kernel/versions.ts"
 
-const usage = (f: () => void) =>
+/** A check that throws a UsageError, as an Effect failing with it. */
+const usage = <A>(f: () => A) =>
   Effect.try({ try: f, catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) })) })
 
 const stamp = (who: string) => (line: string) => process.stdout.write(`${new Date().toISOString()} [${who}] ${line}\n`)
@@ -56,14 +57,8 @@ export const runnerCommand = Command.make(
     )
   },
   Effect.fn("cli.runner")(function*(args) {
-    const cluster = yield* Effect.try({
-      try: () => parseClusterUrl(args.cluster),
-      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
-    })
-    const address = yield* Effect.try({
-      try: () => parseAddress(args.address),
-      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
-    })
+    const cluster = yield* usage(() => parseClusterUrl(args.cluster))
+    const address = yield* usage(() => parseAddress(args.address))
     yield* usage(() => checkRoot(args.root))
     if (args.runs < 1) return yield* new UsageError({ message: `--runs ${args.runs}: at least 1` })
     if (!(args.lease > 0)) return yield* new UsageError({ message: `--lease ${args.lease}: seconds, more than 0` })
@@ -114,11 +109,8 @@ export const clusterRun = (target: string, def: ExperimentDef, flags: ClusterFla
     if (Option.isNone(flags.root)) {
       return yield* new UsageError({ message: "--cluster needs --root: the shared folder every runner sees" })
     }
-    const root = path.resolve(flags.root.value)
-    const cluster = yield* Effect.try({
-      try: () => parseClusterUrl(flags.cluster.pipe(Option.getOrElse(() => ""))),
-      catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
-    })
+    const [url, root] = [flags.cluster.value, path.resolve(flags.root.value)]
+    const cluster = yield* usage(() => parseClusterUrl(url))
     yield* usage(() => checkRoot(root))
     const out = Option.isSome(flags.out) ? path.resolve(flags.out.value) : path.join(root, "experiments", def.name)
     if (path.relative(root, out).startsWith("..")) {

@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { UsageError } from "../kernel/errors.ts"
 import type { RunnablePipeline } from "../kernel/pipeline.ts"
 import type { ProgressMode } from "../kernel/progress.ts"
-import { readManifest } from "../kernel/run-folder.ts"
+import { type LockOptions, readManifest } from "../kernel/run-folder.ts"
 import { type RunError, runPipeline } from "../kernel/run.ts"
 import { formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
@@ -171,6 +171,30 @@ export interface Executor {
   ) => Effect.Effect<void, RunError<RunnablePipeline> | ClusterRunError>
 }
 
+/**
+ * One planned run, here: started fresh in `out`, or resumed exactly from its folder. `set` adds to a
+ * fresh run's settings (a runner's thread count); `lock` is how the folder's lock treats another host's.
+ */
+export const carryOut = (
+  r: PlannedRun & { readonly out: string; readonly resume: boolean },
+  options: {
+    readonly progress: ProgressMode
+    readonly set?: Readonly<Record<string, string>>
+    readonly lock?: LockOptions
+  }
+) => {
+  const common = { progress: options.progress, ...(options.lock === undefined ? {} : { lock: options.lock }) }
+  return r.resume
+    ? runPipeline(r.pipeline, { resume: r.out, ...common })
+    : runPipeline(r.pipeline, {
+      config: r.config,
+      set: { ...r.set, ...options.set },
+      seed: r.seed,
+      out: r.out,
+      ...common
+    })
+}
+
 /** In this process, one run after another: a fresh run, or the exact resume of an interrupted one. */
 export const localExecutor: Executor = {
   name: "local",
@@ -178,9 +202,7 @@ export const localExecutor: Executor = {
     Effect.forEach(runs, (r) =>
       Effect.gen(function*() {
         started(r)
-        yield* (r.resume
-          ? runPipeline(r.pipeline, { resume: r.out, progress })
-          : runPipeline(r.pipeline, { config: r.config, set: r.set, seed: r.seed, out: r.out, progress }))
+        yield* carryOut(r, { progress })
         finished(r)
       }), { discard: true })
 }

@@ -13,10 +13,9 @@ import { DurableQueue } from "effect/workflow"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "../../kernel/errors.ts"
-import { runPipeline } from "../../kernel/run.ts"
 import { packageVersions } from "../../kernel/versions.ts"
 import { loadExperiment, scriptHash } from "../load.ts"
-import { planExperiment, runStatus } from "../run.ts"
+import { carryOut, planExperiment, runStatus } from "../run.ts"
 import { clusterDatabase, type ClusterUrl } from "./database.ts"
 import {
   ClusterRunError,
@@ -127,18 +126,8 @@ export const executeRun =
         ? { threads: String(options.threads) }
         : {}
       options.log(`${label(request)}: ${status === "missing" ? "starting" : `resuming (${status})`}`)
-      const result = yield* (status === "missing"
-        ? runPipeline(run.pipeline, {
-          config: run.config,
-          set: { ...run.set, ...threads },
-          seed: run.seed,
-          out: run.out,
-          progress: "none",
-          lock
-        })
-        : runPipeline(run.pipeline, { resume: run.out, progress: "none", lock })).pipe(
-          Effect.mapError((e) => refuse(e._tag === "UsageError" ? "usage" : "failed", e.message))
-        )
+      const result = yield* carryOut({ ...run, resume: status !== "missing" }, { progress: "none", set: threads, lock })
+        .pipe(Effect.mapError((e) => refuse(e._tag === "UsageError" ? "usage" : "failed", e.message)))
       options.log(
         `${label(request)}: complete (${result.iterationsComplete} iterations, ${
           ((Date.now() - started) / 1000).toFixed(1)

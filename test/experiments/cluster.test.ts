@@ -77,6 +77,16 @@ const runner = async (url: string, root: string) => {
   procs.push(r)
   return r
 }
+/** A fresh database, a root with the toy experiment's script, and two runners listening on it. */
+const twoRunners = async (label: string, iterations: number) => {
+  const db = await database(label)
+  const root = tempDir(`cluster-${label}`)
+  const name = `toy-${label}`
+  const script = toyExperimentScript(root, name, iterations)
+  const runners = [await runner(db.url, root), await runner(db.url, root)]
+  await waitFor("two runners listening", () => runners.every((r) => listening(r)()), 60_000)
+  return { db, root, script, runners, folder: path.join(root, "experiments", name) }
+}
 const submit = (script: string, url: string, root: string) => {
   const p = etaflow(["experiment", "run", script, "--cluster", url, "--root", root])
   procs.push(p)
@@ -87,14 +97,9 @@ describe("an experiment on the cluster", () => {
   it(
     "run by two runners for two submitters at once, starts each run once and equals the local executor's",
     async () => {
-      const db = await database("twice")
-      const root = tempDir("cluster-root")
-      const script = toyExperimentScript(root, "toy-cluster", 3)
-      const runners = [await runner(db.url, root), await runner(db.url, root)]
-      await waitFor("two runners listening", () => runners.every((r) => listening(r)()), 60_000)
+      const { db, root, script, runners, folder } = await twoRunners("twice", 3)
       // Two submitters of the same experiment at once: the second joins the first's executions.
       await Promise.all([succeeded(submit(script, db.url, root)), succeeded(submit(script, db.url, root))])
-      const folder = path.join(root, "experiments/toy-cluster")
       const log = runners.map((r) => r.output()).join("")
       for (const run of RUNS) {
         expect(log.split("\n").filter((l) => l.endsWith(`runs/${run}: starting`))).toHaveLength(1)
@@ -117,13 +122,8 @@ describe("an experiment on the cluster", () => {
   it(
     "survives a runner killed with SIGKILL mid-run: another resumes it, and every run equals the local one",
     async () => {
-      const db = await database("kill")
-      const root = tempDir("cluster-kill")
-      const script = toyExperimentScript(root, "toy-kill", 8)
-      const runners = [await runner(db.url, root), await runner(db.url, root)]
-      await waitFor("two runners listening", () => runners.every((r) => listening(r)()), 60_000)
+      const { db, root, script, runners, folder } = await twoRunners("kill", 8)
       const client = submit(script, db.url, root)
-      const folder = path.join(root, "experiments/toy-kill")
       // The first run with two committed iterations, still running: kill its runner (the lock names it).
       let victim = ""
       await waitFor("a run two iterations in", () => {
