@@ -112,6 +112,41 @@ const progressOf = (run: PlannedRun & { readonly out: string }) => {
   return `${status}, ${m.iterations_complete}/${m.iterations} iterations`
 }
 
+type Followed = { readonly id: string; readonly run: PlannedRun & { readonly out: string } }
+
+/**
+ * One look at a run: its outcome once its workflow has one (undefined for success, else the error),
+ * "pending" before; the folder's progress is logged when it changes.
+ */
+const look = (s: Submission, p: Followed, shown: Map<PlannedRun, string>, started: (run: PlannedRun) => void) =>
+  Effect.gen(function*() {
+    const name = `${p.run.arm}/seed-${p.run.seed}`
+    const result = yield* ExperimentRun.poll(p.id)
+    if (Option.isSome(result) && result.value._tag === "Complete") {
+      const exit = result.value.exit
+      if (exit._tag === "Success") {
+        s.log(`${name}: complete (runner ${exit.value.runner}, ${exit.value.action})`)
+        return undefined
+      }
+      s.log(`${name}: ${messageOf(exit.cause)}`)
+      const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error
+      return error ?? new ClusterRunError({
+        arm: p.run.arm,
+        seed: p.run.seed,
+        runner: "unknown",
+        reason: "failed",
+        message: messageOf(exit.cause)
+      })
+    }
+    const now = progressOf(p.run)
+    if (shown.get(p.run) !== now) {
+      if (now.startsWith("running") && !(shown.get(p.run) ?? "").startsWith("running")) started(p.run)
+      shown.set(p.run, now)
+      s.log(`${name}: ${now}`)
+    }
+    return "pending" as const
+  })
+
 /** Submits every run, then follows them until each workflow has its result. */
 export const clusterExecutor = (s: Submission): Executor => ({
   name: "cluster",
@@ -122,52 +157,39 @@ export const clusterExecutor = (s: Submission): Executor => ({
         try: () => runs.map((r) => ({ run: r, request: runRequest(s, r) })),
         catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: String(e) }))
       })
-      const submitted = yield* Effect.forEach(requests, ({ request, run }) =>
+      let pending: ReadonlyArray<Followed> = yield* Effect.forEach(requests, ({ request, run }) =>
         submitRun(s, request).pipe(Effect.map((id) => ({ id, run }))))
-      s.log(`submitted ${submitted.length} run(s) to the cluster at ${s.cluster.host}:${s.cluster.port}`)
+      s.log(`submitted ${pending.length} run(s) to the cluster at ${s.cluster.host}:${s.cluster.port}`)
       const shown = new Map<PlannedRun, string>()
       const failures: Array<ClusterRunError> = []
-      let pending = submitted
       while (pending.length > 0) {
-        const still: typeof pending = []
+        const still: Array<Followed> = []
         for (const p of pending) {
-          const result = yield* ExperimentRun.poll(p.id)
-          if (Option.isSome(result) && result.value._tag === "Complete") {
-            const exit = result.value.exit
-            if (exit._tag === "Success") {
-              s.log(`${p.run.arm}/seed-${p.run.seed}: complete (runner ${exit.value.runner}, ${exit.value.action})`)
-            } else {
-              const error = exit.cause.reasons.find((r) =>
-                r._tag === "Fail"
-              )?.error
-              failures.push(error ?? defect(p.run, String(exit.cause)))
-              s.log(`${p.run.arm}/seed-${p.run.seed}: ${error?.message ?? "failed"}`)
+          const outcome = yield* look(s, p, shown, started)
+          if (outcome === "pending") {
+            still.push(p)
+          } else {
+            if (outcome !== undefined) {
+              failures.push(outcome)
             }
             finished(p.run)
-            continue
           }
-          const now = progressOf(p.run)
-          if (shown.get(p.run) !== now) {
-            if (shown.has(p.run) && now.startsWith("running") && !shown.get(p.run)!.startsWith("running")) {
-              started(p.run)
-            }
-            shown.set(p.run, now)
-            s.log(`${p.run.arm}/seed-${p.run.seed}: ${now}`)
-          }
-          still.push(p)
         }
         pending = still
-        if (pending.length > 0) yield* Effect.sleep(`${s.timing.pollMs} millis`)
+        if (pending.length > 0) {
+          yield* Effect.sleep(`${s.timing.pollMs} millis`)
+        }
       }
-      if (failures.length > 0) return yield* Effect.fail(failures[0])
+      if (failures.length > 0) {
+        return yield* Effect.fail(failures[0])
+      }
     }).pipe(
       Effect.onInterrupt(() =>
-        Effect.sync(() => s.log("the submitter stops following; the runs go on (the same command follows them again)"))
+        Effect.sync(() =>
+          s.log("the submitter stops following; the runs go on (the same command follows them again)")
+        )
       ),
       Effect.provide(clientLayer(s.cluster, s.timing)),
       Effect.withSpan("cluster.submit", { attributes: { runs: runs.length } })
     )
 })
-
-const defect = (run: PlannedRun, message: string) =>
-  new ClusterRunError({ arm: run.arm, seed: run.seed, runner: "unknown", reason: "failed", message })
