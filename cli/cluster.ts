@@ -39,20 +39,20 @@ export const runnerCommand = Command.make(
     ),
     root: Flag.String("root").pipe(Flag.withDescription("the shared folder holding the experiments (same on all)")),
     address: Flag.String("address").pipe(
-      Flag.withDescription("host:port where other runners reach this one"),
+      Flag.withDescription("host:port where other runners reach this one (default: this host's name, port 34431)"),
       Flag.withDefault(`${os.hostname()}:34431`)
     ),
-    runs: Flag.Int("runs").pipe(Flag.withDescription("runs carried at once"), Flag.withDefault(1)),
+    runs: Flag.Int("runs").pipe(Flag.withDescription("runs carried at once (default 1)"), Flag.withDefault(1)),
     threads: Flag.Int("threads").pipe(
       Flag.withDescription("onnxruntime threads of each run this runner starts (default: the run's setting)"),
       Flag.optional
     ),
     lease: Flag.Finite("lease").pipe(
-      Flag.withDescription("seconds a dead runner's runs stay claimed before another runner resumes them"),
+      Flag.withDescription("seconds a dead runner's runs stay claimed before another runner resumes them (default 60)"),
       Flag.withDefault(DEFAULT_TIMING.leaseMs / 1000)
     ),
     poll: Flag.Finite("poll").pipe(
-      Flag.withDescription("seconds between looks for new runs and messages (database load: ~10 queries per poll)"),
+      Flag.withDescription("seconds between looks for new runs and messages (default 1; ~10 queries per look)"),
       Flag.withDefault(DEFAULT_TIMING.pollMs / 1000)
     )
   },
