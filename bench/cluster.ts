@@ -6,7 +6,6 @@
  * Runs are the double-ring toy (2 arms × 2 seeds of flow-grpo); base models are trained beforehand.
  */
 import { Effect } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseClusterUrl } from "../experiments/cluster/database.ts"
 import { clusterExecutor } from "../experiments/cluster/executor.ts"
@@ -14,7 +13,15 @@ import { DEFAULT_TIMING } from "../experiments/cluster/protocol.ts"
 import { loadExperiment } from "../experiments/load.ts"
 import { runExperiment } from "../experiments/run.ts"
 import { readManifest } from "../kernel/run-folder.ts"
-import { etaflow, freshDatabase, startRunner, stopAll, toyExperimentScript, waitFor } from "../test/support/cluster.ts"
+import {
+  etaflow,
+  freshDatabase,
+  runInFlight,
+  startRunner,
+  stopAll,
+  toyExperimentScript,
+  waitFor
+} from "../test/support/cluster.ts"
 import { isolateCache, tempDir } from "../test/support/runs.ts"
 import type { BenchLine } from "./line.ts"
 
@@ -126,19 +133,9 @@ const failover = async (db: Db, root: string, runners: ReadonlyArray<Awaited<Ret
   const script = toyExperimentScript(root, "failover", 12)
   const client = etaflow(["experiment", "run", script, "--cluster", db.url, "--root", root])
   const folder = path.join(root, "experiments/failover")
-  let victim = ""
-  await waitFor("a run two iterations in", () => {
-    victim = RUNS.find((run) => {
-      const dir = path.join(folder, "runs", run)
-      if (!fs.existsSync(path.join(dir, ".lock")) || !fs.existsSync(path.join(dir, "manifest.json"))) return false
-      const m = readManifest(dir)
-      return m.status === "running" && m.iterations_complete >= 2 && m.iterations_complete < 10
-    }) ?? ""
-    return victim !== ""
-  }, 120_000)
+  const { run: victim, pid } = await runInFlight(folder, RUNS, 10)
   const dir = path.join(folder, "runs", victim)
-  const holder = JSON.parse(fs.readFileSync(path.join(dir, ".lock"), "utf8")) as { pid: number }
-  runners.find((r) => r.child.pid === holder.pid)!.child.kill("SIGKILL")
+  runners.find((r) => r.child.pid === pid)!.child.kill("SIGKILL")
   const killed = Date.now()
   await waitFor("the run resumed", () => (readManifest(dir).resumed_at ?? []).length > 0, 120_000)
   const resumed = Date.parse(readManifest(dir).resumed_at![0])

@@ -21,6 +21,7 @@ import {
   failingExperimentScript,
   freshDatabase,
   type Proc,
+  runInFlight,
   startRunner,
   stopAll,
   toyExperimentScript,
@@ -125,18 +126,8 @@ describe("an experiment on the cluster", () => {
       const { db, root, script, runners, folder } = await twoRunners("kill", 8)
       const client = submit(script, db.url, root)
       // The first run with two committed iterations, still running: kill its runner (the lock names it).
-      let victim = ""
-      await waitFor("a run two iterations in", () => {
-        victim = RUNS.find((run) => {
-          const dir = runDir(folder, run)
-          if (!fs.existsSync(path.join(dir, "manifest.json")) || !fs.existsSync(path.join(dir, ".lock"))) return false
-          const m = readManifest(dir)
-          return m.status === "running" && m.iterations_complete >= 2 && m.iterations_complete < 8
-        }) ?? ""
-        return victim !== ""
-      }, 120_000)
-      const holder = JSON.parse(fs.readFileSync(path.join(runDir(folder, victim), ".lock"), "utf8")) as { pid: number }
-      const killed = runners.find((r) => r.child.pid === holder.pid)!
+      const { run: victim, pid } = await runInFlight(folder, RUNS, 8)
+      const killed = runners.find((r) => r.child.pid === pid)!
       expect(killed).toBeDefined()
       killed.child.kill("SIGKILL")
       expect(await killed.exited).toBe(137)

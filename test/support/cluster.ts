@@ -142,3 +142,25 @@ export default Experiment.define({
   )
   return file
 }
+
+/**
+ * Waits (bounded) for one of `runs` (`arm/seed-k`) under the experiment folder to be running with at
+ * least 2 and fewer than `before` iterations committed; returns it and the PID its lock names.
+ */
+export const runInFlight = async (folder: string, runs: ReadonlyArray<string>, before: number) => {
+  let run = ""
+  await waitFor("a run two iterations in", () => {
+    run = runs.find((r) => {
+      const dir = path.join(folder, "runs", r)
+      if (!fs.existsSync(path.join(dir, "manifest.json")) || !fs.existsSync(path.join(dir, ".lock"))) return false
+      const m = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as {
+        status: string
+        iterations_complete: number
+      }
+      return m.status === "running" && m.iterations_complete >= 2 && m.iterations_complete < before
+    }) ?? ""
+    return run !== ""
+  }, 120_000)
+  const lock = JSON.parse(fs.readFileSync(path.join(folder, "runs", run, ".lock"), "utf8")) as { pid: number }
+  return { run, pid: lock.pid }
+}
