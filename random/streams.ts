@@ -121,6 +121,54 @@ const zigguratNormal = (st: Int32Array): number => {
   return Math.abs(u) < ZIG_RATIO[i] ? u * ZIG_X[i] : outsideRectangle(st, u, i)
 }
 
+/**
+ * `zigguratNormal` into every element of `out`, with the generator's state in locals: reading and
+ * writing the Int32Array state on each of a draw's three generator steps was half the cost of a
+ * rollout's step noise. Draws outside a block's rectangle (~1 %) hand the state back to the functions
+ * above. test/random.test.ts checks the result against `normal()` draw by draw.
+ */
+const fillZiggurat = (st: Int32Array, out: Float64Array | Float32Array): void => {
+  let [s01, s00, s11, s10] = [st[0], st[1], st[2], st[3]]
+  let a0 = 0
+  let a1 = 0
+  let w = 0
+  for (let n = 0; n < out.length; n++) {
+    // Three steps of `next`: the uniform's high and low words, then the block index.
+    const hi = (s00 + s10) | 0
+    a0 = s10 ^ s00
+    a1 = s11 ^ s01
+    w = (s00 << 24) ^ (s01 >>> 8) ^ a0 ^ (a0 << 16)
+    s01 = (s01 << 24) ^ (s00 >>> 8) ^ a1 ^ ((a1 << 16) | (a0 >>> 16))
+    s00 = w
+    s10 = (a1 << 5) ^ (a0 >>> 27)
+    s11 = (a0 << 5) ^ (a1 >>> 27)
+    const lo = (s00 + s10) | 0
+    a0 = s10 ^ s00
+    a1 = s11 ^ s01
+    w = (s00 << 24) ^ (s01 >>> 8) ^ a0 ^ (a0 << 16)
+    s01 = (s01 << 24) ^ (s00 >>> 8) ^ a1 ^ ((a1 << 16) | (a0 >>> 16))
+    s00 = w
+    s10 = (a1 << 5) ^ (a0 >>> 27)
+    s11 = (a0 << 5) ^ (a1 >>> 27)
+    const block = (s00 + s10) & 0x7f
+    a0 = s10 ^ s00
+    a1 = s11 ^ s01
+    w = (s00 << 24) ^ (s01 >>> 8) ^ a0 ^ (a0 << 16)
+    s01 = (s01 << 24) ^ (s00 >>> 8) ^ a1 ^ ((a1 << 16) | (a0 >>> 16))
+    s00 = w
+    s10 = (a1 << 5) ^ (a0 >>> 27)
+    s11 = (a0 << 5) ^ (a1 >>> 27)
+    const u = 2 * ((hi & 0x3ffffff) * 1.4901161193847656e-8 + (lo & 0x7ffffff) * 1.1102230246251565e-16) - 1
+    if (Math.abs(u) < ZIG_RATIO[block]) out[n] = u * ZIG_X[block]
+    else {
+      st.set([s01, s00, s11, s10])
+      out[n] = outsideRectangle(st, u, block)
+      ;[s01, s00, s11, s10] = [st[0], st[1], st[2], st[3]]
+    }
+  }
+  st.set([s01, s00, s11, s10])
+}
+
 /** Opens the stream addressed by `key`. */
 export const openStream = (key: StreamKey): RandomStream => {
   const st = Int32Array.from(stateOf(key))
@@ -130,7 +178,7 @@ export const openStream = (key: StreamKey): RandomStream => {
     uniform,
     normal: () => zigguratNormal(st),
     fillNormal: (out) => {
-      for (let n = 0; n < out.length; n++) out[n] = zigguratNormal(st)
+      fillZiggurat(st, out)
       return out
     },
     int: (n) => Math.floor(uniform() * n),

@@ -26,6 +26,16 @@ describe("random streams", () => {
     }
   })
 
+  it("fill arrays with the same normals as drawing them one by one (the fast loop is the ziggurat's)", () => {
+    for (const key of [["fill"], [3, "step", 9]]) {
+      const one = openStream(key)
+      const filled = openStream(key).fillNormal(new Float64Array(300_000))
+      for (let i = 0; i < filled.length; i++) if (filled[i] !== one.normal()) expect.fail(`draw ${i} differs`)
+      // Both streams continue from the same state.
+      expect(openStream(key).fillNormal(new Float64Array(300_001))[300_000]).toBe(one.normal())
+    }
+  })
+
   it("do not confuse string and number key parts", () => {
     expect(openStream(["1"]).uniform()).not.toBe(openStream([1]).uniform())
   })
