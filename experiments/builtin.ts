@@ -44,7 +44,7 @@ export const etaSweep = Experiment.define({
 export const fewStep = Experiment.define({
   name: "few-step",
   doc: "sdpo vs ddpo trained at 10 steps, evaluated at 1, 2, 4, 8, 16 ODE steps",
-  budget: "6 runs × 12 iterations (ddpo ~8 s, sdpo ~27 s of compute each) + evaluation, ~5 min",
+  budget: "6 runs × 12 iterations (ddpo ~7 s, sdpo ~24 s of compute each) + evaluation, ~2.5 min",
   seeds: 3,
   iterations: 12,
   evaluate: { steps: [1, 2, 4, 8, 16], every: 6 },
@@ -67,7 +67,7 @@ export const fewStep = Experiment.define({
 export const precise = Experiment.define({
   name: "precise",
   doc: "flow-grpo training with the precise, flow-grpo, cps and dance-grpo samplers; the double-ring sampler table",
-  budget: "12 RL runs × 15 iterations (~10 s of compute each) + 3 sampler tables (~2.3 min each), ~13 min",
+  budget: "12 RL runs × 15 iterations (~9 s of compute each) + 3 sampler tables (~2 min each), ~8 min",
   seeds: 3,
   iterations: 15,
   evaluate: { steps: [10], every: 5 },
@@ -91,7 +91,7 @@ export const precise = Experiment.define({
 export const adjointExperiment = Experiment.define({
   name: "adjoint",
   doc: "adjoint-matching, deterministic-am with K = N and K = 3, and flow-grpo on MNIST",
-  budget: "12 runs × 20 iterations (~10–14 s of compute each) + evaluation, ~3.5 min",
+  budget: "12 runs × 20 iterations (~7–12 s of compute each) + evaluation, ~2.5 min",
   seeds: 3,
   iterations: 20,
   evaluate: { steps: [10], every: 10 },
