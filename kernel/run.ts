@@ -188,6 +188,9 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
           yield* committer.await
           if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
           committer.submit(iteration, job, written, () => progress.iterationDone(iteration, result.metrics))
+          // The job's files are the committer's from here: a failed commit removes them itself, a landed one
+          // must stay. An interrupt during the last commit's wait removed them and lost the final checkpoint.
+          inProgress = []
         }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
       }
       yield* committer.await

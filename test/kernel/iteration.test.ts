@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
@@ -124,6 +124,29 @@ describe("iterated pipelines", () => {
       expect(fs.readdirSync(path.join(dir, "checkpoints"))).toEqual(["iter-000000"])
       expect(metricLines(dir)).toHaveLength(1)
     }))
+
+  it(
+    "keep the last iteration's commit when interrupted while it lands, and resume to the uninterrupted result",
+    async () => {
+      const [dir, reference] = [path.join(tmp(), "run"), path.join(tmp(), "reference")]
+      // 600 k walkers: a 2.4 MB steps table and a 4.8 MB checkpoint keep the worker busy for tens of
+      // milliseconds, long enough for the interrupt to arrive while the run waits for the last commit.
+      const set = { walkers: "600000", iterations: "2" }
+      const fiber = Effect.runFork(runPipeline(randomWalk, { progress: "none", out: dir, seed: 3, set }))
+      const lastStarted = () =>
+        fs.existsSync(path.join(dir, "steps")) &&
+        fs.readdirSync(path.join(dir, "steps")).some((f) => f.includes("000001"))
+      for (let i = 0; i < 30_000 && !lastStarted(); i++) await new Promise((r) => setTimeout(r, 2))
+      await Effect.runPromise(Fiber.interrupt(fiber))
+      expect(manifest(dir)).toMatchObject({ status: "interrupted", iterations_complete: 2 })
+      expect(fs.existsSync(path.join(dir, "checkpoints", "iter-000001"))).toBe(true)
+      expect(Exit.isSuccess(await Effect.runPromise(run({ resume: dir })))).toBe(true)
+      await Effect.runPromise(run({ out: reference, seed: 3, set }))
+      expect(checkpoint(dir, 1).equals(checkpoint(reference, 1))).toBe(true)
+      expect(metricsText(dir)).toBe(metricsText(reference))
+    },
+    120_000
+  )
 
   it.effect("refuse to resume a run folder another live process holds, and take over a stale lock", () =>
     Effect.gen(function*() {
