@@ -21,12 +21,6 @@ export interface DenseRewards {
   readonly rewardCalls: number
 }
 
-const dot = (a: Float32Array, b: Float32Array) => {
-  let ab = 0
-  for (let i = 0; i < a.length; i++) ab += a[i] * b[i]
-  return ab
-}
-
 /** Cosine similarities of a trajectory's predictions to its first and last one; each dot product once. */
 export interface Similarities {
   readonly first: Float64Array
@@ -37,9 +31,34 @@ export interface Similarities {
 
 export const similarities = (x0: ReadonlyArray<Float32Array>): Similarities => {
   const N = x0.length
-  const sq = x0.map((v) => dot(v, v))
-  const to = (l: number) => Float64Array.from(x0, (v, k) => dot(v, x0[l]) / Math.sqrt(sq[k] * sq[l]))
-  return { first: to(0), last: to(N - 1), to }
+  const [v0, vLast] = [x0[0], x0[N - 1]]
+  const [sq, first, last] = [new Float64Array(N), new Float64Array(N), new Float64Array(N)]
+  // ‖x̂0_k‖², ⟨x̂0_k, x̂0_0⟩, ⟨x̂0_k, x̂0_last⟩ in one pass over x̂0_k (each sum in index order, so the same
+  // bits as three passes): SDPO's 1,024 trajectories × 10 steps read 32 MB of predictions once, not thrice.
+  for (let k = 0; k < N; k++) {
+    const v = x0[k]
+    let [vv, v0v, vlv] = [0, 0, 0]
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i]
+      vv += x * x
+      v0v += x * v0[i]
+      vlv += x * vLast[i]
+    }
+    ;[sq[k], first[k], last[k]] = [vv, v0v, vlv]
+  }
+  const cosines = (dots: Float64Array, l: number) => dots.map((ab, k) => ab / Math.sqrt(sq[k] * sq[l]))
+  const to = (l: number) => {
+    const u = x0[l]
+    return cosines(
+      Float64Array.from(x0, (v) => {
+        let ab = 0
+        for (let i = 0; i < v.length; i++) ab += v[i] * u[i]
+        return ab
+      }),
+      l
+    )
+  }
+  return { first: cosines(first, 0), last: cosines(last, N - 1), to }
 }
 
 /** Interpolated rewards of one trajectory from its N predictions x̂0_k and the three queried rewards. */

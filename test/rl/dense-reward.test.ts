@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { trackStepPrompts } from "../../nodes/advantages.ts"
-import { anchorOf, discountedReturns, interpolateRewards } from "../../nodes/dense-reward.ts"
+import { anchorOf, discountedReturns, interpolateRewards, similarities } from "../../nodes/dense-reward.ts"
 import { openStream } from "../../random/streams.ts"
 
 const predictions = (N: number, d: number) => {
@@ -32,6 +32,20 @@ describe("SDPO dense rewards (§9.2)", () => {
       expect(r[k]).toBeCloseTo((1 * cf + 2 * ca + 3 * cl) / (cf + ca + cl), 5)
     }
   )
+
+  it("compute each cosine as separate dot products would, bit for bit (the fused pass changes no sum's order)", () => {
+    const p = predictions(10, 784)
+    const dot = (a: Float32Array, b: Float32Array) => {
+      let ab = 0
+      for (let i = 0; i < a.length; i++) ab += a[i] * b[i]
+      return ab
+    }
+    const naive = (l: number) => p.map((v) => dot(v, p[l]) / Math.sqrt(dot(v, v) * dot(p[l], p[l])))
+    const sim = similarities(p)
+    expect(Array.from(sim.first)).toEqual(naive(0))
+    expect(Array.from(sim.last)).toEqual(naive(9))
+    expect(Array.from(sim.to(4))).toEqual(naive(4))
+  })
 
   it("turn into discounted returns G_k = r_k + γ G_{k+1}", () => {
     const G = discountedReturns(Float64Array.from([1, 2, 3]), 0.5)
