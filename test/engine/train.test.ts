@@ -146,6 +146,36 @@ describe("train steps", () => {
     expect(tr.state.params.w).not.toBe(init.w)
   })
 
+  it("reuse a released trainer's spare buffers for the next trainer, never the state it returned", async () => {
+    // A spec layout of its own, so no other test's trainer shares the pool entry.
+    const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `pool.${s.name}` }))
+    const loss: LossBuilder = (g, p) => regression(g, { w: p["pool.w"], b: p["pool.b"] })
+    const a = await Trainer.create({
+      name: "a",
+      specs: own,
+      loss,
+      threads: 1,
+      init: initParams(own, openStream(["a"]))
+    })
+    await a.step(batch("pool0"))
+    const beforeLast = a.state.params["pool.w"]
+    await a.step(batch("pool1"))
+    const returned = a.state
+    const kept = Array.from(returned.params["pool.w"])
+    await a.release()
+    const b = await Trainer.create({ name: "b", specs: own, loss, threads: 1, init: returned })
+    await b.step(batch("pool2"))
+    // The step before a's last is what b writes into; a's last state (b's start) is untouched.
+    expect(b.state.params["pool.w"]).toBe(beforeLast)
+    await b.step(batch("pool3"))
+    expect(Array.from(returned.params["pool.w"])).toEqual(kept)
+    // The same two steps from a fresh trainer give the same weights: buffers change no bits.
+    const c = await Trainer.create({ name: "c", specs: own, loss, threads: 1, init: returned })
+    await c.step(batch("pool2"))
+    await c.step(batch("pool3"))
+    expect(Array.from(c.state.params["pool.w"])).toEqual(Array.from(b.state.params["pool.w"]))
+  })
+
   it("refuse a non-finite loss and keep the previous weights", async () => {
     const tr = await Trainer.create({
       name: "r",
