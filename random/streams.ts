@@ -133,7 +133,8 @@ const fillZiggurat = (st: Int32Array, out: Float64Array | Float32Array): void =>
   let a1 = 0
   let w = 0
   for (let n = 0; n < out.length; n++) {
-    // Three steps of `next`: the uniform's high and low words, then the block index.
+    // Three steps of `next`: the uniform's high and low words, then the block index. Written out: a loop
+    // over the three steps with the words in a scratch array measured 14 ms per million normals, this 9.8.
     const hi = (s00 + s10) | 0
     a0 = s10 ^ s00
     a1 = s11 ^ s01
