@@ -21,6 +21,12 @@ export interface DenseRewards {
   readonly rewardCalls: number
 }
 
+const dot = (a: Float32Array, b: Float32Array) => {
+  let ab = 0
+  for (let i = 0; i < a.length; i++) ab += a[i] * b[i]
+  return ab
+}
+
 /** Cosine similarities of a trajectory's predictions to its first and last one; each dot product once. */
 export interface Similarities {
   readonly first: Float64Array
@@ -47,17 +53,7 @@ export const similarities = (x0: ReadonlyArray<Float32Array>): Similarities => {
     ;[sq[k], first[k], last[k]] = [vv, v0v, vlv]
   }
   const cosines = (dots: Float64Array, l: number) => dots.map((ab, k) => ab / Math.sqrt(sq[k] * sq[l]))
-  const to = (l: number) => {
-    const u = x0[l]
-    return cosines(
-      Float64Array.from(x0, (v) => {
-        let ab = 0
-        for (let i = 0; i < v.length; i++) ab += v[i] * u[i]
-        return ab
-      }),
-      l
-    )
-  }
+  const to = (l: number) => cosines(Float64Array.from(x0, (v) => dot(v, x0[l])), l)
   return { first: cosines(first, 0), last: cosines(last, N - 1), to }
 }
 
