@@ -145,13 +145,14 @@ describe("an experiment", () => {
   }, 600_000)
 
   it("interrupted mid-run, continues where it stopped and ends with the numbers of an uninterrupted run", async () => {
-    const long = Experiment.define({ ...def, name: "toy-interrupted", seeds: [0], iterations: 3, claims: [] })
+    // Long enough that the interrupt lands mid-run: 3 toy iterations took ~130 ms, less than one poll.
+    const long = Experiment.define({ ...def, name: "toy-interrupted", seeds: [0], iterations: 20, claims: [] })
     const dir = path.join(tempDir("experiment-kill"), "x")
     const manifest = path.join(dir, "runs/frozen/seed-0/manifest.json")
     const fiber = Effect.runFork(runExperiment(long, { out: dir }))
     // Interrupt once the first run has committed an iteration (bounded wait: 2 min).
-    for (let i = 0; i < 1200 && !(fs.existsSync(manifest) && readJson(manifest).iterations_complete >= 1); i++) {
-      await new Promise((r) => setTimeout(r, 100))
+    for (let i = 0; i < 24_000 && !(fs.existsSync(manifest) && readJson(manifest).iterations_complete >= 1); i++) {
+      await new Promise((r) => setTimeout(r, 5))
     }
     await Effect.runPromise(Fiber.interrupt(fiber))
     expect(readJson(manifest).status).not.toBe("complete")
