@@ -172,6 +172,11 @@ export class Trainer {
     readonly optimization?: "basic" | "all"
     /** Reuse the session built under this key earlier in the process (same graph, same settings). */
     readonly sessionKey?: string
+    /**
+     * The caller gives the initial state's buffers up: once a step has replaced that state, the trainer
+     * may write later steps into them and, after its release, so may the next trainer of its layout.
+     */
+    readonly donate?: boolean
   }): Promise<Trainer> {
     const adam = opts.adam ?? DEFAULT_ADAM
     const update = opts.update ?? "graph"
@@ -205,7 +210,9 @@ export class Trainer {
     const layout = layoutOf(opts.specs)
     const spare = update === "graph" ? SPARE.get(layout) : undefined
     SPARE.delete(layout)
-    return new Trainer(session, opts.specs, adam, update, state, spare)
+    const trainer = new Trainer(session, opts.specs, adam, update, state, spare)
+    trainer.owned = opts.donate === true
+    return trainer
   }
 
   /**

@@ -140,6 +140,8 @@ export const adjointMatchingUpdate = async (opts: {
   readonly baseOutput: (k: number) => Promise<Float32Array>
   readonly request: AmUpdateRequest
   readonly init: TrainState
+  /** The caller gives `init`'s buffers up (Trainer.create's `donate`). */
+  readonly donate?: boolean
   readonly clip?: LossClipState
   readonly stream: RandomStream
 }): Promise<{ state: TrainState; clip: LossClipState; metrics: Record<string, number> }> => {
@@ -156,7 +158,8 @@ export const adjointMatchingUpdate = async (opts: {
     sessionKey: `adjoint-matching|${JSON.stringify(request.net)}|${request.residual}`,
     // The reference's AdamW: betas (0.9, 0.95), no weight decay; gradients clipped at norm 1.
     adam: { ...DEFAULT_ADAM, lr: request.lr, beta2: 0.95, maxGradNorm: 1 },
-    init: opts.init
+    init: opts.init,
+    ...(opts.donate === undefined ? {} : { donate: opts.donate })
   })
   const clip = new LossClip(0.9, 0.9, opts.clip)
   const outputs = new Map<number, Promise<Float32Array>>()
@@ -282,6 +285,8 @@ export const adjointUpdate = (
               lossClip: config.lossClip
             },
             init,
+            // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).
+            donate: state !== null,
             ...(state?.lossClip === undefined ? {} : { clip: state.lossClip }),
             stream: rng.stream("update")
           })

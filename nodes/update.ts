@@ -168,7 +168,9 @@ const runUpdates = async (
     optimization: "basic",
     sessionKey: `${plan.name}|${JSON.stringify(plan.lossKey)}`,
     adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 },
-    init
+    init,
+    // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).
+    donate: state !== null
   })
   const ref = plan.lossKey.beta > 0
     ? Object.fromEntries(specs.map((sp) => [`ref.${sp.name}`, { data: base.params[sp.name], dims: sp.shape }]))

@@ -176,6 +176,41 @@ describe("train steps", () => {
     expect(Array.from(c.state.params["pool.w"])).toEqual(Array.from(b.state.params["pool.w"]))
   })
 
+  it("write into a donated initial state once a step has replaced it, and pass it on at release", async () => {
+    const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `donate.${s.name}` }))
+    const loss: LossBuilder = (g, p) => regression(g, { w: p["donate.w"], b: p["donate.b"] })
+    const given = initParams(own, openStream(["donated"]))
+    const kept = Array.from(given["donate.w"])
+    const a = await Trainer.create({ name: "a", specs: own, loss, threads: 1, init: given, donate: true })
+    await a.step(batch("donate0"))
+    // The first step reads the donated state, so it writes elsewhere; the second may overwrite it.
+    expect(Array.from(given["donate.w"])).toEqual(kept)
+    await a.step(batch("donate1"))
+    expect(a.state.params["donate.w"]).toBe(given["donate.w"])
+    // Donation changes where results land, never their bits.
+    const b = await Trainer.create({
+      name: "b",
+      specs: own,
+      loss,
+      threads: 1,
+      init: initParams(own, openStream(["donated"]))
+    })
+    await b.step(batch("donate0"))
+    await b.step(batch("donate1"))
+    expect(Array.from(a.state.params["donate.w"])).toEqual(Array.from(b.state.params["donate.w"]))
+    await b.release()
+    // One step, then release: the donated state is the spare the next trainer of the layout writes into.
+    const once = initParams(own, openStream(["once"]))
+    const c = await Trainer.create({ name: "c", specs: own, loss, threads: 1, init: once, donate: true })
+    await c.step(batch("donate2"))
+    const returned = c.state
+    await c.release()
+    const d = await Trainer.create({ name: "d", specs: own, loss, threads: 1, init: returned, donate: true })
+    await d.step(batch("donate3"))
+    expect(d.state.params["donate.w"]).toBe(once["donate.w"])
+    await d.release()
+  })
+
   it("refuse a non-finite loss and keep the previous weights", async () => {
     const tr = await Trainer.create({
       name: "r",
