@@ -7,7 +7,7 @@
  */
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import { latentToPixels } from "../data/mnist.ts"
+import { latentsToPixels } from "../data/mnist.ts"
 import { loadPromptSet } from "../data/prompts.ts"
 import { rollout as sampleChains } from "../diffusion/rollout.ts"
 import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../diffusion/samplers.ts"
@@ -184,7 +184,7 @@ const qualityAt = async (
 ) => {
   const metrics: Record<string, number> = {}
   for (const [suffix, latents] of [["", samples.tuned], ["_base", samples.base]] as const) {
-    const q = await qualityOf(ref, latents.map(latentToPixels), set.condition, set.count)
+    const q = await qualityOf(ref, latentsToPixels(latents), set.condition, set.count)
     metrics[`eval.fd${suffix}.s${steps}`] = q.fd
     metrics[`eval.fd_class${suffix}.s${steps}`] = q.fdClass
     metrics[`eval.diversity${suffix}.s${steps}`] = q.diversity

@@ -7,7 +7,7 @@
  * points for toys) and output reward [B] float32.
  */
 import { Data } from "effect"
-import { latentToPixels } from "../data/mnist.ts"
+import { latentsToPixels } from "../data/mnist.ts"
 import type { EngineSession } from "../engine/session.ts"
 import { loadOnnxModel, type OnnxContract } from "../models/external.ts"
 
@@ -62,7 +62,7 @@ export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm
   })
 }
 
-const pixels = (ctx: RewardContext) => (ctx.dataset === "mnist" ? ctx.samples.map(latentToPixels) : ctx.samples)
+const pixels = (ctx: RewardContext) => (ctx.dataset === "mnist" ? latentsToPixels(ctx.samples) : ctx.samples)
 
 /** The classifier reward: log p(prompted digit | image). */
 export const classifierReward = (session: EngineSession, classes: number): RewardModel => ({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { loadMnist } from "../data/mnist.ts"
+import { latentsToPixels, loadMnist } from "../data/mnist.ts"
 import { sampleToy, TOYS } from "../data/toys.ts"
 import { openStream } from "../random/streams.ts"
 
@@ -16,6 +16,12 @@ describe("data sets", () => {
       expect(test).toBe(Math.floor(rows.length * 0.2))
     }
     expect(loadMnist(0.2).split).toEqual(m.split)
+  })
+
+  it("latents map to pixels in [0, 1] as (x + 1) / 2, clamped, batch by batch", () => {
+    const x = Float32Array.of(-1, 1, 0, -1.5, 2, 0.25, Number.NaN)
+    // Hand-computed: −1 → 0, 1 → 1, 0 → 0.5, clamped at both ends, 0.25 → 0.625, NaN stays NaN.
+    expect(Array.from(latentsToPixels(x))).toEqual([0, 1, 0.5, 0, 1, 0.625, Number.NaN])
   })
 
   it("the double ring puts equal mass on radius 1 and radius 2, exactly on the circles", () => {
