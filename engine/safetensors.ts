@@ -10,7 +10,9 @@ export interface NamedTensor {
 
 export const writeSafetensors = (
   tensors: Readonly<Record<string, NamedTensor>>,
-  metadata: Readonly<Record<string, string>> = {}
+  metadata: Readonly<Record<string, string>> = {},
+  /** Where the file's bytes go (every byte is written, so a reused buffer is fine). */
+  allocate: (byteLength: number) => Uint8Array = (n) => new Uint8Array(n)
 ): Uint8Array => {
   const header: Record<string, unknown> = { __metadata__: metadata }
   let offset = 0
@@ -24,7 +26,7 @@ export const writeSafetensors = (
   // The data starts 8-byte aligned, as the reference implementation pads the header with spaces.
   json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8)
   const headerBytes = Buffer.from(json)
-  const out = new Uint8Array(8 + headerBytes.length + offset)
+  const out = allocate(8 + headerBytes.length + offset)
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true)
   out.set(headerBytes, 8)
   let at = 8 + headerBytes.length

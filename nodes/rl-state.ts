@@ -7,6 +7,7 @@ import type { ParamValues } from "../engine/params.ts"
 import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
 import type { TrainState } from "../engine/train.ts"
 import type { LossClipState } from "../models/adjoint-loss.ts"
+import { reusableBytes } from "../store/commit.ts"
 
 /** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
 export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>
@@ -23,8 +24,13 @@ export interface RlState extends Omit<TrainState, "m" | "v">, Partial<Pick<Train
   readonly lossClip?: LossClipState
 }
 
+// Checkpoint bytes go into buffers earlier commits handed back: the same ~30 MB every iteration.
 const pack = (values: ParamValues) =>
-  writeSafetensors(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])))
+  writeSafetensors(
+    Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { data: v, shape: [v.length] }])),
+    {},
+    reusableBytes
+  )
 const unpack = (bytes: Uint8Array, file: string): ParamValues =>
   Object.fromEntries(Object.entries(readSafetensors(bytes, file).tensors).map(([k, v]) => [k, v.data]))
 

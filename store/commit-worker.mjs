@@ -11,11 +11,17 @@ const load = async () => {
   return import("./commit.ts")
 }
 const { performCommit } = await load()
+// Owned checkpoint files go back to the main thread once written, for its next checkpoint to reuse.
+const owned = (job) =>
+  job.dirs.filter((d) => d.owned === true).flatMap((d) =>
+    Object.values(d.files).filter((f) => f instanceof Uint8Array && f.byteLength === f.buffer.byteLength)
+  ).map((f) => f.buffer)
 parentPort.on("message", ({ id, job }) => {
+  const returned = [...new Set(owned(job))]
   try {
     performCommit(job)
-    parentPort.postMessage({ id })
+    parentPort.postMessage({ id, returned }, returned)
   } catch (e) {
-    parentPort.postMessage({ id, error: e instanceof Error ? e.message : String(e) })
+    parentPort.postMessage({ id, error: e instanceof Error ? e.message : String(e), returned }, returned)
   }
 })

@@ -47,6 +47,34 @@ export const performCommit = (job: CommitJob): void => {
   for (const p of job.prune ?? []) fs.rmSync(p, { recursive: true, force: true })
 }
 
+/**
+ * Owned buffers the worker has written and handed back, by byte length: the next iteration's
+ * checkpoint encodes into them instead of ~30 MB of fresh memory (an RL checkpoint has the same
+ * sizes every iteration). Bounded, so an unusual run cannot hold memory it no longer needs.
+ */
+const RETURNED = new Map<number, Array<ArrayBuffer>>()
+const MAX_RETURNED_BYTES = 256 * 2 ** 20
+let returnedBytes = 0
+
+const keepReturned = (buffers: ReadonlyArray<ArrayBuffer>) => {
+  for (const b of buffers) {
+    if (returnedBytes + b.byteLength > MAX_RETURNED_BYTES) return
+    RETURNED.set(b.byteLength, [...(RETURNED.get(b.byteLength) ?? []), b])
+    returnedBytes += b.byteLength
+  }
+}
+
+/**
+ * Bytes for an owned checkpoint file: a buffer a landed commit handed back, or fresh memory. Its old
+ * contents are stale, so the caller must write every byte.
+ */
+export const reusableBytes = (byteLength: number): Uint8Array => {
+  const b = RETURNED.get(byteLength)?.pop()
+  if (b === undefined) return new Uint8Array(byteLength)
+  returnedBytes -= byteLength
+  return new Uint8Array(b)
+}
+
 let worker: Worker | undefined
 let nextId = 0
 const pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
@@ -60,7 +88,8 @@ const failAll = (e: Error) => {
 const commitWorker = (): Worker => {
   if (worker !== undefined) return worker
   const w = new Worker(new URL("./commit-worker.mjs", import.meta.url))
-  w.on("message", (m: { id: number; error?: string }) => {
+  w.on("message", (m: { id: number; error?: string; returned?: ReadonlyArray<ArrayBuffer> }) => {
+    keepReturned(m.returned ?? [])
     const p = pending.get(m.id)
     pending.delete(m.id)
     // An idle worker must not keep the process alive.
