@@ -40,6 +40,7 @@ import {
   rescore,
   type Row,
   rowFeeds,
+  type RowScratch,
   type RowTables,
   storedLogProbs,
   storedMeans,
@@ -187,13 +188,14 @@ const runUpdates = async (
   // The EMA starts at the weights training starts from (flow_grpo clones them), and is the trainer's own copy.
   const ema = config.ema > 0 ? copyOf(state?.ema ?? init.params) : undefined
   const stats = newStats()
+  const scratch: RowScratch = new Map()
   for (let epoch = 0; epoch < config.innerEpochs; epoch++) {
     const batches = plan.partition(epoch, rng.child("epoch", epoch))
     if (epoch === 0 && config.rescoreOldLogProb) {
       tables = await rescore(plan, tr, batches, tables, init.params, config, conditional)
     }
     for (const mb of batches) {
-      const feeds = rowFeeds(tr, mb, plan.values, tables, conditional)
+      const feeds = rowFeeds(tr, mb, plan.values, tables, conditional, scratch)
       const r = await trainer.step({ ...feeds, ...ref })
       const ratio = r.extra.ratio.data as Float32Array
       const lp = r.extra.lp.data as Float64Array
