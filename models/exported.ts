@@ -59,11 +59,11 @@ export const writeExport = (out: string, params: ParamValues, meta: ExportMeta):
   return Object.keys(files).map((f) => path.join(out, f))
 }
 
-/** An exported policy as a Policy the samplers can call (its session is released by the caller). */
+/** An exported policy as a Policy the samplers can call (the caller releases it). */
 export const readExport = async (
   dir: string,
   threads: number
-): Promise<Policy & { readonly session: EngineSession }> => {
+): Promise<Policy & { readonly session: EngineSession; readonly release: () => Promise<void> }> => {
   const metaFile = path.join(dir, "meta.json")
   if (!fs.existsSync(metaFile)) throw new Error(`${dir} is not an exported policy: ${metaFile} is missing`)
   const meta = JSON.parse(fs.readFileSync(metaFile, "utf8")) as ExportMeta
@@ -81,6 +81,7 @@ export const readExport = async (
     process,
     parameterization: meta.parameterization,
     session,
+    release: () => session.release(),
     predict: async (x, batch, t, condition) => {
       const feeds: Parameters<EngineSession["run"]>[0] = {
         x: { data: x, dims: [batch, meta.net.dim] },

@@ -1,6 +1,8 @@
 /**
  * A trained velocity / ε network as a Policy: an ONNX session with the weights baked in (faster
- * small-batch forwards, docs/onnxruntime.md), with classifier-free guidance when a scale is given.
+ * small-batch forwards, docs/onnxruntime.md), or one session per network shape with the weights fed
+ * on every call (no session to build for weights used once), with classifier-free guidance when a
+ * scale is given.
  */
 import type { Policy } from "../diffusion/policy.ts"
 import type { Parameterization, Process } from "../diffusion/process.ts"
@@ -8,6 +10,7 @@ import { Graph } from "../engine/graph.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { EngineSession, ownedSession } from "../engine/session.ts"
+import { cachedSession } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
@@ -32,26 +35,48 @@ export const networkPolicy = async (opts: {
   /** Classifier-free guidance scale (1 = plain conditional model). */
   readonly cfg: number
   readonly threads: number
-  /** The weights are frozen (a base model): the session is built once for them and kept (never release it). */
+  /** The weights are frozen (a base model): the session is built once for them and kept. */
   readonly frozen?: boolean
-}): Promise<Policy & { readonly session: EngineSession; readonly onnx: Uint8Array }> => {
+  /**
+   * Weights as inputs of one session per network shape, shared (default: baked into a session of their
+   * own). A training rollout samples each iteration's weights once: building a
+   * baked session for them took 10–17 ms for MNIST, more than its 10 forwards of 128 rows lose with
+   * fed weights (2–3 ms). Outputs agree to float32 rounding (~3e-6), not bit for bit: an exported or
+   * evaluated policy stays baked.
+   */
+  readonly weightsAsInputs?: boolean
+}): Promise<Policy & { readonly session: EngineSession; readonly release: () => Promise<void> }> => {
   const guided = opts.net.classes > 0 && opts.cfg !== 1
-  const build = async () => {
-    const onnx = toOnnx(velocityGraph(opts.net, guided ? opts.cfg : undefined), { initializers: opts.params })
-    return { onnx, session: await EngineSession.fromBytes("velocity", onnx, { threads: opts.threads }) }
-  }
-  const { onnx, session } = opts.frozen === true
-    ? await ownedSession(opts.params, `velocity|${guided ? opts.cfg : 1}|${opts.threads}`, build)
-    : await build()
+  const cfg = guided ? opts.cfg : undefined
+  const fed = opts.weightsAsInputs === true
+  const bake = () =>
+    EngineSession.fromBytes(
+      "velocity",
+      toOnnx(velocityGraph(opts.net, cfg), { initializers: opts.params }),
+      { threads: opts.threads }
+    )
+  const session = fed
+    ? await cachedSession(
+      `velocity-fed|${JSON.stringify(opts.net)}|${cfg ?? 1}|${opts.threads}`,
+      () => EngineSession.create(velocityGraph(opts.net, cfg), { threads: opts.threads })
+    )
+    : opts.frozen === true
+    ? await ownedSession(opts.params, `velocity|${cfg ?? 1}|${opts.threads}`, bake)
+    : await bake()
+  const weights = fed
+    ? Object.fromEntries(velocityNet(opts.net).specs.map((s) => [s.name, { data: opts.params[s.name], dims: s.shape }]))
+    : {}
   return {
     name: `velocity-mlp(${opts.net.hidden}x${opts.net.blocks})`,
     shape: opts.shape,
     process: opts.process,
     parameterization: opts.parameterization,
     session,
-    onnx,
+    // Shared and frozen sessions stay open; a policy's own baked session closes.
+    release: () => (fed || opts.frozen === true ? Promise.resolve() : session.release()),
     predict: async (x, batch, t, condition) => {
-      const feeds: Record<string, { data: Float32Array | BigInt64Array; dims: Array<number> }> = {
+      const feeds: Record<string, { data: Float32Array | BigInt64Array; dims: ReadonlyArray<number> }> = {
+        ...weights,
         x: { data: x, dims: [batch, opts.net.dim] },
         t: { data: new Float32Array(batch).fill(opts.process.modelTime(t)), dims: [batch] }
       }

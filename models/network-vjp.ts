@@ -80,7 +80,7 @@ export const networkDrift = async (opts: Parameters<typeof networkVjp>[0]): Prom
     forwardVjp,
     release: async () => {
       await release()
-      if (opts.frozen !== true) await policy.session.release()
+      await policy.release()
     }
   }
 }

@@ -122,7 +122,7 @@ export const baseSamples = Node.make({
             metrics[`radial_error.s${steps}`] = ring.radialError
           }
         }
-        await policy.session.release()
+        await policy.release()
         if (quality !== undefined) await releaseQuality(quality)
         // The table holds the samples of the last step count listed.
         const table = DatasetTable.build(n, {

@@ -230,7 +230,8 @@ export const evaluation = Node.make({
           cfg: config.cfg,
           threads: config.threads
         }),
-        base: await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads })
+        // The base model's session is built once and kept: every evaluation samples the same weights.
+        base: await networkPolicy({ ...base, cfg: config.cfg, threads: config.threads, frozen: true })
       }
       // MNIST only: the quality measures need the classifier's features, real test digits and the judge.
       const quality = classifier !== undefined && judge !== undefined && set.conditional
@@ -245,8 +246,8 @@ export const evaluation = Node.make({
         rows.push(...at.rows)
         if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)
       }
-      await policies.tuned.session.release()
-      await policies.base.session.release()
+      await policies.tuned.release()
+      await policies.base.release()
       if (quality !== undefined) await releaseQuality(quality)
       return { table: tableOf(rows, iteration, set.conditional), samples: samples!, metrics }
     }),

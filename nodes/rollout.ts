@@ -75,7 +75,8 @@ export const rollout = <C extends RolloutConfig>(variant: {
             ...base,
             params: currentParams(state, base),
             cfg: config.cfg,
-            threads: config.threads
+            threads: config.threads,
+            weightsAsInputs: true
           })
           const r = await sampleChains({
             policy,
@@ -90,7 +91,7 @@ export const rollout = <C extends RolloutConfig>(variant: {
               rng.stream("init", variant.sharedNoise ? `group${prompts.groupId[j]}` : `trajectory${j}`),
             stepStream: (j) => rng.stream("step", j)
           })
-          await policy.session.release()
+          await policy.release()
           const out: Trajectories = {
             rollout: r,
             prompts,

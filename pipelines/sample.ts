@@ -114,7 +114,7 @@ export const sample = async (source: string, options: SampleOptions): Promise<st
     initStream: (j) => openStream(streamKey(key(j), "init")),
     stepStream: (j) => openStream(streamKey(key(j), "step"))
   })
-  await policy.session.release()
+  await policy.release()
   const d = r.d
   if (options.format === "parquet") {
     const table = SampleTable.build(chains, {

@@ -55,7 +55,7 @@ describe("the lean adjoint", () => {
       }
     }
     await release()
-    await policy.session.release()
+    await policy.release()
   })
 
   it("refuses a truncation outside the trajectory", async () => {
@@ -111,7 +111,7 @@ describe("the value adjoint", () => {
     for (let k = 0; k < lean.length; k++) {
       lean[k].forEach((v, i) => expect(Math.abs(value[k][i] - v)).toBeLessThan(1e-5 * (1 + Math.abs(v))))
     }
-    await Promise.all([current.release(), frozen.release(), policy.session.release()])
+    await Promise.all([current.release(), frozen.release(), policy.release()])
   })
 
   it("computed by the fused one-session step equals the four-call recursion (float32 rounding)", async () => {
@@ -148,6 +148,6 @@ describe("the value adjoint", () => {
     // f_base of the fused pass is the frozen network's output at x_k.
     const f0 = await frozen.forward(path[0], batch, steps[0].t)
     f0.forEach((v, i) => expect(Math.abs(v - outputs[0][i])).toBeLessThan(1e-5 * (1 + Math.abs(v))))
-    await Promise.all([current.release(), frozen.release(), policy.session.release()])
+    await Promise.all([current.release(), frozen.release(), policy.release()])
   })
 })

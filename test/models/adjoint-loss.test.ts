@@ -56,7 +56,7 @@ const handLosses = async () => {
     }
     out.push(l)
   }
-  await policy.session.release()
+  await policy.release()
   return out
 }
 

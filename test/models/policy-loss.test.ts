@@ -39,7 +39,7 @@ const forward = async (params: ParamValues) => {
     threads: 1
   })
   const f = await policy.predict(x, M, t)
-  await policy.session.release()
+  await policy.release()
   return f
 }
 

@@ -51,7 +51,7 @@ describe("export", () => {
       initStream: (j) => openStream(["eval", "init", j]),
       stepStream: (j) => openStream(["eval", "step", j])
     })
-    await policy.session.release()
+    await policy.release()
     const rewards = await outerRingReward.score({
       dataset: "double-ring",
       samples: r.final,
@@ -95,7 +95,7 @@ describe("export", () => {
     const x = Float32Array.from({ length: B * 2 }, () => rng.normal())
     const policy = await readExport(out, 1)
     const native = await policy.predict(x, B, 0.5)
-    await policy.session.release()
+    await policy.release()
     ortWeb.env.wasm.numThreads = 1
     const session = await ortWeb.InferenceSession.create(new Uint8Array(fs.readFileSync(path.join(out, "policy.onnx"))))
     const web = (await session.run({

@@ -47,7 +47,7 @@ const sample = async (
     initStream: (j) => openStream(["init", j]),
     stepStream: (j) => openStream(["step", j])
   })
-  await policy.session.release()
+  await policy.release()
   return r
 }
 

@@ -38,7 +38,7 @@ const trajectories = async (): Promise<Trajectories> => {
     initStream: (j) => openStream(["init", j]),
     stepStream: (j) => openStream(["step", j])
   })
-  await policy.session.release()
+  await policy.release()
   const ints = (f: (j: number) => number) => Int32Array.from({ length: chains }, (_, j) => f(j))
   return {
     rollout: r,
