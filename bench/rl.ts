@@ -2,10 +2,11 @@
  * RL iteration efficiency of the default MNIST configs (the quickstart, i.e. SDPO, Flow-GRPO and adjoint
  * matching): necessary model FLOPs of one iteration (`gflopOf`, `adjointGflopOf`) ÷ (wall time × peak
  * SGEMM measured in the same run); the reward classifier counts 1 forward per trajectory, SDPO's dense
- * reward 3, adjoint matching's reward gradient 2 (forward and input backward). The
- * per-iteration time is the slope between a 1- and a 4-iteration run, so session building, caches
- * and the final evaluation cancel out; `evalEvery` is raised past the run (evaluation is a
- * separate cost, every `evalEvery` iterations). Uses the model cache (a first run pretrains).
+ * reward 3, adjoint matching's reward gradient 2 (forward and input backward). The per-iteration
+ * time is the slope between a 2- and a 10-iteration run, so session building, caches and the final
+ * evaluation cancel out (a 1-to-4 slope spread one day's reps from 0.40 to 0.75); `evalEvery` is
+ * raised past the run (evaluation is a separate cost, every `evalEvery` iterations). Uses the model
+ * cache (a first run pretrains).
  */
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -95,7 +96,7 @@ const adjointGflopOf = (pipeline: AnyPipeline) => {
 
 /**
  * This machine's speed drifts by up to ±25 % within minutes, so each timing (the slope between a
- * 1- and a 4-iteration run) is paired with peak SGEMM measured just before and after it, the higher
+ * 2- and a 10-iteration run) is paired with peak SGEMM measured just before and after it, the higher
  * of the two taken (never flattering); the efficiency reported is the median of three such pairs.
  */
 export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyArray<string> = []): Promise<void> => {
@@ -111,10 +112,11 @@ export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyA
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []
     for (let r = 0; r < 3; r++) {
       const before = await peakSgemm()
-      const t1 = await run(pipeline, 1)
-      const t4 = await run(pipeline, 4)
+      const [few, many] = [2, 10]
+      const tFew = await run(pipeline, few)
+      const tMany = await run(pipeline, many)
       const peak = Math.max(before, await peakSgemm())
-      const seconds = (t4 - t1) / 3
+      const seconds = (tMany - tFew) / (many - few)
       reps.push({ seconds, peak, efficiency: gflop / seconds / peak })
     }
     const mid = reps.find((r) => r.efficiency === median(reps.map((q) => q.efficiency)))!
