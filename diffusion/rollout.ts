@@ -7,6 +7,7 @@
  * Randomness: chain j draws its initial noise from `initStream(j)` and its step noise from
  * `stepStream(j)`, so results do not depend on the batch size, and chains may share initial noise.
  */
+import { prefetchNormals } from "../random/prefetch.ts"
 import type { RandomStream } from "../random/streams.ts"
 import { checkGrid } from "./grids.ts"
 import { logProbOfSquares, type Reduce } from "./logprob.ts"
@@ -119,6 +120,12 @@ const predictX0 = (
   for (let i = o; i < o + d; i++) out[i] = cx * x[i] + cf * f[i]
 }
 
+/**
+ * Rollouts drawing at least this many step normals take them from a worker (random/prefetch.ts): below
+ * it, handing the job over costs more than drawing. The draws are the same either way.
+ */
+const PREFETCH_MIN_NORMALS = 100_000
+
 export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   check(spec)
   const { policy, chains } = spec
@@ -140,21 +147,27 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     for (let i = 0; i < d; i++) x[j * d + i] = prior * z[i]
   }
 
+  const stochastic = steps.map((st) => st.s > 0)
+  const noise = stochastic.filter(Boolean).length * n >= PREFETCH_MIN_NORMALS
+    ? prefetchNormals(stepStreams, stochastic, d)
+    : undefined
   for (let k = 0; k < N; k++) {
     const { a, b, s, logProb: convention } = steps[k]
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
+    await noise?.ready(k)
     // Recorded rollouts write x_{k+1} straight into the trajectory (no per-step copy to collect).
     const next = latents?.subarray((k + 1) * n, (k + 2) * n) ?? new Float32Array(n)
     const { x: cx, f: cf } = steps[k].x0
     const pred = x0Pred?.subarray(k * n, (k + 1) * n)
     for (let j = 0; j < chains; j++) {
-      if (s > 0) stepStreams[j].fillNormal(z)
-      const sq = advance(j * d, d, a, b, s, x, f, z, next)
+      const zj = noise !== undefined ? noise.at(k, j) : s > 0 ? stepStreams[j].fillNormal(z) : z
+      const sq = advance(j * d, d, a, b, s, x, f, zj, next)
       if (pred !== undefined) predictX0(j * d, d, cx, cf, x, f, pred)
       logProb[k * chains + j] = s > 0 ? logProbOfSquares(sq, d, s, convention, spec.reduce) : Number.NaN
     }
     x = next
   }
+  await noise?.done()
   return {
     chains,
     d,

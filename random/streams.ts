@@ -16,6 +16,11 @@ export type StreamKey = ReadonlyArray<string | number>
 /** A stream of uniform and standard-normal float64 draws. */
 export interface RandomStream {
   readonly key: StreamKey
+  /**
+   * The generator's state, four int32 words, live: a copy continues the stream elsewhere
+   * (`streamFromState`, e.g. in a worker), and writing it back moves this stream to where that one ended.
+   */
+  readonly state: Int32Array
   /** Uniform in [0, 1), 53 random bits. */
   uniform(): number
   /** Standard normal (Doornik's improved ziggurat). */
@@ -171,11 +176,14 @@ const fillZiggurat = (st: Int32Array, out: Float64Array | Float32Array): void =>
 }
 
 /** Opens the stream addressed by `key`. */
-export const openStream = (key: StreamKey): RandomStream => {
-  const st = Int32Array.from(stateOf(key))
+export const openStream = (key: StreamKey): RandomStream => streamFromState(Int32Array.from(stateOf(key)), key)
+
+/** The stream whose generator state is `st` (used in place: it advances as the stream draws). */
+export const streamFromState = (st: Int32Array, key: StreamKey = []): RandomStream => {
   const uniform = () => uniformOf(st)
   return {
     key,
+    state: st,
     uniform,
     normal: () => zigguratNormal(st),
     fillNormal: (out) => {

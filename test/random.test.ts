@@ -1,6 +1,7 @@
 import { uniformFloat64 } from "pure-rand/distribution/uniformFloat64"
 import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
 import { describe, expect, it } from "vitest"
+import { prefetchNormals } from "../random/prefetch.ts"
 import { openStream, permutation, stateOf } from "../random/streams.ts"
 
 describe("random streams", () => {
@@ -119,5 +120,28 @@ describe("random streams", () => {
   it("permute every index exactly once", () => {
     const p = permutation(openStream(["perm"]), 1000)
     expect(Array.from(p).sort((a, b) => a - b)).toEqual(Array.from({ length: 1000 }, (_, i) => i))
+  })
+})
+
+describe("step noise drawn ahead in a worker", () => {
+  it("is each stream's own draws, step after step, and leaves every stream where drawing would have", async () => {
+    const d = 37
+    const stochastic = [true, false, true, true]
+    const streams = Array.from({ length: 5 }, (_, j) => openStream(["prefetch", j]))
+    // One stream advanced first: the worker continues from a state, not from a key.
+    streams[2].fillNormal(new Float64Array(3))
+    const mine = Array.from({ length: 5 }, (_, j) => openStream(["prefetch", j]))
+    mine[2].fillNormal(new Float64Array(3))
+    const noise = prefetchNormals(streams, stochastic, d)
+    for (let k = 0; k < stochastic.length; k++) {
+      await noise.ready(k)
+      if (!stochastic[k]) continue
+      for (let j = 0; j < 5; j++) {
+        expect(Array.from(noise.at(k, j))).toEqual(Array.from(mine[j].fillNormal(new Float64Array(d))))
+      }
+    }
+    await noise.done()
+    // The next draws of every stream are the ones after the prefetched steps.
+    for (let j = 0; j < 5; j++) expect(streams[j].normal()).toBe(mine[j].normal())
   })
 })
