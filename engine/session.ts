@@ -66,9 +66,10 @@ export class EngineSession {
   }
 
   /**
-   * Runs the model. `into` names outputs to be written into the given buffers (of the output's size
-   * and type) instead of new ones: a train step's weights and moments then cycle through two buffer
-   * sets rather than becoming ~30 MB of garbage per step.
+   * Runs the model. `into` names outputs onnxruntime writes into the given buffers (of the output's size
+   * and type): a train step's weights and moments land in buffer sets the trainer manages. The binding
+   * still returns a fresh copy of every output, those included (docs/onnxruntime.md), which the caller
+   * may drop: `into` saves onnxruntime's output memory, not that copy.
    */
   async run(
     feeds: Readonly<Record<string, HostTensor>>,
