@@ -39,10 +39,9 @@ export const networkPolicy = async (opts: {
   readonly frozen?: boolean
   /**
    * Weights as inputs of one session per network shape, shared (default: baked into a session of their
-   * own). A training rollout samples each iteration's weights once: building a
-   * baked session for them took 10–17 ms for MNIST, more than its 10 forwards of 128 rows lose with
-   * fed weights (2–3 ms). Outputs agree to float32 rounding (~3e-6), not bit for bit: an exported or
-   * evaluated policy stays baked.
+   * own). A training rollout samples each iteration's weights once: building a baked session for them
+   * took 10–17 ms for MNIST, more than its 10 forwards of 128 rows lose with fed weights (2–3 ms).
+   * Outputs agree to float32 rounding (~3e-6), not bit for bit: an exported or evaluated policy stays baked.
    */
   readonly weightsAsInputs?: boolean
 }): Promise<Policy & { readonly session: EngineSession; readonly release: () => Promise<void> }> => {
