@@ -10,14 +10,10 @@ const load = async () => {
   register()
   return import("./commit.ts")
 }
-const { performCommit } = await load()
+const { performCommit, ownedBuffers } = await load()
 // Owned checkpoint files go back to the main thread once written, for its next checkpoint to reuse.
-const owned = (job) =>
-  job.dirs.filter((d) => d.owned === true).flatMap((d) =>
-    Object.values(d.files).filter((f) => f instanceof Uint8Array && f.byteLength === f.buffer.byteLength)
-  ).map((f) => f.buffer)
 parentPort.on("message", ({ id, job }) => {
-  const returned = [...new Set(owned(job))]
+  const returned = [...new Set(ownedBuffers(job))]
   try {
     performCommit(job)
     parentPort.postMessage({ id, returned }, returned)

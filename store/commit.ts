@@ -103,8 +103,11 @@ const commitWorker = (): Worker => {
   return w
 }
 
-/** The whole buffers of owned folder files (a view into a larger buffer is copied, never detached). */
-const ownedBuffers = (job: CommitJob): Array<ArrayBuffer> =>
+/**
+ * The whole buffers of owned folder files (a view into a larger buffer is copied, never detached): moved
+ * to the worker with the job, and back once it is written.
+ */
+export const ownedBuffers = (job: CommitJob): Array<ArrayBuffer> =>
   job.dirs.filter((d) => d.owned === true).flatMap((d) =>
     Object.values(d.files).flatMap((f) =>
       f instanceof Uint8Array && f.byteOffset === 0 && f.byteLength === f.buffer.byteLength
