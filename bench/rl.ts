@@ -97,7 +97,7 @@ const adjointGflopOf = (pipeline: AnyPipeline) => {
 /**
  * This machine's speed drifts by up to ±25 % within minutes, so each timing (the slope between a
  * 2- and a 10-iteration run) is paired with peak SGEMM measured just before and after it, the higher
- * of the two taken (never flattering); the efficiency reported is the median of three such pairs.
+ * of the two taken (never flattering); the efficiency reported is the median of five such pairs.
  */
 export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyArray<string> = []): Promise<void> => {
   const measured = [
@@ -110,7 +110,7 @@ export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyA
     const { gflop, detail } = work()
     await run(pipeline, 1) // warm the model cache and the JIT
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []
-    for (let r = 0; r < 3; r++) {
+    for (let r = 0; r < 5; r++) {
       const before = await peakSgemm()
       const [few, many] = [2, 10]
       const tFew = await run(pipeline, few)
