@@ -144,4 +144,18 @@ describe("step noise drawn ahead in a worker", () => {
     // The next draws of every stream are the ones after the prefetched steps.
     for (let j = 0; j < 5; j++) expect(streams[j].normal()).toBe(mine[j].normal())
   })
+
+  it("serves two rollouts in flight at once, each its own streams' draws, whichever is read first", async () => {
+    const d = 11
+    const open = (tag: string) => Array.from({ length: 3 }, (_, j) => openStream(["concurrent", tag, j]))
+    const [a, b] = [prefetchNormals(open("a"), [true, true], d), prefetchNormals(open("b"), [true], d)]
+    // The second job is read first: it queues behind the first, which needs nothing from this thread.
+    await b.ready(0)
+    const [mineA, mineB] = [open("a"), open("b")]
+    expect(Array.from(b.at(0, 2))).toEqual(Array.from(mineB[2].fillNormal(new Float64Array(d))))
+    await a.ready(1)
+    mineA[1].fillNormal(new Float64Array(d))
+    expect(Array.from(a.at(1, 1))).toEqual(Array.from(mineA[1].fillNormal(new Float64Array(d))))
+    await Promise.all([a.done(), b.done()])
+  })
 })
