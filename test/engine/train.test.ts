@@ -146,10 +146,15 @@ describe("train steps", () => {
     expect(tr.state.params.w).not.toBe(init.w)
   })
 
+  /** A spec layout of the test's own, so no other test's trainer shares its pool entry. */
+  const ownLayout = (prefix: string) => {
+    const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `${prefix}.${s.name}` }))
+    const loss: LossBuilder = (g, p) => regression(g, { w: p[`${prefix}.w`], b: p[`${prefix}.b`] })
+    return { own, loss }
+  }
+
   it("reuse a released trainer's spare buffers for the next trainer, never the state it returned", async () => {
-    // A spec layout of its own, so no other test's trainer shares the pool entry.
-    const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `pool.${s.name}` }))
-    const loss: LossBuilder = (g, p) => regression(g, { w: p["pool.w"], b: p["pool.b"] })
+    const { own, loss } = ownLayout("pool")
     const a = await Trainer.create({
       name: "a",
       specs: own,
@@ -177,8 +182,7 @@ describe("train steps", () => {
   })
 
   it("write into a donated initial state once a step has replaced it, and pass it on at release", async () => {
-    const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `donate.${s.name}` }))
-    const loss: LossBuilder = (g, p) => regression(g, { w: p["donate.w"], b: p["donate.b"] })
+    const { own, loss } = ownLayout("donate")
     const given = initParams(own, openStream(["donated"]))
     const kept = Array.from(given["donate.w"])
     const a = await Trainer.create({ name: "a", specs: own, loss, threads: 1, init: given, donate: true })
