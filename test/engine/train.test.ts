@@ -5,10 +5,10 @@ import { describe, expect, it } from "vitest"
 import { Graph } from "../../engine/graph.ts"
 import { toOnnx } from "../../engine/onnx.ts"
 import * as op from "../../engine/ops.ts"
-import { initParams, paramInputs, type ParamSpec } from "../../engine/params.ts"
+import { initParams, paramInputs, type ParamSpec, type ParamValues } from "../../engine/params.ts"
 import { readSafetensors, writeSafetensors } from "../../engine/safetensors.ts"
 import { EngineSession } from "../../engine/session.ts"
-import { type LossBuilder, Trainer } from "../../engine/train.ts"
+import { type LossBuilder, Trainer, type TrainState } from "../../engine/train.ts"
 import { loadOnnxModel } from "../../models/external.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
 import { velocityNet } from "../../models/networks.ts"
@@ -150,66 +150,64 @@ describe("train steps", () => {
   const ownLayout = (prefix: string) => {
     const own: Array<ParamSpec> = specs.map((s) => ({ ...s, name: `${prefix}.${s.name}` }))
     const loss: LossBuilder = (g, p) => regression(g, { w: p[`${prefix}.w`], b: p[`${prefix}.b`] })
-    return { own, loss }
+    /** A one-thread trainer of the layout from `init` (a stream key's fresh weights, or a state). */
+    const trainer = (name: string, init: string | ParamValues | TrainState, donate = false) =>
+      Trainer.create({
+        name,
+        specs: own,
+        loss,
+        threads: 1,
+        init: typeof init === "string" ? initParams(own, openStream([init])) : init,
+        donate
+      })
+    return { own, trainer }
   }
 
   it("reuse a released trainer's spare buffers for the next trainer, never the state it returned", async () => {
-    const { own, loss } = ownLayout("pool")
-    const a = await Trainer.create({
-      name: "a",
-      specs: own,
-      loss,
-      threads: 1,
-      init: initParams(own, openStream(["a"]))
-    })
+    const { trainer } = ownLayout("pool")
+    const a = await trainer("a", "a")
     await a.step(batch("pool0"))
     const beforeLast = a.state.params["pool.w"]
     await a.step(batch("pool1"))
     const returned = a.state
     const kept = Array.from(returned.params["pool.w"])
     await a.release()
-    const b = await Trainer.create({ name: "b", specs: own, loss, threads: 1, init: returned })
+    const b = await trainer("b", returned)
     await b.step(batch("pool2"))
     // The step before a's last is what b writes into; a's last state (b's start) is untouched.
     expect(b.state.params["pool.w"]).toBe(beforeLast)
     await b.step(batch("pool3"))
     expect(Array.from(returned.params["pool.w"])).toEqual(kept)
     // The same two steps from a fresh trainer give the same weights: buffers change no bits.
-    const c = await Trainer.create({ name: "c", specs: own, loss, threads: 1, init: returned })
+    const c = await trainer("c", returned)
     await c.step(batch("pool2"))
     await c.step(batch("pool3"))
     expect(Array.from(c.state.params["pool.w"])).toEqual(Array.from(b.state.params["pool.w"]))
   })
 
   it("write into a donated initial state once a step has replaced it, and pass it on at release", async () => {
-    const { own, loss } = ownLayout("donate")
+    const { own, trainer } = ownLayout("donate")
     const given = initParams(own, openStream(["donated"]))
     const kept = Array.from(given["donate.w"])
-    const a = await Trainer.create({ name: "a", specs: own, loss, threads: 1, init: given, donate: true })
+    const a = await trainer("a", given, true)
     await a.step(batch("donate0"))
     // The first step reads the donated state, so it writes elsewhere; the second may overwrite it.
     expect(Array.from(given["donate.w"])).toEqual(kept)
     await a.step(batch("donate1"))
     expect(a.state.params["donate.w"]).toBe(given["donate.w"])
     // Donation changes where results land, never their bits.
-    const b = await Trainer.create({
-      name: "b",
-      specs: own,
-      loss,
-      threads: 1,
-      init: initParams(own, openStream(["donated"]))
-    })
+    const b = await trainer("b", "donated")
     await b.step(batch("donate0"))
     await b.step(batch("donate1"))
     expect(Array.from(a.state.params["donate.w"])).toEqual(Array.from(b.state.params["donate.w"]))
     await b.release()
     // One step, then release: the donated state is the spare the next trainer of the layout writes into.
     const once = initParams(own, openStream(["once"]))
-    const c = await Trainer.create({ name: "c", specs: own, loss, threads: 1, init: once, donate: true })
+    const c = await trainer("c", once, true)
     await c.step(batch("donate2"))
     const returned = c.state
     await c.release()
-    const d = await Trainer.create({ name: "d", specs: own, loss, threads: 1, init: returned, donate: true })
+    const d = await trainer("d", returned, true)
     await d.step(batch("donate3"))
     expect(d.state.params["donate.w"]).toBe(once["donate.w"])
     await d.release()
