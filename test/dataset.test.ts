@@ -1,3 +1,4 @@
+import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
 import { latentsToPixels, loadMnist } from "../data/mnist.ts"
 import { sampleToy, TOYS } from "../data/toys.ts"
@@ -16,6 +17,17 @@ describe("data sets", () => {
       expect(test).toBe(Math.floor(rows.length * 0.2))
     }
     expect(loadMnist(0.2).split).toEqual(m.split)
+  })
+
+  it("MNIST's pixels are the package's own, image by image (its `get`, a second reader of its files)", () => {
+    const m = loadMnist(0.2)
+    const digits = createRequire(import.meta.url)("mnist") as Record<number, { get: (i: number) => Array<number> }>
+    const firstRow = (d: number) => Array.from(m.label.keys()).find((i) => m.label[i] === d)!
+    for (const [d, i] of [[0, 0], [3, 17], [9, 500]] as const) {
+      const row = firstRow(d) + i
+      // float32 storage of the package's float64 pixels: compared after the same rounding.
+      expect(Array.from(m.x.subarray(row * 784, (row + 1) * 784))).toEqual(digits[d].get(i).map(Math.fround))
+    }
   })
 
   it("latents map to pixels in [0, 1] as (x + 1) / 2, clamped, batch by batch", () => {
