@@ -26,6 +26,26 @@ const ORT_TYPES = new Map<Function, ort.Tensor.Type>([[Float32Array, "float32"],
   "int64"
 ], [Uint8Array, "bool"]])
 
+/** The name of the onnxruntime type of a feed's data (the session names the model and the feed otherwise). */
+export const ortTypeOf = (model: string, feed: string, data: HostData): ort.Tensor.Type => {
+  const type = ORT_TYPES.get(data.constructor)
+  if (type === undefined) throw new SessionError({ model, message: `${model}: ${feed} has unsupported data` })
+  return type
+}
+
+/** onnxruntime's options for a session of these settings (a lane worker builds its sessions with them too). */
+export const sessionOptions = (options: SessionOptions): ort.InferenceSession.SessionOptions => ({
+  intraOpNumThreads: options.threads,
+  interOpNumThreads: 1,
+  executionMode: "sequential",
+  graphOptimizationLevel: options.optimization ?? "all",
+  logSeverityLevel: 3,
+  // No spin-waiting between ops: a pipeline keeps several sessions (rollout policy, frozen base,
+  // trainer, reward) plus the commit worker on two cores, and an idle session's spinning threads
+  // took the cores from the busy one (adjoint matching's iteration 0.49 → 0.42 s).
+  extra: { session: { intra_op: { allow_spinning: "0" } } }
+})
+
 /** onnxruntime could not load or run a model (it names the model). */
 export class SessionError
   extends Data.TaggedError("SessionError")<{ readonly model: string; readonly message: string }>
@@ -36,17 +56,7 @@ export class EngineSession {
 
   static async fromBytes(name: string, bytes: Uint8Array, options: SessionOptions): Promise<EngineSession> {
     try {
-      const session = await ort.InferenceSession.create(bytes, {
-        intraOpNumThreads: options.threads,
-        interOpNumThreads: 1,
-        executionMode: "sequential",
-        graphOptimizationLevel: options.optimization ?? "all",
-        logSeverityLevel: 3,
-        // No spin-waiting between ops: a pipeline keeps several sessions (rollout policy, frozen base,
-        // trainer, reward) plus the commit worker on two cores, and an idle session's spinning threads
-        // took the cores from the busy one (adjoint matching's iteration 0.49 → 0.42 s).
-        extra: { session: { intra_op: { allow_spinning: "0" } } }
-      })
+      const session = await ort.InferenceSession.create(bytes, sessionOptions(options))
       return new EngineSession(name, session, options.threads)
     } catch (e) {
       throw new SessionError({
@@ -75,13 +85,8 @@ export class EngineSession {
     feeds: Readonly<Record<string, HostTensor>>,
     into?: Readonly<Record<string, HostTensor>>
   ): Promise<Record<string, HostTensor>> {
-    const tensor = (name: string, t: HostTensor) => {
-      const type = ORT_TYPES.get(t.data.constructor)
-      if (type === undefined) {
-        throw new SessionError({ model: this.name, message: `${this.name}: ${name} has unsupported data` })
-      }
-      return new ort.Tensor(type, t.data as never, t.dims as Array<number>)
-    }
+    const tensor = (name: string, t: HostTensor) =>
+      new ort.Tensor(ortTypeOf(this.name, name, t.data), t.data as never, t.dims as Array<number>)
     const ortFeeds: Record<string, ort.Tensor> = {}
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = tensor(`input ${name}`, t)
     let out: ort.InferenceSession.ReturnType
@@ -116,7 +121,7 @@ const OWNED = new WeakMap<object, Map<string, Promise<unknown>>>()
  * owner lives: a frozen base model's sessions are not rebuilt every iteration (~30–100 ms each on
  * MNIST). Callers must not release it.
  */
-export const ownedSession = <T extends EngineSession | { readonly session: EngineSession }>(
+export const ownedSession = <T extends { readonly release: () => Promise<void> } | { readonly session: EngineSession }>(
   owner: object,
   key: string,
   build: () => Promise<T>

@@ -7,6 +7,7 @@ import type { Drift, ForwardVjp, Vjp } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
+import { LanedSession } from "../engine/lanes.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import * as op from "../engine/ops.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
@@ -14,8 +15,8 @@ import { EngineSession, ownedSession } from "../engine/session.ts"
 import { networkPolicy } from "./network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
-/** The VJP graph with the weights baked in: inputs x, t, c (conditional networks), v; outputs J_fᵀ v and f. */
-const vjpOnnx = (net: VelocityNetConfig, params: ParamValues): Uint8Array => {
+/** The VJP graph: inputs x, t, c (conditional networks), v and the weights; outputs J_fᵀ v and f. */
+const vjpGraph = (net: VelocityNetConfig): Graph => {
   const model = velocityNet(net)
   const g = new Graph("velocity-vjp")
   const p = paramInputs(g, model.specs)
@@ -29,7 +30,7 @@ const vjpOnnx = (net: VelocityNetConfig, params: ParamValues): Uint8Array => {
   g.output("jtv", jtv!)
   // The forward of the same pass: adjoint matching's loss needs f_base where the adjoint was computed.
   g.output("f", f)
-  return toOnnx(g, { initializers: params })
+  return g
 }
 
 export const networkVjp = async (opts: {
@@ -43,7 +44,8 @@ export const networkVjp = async (opts: {
   readonly frozen?: boolean
 }): Promise<{ readonly vjp: Vjp; readonly forwardVjp: ForwardVjp; readonly release: () => Promise<void> }> => {
   const { net } = opts
-  const build = () => EngineSession.fromBytes("velocity-vjp", vjpOnnx(net, opts.params), { threads: opts.threads })
+  // Rows are independent: the batch is split over one 1-thread lane per thread (engine/lanes.ts).
+  const build = () => LanedSession.fromGraph(vjpGraph(net), { lanes: opts.threads, initializers: opts.params })
   const session = opts.frozen === true
     ? await ownedSession(opts.params, `velocity-vjp|${opts.threads}`, build)
     : await build()

@@ -53,7 +53,9 @@ describe("etaflow as an installed package", () => {
     const files = out.map((f) => f.replace(/^package\//, ""))
     expect(files).toContain("dist/index.js")
     expect(files).toContain("dist/index.d.ts")
-    expect(files).toContain("dist/store/commit-worker.mjs")
+    for (const worker of ["store/commit-worker.mjs", "random/normals-worker.mjs", "engine/lane-worker.mjs"]) {
+      expect(files).toContain(`dist/${worker}`)
+    }
     expect(files).toContain("bin/etaflow.js")
     const unwanted = files.filter((f) => /^(test|runs|scratch|node_modules)\/|\.cache|(?<!\.d)\.ts$/.test(f))
     expect(unwanted).toEqual([])

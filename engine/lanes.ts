@@ -1,0 +1,234 @@
+/**
+ * Row lanes: a model whose rows are independent (forwards, per-row VJPs) runs as `lanes` single-threaded
+ * sessions on consecutive slices of the batch — the first on the calling thread, each other one in a
+ * worker thread of its own (engine/lane-worker.mjs) — instead of one session with `lanes` intra-op
+ * threads. At the batch sizes of a training rollout or an adjoint, onnxruntime's intra-op threads
+ * share each op poorly (every op is a fork and a join): the MNIST velocity network's forward of 128
+ * rows took 9.0 ms on a 2-thread session and 10.9 ms on one thread, while two 1-thread lanes of 64 rows
+ * ran side by side in 5.3–5.7 ms (docs/onnxruntime.md has the measurements).
+ *
+ * Bits: onnxruntime's matrix products and elementwise kernels give the same bits for any split of the
+ * rows and any thread count, so a laned run equals the one-session run bit for bit (tested).
+ */
+import { Worker } from "node:worker_threads"
+import type { Graph } from "./graph.ts"
+import { GraphError } from "./graph.ts"
+import { toOnnx } from "./onnx.ts"
+import { EngineSession, type HostData, type HostTensor, ortTypeOf, SessionError, sessionOptions } from "./session.ts"
+
+/** Below this many rows per lane a batch runs on the calling thread alone (a hand-over costs ~0.1 ms). */
+export const MIN_LANE_ROWS = 16
+
+interface Reply {
+  readonly id: number
+  readonly error?: string
+  readonly outputs?: Record<string, HostTensor>
+}
+
+/** One worker lane: requests answered in order, each by its id. */
+class Lane {
+  private readonly worker: Worker
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>()
+  private next = 0
+  private lost: Error | undefined
+
+  constructor() {
+    this.worker = new Worker(new URL("./lane-worker.mjs", import.meta.url))
+    this.worker.unref()
+    this.worker.on("message", (r: Reply) => {
+      const p = this.pending.get(r.id)
+      this.pending.delete(r.id)
+      // An idle lane must not keep the process alive.
+      if (this.pending.size === 0) this.worker.unref()
+      p?.resolve(r)
+    })
+    const fail = (e: Error) => {
+      this.lost = e
+      for (const p of this.pending.values()) p.reject(e)
+      this.pending.clear()
+    }
+    this.worker.on("error", fail)
+    this.worker.on("exit", (code) => fail(new Error(`the lane worker exited (code ${code})`)))
+  }
+
+  request(message: Record<string, unknown>, transfer: Array<ArrayBuffer> = []): Promise<Reply> {
+    if (this.lost !== undefined) return Promise.reject(this.lost)
+    const id = this.next++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      // Only while a request is in flight does the lane keep the process alive.
+      this.worker.ref()
+      this.worker.postMessage({ ...message, id }, transfer)
+    })
+  }
+}
+
+const LANES: Array<Lane> = []
+/** The process's worker lanes 1 … n (lane 0 is the calling thread), started on first use. */
+const lanesUpTo = (n: number): Array<Lane> => {
+  while (LANES.length < n) LANES.push(new Lane())
+  return LANES.slice(0, n)
+}
+
+let sessionIds = 0
+
+const rowsOf = (t: HostTensor) => t.dims[0]
+
+/** Rows [from, to) of a row-major tensor, copied (a worker gets its own buffer, handed over). */
+const sliceRows = (t: HostTensor, from: number, to: number): HostTensor => {
+  const per = t.data.length / Math.max(1, rowsOf(t))
+  return { data: t.data.slice(from * per, to * per) as HostData, dims: [to - from, ...t.dims.slice(1)] }
+}
+
+/** Rows [from, to) of a row-major tensor, a view (the calling thread's lane reads them in place). */
+const viewRows = (t: HostTensor, from: number, to: number): HostTensor => {
+  const per = t.data.length / Math.max(1, rowsOf(t))
+  return { data: t.data.subarray(from * per, to * per) as HostData, dims: [to - from, ...t.dims.slice(1)] }
+}
+
+const concatRows = (name: string, model: string, parts: ReadonlyArray<HostTensor>, rows: ReadonlyArray<number>) => {
+  parts.forEach((p, i) => {
+    if (p.dims[0] !== rows[i]) {
+      throw new SessionError({
+        model,
+        message: `${model}: output ${name} has ${p.dims[0]} rows for a lane of ${rows[i]}: not a row-wise model`
+      })
+    }
+  })
+  const total = parts.reduce((n, p) => n + p.data.length, 0)
+  const Ctor = parts[0].data.constructor as new(n: number) => HostData
+  const data = new Ctor(total)
+  let at = 0
+  for (const p of parts) {
+    data.set(p.data as never, at)
+    at += p.data.length
+  }
+  return { data, dims: [rows.reduce((a, b) => a + b, 0), ...parts[0].dims.slice(1)] }
+}
+
+export class LanedSession {
+  private constructor(
+    readonly name: string,
+    private readonly main: EngineSession,
+    private readonly workers: ReadonlyArray<Lane>,
+    private readonly id: number,
+    /** The inputs split by rows; every other input goes whole to every lane. */
+    private readonly rowInputs: ReadonlySet<string>
+  ) {}
+
+  /**
+   * A graph whose inputs of leading dimension "B" (named) are rows, and whose every output is row-wise;
+   * `initializers` are baked into the model. With one lane it is a 1-thread session on the calling thread.
+   */
+  static async fromGraph(
+    g: Graph,
+    options: { readonly lanes: number; readonly initializers?: Record<string, Float32Array> }
+  ): Promise<LanedSession> {
+    const rowInputs = g.inputs.filter((i) => typeof i.tensor.shape[0] === "string").map((i) => i.name)
+    const notRows = g.outputs.filter((o) => typeof o.tensor.shape[0] !== "string").map((o) => o.name)
+    if (rowInputs.length === 0 || notRows.length > 0) {
+      throw new GraphError({
+        graph: g.name,
+        message: `${g.name}: lanes need row inputs and row-wise outputs (outputs without a batch axis: ${
+          notRows.join(", ") || "none"
+        })`
+      })
+    }
+    const bytes = toOnnx(g, options.initializers === undefined ? {} : { initializers: options.initializers })
+    const main = await EngineSession.fromBytes(g.name, bytes, { threads: 1 })
+    const workers = lanesUpTo(options.lanes - 1)
+    const id = sessionIds++
+    const opened = await Promise.all(
+      workers.map((w) => w.request({ op: "open", session: id, bytes, options: sessionOptions({ threads: 1 }) }))
+    )
+    const failed = opened.find((r) => r.error !== undefined)
+    if (failed !== undefined) {
+      throw new SessionError({ model: g.name, message: `${g.name}: a lane could not load the model (${failed.error})` })
+    }
+    return new LanedSession(g.name, main, workers, id, new Set(rowInputs))
+  }
+
+  get lanes(): number {
+    return this.workers.length + 1
+  }
+
+  /**
+   * A runner whose every run includes `fixed` (a policy's weights), sent to the worker lanes once, not
+   * with every run. Release it when done.
+   */
+  async bind(fixed: Readonly<Record<string, HostTensor>>): Promise<LanedRunner> {
+    const binding = sessionIds++
+    const feeds = Object.fromEntries(Object.entries(fixed).map(([k, t]) => [k, this.wire(k, t)]))
+    await this.all(this.workers.map((w) => w.request({ op: "bind", session: this.id, binding, feeds })))
+    return {
+      run: (f) => this.runLanes({ ...fixed, ...f }, { binding, fixed: new Set(Object.keys(fixed)) }),
+      release: () => this.all(this.workers.map((w) => w.request({ op: "unbind", binding }))).then(() => undefined)
+    }
+  }
+
+  /** Runs the model, its rows split over the lanes; outputs are the lanes' outputs in row order. */
+  run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    return this.runLanes(feeds)
+  }
+
+  async release(): Promise<void> {
+    await this.all(this.workers.map((w) => w.request({ op: "close", session: this.id })))
+    await this.main.release()
+  }
+
+  private wire(name: string, t: HostTensor) {
+    return { type: ortTypeOf(this.name, name, t.data), data: t.data, dims: t.dims }
+  }
+
+  private async all(replies: ReadonlyArray<Promise<Reply>>): Promise<Array<Reply>> {
+    const done = await Promise.all(replies).catch((e: Error) => {
+      throw new SessionError({ model: this.name, message: `${this.name}: a lane was lost (${e.message})` })
+    })
+    const failed = done.find((r) => r.error !== undefined)
+    if (failed !== undefined) {
+      throw new SessionError({ model: this.name, message: `${this.name}: a lane failed (${failed.error})` })
+    }
+    return done
+  }
+
+  private async runLanes(
+    feeds: Readonly<Record<string, HostTensor>>,
+    bound?: { readonly binding: number; readonly fixed: ReadonlySet<string> }
+  ): Promise<Record<string, HostTensor>> {
+    const rowFeed = Object.keys(feeds).find((k) => this.rowInputs.has(k))
+    const B = rowFeed === undefined ? 0 : rowsOf(feeds[rowFeed])
+    const L = this.lanes
+    if (L === 1 || B < L * MIN_LANE_ROWS) return this.main.run(feeds)
+    const starts = Array.from({ length: L + 1 }, (_, i) => Math.floor((i * B) / L))
+    const laneFeeds = (i: number, copy: boolean) => {
+      const out: Record<string, HostTensor> = {}
+      for (const [k, t] of Object.entries(feeds)) {
+        if (copy && bound?.fixed.has(k)) continue
+        if (!this.rowInputs.has(k)) out[k] = t
+        else if (copy) out[k] = sliceRows(t, starts[i], starts[i + 1])
+        else out[k] = viewRows(t, starts[i], starts[i + 1])
+      }
+      return out
+    }
+    // The workers start first; the calling thread's run blocks until its own rows are done.
+    const replies = this.workers.map((w, i) => {
+      const f = laneFeeds(i + 1, true)
+      const wired = Object.fromEntries(Object.entries(f).map(([k, t]) => [k, this.wire(k, t)]))
+      const transfer = Object.keys(f).filter((k) => this.rowInputs.has(k)).map((k) => f[k].data.buffer as ArrayBuffer)
+      return w.request({ op: "run", session: this.id, binding: bound?.binding, feeds: wired }, transfer)
+    })
+    // If the calling thread's rows fail first, a lost worker's rejection must not go unhandled.
+    for (const r of replies) r.catch(() => undefined)
+    const first = await this.main.run(laneFeeds(0, false))
+    const rest = await this.all(replies)
+    const rows = starts.slice(1).map((s, i) => s - starts[i])
+    return Object.fromEntries(
+      Object.keys(first).map((k) => [k, concatRows(k, this.name, [first[k], ...rest.map((r) => r.outputs![k])], rows)])
+    )
+  }
+}
+
+export interface LanedRunner {
+  readonly run: (feeds: Readonly<Record<string, HostTensor>>) => Promise<Record<string, HostTensor>>
+  readonly release: () => Promise<void>
+}
