@@ -4,8 +4,6 @@ import { parentPort } from "node:worker_threads"
 import * as ort from "onnxruntime-node"
 
 const sessions = new Map()
-/** Feeds bound once (a policy's weights), by binding id. */
-const bindings = new Map()
 
 const tensors = (feeds) =>
   Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.type, t.data, t.dims)]))
@@ -15,15 +13,8 @@ const handle = async (m) => {
     case "open":
       sessions.set(m.session, await ort.InferenceSession.create(m.bytes, m.options))
       return {}
-    case "bind":
-      bindings.set(m.binding, tensors(m.feeds))
-      return {}
-    case "unbind":
-      bindings.delete(m.binding)
-      return {}
     case "run": {
-      const fixed = m.binding === undefined ? {} : bindings.get(m.binding)
-      const out = await sessions.get(m.session).run({ ...fixed, ...tensors(m.feeds) })
+      const out = await sessions.get(m.session).run(tensors(m.feeds))
       const outputs = Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { data: t.data, dims: t.dims }]))
       return { outputs, transfer: Object.values(outputs).map((t) => t.data.buffer) }
     }

@@ -2,10 +2,10 @@
  * Row lanes: a model whose rows are independent (forwards, per-row VJPs) runs as `lanes` single-threaded
  * sessions on consecutive slices of the batch — the first on the calling thread, each other one in a
  * worker thread of its own (engine/lane-worker.mjs) — instead of one session with `lanes` intra-op
- * threads. At the batch sizes of a training rollout or an adjoint, onnxruntime's intra-op threads
- * share each op poorly (every op is a fork and a join): the MNIST velocity network's forward of 128
- * rows took 9.0 ms on a 2-thread session and 10.9 ms on one thread, while two 1-thread lanes of 64 rows
- * ran side by side in 5.3–5.7 ms (docs/onnxruntime.md has the measurements).
+ * threads. At the batch sizes of a rollout or an adjoint, onnxruntime's intra-op threads share each op
+ * poorly (every op is a fork and a join): the MNIST velocity network's VJP of 128 rows took 12.6 ms on
+ * a 2-thread session and 10.4 ms in two lanes (docs/design.md, "Threads of a run"). For models with
+ * baked weights: fed weights would be packed again by every lane on every call.
  *
  * Bits: onnxruntime's matrix products and elementwise kernels give the same bits for any split of the
  * rows and any thread count, so a laned run equals the one-session run bit for bit (tested).
@@ -152,23 +152,37 @@ export class LanedSession {
     return this.workers.length + 1
   }
 
-  /**
-   * A runner whose every run includes `fixed` (a policy's weights), sent to the worker lanes once, not
-   * with every run. Release it when done.
-   */
-  async bind(fixed: Readonly<Record<string, HostTensor>>): Promise<LanedRunner> {
-    const binding = sessionIds++
-    const feeds = Object.fromEntries(Object.entries(fixed).map(([k, t]) => [k, this.wire(k, t)]))
-    await this.all(this.workers.map((w) => w.request({ op: "bind", session: this.id, binding, feeds })))
-    return {
-      run: (f) => this.runLanes({ ...fixed, ...f }, { binding, fixed: new Set(Object.keys(fixed)) }),
-      release: () => this.all(this.workers.map((w) => w.request({ op: "unbind", binding }))).then(() => undefined)
-    }
-  }
-
   /** Runs the model, its rows split over the lanes; outputs are the lanes' outputs in row order. */
-  run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
-    return this.runLanes(feeds)
+  async run(feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    const rowFeed = Object.keys(feeds).find((k) => this.rowInputs.has(k))
+    const B = rowFeed === undefined ? 0 : rowsOf(feeds[rowFeed])
+    const L = this.lanes
+    if (L === 1 || B < L * MIN_LANE_ROWS) return this.main.run(feeds)
+    const starts = Array.from({ length: L + 1 }, (_, i) => Math.floor((i * B) / L))
+    const laneFeeds = (i: number, copy: boolean) => {
+      const out: Record<string, HostTensor> = {}
+      for (const [k, t] of Object.entries(feeds)) {
+        if (!this.rowInputs.has(k)) out[k] = t
+        else if (copy) out[k] = sliceRows(t, starts[i], starts[i + 1])
+        else out[k] = viewRows(t, starts[i], starts[i + 1])
+      }
+      return out
+    }
+    // The workers start first; the calling thread's run blocks until its own rows are done.
+    const replies = this.workers.map((w, i) => {
+      const f = laneFeeds(i + 1, true)
+      const wired = Object.fromEntries(Object.entries(f).map(([k, t]) => [k, this.wire(k, t)]))
+      const transfer = Object.keys(f).filter((k) => this.rowInputs.has(k)).map((k) => f[k].data.buffer as ArrayBuffer)
+      return w.request({ op: "run", session: this.id, feeds: wired }, transfer)
+    })
+    // If the calling thread's rows fail first, a lost worker's rejection must not go unhandled.
+    for (const r of replies) r.catch(() => undefined)
+    const first = await this.main.run(laneFeeds(0, false))
+    const rest = await this.all(replies)
+    const rows = starts.slice(1).map((s, i) => s - starts[i])
+    return Object.fromEntries(
+      Object.keys(first).map((k) => [k, concatRows(k, this.name, [first[k], ...rest.map((r) => r.outputs![k])], rows)])
+    )
   }
 
   async release(): Promise<void> {
@@ -190,45 +204,4 @@ export class LanedSession {
     }
     return done
   }
-
-  private async runLanes(
-    feeds: Readonly<Record<string, HostTensor>>,
-    bound?: { readonly binding: number; readonly fixed: ReadonlySet<string> }
-  ): Promise<Record<string, HostTensor>> {
-    const rowFeed = Object.keys(feeds).find((k) => this.rowInputs.has(k))
-    const B = rowFeed === undefined ? 0 : rowsOf(feeds[rowFeed])
-    const L = this.lanes
-    if (L === 1 || B < L * MIN_LANE_ROWS) return this.main.run(feeds)
-    const starts = Array.from({ length: L + 1 }, (_, i) => Math.floor((i * B) / L))
-    const laneFeeds = (i: number, copy: boolean) => {
-      const out: Record<string, HostTensor> = {}
-      for (const [k, t] of Object.entries(feeds)) {
-        if (copy && bound?.fixed.has(k)) continue
-        if (!this.rowInputs.has(k)) out[k] = t
-        else if (copy) out[k] = sliceRows(t, starts[i], starts[i + 1])
-        else out[k] = viewRows(t, starts[i], starts[i + 1])
-      }
-      return out
-    }
-    // The workers start first; the calling thread's run blocks until its own rows are done.
-    const replies = this.workers.map((w, i) => {
-      const f = laneFeeds(i + 1, true)
-      const wired = Object.fromEntries(Object.entries(f).map(([k, t]) => [k, this.wire(k, t)]))
-      const transfer = Object.keys(f).filter((k) => this.rowInputs.has(k)).map((k) => f[k].data.buffer as ArrayBuffer)
-      return w.request({ op: "run", session: this.id, binding: bound?.binding, feeds: wired }, transfer)
-    })
-    // If the calling thread's rows fail first, a lost worker's rejection must not go unhandled.
-    for (const r of replies) r.catch(() => undefined)
-    const first = await this.main.run(laneFeeds(0, false))
-    const rest = await this.all(replies)
-    const rows = starts.slice(1).map((s, i) => s - starts[i])
-    return Object.fromEntries(
-      Object.keys(first).map((k) => [k, concatRows(k, this.name, [first[k], ...rest.map((r) => r.outputs![k])], rows)])
-    )
-  }
-}
-
-export interface LanedRunner {
-  readonly run: (feeds: Readonly<Record<string, HostTensor>>) => Promise<Record<string, HostTensor>>
-  readonly release: () => Promise<void>
 }
