@@ -10,14 +10,12 @@ const load = async () => {
   register()
   return import("./commit.ts")
 }
-const { performCommit, ownedBuffers } = await load()
-// Owned checkpoint files go back to the main thread once written, for its next checkpoint to reuse.
+const { performCommit } = await load()
 parentPort.on("message", ({ id, job }) => {
-  const returned = [...new Set(ownedBuffers(job))]
   try {
     performCommit(job)
-    parentPort.postMessage({ id, returned }, returned)
+    parentPort.postMessage({ id })
   } catch (e) {
-    parentPort.postMessage({ id, error: e instanceof Error ? e.message : String(e), returned }, returned)
+    parentPort.postMessage({ id, error: e instanceof Error ? e.message : String(e) })
   }
 })

@@ -18,7 +18,7 @@ export type FileData = Uint8Array | string
 export interface CommitJob {
   /** Arrow tables, as IPC stream bytes, written as Parquet files. */
   readonly tables: ReadonlyArray<{ readonly file: string; readonly ipc: Uint8Array }>
-  /** Folders written whole (a checkpoint); `owned` bytes are the job's own, moved to the worker. */
+  /** Folders written whole (a checkpoint); `owned` bytes are the job's own, free again once it lands. */
   readonly dirs: ReadonlyArray<
     { readonly dir: string; readonly files: Readonly<Record<string, FileData>>; readonly owned?: boolean }
   >
@@ -48,32 +48,42 @@ export const performCommit = (job: CommitJob): void => {
 }
 
 /**
- * Owned buffers the worker has written and handed back, by byte length: the next iteration's
- * checkpoint encodes into them instead of ~30 MB of fresh memory (an RL checkpoint has the same
- * sizes every iteration). Bounded, so an unusual run cannot hold memory it no longer needs.
+ * Shared memory for owned checkpoint files, by byte length, free once a commit that wrote it has
+ * landed: the next iteration's checkpoint encodes into it instead of ~30 MB of fresh memory (an RL
+ * checkpoint has the same sizes every iteration). Shared, not moved: memory moved between threads
+ * counts as new on arrival, and every ~64 MB of new memory starts a full garbage collection of the main
+ * thread's heap. Bounded, so an unusual run cannot hold memory it no longer needs.
  */
-const RETURNED = new Map<number, Array<ArrayBuffer>>()
-const MAX_RETURNED_BYTES = 256 * 2 ** 20
-let returnedBytes = 0
+const FREE = new Map<number, Array<SharedArrayBuffer>>()
+const MAX_FREE_BYTES = 256 * 2 ** 20
+let freeBytes = 0
 
-const keepReturned = (buffers: ReadonlyArray<ArrayBuffer>) => {
+const release = (buffers: ReadonlyArray<SharedArrayBuffer>) => {
   for (const b of buffers) {
-    if (returnedBytes + b.byteLength > MAX_RETURNED_BYTES) return
-    RETURNED.set(b.byteLength, [...(RETURNED.get(b.byteLength) ?? []), b])
-    returnedBytes += b.byteLength
+    if (freeBytes + b.byteLength > MAX_FREE_BYTES) return
+    FREE.set(b.byteLength, [...(FREE.get(b.byteLength) ?? []), b])
+    freeBytes += b.byteLength
   }
 }
 
 /**
- * Bytes for an owned checkpoint file: a buffer a landed commit handed back, or fresh memory. Its old
- * contents are stale, so the caller must write every byte.
+ * Bytes for an owned checkpoint file: shared memory a landed commit freed, or new. Its old contents
+ * are stale, so the caller must write every byte.
  */
 export const reusableBytes = (byteLength: number): Uint8Array => {
-  const b = RETURNED.get(byteLength)?.pop()
-  if (b === undefined) return new Uint8Array(byteLength)
-  returnedBytes -= byteLength
+  const b = FREE.get(byteLength)?.pop()
+  if (b === undefined) return new Uint8Array(new SharedArrayBuffer(byteLength))
+  freeBytes -= byteLength
   return new Uint8Array(b)
 }
+
+/** The shared buffers of a job's owned folder files (from `reusableBytes`): free again once it lands. */
+const sharedBuffers = (job: CommitJob): Array<SharedArrayBuffer> =>
+  job.dirs.filter((d) => d.owned === true).flatMap((d) =>
+    Object.values(d.files).flatMap((f) =>
+      f instanceof Uint8Array && f.buffer instanceof SharedArrayBuffer ? [f.buffer] : []
+    )
+  )
 
 let worker: Worker | undefined
 let nextId = 0
@@ -88,8 +98,7 @@ const failAll = (e: Error) => {
 const commitWorker = (): Worker => {
   if (worker !== undefined) return worker
   const w = new Worker(new URL("./commit-worker.mjs", import.meta.url))
-  w.on("message", (m: { id: number; error?: string; returned?: ReadonlyArray<ArrayBuffer> }) => {
-    keepReturned(m.returned ?? [])
+  w.on("message", (m: { id: number; error?: string }) => {
     const p = pending.get(m.id)
     pending.delete(m.id)
     // An idle worker must not keep the process alive.
@@ -104,30 +113,27 @@ const commitWorker = (): Worker => {
 }
 
 /**
- * The whole buffers of owned folder files (a view into a larger buffer is copied, never detached): moved
- * to the worker with the job, and back once it is written.
- */
-export const ownedBuffers = (job: CommitJob): Array<ArrayBuffer> =>
-  job.dirs.filter((d) => d.owned === true).flatMap((d) =>
-    Object.values(d.files).flatMap((f) =>
-      f instanceof Uint8Array && f.byteOffset === 0 && f.byteLength === f.buffer.byteLength
-        ? [f.buffer as ArrayBuffer]
-        : []
-    )
-  )
-
-/**
  * Submits a commit job; resolves when every file of it is durable. The tables' IPC bytes (made for
- * the job by `tableBytes`) and owned checkpoint files are moved to the worker, not copied; everything
- * else is copied, since it may be memory a node or the next iteration still uses.
+ * the job by `tableBytes`) are moved to the worker and owned checkpoint files (shared memory from
+ * `reusableBytes`) shared with it, not copied; everything else is copied, since it may be memory a
+ * node or the next iteration still uses.
  */
 export const commitInBackground = (job: CommitJob): Promise<void> =>
   new Promise((resolve, reject) => {
     const w = commitWorker()
     const id = nextId++
-    pending.set(id, { resolve, reject })
+    const shared = sharedBuffers(job)
+    pending.set(id, {
+      resolve: () => {
+        release(shared)
+        resolve()
+      },
+      // A failed commit may have left its memory half-written, which `reusableBytes` allows for.
+      reject: (e) => {
+        release(shared)
+        reject(e)
+      }
+    })
     w.ref()
-    w.postMessage({ id, job }, [
-      ...new Set([...job.tables.map((t) => t.ipc.buffer as ArrayBuffer), ...ownedBuffers(job)])
-    ])
+    w.postMessage({ id, job }, [...new Set(job.tables.map((t) => t.ipc.buffer as ArrayBuffer))])
   })

@@ -5,22 +5,24 @@ import { commitInBackground, reusableBytes } from "../../store/commit.ts"
 import { tempDir } from "../support/runs.ts"
 
 describe("background commits", () => {
-  it("hand an owned checkpoint's buffer back once it is written, for the next checkpoint to reuse", async () => {
+  it("free an owned checkpoint's memory once its commit has landed, never before", async () => {
     const dir = tempDir("commit-reuse")
-    // A size no other test commits, so the buffer handed back is this one.
+    // A size no other test commits, so the memory freed is this one.
     const size = 3 * 1024 * 1024 + 24
     const bytes = reusableBytes(size)
     bytes.fill(5)
-    await commitInBackground({
+    const landed = commitInBackground({
       tables: [],
       dirs: [{ dir: path.join(dir, "ckpt"), files: { "weights.safetensors": bytes }, owned: true }],
       files: [],
       commitPoint: { file: path.join(dir, "manifest.json"), data: "{}" }
     })
-    // Moved to the worker, not copied: the caller's view is detached.
-    expect(bytes.byteLength).toBe(0)
+    // In flight: the worker still reads it, so a request gets other (new, zeroed) memory.
+    const meanwhile = reusableBytes(size)
+    expect(meanwhile.every((b) => b === 0)).toBe(true)
+    await landed
     expect(fs.readFileSync(path.join(dir, "ckpt", "weights.safetensors")).every((b) => b === 5)).toBe(true)
-    // The same memory comes back (fresh memory would be zeros); a second request gets fresh memory.
+    // The same memory comes back (new memory would be zeros); a second request gets new memory.
     const again = reusableBytes(size)
     expect(again.byteLength).toBe(size)
     expect(again.every((b) => b === 5)).toBe(true)
