@@ -72,6 +72,17 @@ const lanesUpTo = (n: number): Array<Lane> => {
 
 let sessionIds = 0
 
+/**
+ * A laned session its owner dropped without `release` (a frozen base model's, kept as long as its
+ * weights live) closes its worker copies when collected, so a process running many runs does not keep
+ * every run's models in its lane workers.
+ */
+const UNRELEASED = new FinalizationRegistry<{ readonly workers: ReadonlyArray<Lane>; readonly id: number }>(
+  ({ workers, id }) => {
+    for (const w of workers) w.request({ op: "close", session: id }).catch(() => undefined)
+  }
+)
+
 const rowsOf = (t: HostTensor) => t.dims[0]
 
 /** Rows [from, to) of a row-major tensor, copied (a worker gets its own buffer, handed over). */
@@ -114,7 +125,9 @@ export class LanedSession {
     private readonly id: number,
     /** The inputs split by rows; every other input goes whole to every lane. */
     private readonly rowInputs: ReadonlySet<string>
-  ) {}
+  ) {
+    UNRELEASED.register(this, { workers, id }, this)
+  }
 
   /**
    * A graph whose inputs of leading dimension "B" (named) are rows, and whose every output is row-wise;
@@ -186,6 +199,7 @@ export class LanedSession {
   }
 
   async release(): Promise<void> {
+    UNRELEASED.unregister(this)
     await this.all(this.workers.map((w) => w.request({ op: "close", session: this.id })))
     await this.main.release()
   }
