@@ -305,15 +305,11 @@ export class Trainer {
   }
 }
 
-const SESSIONS = new Map<string, { readonly release: () => Promise<void> }>()
+const SESSIONS = new Map<string, EngineSession>()
 
 /** A process-wide cache of sessions by key: building a train graph session costs ~1 s per iteration otherwise. */
-export const cachedSession = async <T extends { readonly release: () => Promise<void> }>(
-  key: string,
-  build: () => Promise<T>
-): Promise<T> => {
-  // Keys name what was built, so each key always holds the T its builder returns.
-  const hit = SESSIONS.get(key) as T | undefined
+export const cachedSession = async (key: string, build: () => Promise<EngineSession>): Promise<EngineSession> => {
+  const hit = SESSIONS.get(key)
   if (hit !== undefined) return hit
   const session = await build()
   SESSIONS.set(key, session)

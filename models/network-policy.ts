@@ -1,5 +1,5 @@
 /**
- * A trained velocity / ε network as a Policy: an ONNX session with the weights baked in (faster
+ * A trained velocity / ε network as a Policy: a laned session with the weights baked in (faster
  * small-batch forwards, docs/onnxruntime.md), or one session per network shape with the weights fed
  * on every call (no session to build for weights used once), with classifier-free guidance when a
  * scale is given.

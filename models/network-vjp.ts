@@ -1,7 +1,7 @@
 /**
  * The vector–Jacobian product J_fᵀ v of a velocity / ε network with respect to its input latents —
- * what the adjoint recursion (diffusion/adjoint.ts) asks of a model — as one onnxruntime session with
- * the weights baked in: inputs x, t, c (conditional networks), v; output J_fᵀ v.
+ * what the adjoint recursion (diffusion/adjoint.ts) asks of a model — as a laned session (engine/lanes.ts)
+ * with the weights baked in: inputs x, t, c (conditional networks), v; output J_fᵀ v.
  */
 import type { Drift, ForwardVjp, Vjp } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
