@@ -17,7 +17,7 @@ import { toOnnx } from "./onnx.ts"
 import { EngineSession, type HostData, type HostTensor, ortTypeOf, SessionError, sessionOptions } from "./session.ts"
 
 /** Below this many rows per lane a batch runs on the calling thread alone (a hand-over costs ~0.1 ms). */
-export const MIN_LANE_ROWS = 16
+const MIN_LANE_ROWS = 16
 
 interface Reply {
   readonly id: number
