@@ -26,7 +26,7 @@ import { Rng } from "../kernel/services.ts"
 import { adjointMatchingLoss, LossClip, type LossClipState, sampleTimeIndices } from "../models/adjoint-loss.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { type Adjoints, baseOutputsFor, latentsAt } from "./adjoint.ts"
+import { type Adjoints, baseOutputsFor, latentsAt, rowNorms } from "./adjoint.ts"
 import type { AmConfig } from "./am-config.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RlState } from "./rl-state.ts"
@@ -62,15 +62,26 @@ const rowsOf = (r: Rollout, from: number, deterministic: boolean, stream: Random
       .map((k) => [j, k] as const))
 }
 
+/** Row q of `mu` ← a·x_j + b·f_j (rows of d); a function of its own, so the engine optimises the loop. */
+const meanRow = (
+  mu: Float32Array,
+  q: number,
+  x: Float32Array,
+  f: Float32Array,
+  j: number,
+  coef: { readonly a: number; readonly b: number },
+  d: number
+) => {
+  const { a, b } = coef
+  for (let e = 0; e < d; e++) mu[q * d + e] = a * x[j * d + e] + b * f[j * d + e]
+}
+
 /** μ_base at the rows' latents from f_base of every chain at each step the rows use. */
 const baseMeans = async (r: Rollout, rows: ReadonlyArray<Row>, baseOutput: (k: number) => Promise<Float32Array>) => {
-  const d = r.d
-  const mu = new Float32Array(rows.length * d)
-  for (const [q, [j, k]] of rows.entries()) {
-    const [f, x] = [await baseOutput(k), latentsAt(r, k)]
-    const { a, b } = r.steps[k]
-    for (let e = 0; e < d; e++) mu[q * d + e] = a * x[j * d + e] + b * f[j * d + e]
-  }
+  const outputs = new Map<number, Float32Array>()
+  for (const [, k] of rows) if (!outputs.has(k)) outputs.set(k, await baseOutput(k))
+  const mu = new Float32Array(rows.length * r.d)
+  rows.forEach(([j, k], q) => meanRow(mu, q, latentsAt(r, k), outputs.get(k)!, j, r.steps[k], r.d))
   return mu
 }
 
@@ -121,11 +132,7 @@ const newStats = () => ({ rows: 0, masked: 0, control: 0, target: 0, ess: 0, los
 
 /** ‖a s‖ per row, from the feeds (the target's norm; the control's comes from the graph). */
 const targetNorms = (feeds: ReturnType<typeof feedsOf>, d: number) =>
-  Array.from({ length: feeds.s.data.length }, (_, q) => {
-    let sq = 0
-    for (let e = 0; e < d; e++) sq += feeds.adjoint.data[q * d + e] ** 2
-    return Math.sqrt(sq) * feeds.s.data[q]
-  })
+  rowNorms(feeds.adjoint.data, feeds.s.data.length, d).map((n, q) => n * feeds.s.data[q])
 
 /**
  * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss

@@ -157,19 +157,27 @@ const scaled = (v: Float32Array, c: number) => {
 export const rewardGradientProblems = (c: Pick<AmConfig, "reward" | "dataset">): Array<string> =>
   gradientProblems(rewardOf(c), c.dataset, c.dataset === "mnist" ? 784 : 2)
 
+/**
+ * ‖row‖ of each of the `rows` rows of `values` (rows × d). A plain function of typed arrays, so the
+ * engine optimises it: the same loop inlined in a closure ran unoptimised and allocated a heap number
+ * per element (~2.4 MB of garbage per iteration here, measured with V8's sampling heap profiler).
+ */
+export const rowNorms = (values: Float32Array, rows: number, d: number): Float64Array => {
+  const out = new Float64Array(rows)
+  for (let j = 0; j < rows; j++) {
+    let sq = 0
+    for (let q = j * d; q < (j + 1) * d; q++) sq += values[q] * values[q]
+    out[j] = Math.sqrt(sq)
+  }
+  return out
+}
+
 /** Mean ‖a_k‖ over the chains at every step of the window (k = N: the terminal condition). */
 const norms = (a: Adjoints) => {
-  const chains = a.chains
   const out: Record<string, number> = {}
   a.values.forEach((v, i) => {
-    const d = v.length / chains
-    let total = 0
-    for (let j = 0; j < chains; j++) {
-      let sq = 0
-      for (let q = 0; q < d; q++) sq += v[j * d + q] ** 2
-      total += Math.sqrt(sq)
-    }
-    out[`adjoint_norm.s${a.from + i}`] = total / chains
+    out[`adjoint_norm.s${a.from + i}`] = rowNorms(v, a.chains, v.length / a.chains).reduce((x, y) => x + y, 0) /
+      a.chains
   })
   return out
 }
