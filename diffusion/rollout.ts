@@ -113,6 +113,11 @@ const advance = (
   return sq
 }
 
+/** out[o + i] = c · z[i]: the initial latents (a function of its own, like `advance`, so it is optimised). */
+const scaleInto = (out: Float32Array, o: number, c: number, z: Float64Array): void => {
+  for (let i = 0; i < z.length; i++) out[o + i] = c * z[i]
+}
+
 /**
  * Rollouts drawing at least this many step normals take them from a worker (random/prefetch.ts): below
  * it, handing the job over costs more than drawing. The draws are the same either way.
@@ -135,10 +140,7 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
 
   let x = latents?.subarray(0, n) ?? new Float32Array(n)
   const prior = policy.process.priorStd(spec.grid[0])
-  for (let j = 0; j < chains; j++) {
-    spec.initStream(j).fillNormal(z)
-    for (let i = 0; i < d; i++) x[j * d + i] = prior * z[i]
-  }
+  for (let j = 0; j < chains; j++) scaleInto(x, j * d, prior, spec.initStream(j).fillNormal(z))
 
   const stochastic = steps.map((st) => st.s > 0)
   const noise = stochastic.filter(Boolean).length * n >= PREFETCH_MIN_NORMALS

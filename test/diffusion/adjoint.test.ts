@@ -2,12 +2,13 @@ import { describe, expect, it } from "vitest"
 import { adjointRecursion, leanAdjoint, valueAdjoint } from "../../diffusion/adjoint.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
-import { transitions } from "../../diffusion/rollout.ts"
+import { rollout, transitions } from "../../diffusion/rollout.ts"
 import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { networkDrift, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
+import { computeAdjoints } from "../../nodes/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
 
 // A small random velocity network on 2-D points; every weight drawn (zero-initialised layers included).
@@ -149,5 +150,40 @@ describe("the value adjoint", () => {
     const f0 = await frozen.forward(path[0], batch, steps[0].t)
     f0.forEach((v, i) => expect(Math.abs(v - outputs[0][i])).toBeLessThan(1e-5 * (1 + Math.abs(v))))
     await Promise.all([current.release(), frozen.release(), policy.release()])
+  })
+})
+
+describe("the adjoint node's recursion", () => {
+  it("stops at a non-finite adjoint, naming the terminal condition or step, trajectory and element", async () => {
+    const policy = await networkPolicy({ ...base, cfg: 1, threads: 1 })
+    const r = await rollout({
+      policy,
+      sampler: flowGrpo,
+      noise: 0.7,
+      grid: uniformGrid(2),
+      chains: batch,
+      record: true,
+      initStream: (j) => draw.child("init", j),
+      stepStream: (j) => draw.child("step", j)
+    })
+    await policy.release()
+    const finite = new Float32Array(2 * batch).fill(0.5)
+    // A VJP that returns its cotangent, except an infinite first element of trajectory 2 at the last step.
+    let calls = 0
+    const vjp = async (_x: Float32Array, _b: number, _t: number, v: Float32Array) => {
+      const out = v.slice()
+      if (calls++ === 0) out[4] = Number.POSITIVE_INFINITY
+      return out
+    }
+    const drift = { forward: async (x: Float32Array) => x, vjp }
+    const nan = Float32Array.from(finite, (v, i) => (i === 3 ? Number.NaN : v))
+    await expect(computeAdjoints({ rollout: r, terminal: nan, kind: "lean", from: 0, base: drift })).rejects
+      .toThrow("the terminal adjoint −λ∇r(x_N) is NaN for trajectory 1 (element 1)")
+    await expect(computeAdjoints({ rollout: r, terminal: finite, kind: "lean", from: 0, base: drift })).rejects
+      .toThrow(/the adjoint of step 0 is (NaN|-?Infinity) for trajectory 2 \(element 0\)/)
+    calls = 0
+    const adjoints = await computeAdjoints({ rollout: r, terminal: finite, kind: "lean", from: 1, base: drift })
+      .catch((e: Error) => e.message)
+    expect(adjoints).toMatch(/the adjoint of step 1 is -?Infinity for trajectory 2 \(element 0\)/)
   })
 })
