@@ -3,6 +3,7 @@ import { xoroshiro128plusFromState } from "pure-rand/generator/xoroshiro128plus"
 import { describe, expect, it } from "vitest"
 import { prefetchNormals } from "../random/prefetch.ts"
 import { openStream, permutation, stateOf } from "../random/streams.ts"
+import { callingThreadNice, threadNices } from "./support/threads.ts"
 
 describe("random streams", () => {
   it("give the same numbers for the same key and different numbers for another key", () => {
@@ -143,6 +144,13 @@ describe("step noise drawn ahead in a worker", () => {
     await noise.done()
     // The next draws of every stream are the ones after the prefetched steps.
     for (let j = 0; j < 5; j++) expect(streams[j].normal()).toBe(mine[j].normal())
+  })
+
+  it.skipIf(process.platform !== "linux")("runs at the lowest CPU priority, its own thread only", async () => {
+    const noise = prefetchNormals([openStream(["nice"])], [true], 5)
+    await noise.done()
+    expect(threadNices()).toContain(19)
+    expect(callingThreadNice()).toBe(0)
   })
 
   it("serves two rollouts in flight at once, each its own streams' draws, whichever is read first", async () => {

@@ -3,6 +3,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { commitInBackground, reusableBytes } from "../../store/commit.ts"
 import { tempDir } from "../support/runs.ts"
+import { callingThreadNice, threadNices } from "../support/threads.ts"
 
 describe("background commits", () => {
   it("free an owned checkpoint's memory once its commit has landed, never before", async () => {
@@ -28,4 +29,19 @@ describe("background commits", () => {
     expect(again.every((b) => b === 5)).toBe(true)
     expect(reusableBytes(size).every((b) => b === 0)).toBe(true)
   })
+
+  it.skipIf(process.platform !== "linux")(
+    "run in a worker at the lowest CPU priority, its own thread only",
+    async () => {
+      const dir = tempDir("commit-nice")
+      await commitInBackground({
+        tables: [],
+        dirs: [],
+        files: [{ file: path.join(dir, "a.txt"), data: "a" }],
+        commitPoint: { file: path.join(dir, "manifest.json"), data: "{}" }
+      })
+      expect(threadNices()).toContain(19)
+      expect(callingThreadNice()).toBe(0)
+    }
+  )
 })
