@@ -60,16 +60,23 @@ const combine = (alpha: number, u: Float32Array, beta: number, v: Float32Array):
 /** One backward step: a_k from a_{k+1} at x_k. */
 export type BackwardStep = (k: number, x: Float32Array, next: Float32Array) => Promise<Float32Array>
 
+/** The spec's first step, checked. */
+const startOf = (spec: RecursionSpec): number => {
+  const K = spec.steps.length
+  const from = spec.from ?? 0
+  if (!(Number.isInteger(from) && from >= 0 && from <= K)) {
+    throw new Error(`adjoint: from must be an integer step in 0..${K}, got ${from}`)
+  }
+  return from
+}
+
 /**
  * The adjoints a_from … a_K (index k − from), each batch × d, from the terminal condition backward; the
  * step is given (a fused session may compute the lean or value step in one pass).
  */
 export const adjointRecursion = async (spec: RecursionSpec, backward: BackwardStep): Promise<Array<Float32Array>> => {
   const K = spec.steps.length
-  const from = spec.from ?? 0
-  if (!(Number.isInteger(from) && from >= 0 && from <= K)) {
-    throw new Error(`adjoint: from must be an integer step in 0..${K}, got ${from}`)
-  }
+  const from = startOf(spec)
   const adjoints: Array<Float32Array> = new Array(K - from + 1)
   adjoints[K - from] = spec.terminal
   for (let k = K - 1; k >= from; k--) adjoints[k - from] = await backward(k, spec.latent(k), adjoints[k + 1 - from])
@@ -77,13 +84,38 @@ export const adjointRecursion = async (spec: RecursionSpec, backward: BackwardSt
 }
 
 /**
- * The lean adjoint of the model whose VJP is given (the frozen base model in adjoint matching); with
- * `forwardVjp`, the model's outputs of the same pass go to `baseOutput`.
+ * The whole lean recursion over a window of steps in one pass (a fused session): from a_K = `terminal`,
+ * the adjoints a_0 … a_{S−1} of the S given steps and the model's output f(x_i, t_i) at each.
  */
-export const leanAdjoint = (
-  spec: RecursionSpec & { readonly vjp: Vjp; readonly forwardVjp?: ForwardVjp }
-): Promise<Array<Float32Array>> =>
-  adjointRecursion(spec, async (k, x, next) => {
+export type FusedLeanAdjoint = (window: {
+  readonly steps: ReadonlyArray<StepCoefficients>
+  readonly latents: ReadonlyArray<Float32Array>
+  readonly batch: number
+  readonly terminal: Float32Array
+}) => Promise<{ readonly adjoints: ReadonlyArray<Float32Array>; readonly outputs: ReadonlyArray<Float32Array> }>
+
+/**
+ * The lean adjoint of the model whose VJP is given (the frozen base model in adjoint matching); with
+ * `forwardVjp`, the model's outputs of the same pass go to `baseOutput`. With `fused`, the whole window
+ * is one call of it (the same recursion, in one graph) and its outputs go to `baseOutput`.
+ */
+export const leanAdjoint = async (
+  spec: RecursionSpec & { readonly vjp: Vjp; readonly forwardVjp?: ForwardVjp; readonly fused?: FusedLeanAdjoint }
+): Promise<Array<Float32Array>> => {
+  const from = startOf(spec)
+  const K = spec.steps.length
+  if (spec.fused !== undefined && from < K) {
+    const window = Array.from({ length: K - from }, (_, i) => from + i)
+    const { adjoints, outputs } = await spec.fused({
+      steps: window.map((k) => spec.steps[k]),
+      latents: window.map((k) => spec.latent(k)),
+      batch: spec.batch,
+      terminal: spec.terminal
+    })
+    outputs.forEach((f, i) => spec.baseOutput?.(from + i, f))
+    return [...adjoints, spec.terminal]
+  }
+  return adjointRecursion(spec, async (k, x, next) => {
     const { a, b, t } = spec.steps[k]
     let jtv: Float32Array
     if (spec.forwardVjp === undefined) jtv = await spec.vjp(x, spec.batch, t, next)
@@ -94,6 +126,7 @@ export const leanAdjoint = (
     }
     return combine(a, next, b, jtv)
   })
+}
 
 export interface Drift {
   readonly forward: Forward

@@ -3,7 +3,7 @@
  * what the adjoint recursion (diffusion/adjoint.ts) asks of a model — as a laned session (engine/lanes.ts)
  * with the weights baked in: inputs x, t, c (conditional networks), v; output J_fᵀ v.
  */
-import type { Drift, ForwardVjp, Vjp } from "../diffusion/adjoint.ts"
+import type { Drift, ForwardVjp, FusedLeanAdjoint, Vjp } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import { grad } from "../engine/autodiff.ts"
 import { Graph } from "../engine/graph.ts"
@@ -11,7 +11,7 @@ import { LanedSession } from "../engine/lanes.ts"
 import { toOnnx } from "../engine/onnx.ts"
 import * as op from "../engine/ops.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
-import { EngineSession, ownedSession } from "../engine/session.ts"
+import { EngineSession, type HostTensor, ownedSession } from "../engine/session.ts"
 import { networkPolicy } from "./network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
@@ -67,6 +67,75 @@ export const networkVjp = async (opts: {
     vjp: async (xs, batch, time, cotangent) => (await forwardVjp(xs, batch, time, cotangent)).jtv,
     forwardVjp,
     release: () => (opts.frozen === true ? Promise.resolve() : session.release())
+  }
+}
+
+/**
+ * The lean adjoint's recursion over `steps` steps as one graph: from `terminal` (a_S), for i = S − 1 … 0,
+ * f_i = f(x_i, t_i) and a_i = a_i·a_{i+1} + b_i·J_fᵀ a_{i+1} (diffusion/adjoint.ts `leanAdjoint`, the
+ * same products as `vjpGraph`'s); outputs `adjoint<i>` and `f<i>`. The weights are shared by every step.
+ */
+const leanAdjointGraph = (net: VelocityNetConfig, steps: number): Graph => {
+  const model = velocityNet(net)
+  const g = new Graph("lean-adjoint")
+  const p = paramInputs(g, model.specs)
+  const c = net.classes > 0 ? g.input("c", "int64", ["B"]) : undefined
+  let next = g.input("terminal", "float32", ["B", net.dim])
+  for (let i = steps - 1; i >= 0; i--) {
+    const x = g.input(`x${i}`, "float32", ["B", net.dim])
+    const f = model.forward(g, p, x, g.input(`t${i}`, "float32", ["B"]), c)
+    const [jtv] = grad(op.reduceSum(op.mul(f, next), [0, 1]), [x])
+    next = op.add(op.mul(next, g.input(`a${i}`, "float32", [])), op.mul(jtv!, g.input(`b${i}`, "float32", [])))
+    g.output(`adjoint${i}`, next)
+    g.output(`f${i}`, f)
+  }
+  return g
+}
+
+/**
+ * The frozen base's lean adjoint over a window in one call per lane (diffusion/adjoint.ts
+ * `FusedLeanAdjoint`): rows are independent at every step, so each lane runs its rows' whole recursion
+ * and the lanes join once, not at every step (no per-step slicing, hand-over, join and concatenation).
+ * Measured alone on the MNIST network, 128 rows × 10 steps on two lanes: 225–247 ms step by step,
+ * 202–205 ms fused. The session is built once per window length (~1 s for 10 MNIST steps) and kept
+ * with the weights. f_i comes out of the same forward products as the step-wise VJP graph's f, bit for
+ * bit (tested), so a replay recomputing f_base step by step trains on the same numbers.
+ */
+export const networkLeanAdjoint = (opts: {
+  readonly net: VelocityNetConfig
+  readonly params: ParamValues
+  readonly process: Process
+  readonly threads: number
+  /** Class of each row, for conditional networks. */
+  readonly condition?: Int32Array
+}): FusedLeanAdjoint => {
+  const { net } = opts
+  if (net.classes > 0 && opts.condition === undefined) {
+    throw new Error(`networkLeanAdjoint: a ${net.classes}-class network needs a condition per row`)
+  }
+  const classes = opts.condition === undefined ? undefined : BigInt64Array.from(opts.condition, (k) => BigInt(k))
+  return async ({ steps, latents, batch, terminal }) => {
+    const S = steps.length
+    const session = await ownedSession(
+      opts.params,
+      `lean-adjoint|${opts.threads}|${S}`,
+      () => LanedSession.fromGraph(leanAdjointGraph(net, S), { lanes: opts.threads, initializers: opts.params })
+    )
+    const feeds: Record<string, HostTensor> = {
+      terminal: { data: terminal, dims: [batch, net.dim] },
+      ...(classes === undefined ? {} : { c: { data: classes, dims: [batch] } })
+    }
+    steps.forEach((step, i) => {
+      feeds[`x${i}`] = { data: latents[i], dims: [batch, net.dim] }
+      feeds[`t${i}`] = { data: new Float32Array(batch).fill(opts.process.modelTime(step.t)), dims: [batch] }
+      feeds[`a${i}`] = { data: Float32Array.of(step.a), dims: [] }
+      feeds[`b${i}`] = { data: Float32Array.of(step.b), dims: [] }
+    })
+    const out = await session.run(feeds)
+    return {
+      adjoints: steps.map((_, i) => out[`adjoint${i}`].data as Float32Array),
+      outputs: steps.map((_, i) => out[`f${i}`].data as Float32Array)
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import {
   adjointRecursion,
   type CostWeight,
   type Drift,
+  type FusedLeanAdjoint,
   leanAdjoint,
   runningVariance,
   valueAdjoint
@@ -19,7 +20,7 @@ import { GraphError } from "../engine/graph.ts"
 import { SessionError } from "../engine/session.ts"
 import { NonFiniteError } from "../kernel/errors.ts"
 import { Node, Port } from "../kernel/node.ts"
-import { networkDrift, valueAdjointStep } from "../models/network-vjp.ts"
+import { networkDrift, networkLeanAdjoint, valueAdjointStep } from "../models/network-vjp.ts"
 import { gradientProblems, rewardGradient } from "../rewards/gradients.ts"
 import { RewardSpecError } from "../rewards/rewards.ts"
 import { type AmConfig, windowStart } from "./am-config.ts"
@@ -80,6 +81,8 @@ export const computeAdjoints = async (opts: {
     next: Float32Array
   ) => Promise<{ readonly adjoint: Float32Array; readonly fBase: Float32Array }>
   readonly costWeight?: CostWeight
+  /** The base's lean recursion in one pass per lane (models/network-vjp.ts `networkLeanAdjoint`), used when given. */
+  readonly fusedLean?: FusedLeanAdjoint
 }): Promise<Adjoints> => {
   const r = opts.rollout
   checkFinite(opts.terminal, r.d, "the terminal adjoint −λ∇r(x_N)")
@@ -103,7 +106,8 @@ export const computeAdjoints = async (opts: {
     ? await leanAdjoint({
       ...spec,
       vjp: opts.base.vjp,
-      ...(opts.base.forwardVjp === undefined ? {} : { forwardVjp: opts.base.forwardVjp })
+      ...(opts.base.forwardVjp === undefined ? {} : { forwardVjp: opts.base.forwardVjp }),
+      ...(opts.fusedLean === undefined ? {} : { fused: opts.fusedLean })
     })
     : await valueAdjoint({
       ...spec,
@@ -117,9 +121,10 @@ export const computeAdjoints = async (opts: {
 }
 
 /**
- * f_base(x_k) of every chain at step k computed by the same graph the adjoint node used (the lean
- * adjoint's VJP pass, or the fused value-adjoint step), so a replay from stored adjoints, which carry
- * no base outputs, trains on the same bits. Returns the function and the release of its sessions.
+ * f_base(x_k) of every chain at step k with the bits the adjoint node's f_base had (the lean adjoint's
+ * step-wise VJP pass, whose forward equals the fused recursion's bit for bit — tested; or the fused
+ * value-adjoint step), so a replay from stored adjoints, which carry no base outputs, trains on the same
+ * numbers. Returns the function and the release of its sessions.
  */
 export const baseOutputsFor = async (opts: {
   readonly rollout: Rollout
@@ -235,6 +240,11 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
           from: windowStart(config),
           base: baseDrift,
           costWeight: weight,
+          ...(kind === "lean"
+            ? {
+              fusedLean: networkLeanAdjoint({ ...base, threads: config.threads, ...(condition ? { condition } : {}) })
+            }
+            : {}),
           ...(fused === undefined ? {} : {
             fusedValueStep: (k, x, next) => {
               const { a, b, t, tNext } = r.steps[k]

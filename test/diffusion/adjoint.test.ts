@@ -6,7 +6,7 @@ import { rollout, transitions } from "../../diffusion/rollout.ts"
 import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { networkDrift, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
+import { networkDrift, networkLeanAdjoint, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { computeAdjoints } from "../../nodes/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
@@ -57,6 +57,33 @@ describe("the lean adjoint", () => {
     }
     await release()
     await policy.release()
+  })
+
+  it("fused into one session per lane equals the step-by-step recursion, and its f the VJP pass's bits", async () => {
+    // A conditional network, 40 rows on two lanes (20 each, above the lanes' minimum), so the lanes split rows.
+    const cnet = { dim: 6, hidden: 16, blocks: 1, timeFeatures: 8, classes: 3 }
+    const cparams = initParams(velocityNet(cnet).specs, openStream(["fused-lean"]))
+    const rows = 40
+    const condition = Int32Array.from({ length: rows }, (_, j) => j % 3)
+    const noise = openStream(["fused-lean", "latents"])
+    const path = Array.from({ length: 5 }, () => Float32Array.from({ length: rows * 6 }, () => noise.normal()))
+    const steps = [0.9, 0.7, 0.5, 0.3].map((t, k) => ({ a: 1 - 0.1 * k, b: -0.2 - 0.05 * k, t }))
+    const spec = { steps, latent: (k: number) => path[k], batch: rows, terminal: path[4] }
+    const cbase = { net: cnet, params: cparams, process: rectifiedFlow, threads: 2, condition }
+    const { vjp, forwardVjp } = await networkVjp({ ...cbase, frozen: true })
+    const fused = networkLeanAdjoint(cbase)
+    for (const from of [0, 2]) {
+      const [stepwise, together] = [new Map<number, Float32Array>(), new Map<number, Float32Array>()]
+      const reference = await leanAdjoint({ ...spec, from, vjp, forwardVjp, baseOutput: (k, f) => stepwise.set(k, f) })
+      const got = await leanAdjoint({ ...spec, from, vjp, fused, baseOutput: (k, f) => together.set(k, f) })
+      expect(got.length).toBe(reference.length)
+      // The graph rounds a·next and b·J_fᵀnext to float32 before adding them; the step-wise combine once.
+      got.forEach((a, i) =>
+        a.forEach((v, q) => expect(Math.abs(v - reference[i][q])).toBeLessThan(1e-5 * (1 + Math.abs(v))))
+      )
+      expect([...together.keys()].sort()).toEqual([...stepwise.keys()].sort())
+      for (const [k, f] of stepwise) expect(together.get(k)).toEqual(f)
+    }
   })
 
   it("refuses a truncation outside the trajectory", async () => {
