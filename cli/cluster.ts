@@ -6,13 +6,21 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as os from "node:os"
 import * as path from "node:path"
-import { clusterDatabase, type ClusterUrl, parseClusterUrl } from "../experiments/cluster/database.ts"
-import { clusterExecutor } from "../experiments/cluster/executor.ts"
-import { DEFAULT_TIMING } from "../experiments/cluster/protocol.ts"
-import { checkRoot, runnerLayer } from "../experiments/cluster/runner.ts"
+import type { ClusterUrl } from "../experiments/cluster/database.ts"
+import { DEFAULT_TIMING } from "../experiments/cluster/timing.ts"
 import type { ExperimentDef } from "../experiments/experiment.ts"
 import { UsageError } from "../kernel/errors.ts"
 import { packageVersions } from "../kernel/versions.ts"
+
+/**
+ * The cluster's modules (effect/cluster, effect/workflow, the PostgreSQL client), loaded when a cluster
+ * command runs: at start-up they cost every other command ~1 s.
+ */
+const cluster = Effect.promise(async () => ({
+  ...(await import("../experiments/cluster/database.ts")),
+  ...(await import("../experiments/cluster/executor.ts")),
+  ...(await import("../experiments/cluster/runner.ts"))
+}))
 
 /** A check that throws a UsageError, as an Effect failing with it. */
 const usage = <A>(f: () => A) =>
@@ -29,7 +37,8 @@ const parseAddress = (text: string) => {
 }
 
 /** The database answers: checked before any folder exists, so a wrong URL is exit 2 with nothing made. */
-const reachable = (cluster: ClusterUrl) => Effect.scoped(Layer.build(clusterDatabase(cluster))).pipe(Effect.asVoid)
+const reachable = (url: ClusterUrl) =>
+  Effect.flatMap(cluster, ({ clusterDatabase }) => Effect.scoped(Layer.build(clusterDatabase(url)))).pipe(Effect.asVoid)
 
 export const runnerCommand = Command.make(
   "runner",
@@ -57,7 +66,8 @@ export const runnerCommand = Command.make(
     )
   },
   Effect.fn("cli.runner")(function*(args) {
-    const cluster = yield* usage(() => parseClusterUrl(args.cluster))
+    const { checkRoot, parseClusterUrl, runnerLayer } = yield* cluster
+    const url = yield* usage(() => parseClusterUrl(args.cluster))
     const address = yield* usage(() => parseAddress(args.address))
     yield* usage(() => checkRoot(args.root))
     if (args.runs < 1) return yield* new UsageError({ message: `--runs ${args.runs}: at least 1` })
@@ -70,10 +80,10 @@ export const runnerCommand = Command.make(
       `etaflow ${packageVersions().etaflow}, pid ${process.pid}, root ${
         path.resolve(args.root)
       }, ${args.runs} run(s) ` +
-        `at once, cluster ${cluster.host}:${cluster.port}/${cluster.database}`
+        `at once, cluster ${url.host}:${url.port}/${url.database}`
     )
     yield* Layer.launch(runnerLayer({
-      cluster,
+      cluster: url,
       root: path.resolve(args.root),
       address,
       runs: args.runs,
@@ -109,19 +119,20 @@ export const clusterRun = (target: string, def: ExperimentDef, flags: ClusterFla
     if (Option.isNone(flags.root)) {
       return yield* new UsageError({ message: "--cluster needs --root: the shared folder every runner sees" })
     }
-    const [url, root] = [flags.cluster.value, path.resolve(flags.root.value)]
-    const cluster = yield* usage(() => parseClusterUrl(url))
+    const [text, root] = [flags.cluster.value, path.resolve(flags.root.value)]
+    const { checkRoot, clusterExecutor, parseClusterUrl } = yield* cluster
+    const url = yield* usage(() => parseClusterUrl(text))
     yield* usage(() => checkRoot(root))
     const out = Option.isSome(flags.out) ? path.resolve(flags.out.value) : path.join(root, "experiments", def.name)
     if (path.relative(root, out).startsWith("..")) {
       return yield* new UsageError({ message: `--out ${out} is not under --root ${root}: runners could not see it` })
     }
-    yield* reachable(cluster)
+    yield* reachable(url)
     const log = (line: string) => Effect.runSync(Console.log(`${new Date().toISOString()} ${line}`))
     return {
       out,
       executor: clusterExecutor({
-        cluster,
+        cluster: url,
         root,
         experiment: target,
         seeds: Option.getOrElse(flags.seeds, () => 0),

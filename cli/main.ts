@@ -2,7 +2,8 @@
  * The `etaflow` command. Exit codes: 0 success, 1 failure while running, 2 bad usage or config
  * (reported before any run folder is made).
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"

@@ -5,7 +5,7 @@
  * their folders on the shared root for progress, the workflows' results for the outcome — until all
  * are done, and the experiment writes its comparison as it does locally.
  */
-import { NodeClusterSocket } from "@effect/platform-node"
+import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import { Cause, Effect, Layer, Option } from "effect"
 import { ClusterWorkflowEngine } from "effect/cluster"
 import type { Workflow } from "effect/workflow"
@@ -16,14 +16,8 @@ import { packageVersions } from "../../kernel/versions.ts"
 import { scriptHash } from "../load.ts"
 import { type Executor, type PlannedRun, runStatus } from "../run.ts"
 import { clusterDatabase, type ClusterUrl } from "./database.ts"
-import {
-  ClusterRunError,
-  ExperimentRun,
-  type RunOutcome,
-  type RunRequest,
-  shardingConfig,
-  type Timing
-} from "./protocol.ts"
+import { ClusterRunError, ExperimentRun, type RunOutcome, type RunRequest, shardingConfig } from "./protocol.ts"
+import type { Timing } from "./timing.ts"
 
 export interface Submission {
   readonly cluster: ClusterUrl

@@ -10,6 +10,7 @@
 import { Option, Schema } from "effect"
 import { RunnerAddress } from "effect/cluster"
 import { DurableQueue, Workflow } from "effect/workflow"
+import type { Timing } from "./timing.ts"
 
 /** One run of an experiment, as the submitter planned it: enough for a runner to plan it again. */
 export const RunRequest = Schema.Struct({
@@ -76,19 +77,6 @@ export const RUN_QUEUE = DurableQueue.make({
 
 /** Shards per group: every participant must use the same number, or messages wait on shards no one owns. */
 export const SHARDS_PER_GROUP = 64
-
-export interface Timing {
-  /** Milliseconds a runner's claim on a run (and on its shards) outlives the runner: the fail-over delay. */
-  readonly leaseMs: number
-  /** Milliseconds between looks for new messages and replies, by runners and submitters. */
-  readonly pollMs: number
-}
-
-/**
- * Production defaults: a 60 s lease outlasts any single engine call (onnxruntime holds the event
- * loop for a session run, up to seconds on large models; the lease is refreshed between calls).
- */
-export const DEFAULT_TIMING: Timing = { leaseMs: 60_000, pollMs: 1_000 }
 
 const ms = (n: number) => `${Math.max(1, Math.round(n))} millis` as const
 

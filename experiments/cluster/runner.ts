@@ -5,7 +5,7 @@
  * runner died holding it), or found complete — the ordinary run folder on the shared root is the only
  * state, so a run's numbers do not depend on which runners carried it.
  */
-import { NodeClusterSocket } from "@effect/platform-node"
+import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import { Effect, Layer } from "effect"
 import { ClusterWorkflowEngine } from "effect/cluster"
 import { PersistedQueue } from "effect/persistence"
@@ -23,9 +23,9 @@ import {
   RUN_QUEUE,
   type RunOutcome,
   type RunRequest,
-  shardingConfig,
-  type Timing
+  shardingConfig
 } from "./protocol.ts"
+import type { Timing } from "./timing.ts"
 
 export interface RunnerOptions {
   readonly cluster: ClusterUrl
