@@ -33,6 +33,14 @@ const vjpGraph = (net: VelocityNetConfig): Graph => {
   return g
 }
 
+/** The rows' classes as the graphs' int64 input `c`; a conditional network needs one per row. */
+const rowClasses = (who: string, net: VelocityNetConfig, condition: Int32Array | undefined) => {
+  if (net.classes > 0 && condition === undefined) {
+    throw new Error(`${who}: a ${net.classes}-class network needs a condition per row`)
+  }
+  return condition === undefined ? undefined : BigInt64Array.from(condition, (k) => BigInt(k))
+}
+
 export const networkVjp = async (opts: {
   readonly net: VelocityNetConfig
   readonly params: ParamValues
@@ -49,10 +57,7 @@ export const networkVjp = async (opts: {
   const session = opts.frozen === true
     ? await ownedSession(opts.params, `velocity-vjp|${opts.threads}`, build)
     : await build()
-  if (net.classes > 0 && opts.condition === undefined) {
-    throw new Error(`networkVjp: a ${net.classes}-class network needs a condition per row`)
-  }
-  const classes = opts.condition === undefined ? undefined : BigInt64Array.from(opts.condition, (k) => BigInt(k))
+  const classes = rowClasses("networkVjp", net, opts.condition)
   const forwardVjp: ForwardVjp = async (xs, batch, time, cotangent) => {
     const feeds = {
       x: { data: xs, dims: [batch, net.dim] },
@@ -110,10 +115,7 @@ export const networkLeanAdjoint = (opts: {
   readonly condition?: Int32Array
 }): FusedLeanAdjoint => {
   const { net } = opts
-  if (net.classes > 0 && opts.condition === undefined) {
-    throw new Error(`networkLeanAdjoint: a ${net.classes}-class network needs a condition per row`)
-  }
-  const classes = opts.condition === undefined ? undefined : BigInt64Array.from(opts.condition, (k) => BigInt(k))
+  const classes = rowClasses("networkLeanAdjoint", net, opts.condition)
   return async ({ steps, latents, batch, terminal }) => {
     const S = steps.length
     const session = await ownedSession(
