@@ -22,7 +22,7 @@ import {
   readManifest,
   timestamp
 } from "./run-folder.ts"
-import { packageVersions } from "./versions.ts"
+import { packageVersions, type VersionChange, versionChanges } from "./versions.ts"
 
 const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
@@ -107,7 +107,17 @@ export const prepareRun = <P extends AnyPipeline>(pipeline: P, options: RunOptio
     catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: describe(e) }))
   })
 
-/** Creates or re-opens the run folder: its lock, and the manifest marked running. */
+/** The versions a run's latest iterations were computed with: those it was created with, then each recorded change. */
+export const latestVersions = (manifest: Manifest): Record<string, string> => {
+  const versions = { ...manifest.versions }
+  for (const change of manifest.version_changes ?? []) versions[change.package] = change.to
+  return versions
+}
+
+/**
+ * Creates or re-opens the run folder: its lock, and the manifest marked running. A resume under other
+ * versions than the run's last iterations records each change (the caller warns: `changed`).
+ */
 export const openFolder = <P extends AnyPipeline>(
   pipeline: P,
   prep: Prepared<P>,
@@ -118,12 +128,19 @@ export const openFolder = <P extends AnyPipeline>(
   fs.mkdirSync(dir, { recursive: true })
   const release = acquireLock(dir, options.lock)
   let manifest: Manifest
+  let changed: Array<VersionChange> = []
   if (prep.manifest !== undefined) {
+    changed = versionChanges(latestVersions(prep.manifest))
+    const at = now()
+    const iteration = prep.manifest.iterations_complete
     manifest = {
       ...prep.manifest,
       status: "running",
-      updated_at: now(),
-      resumed_at: [...(prep.manifest.resumed_at ?? []), now()]
+      updated_at: at,
+      resumed_at: [...(prep.manifest.resumed_at ?? []), at],
+      ...(changed.length === 0 ? {} : {
+        version_changes: [...(prep.manifest.version_changes ?? []), ...changed.map((c) => ({ at, iteration, ...c }))]
+      })
     }
     cleanUncommitted(dir, manifest.iterations_complete, path.join(dir, "metrics.jsonl"))
   } else {
@@ -144,7 +161,7 @@ export const openFolder = <P extends AnyPipeline>(
     }
   }
   writeFileAtomic(path.join(dir, "manifest.json"), manifestText(manifest))
-  return { release, manifest }
+  return { release, manifest, changed }
 }
 
 /** The state entering the first iteration to run: the initial state, or the last checkpoint's. */

@@ -36,9 +36,10 @@ import {
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
 import { makeProgress } from "./progress.ts"
 import { planReplay } from "./replay-plan.ts"
-import { cleanUncommitted, manifestText, now, readMetrics } from "./run-folder.ts"
-import { loadState, openFolder, prepareRun, type RunOptions } from "./run-setup.ts"
+import { cleanUncommitted, manifestText, now, readManifest, readMetrics } from "./run-folder.ts"
+import { latestVersions, loadState, openFolder, prepareRun, type RunOptions } from "./run-setup.ts"
 import { RunStore } from "./services.ts"
+import { formatVersionChanges, type VersionChange, versionChanges } from "./versions.ts"
 
 export { prepareRun, type RunOptions }
 
@@ -117,6 +118,25 @@ const sourceStates = <P extends AnyPipeline>(
   }
 }
 
+/**
+ * One line on stderr when a resume (`changed`) or a replay (against its source) runs under other versions
+ * than the stored iterations were computed with: the run goes on, but no longer promises a one-go run's bits.
+ */
+const warnVersionChanges = (dir: string, changed: ReadonlyArray<VersionChange>, source: string | undefined) => {
+  if (changed.length > 0) {
+    return Console.error(
+      `etaflow: warning: resuming ${dir} under ${formatVersionChanges(changed)} (recorded in its manifest); ` +
+        "its next iterations may differ in the last bits from a run made in one go"
+    )
+  }
+  if (source === undefined) return Effect.void
+  const drift = versionChanges(latestVersions(readManifest(source)))
+  return drift.length === 0 ? Effect.void : Console.error(
+    `etaflow: warning: replaying ${source} under ${formatVersionChanges(drift)}; ` +
+      "recomputed entries may differ in the last bits from the stored run"
+  )
+}
+
 /** Runs (or resumes) a pipeline to completion in its run folder. */
 export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
   RunResult<P>,
@@ -141,6 +161,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       catch: asStoreError(path.join(dir, "manifest.json"))
     })
     yield* Effect.addFinalizer(() => Effect.sync(opened.release))
+    yield* warnVersionChanges(dir, opened.changed, replay?.source)
     const journal: Journal = {
       manifest: opened.manifest,
       info: readInfo(pipeline, dir, config),

@@ -25,6 +25,19 @@ export const Manifest = Schema.Struct({
   error: Schema.optionalKey(Schema.String),
   /** Times the run was resumed (ISO dates). */
   resumed_at: Schema.optionalKey(Schema.Array(Schema.String)),
+  /**
+   * Versions that changed when the run was resumed (`versions` holds those it was created with): from
+   * `iteration` on, its results were computed with `to` instead of `from`.
+   */
+  version_changes: Schema.optionalKey(
+    Schema.Array(Schema.Struct({
+      at: Schema.String,
+      iteration: Schema.Int,
+      package: Schema.String,
+      from: Schema.String,
+      to: Schema.String
+    }))
+  ),
   /** Where a replay came from: the stored run, the entry it restarted at, the settings it changed. */
   replay_of: Schema.optionalKey(
     Schema.Struct({

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber } from "effect"
+import { Console, Effect, Exit, Fiber } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { runPipeline } from "../../kernel/run.ts"
 import { fromParquet } from "../../store/parquet.ts"
 import { faults, randomWalk } from "../fixtures/random-walk.ts"
-import { metricLines, metricsText, tempDir } from "../support/runs.ts"
+import { capturing, metricLines, metricsText, tempDir } from "../support/runs.ts"
 
 const tmp = () => tempDir("iter")
 const run = (opts: Parameters<typeof runPipeline>[1]) =>
@@ -71,8 +71,44 @@ describe("iterated pipelines", () => {
       expect(Exit.isSuccess(resumed)).toBe(true)
       expect(manifest(broken)).toMatchObject({ status: "complete", iterations_complete: 5 })
       expect(manifest(broken).resumed_at).toHaveLength(1)
+      expect(manifest(broken).version_changes).toBeUndefined()
       expect(checkpoint(broken, 4).equals(checkpoint(full, 4))).toBe(true)
       expect(metricsText(broken)).toBe(metricsText(full))
+    }))
+
+  it.effect("warn, naming both versions, and record the change when resumed under another onnxruntime and Node", () =>
+    Effect.gen(function*() {
+      const dir = path.join(tmp(), "run")
+      faults.failAt = 2
+      yield* run({ out: dir, seed: 3 })
+      faults.failAt = -1
+      // As if iterations 0–1 had been computed by an older install.
+      const stored = manifest(dir)
+      const current = { ort: stored.versions["onnxruntime-node"], node: stored.versions.node }
+      stored.versions = { ...stored.versions, "onnxruntime-node": "1.30.0", node: "20.20.2" }
+      fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(stored))
+      const errors: Array<string> = []
+      faults.failAt = 3
+      yield* run({ resume: dir }).pipe(Effect.provideService(Console.Console, capturing(errors)))
+      faults.failAt = -1
+      expect(errors).toEqual([expect.stringContaining(
+        `resuming ${dir} under node 20.20.2 → ${current.node}, onnxruntime-node 1.30.0 → ${current.ort}`
+      )])
+      const changes = manifest(dir).version_changes
+      expect(changes.map((c: { package: string; iteration: number; from: string; to: string }) => [
+        c.package,
+        c.iteration,
+        c.from,
+        c.to
+      ])).toEqual([["node", 2, "20.20.2", current.node], ["onnxruntime-node", 2, "1.30.0", current.ort]])
+      // The versions the run was created with stay; a second resume under the same versions warns no more.
+      expect(manifest(dir).versions["onnxruntime-node"]).toBe("1.30.0")
+      errors.length = 0
+      const resumed = yield* run({ resume: dir }).pipe(Effect.provideService(Console.Console, capturing(errors)))
+      expect(Exit.isSuccess(resumed)).toBe(true)
+      expect(errors).toEqual([])
+      expect(manifest(dir)).toMatchObject({ status: "complete", resumed_at: [expect.any(String), expect.any(String)] })
+      expect(manifest(dir).version_changes).toHaveLength(2)
     }))
 
   it.effect("clean up what a killed iteration left behind before resuming", () =>

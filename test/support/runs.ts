@@ -1,10 +1,17 @@
 /** Shared test helpers: temporary run folders, an isolated model cache, metrics, and toy RL settings. */
+import type { Console } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
 /** A new empty temporary directory. */
 export const tempDir = (label: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `etaflow-${label}-`))
+
+/** A console whose `error` lines go to `lines` (what a run warns on stderr), the rest to the real console. */
+export const capturing = (lines: Array<string>): Console.Console => ({
+  ...globalThis.console,
+  error: (...args: ReadonlyArray<unknown>) => void lines.push(args.join(" "))
+})
 
 /** A run folder path that does not exist yet, inside a new temporary directory. */
 export const tempRun = (label = "run"): string => path.join(tempDir(label), "run")
