@@ -64,6 +64,25 @@ describe("replay", () => {
     }
   )
 
+  it("warns, naming both versions, when the stored run was computed with another onnxruntime", async () => {
+    const stored = tmp()
+    fs.cpSync(source, stored, { recursive: true })
+    const manifest = JSON.parse(fs.readFileSync(path.join(stored, "manifest.json"), "utf8"))
+    const current = manifest.versions["onnxruntime-node"]
+    manifest.versions["onnxruntime-node"] = "1.30.0"
+    fs.writeFileSync(path.join(stored, "manifest.json"), JSON.stringify(manifest))
+    const lines: Array<string> = []
+    const spy = vi.spyOn(console, "error").mockImplementation((...args: Array<unknown>) =>
+      void lines.push(args.join(" "))
+    )
+    try {
+      await Effect.runPromise(Replay.fromRun(stored).from("update").with({}, { out: tmp(), progress: "none" }))
+    } finally {
+      spy.mockRestore()
+    }
+    expect(lines).toEqual([expect.stringContaining(`replaying ${stored} under onnxruntime-node 1.30.0 → ${current};`)])
+  })
+
   it("re-scores stored samples with another reward model", async () => {
     const out = tmp()
     await Effect.runPromise(
