@@ -4,6 +4,7 @@
  */
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { ClusterUrl } from "../experiments/cluster/database.ts"
@@ -35,6 +36,26 @@ const parseAddress = (text: string) => {
   }
   return { host: m[1], port: Number(m[2]) }
 }
+
+/**
+ * The runner's port is free on this machine: a second runner started with the first's default address
+ * would otherwise die at launch with the socket's bare "Open" error.
+ */
+const portFree = (address: { readonly host: string; readonly port: number }, flag: string) =>
+  Effect.callback<void, UsageError>((resume) => {
+    const server = net.createServer()
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      resume(Effect.fail(
+        new UsageError({
+          message: `--address ${flag}: port ${address.port} is ${
+            e.code === "EADDRINUSE"
+              ? "in use on this machine (another etaflow runner?)"
+              : `not available (${e.message})`
+          }; give this runner another one, e.g. --address ${address.host}:${address.port + 1}`
+        })
+      )))
+    server.listen(address.port, () => server.close(() => resume(Effect.void)))
+  })
 
 /** The database answers: checked before any folder exists, so a wrong URL is exit 2 with nothing made. */
 const reachable = (url: ClusterUrl) =>
@@ -70,6 +91,7 @@ export const runnerCommand = Command.make(
     const url = yield* usage(() => parseClusterUrl(args.cluster))
     const address = yield* usage(() => parseAddress(args.address))
     yield* usage(() => checkRoot(args.root))
+    yield* portFree(address, args.address)
     if (args.runs < 1) return yield* new UsageError({ message: `--runs ${args.runs}: at least 1` })
     if (!(args.lease > 0)) return yield* new UsageError({ message: `--lease ${args.lease}: seconds, more than 0` })
     if (!(args.poll > 0 && args.poll < args.lease)) {

@@ -23,6 +23,7 @@ import { writeReport } from "../report/report.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { clusterRun, runnerCommand } from "./cluster.ts"
 import { inspect } from "./inspect.ts"
+import { verifyCommand } from "./verify.ts"
 
 const lookup = (name: string) =>
   Effect.fromNullishOr(findPipeline(name)).pipe(
@@ -309,6 +310,7 @@ const etaflow = Command.make("etaflow").pipe(
     inspectCmd,
     report,
     prune,
+    verifyCommand,
     exportCmd,
     sampleCmd,
     experimentCmd,

@@ -47,7 +47,11 @@ export const makeCommitter = (dir: string, complete: number): Committer => {
     committed: () => committed,
     await: await_,
     submit: (iteration, job, written, landed) => {
-      inFlight = { iteration, done: commitInBackground(job).then(landed), written }
+      const done = commitInBackground(job).then(landed)
+      // Its failure (a full disk) is taken by `await`; until then it must not count as unhandled, which
+      // would end the process before the failure is recorded.
+      done.catch(() => {})
+      inFlight = { iteration, done, written }
     },
     remove
   }

@@ -9,7 +9,9 @@ import * as path from "node:path"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
 import { type CommitJob, tableBytes } from "../store/commit.ts"
+import { DamagedFile, INDEX_DIR } from "../store/integrity.ts"
 import { NodeFailure, NonFiniteError } from "./errors.ts"
+import { damageError } from "./integrity.ts"
 import type { AnyBound, Persistable } from "./node.ts"
 import type { AnyPipeline, Retention } from "./pipeline.ts"
 import type { Progress } from "./progress.ts"
@@ -125,7 +127,19 @@ const restoreEntry = (
       message: `restoring from ${replay.source}: ${describe(e)}`,
       cause: e
     })
-  return Effect.tryPromise({ try: () => bound.restore!({ source: replay.source, iteration, outputs }), catch: failure })
+  const checked = <A>(f: () => A): A => {
+    try {
+      return f()
+    } catch (e) {
+      throw e instanceof DamagedFile ? damageError(replay.files, [e.damage], undefined) : e
+    }
+  }
+  const read = (file: string) => checked(() => replay.files.read(file))
+  const has = (file: string) => checked(() => replay.files.has(file))
+  return Effect.tryPromise({
+    try: () => bound.restore!({ source: replay.source, iteration, outputs, read, has }),
+    catch: failure
+  })
     .pipe(
       Effect.flatMap((out): Effect.Effect<EntryResult, unknown> => {
         if (out !== undefined) return Effect.succeed([entry, out, copied])
@@ -238,7 +252,7 @@ export const commitJob = (
   const last = pipeline.iterations(ctx.config) - 1
   const prune: Array<string> = []
   const tables: Array<{ file: string; ipc: Uint8Array }> = []
-  const files: Array<{ file: string; data: Uint8Array | string }> = []
+  const files: Array<{ file: string; data: Uint8Array | string; record?: false }> = []
   for (const [entry, bound] of Object.entries(pipeline.nodes as Record<string, AnyBound>)) {
     const spec = bound.persisted
     const raw = outputs[entry] as Persistable
@@ -274,13 +288,19 @@ export const commitJob = (
   const rows: Array<MetricRow> = Object.entries(iterationMetrics.metrics)
     .map(([name, value]) => ({ iteration, name, value, node: iterationMetrics.metricNode[name] }))
   journal.allMetrics.push(...rows)
-  files.push({ file: path.join(dir, "meta/info.json"), data: JSON.stringify(journal.info, null, 2) + "\n" })
+  // Summaries every commit rewrites: an interrupted commit may leave them ahead of the commit point, so
+  // they are the folder's bookkeeping, not records (store/integrity.ts).
+  const summary = (file: string, data: string | Uint8Array) => files.push({ file, data, record: false })
+  summary(path.join(dir, "meta/info.json"), JSON.stringify(journal.info, null, 2) + "\n")
   journal.timings.push({ iteration, seconds: iterationMetrics.seconds })
-  files.push({ file: path.join(dir, "meta/timings.json"), data: JSON.stringify(journal.timings) + "\n" })
-  files.push({ file: store.path("metrics.parquet"), data: metricsParquet(journal.allMetrics) })
+  summary(path.join(dir, "meta/timings.json"), JSON.stringify(journal.timings) + "\n")
+  summary(store.path("metrics.parquet"), metricsParquet(journal.allMetrics))
   journal.manifest = { ...journal.manifest, iterations_complete: iteration + 1, updated_at: now() }
   const append = { file: path.join(dir, "metrics.jsonl"), text: rows.map((r) => JSON.stringify(r) + "\n").join("") }
+  const index = { file: path.join(dir, INDEX_DIR, `${iterFile(iteration)}.json`), root: dir, iteration }
+  written.push(index.file)
   return {
+    index,
     tables,
     dirs,
     files,

@@ -79,6 +79,10 @@ export interface RestoreContext {
   readonly iteration: number
   /** Outputs already available in this iteration (sources, entries computed once, earlier levels). */
   readonly outputs: Readonly<Record<string, unknown>>
+  /** A stored file's bytes, checked against the hash its commit recorded (a damaged file fails naming it). */
+  readonly read: (file: string) => Uint8Array
+  /** Whether the stored run holds `file` (its retention may not have kept it); fails when its commit recorded it. */
+  readonly has: (file: string) => boolean
 }
 
 /** A node placed in a pipeline: its wiring and, optionally, how its output is persisted. */

@@ -3,9 +3,10 @@
  * of those it must restore (their outputs feed entries that run), and the stored metrics it copies.
  */
 import * as path from "node:path"
+import { type StoredFiles, storedFiles } from "../store/integrity.ts"
 import { UsageError } from "./errors.ts"
 import type { AnyPipeline } from "./pipeline.ts"
-import { readMetrics } from "./run-folder.ts"
+import { readManifest, readMetrics } from "./run-folder.ts"
 
 export interface ReplayPlan {
   /** The entry the replay starts at. */
@@ -17,6 +18,8 @@ export interface ReplayPlan {
   readonly restored: ReadonlySet<string>
   /** The stored metrics an entry logged at an iteration (also under its old names). */
   readonly metricsOf: (entry: string, iteration: number) => Readonly<Record<string, number>>
+  /** The stored run's committed files, each checked against its recorded hash when read. */
+  readonly files: StoredFiles
 }
 
 type Wiring = Record<string, { wiring: Record<string, string>; memoized?: true; restore?: unknown }>
@@ -81,6 +84,7 @@ export const planReplay = (
     from,
     deprecated: from === replay.from ? undefined : replay.from,
     source: replay.source,
+    files: storedFiles(replay.source, readManifest(replay.source).iterations_complete),
     skipped,
     restored,
     metricsOf: (entry, iteration) =>

@@ -8,7 +8,9 @@ import * as path from "node:path"
 import { type Manifest, RUN_FORMAT } from "../schemas/manifest.ts"
 import { type ConfigOf, formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
-import { asStoreError, UsageError } from "./errors.ts"
+import type { StoredFiles } from "../store/integrity.ts"
+import { asStoreError, StoreError, UsageError } from "./errors.ts"
+import { readCheckpoint } from "./integrity.ts"
 import type { AnyPipeline } from "./pipeline.ts"
 import type { ProgressMode } from "./progress.ts"
 import type { ReplayPlan } from "./replay-plan.ts"
@@ -164,29 +166,28 @@ export const openFolder = <P extends AnyPipeline>(
   return { release, manifest, changed }
 }
 
-/** The state entering the first iteration to run: the initial state, or the last checkpoint's. */
+/**
+ * The state entering the first iteration to run: the initial state, or the last checkpoint's, read
+ * through `files` so that a damaged checkpoint is refused before anything decodes it.
+ */
 export const loadState = <P extends AnyPipeline>(
   pipeline: P,
-  dir: string,
+  files: StoredFiles,
   config: ConfigOf<P["settings"]>,
   start: number
 ) => {
   const state = pipeline.state
   if (state === undefined) return Effect.succeed(undefined)
   if (start === 0) return state.initial(config) as Effect.Effect<unknown>
-  const ckpt = path.join(dir, "checkpoints", iterFile(start - 1))
-  if (!fs.existsSync(ckpt)) {
+  const ckpt = path.join(files.root, "checkpoints", iterFile(start - 1))
+  if (!fs.existsSync(ckpt) && files.check(ckpt).length === 0) {
     const missing = `${ckpt} is missing: the run did not keep the state after iteration ${
       start - 1
     } (its retention, keep=minimal?)`
     return Effect.fail(new UsageError({ message: missing }))
   }
   return Effect.try({
-    try: () =>
-      state.decode(
-        Object.fromEntries(fs.readdirSync(ckpt).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(ckpt, f)))])),
-        config
-      ),
-    catch: asStoreError(ckpt)
+    try: () => state.decode(readCheckpoint(files, start - 1), config),
+    catch: (e) => (e instanceof StoreError ? e : asStoreError(ckpt)(e))
   })
 }

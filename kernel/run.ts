@@ -22,6 +22,7 @@ import * as path from "node:path"
 import type { MetricRow } from "../schemas/manifest.ts"
 import type { ConfigOf } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
+import { type StoredFiles, storedFiles } from "../store/integrity.ts"
 import { type Committer, makeCommitter } from "./committer.ts"
 import { asStoreError, NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
 import {
@@ -105,7 +106,7 @@ const recordFailure = (
 /** The stored run's state entering each iteration, decoded once per iteration (for regeneration in a replay). */
 const sourceStates = <P extends AnyPipeline>(
   pipeline: P,
-  source: string | undefined,
+  source: StoredFiles | undefined,
   config: ConfigOf<P["settings"]>
 ) => {
   const cache = new Map<number, unknown>()
@@ -172,9 +173,22 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     // Runs before the lock is released (finalizers run last-added first): nothing writes after that.
     yield* Effect.addFinalizer(() => Effect.ignore(committer.await))
     const start = journal.manifest.iterations_complete
-    let state = yield* loadState(pipeline, dir, config, start).pipe(
+    const files = yield* Effect.try({ try: () => storedFiles(dir, start), catch: asStoreError(dir) })
+    if (start > 0 && files.legacy) {
+      yield* Console.error(
+        `etaflow: notice: ${dir} records no file hashes (written before etaflow recorded them); its checkpoint is not verified`
+      )
+    }
+    let state = yield* loadState(pipeline, files, config, start).pipe(
       Effect.mapError((e) =>
         new NodeFailure({ pipeline: pipeline.name, node: "state", iteration: start, message: describe(e), cause: e })
+      ),
+      // The folder says why it did not go on (a damaged checkpoint), instead of "running" with no one running it.
+      Effect.tapError((e) =>
+        Effect.sync(() => {
+          journal.manifest = { ...journal.manifest, status: "failed", updated_at: now(), error: e.message }
+          writeFileAtomic(path.join(dir, "manifest.json"), manifestText(journal.manifest))
+        })
       )
     )
     const progress = makeProgress(options.progress ?? "auto", pipeline.name, total, start)
@@ -188,7 +202,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       replay,
       progress,
       memo: new Map(),
-      sourceState: sourceStates(pipeline, replay?.source, config),
+      sourceState: sourceStates(pipeline, replay?.files, config),
       retention: pipeline.retention(config),
       cores: Semaphore.makeUnsafe(1)
     }

@@ -27,12 +27,12 @@ const trajectoryFile = (ctx: RestoreContext) =>
   path.join(ctx.source, "trajectories", `${iterFile(ctx.iteration)}.parquet`)
 
 /** Whether the stored run kept this iteration's trajectories (retention); if not, replay regenerates them. */
-const kept = (ctx: RestoreContext) => fs.existsSync(trajectoryFile(ctx))
+const kept = (ctx: RestoreContext) => ctx.has(trajectoryFile(ctx))
 
 const table = (ctx: RestoreContext) => {
   const file = trajectoryFile(ctx)
   const { rows, columns: c, shapes } = TrajectoryTable.read(
-    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+    fromParquet(ctx.read(file), file),
     file
   )
   const N = c.step.reduce((m, v) => Math.max(m, v), 0) + 1
@@ -104,7 +104,7 @@ export const restoreAdjoints = async (ctx: RestoreContext): Promise<Adjoints | u
   if (!kept(ctx)) return undefined
   const file = trajectoryFile(ctx)
   const { rows, columns: c, shapes } = AdjointTrajectoryTable.read(
-    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
+    fromParquet(ctx.read(file), file),
     file
   )
   const N = c.step.reduce((m, v) => Math.max(m, v), 0) + 1
@@ -138,14 +138,12 @@ export const restoreRewards = async (ctx: RestoreContext): Promise<Rewards | und
 
 const checkpoint = (ctx: RestoreContext) => {
   const dir = path.join(ctx.source, "checkpoints", iterFile(ctx.iteration))
-  if (!fs.existsSync(path.join(dir, "state.json"))) {
+  if (!ctx.has(path.join(dir, "state.json"))) {
     throw new Error(
       `${dir} is missing: the stored run did not keep the state of iteration ${ctx.iteration} (keep=minimal?)`
     )
   }
-  return decodeRlState(
-    Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))]))
-  )
+  return decodeRlState(Object.fromEntries(fs.readdirSync(dir).map((f) => [f, ctx.read(path.join(dir, f))])))
 }
 
 export const restoreAdvantages = async (ctx: RestoreContext): Promise<Advantages | undefined> => {

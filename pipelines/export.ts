@@ -6,11 +6,13 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "../kernel/errors.ts"
+import { readCheckpoint } from "../kernel/integrity.ts"
 import { iterFile, readManifest } from "../kernel/run-folder.ts"
 import { writeExport } from "../models/exported.ts"
 import { rlBaseNet } from "../nodes/base-model.ts"
 import type { RlConfig } from "../nodes/rl-config.ts"
 import { decodeRlState } from "../nodes/rl-state.ts"
+import { storedFiles } from "../store/integrity.ts"
 import { bestIteration } from "./rl-retention.ts"
 
 export interface ExportOptions {
@@ -44,12 +46,12 @@ export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<st
     : options.iteration
   if (iteration > last) fail(`${run} has ${last + 1} complete iterations; iteration ${iteration} is not one of them`)
   const dir = path.join(run, "checkpoints", iterFile(iteration))
-  if (!fs.existsSync(path.join(dir, "state.json"))) {
+  // Every file of the checkpoint is checked against the hash its commit recorded before it is decoded.
+  const files = storedFiles(run, manifest.iterations_complete)
+  if (!fs.existsSync(path.join(dir, "state.json")) && files.check(dir).length === 0) {
     fail(`${dir} is missing: the run did not keep iteration ${iteration}`)
   }
-  const state = decodeRlState(
-    Object.fromEntries(fs.readdirSync(dir).map((f) => [f, new Uint8Array(fs.readFileSync(path.join(dir, f)))]))
-  )
+  const state = decodeRlState(readCheckpoint(files, iteration))
   if (state === null) return fail(`${dir} holds no policy (it is the state before the first update)`)
   const params = options.ema
     ? state.ema ?? fail(`${dir} has no EMA of the weights (the run had ema = 0)`)

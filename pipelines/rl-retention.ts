@@ -18,6 +18,7 @@ import { KEEP, type Keep } from "../nodes/rl-config.ts"
 
 export { KEEP }
 import { writeFileAtomic } from "../store/atomic.ts"
+import { INDEX_DIR, PRUNED_FILE, prunedList, relName } from "../store/integrity.ts"
 
 const isMoment = (file: string) => file.startsWith("adam_")
 
@@ -59,6 +60,10 @@ export const pruneRun = (dir: string, keep: Keep): Array<string> => {
         ...fs.readdirSync(ckpt).filter((f) => !retention.keepInOlderCheckpoint(f)).map((f) => path.join(ckpt, f))
       )}
   }
+  // Recorded as pruned before they go: a folder interrupted here holds files it no longer vouches for, never a
+  // recorded file that is gone (which `verify`, resume and replay would rightly call damage).
+  const rels = removed.map((f) => relName(dir, f))
+  writeFileAtomic(path.join(dir, INDEX_DIR, PRUNED_FILE), prunedList(dir, rels))
   removed.forEach(remove)
   // The manifest records the policy the folder now follows (its config, as a resume would read it).
   writeFileAtomic(path.join(dir, "manifest.json"), manifestText({ ...manifest, config: { ...manifest.config, keep } }))

@@ -25,8 +25,8 @@ const image = (x: Float32Array, d: number, side: number, picks: ReadonlyArray<nu
   }"/>`
 }
 
-const gridOf = (file: string, label: string) => {
-  const table = fromParquet(new Uint8Array(fs.readFileSync(file)), file)
+const gridOf = (read: Read, file: string, label: string) => {
+  const table = fromParquet(read(file), file)
   const tuned = table.getChild("x_ode")!.data[0].children[0].values as Float32Array
   const base = table.getChild("x_base_ode")!.data[0].children[0].values as Float32Array
   const prompts = (table.getChild("prompt")?.toArray() ?? []) as Array<string | null>
@@ -62,8 +62,11 @@ const gridOf = (file: string, label: string) => {
     }: base (left) vs fine-tuned (right), ODE samples from the same noise; rows ${labels}</figcaption></figure>`
 }
 
+/** A stored file's bytes, checked against the hash its commit recorded (store/integrity.ts). */
+export type Read = (file: string) => Uint8Array
+
 /** Base vs fine-tuned ODE grids of the best and last evaluated iterations (by ODE improvement). */
-export const odeGrids = (dir: string, rows: ReadonlyArray<MetricRow>, steps: number): Array<string> => {
+export const odeGrids = (dir: string, rows: ReadonlyArray<MetricRow>, steps: number, read: Read): Array<string> => {
   const folder = path.join(dir, "eval-samples")
   if (!fs.existsSync(folder)) return []
   const files = fs.readdirSync(folder).filter((f) => f.endsWith(".parquet")).sort()
@@ -83,7 +86,7 @@ export const odeGrids = (dir: string, rows: ReadonlyArray<MetricRow>, steps: num
   )
   const last = files.at(-1)
   return [...new Set([best, last])].filter((f): f is string => f !== undefined).map((f) =>
-    gridOf(path.join(folder, f), `iteration ${iterationOf(f)}${f === best ? " (best)" : ""}, ${steps} steps`)
+    gridOf(read, path.join(folder, f), `iteration ${iterationOf(f)}${f === best ? " (best)" : ""}, ${steps} steps`)
   )
 }
 

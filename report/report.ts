@@ -10,8 +10,9 @@ import { latentToPixels } from "../data/mnist.ts"
 import type { Manifest, MetricRow } from "../schemas/manifest.ts"
 import { TrajectoryTable } from "../schemas/trajectory.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
+import { storedFiles } from "../store/integrity.ts"
 import { fromParquet } from "../store/parquet.ts"
-import { diskUse, odeGrids } from "./eval-grids.ts"
+import { diskUse, odeGrids, type Read } from "./eval-grids.ts"
 import { grayPng, tile } from "./png.ts"
 import { lineChart, scatter, type Series } from "./svg.ts"
 
@@ -35,11 +36,8 @@ const finalLatents = (v: Float32Array | { values: Float32Array } | null): Float3
   v === null ? new Float32Array(0) : v instanceof Float32Array ? v : v.values
 
 /** Final samples of one iteration's trajectories, grouped by group id. */
-const samplesOf = (file: string) => {
-  const { rows, columns: c, shapes } = TrajectoryTable.read(
-    fromParquet(new Uint8Array(fs.readFileSync(file)), file),
-    file
-  )
+const samplesOf = (read: Read, file: string) => {
+  const { rows, columns: c, shapes } = TrajectoryTable.read(fromParquet(read(file), file), file)
   const shape = shapes.latent
   const d = shape.reduce((a, b) => a * b, 1)
   const last = c.step.reduce((m, v) => Math.max(m, v), 0)
@@ -56,8 +54,8 @@ const samplesOf = (file: string) => {
   return { shape, groups: [...groups.values()] }
 }
 
-const sampleGrid = (file: string, iteration: number): string => {
-  const { shape, groups } = samplesOf(file)
+const sampleGrid = (read: Read, file: string, iteration: number): string => {
+  const { shape, groups } = samplesOf(read, file)
   if (shape.length === 2) {
     // One row per prompt group, its members side by side.
     const shown = groups.slice(0, 10)
@@ -104,6 +102,8 @@ const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<
 
 export const writeReport = (dir: string): string => {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
+  // The samples drawn come from stored Parquet files, each checked against its recorded hash first.
+  const stored = storedFiles(dir, manifest.iterations_complete)
   const metricsFile = path.join(dir, "metrics.jsonl")
   const rows: Array<MetricRow> = fs.existsSync(metricsFile)
     ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) =>
@@ -156,7 +156,7 @@ export const writeReport = (dir: string): string => {
   const trajDir = path.join(dir, "trajectories")
   const files = fs.existsSync(trajDir) ? fs.readdirSync(trajDir).filter((f) => f.endsWith(".parquet")).sort() : []
   const grids = [...new Set([files[0], files.at(-1)])].filter((f): f is string => f !== undefined)
-    .map((f) => sampleGrid(path.join(trajDir, f), Number(/iter-(\d+)/.exec(f)![1])))
+    .map((f) => sampleGrid(stored.read, path.join(trajDir, f), Number(/iter-(\d+)/.exec(f)![1])))
   const lastIteration = rows.reduce((m, r) => Math.max(m, r.iteration), -1)
   const lastMetrics = rows.filter((r) => r.iteration === lastIteration && !r.name.endsWith(".se"))
   const html = `<!doctype html>
@@ -177,7 +177,8 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}</style></head>
   }</p>
 <h2>Curves</h2><div class="charts">${charts.join("\n")}</div>
 <h2>ODE samples: base vs fine-tuned</h2><div class="grids">${
-    odeGrids(dir, rows, Number(manifest.config.steps ?? 0)).join("\n") || "<p>no evaluation samples stored</p>"
+    odeGrids(dir, rows, Number(manifest.config.steps ?? 0), stored.read).join("\n") ||
+    "<p>no evaluation samples stored</p>"
   }</div>
 <h2>Training samples (SDE)</h2><div class="grids">${grids.join("\n") || "<p>no trajectories stored</p>"}</div>
 <h2>Last metrics (iteration ${lastIteration})</h2><table>${

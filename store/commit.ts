@@ -11,6 +11,7 @@ import * as arrow from "apache-arrow"
 import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
 import { writeDirAtomic, writeFileAtomic } from "./atomic.ts"
+import { type FileRecord, INDEX_FORMAT, type IterationIndex, recordOf, relName } from "./integrity.ts"
 import { parquetFromIpc } from "./parquet.ts"
 
 export type FileData = Uint8Array | string
@@ -22,13 +23,16 @@ export interface CommitJob {
   readonly dirs: ReadonlyArray<
     { readonly dir: string; readonly files: Readonly<Record<string, FileData>>; readonly owned?: boolean }
   >
-  readonly files: ReadonlyArray<{ readonly file: string; readonly data: FileData }>
+  /** `record: false`: a summary every commit rewrites (meta/, metrics.parquet), outside the index (store/integrity.ts). */
+  readonly files: ReadonlyArray<{ readonly file: string; readonly data: FileData; readonly record?: false }>
   /** Text appended to a file (metrics.jsonl) after the files above. */
   readonly append?: { readonly file: string; readonly text: string }
   /** Written last: the commit point. */
   readonly commitPoint: { readonly file: string; readonly data: string }
   /** Removed after the commit point: what an older iteration no longer keeps (retention). */
   readonly prune?: ReadonlyArray<string>
+  /** Where the iteration's index goes: the hash of every file above, and what `prune` removes (store/integrity.ts). */
+  readonly index?: { readonly file: string; readonly root: string; readonly iteration: number }
 }
 
 /** The IPC bytes of a table, ready for a commit job (a buffer of their own, moved to the worker). */
@@ -37,13 +41,42 @@ export const tableBytes = (table: arrow.Table): Uint8Array => {
   return ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice()
 }
 
+/** Runs a write; its failure (ENOSPC, EFBIG, EACCES…) names the file, which Node's message for a write does not. */
+const named = (file: string, write: () => void) => {
+  try {
+    write()
+  } catch (e) {
+    throw new Error(`${file}: ${e instanceof Error ? e.message : String(e)}`)
+  }
+}
+
 /** Carries out a commit job, in order. Used by the worker; synchronous. */
 export const performCommit = (job: CommitJob): void => {
-  for (const t of job.tables) writeFileAtomic(t.file, parquetFromIpc(t.ipc))
-  for (const d of job.dirs) writeDirAtomic(d.dir, d.files)
-  for (const f of job.files) writeFileAtomic(f.file, f.data)
-  if (job.append !== undefined) fs.appendFileSync(job.append.file, job.append.text)
-  writeFileAtomic(job.commitPoint.file, job.commitPoint.data)
+  const records: Record<string, FileRecord> = {}
+  const record = (file: string, data: FileData) => {
+    if (job.index !== undefined) records[relName(job.index.root, file)] = recordOf(data)
+  }
+  const write = (file: string, data: FileData, recorded = true) => {
+    if (recorded) record(file, data)
+    named(file, () => writeFileAtomic(file, data))
+  }
+  for (const t of job.tables) write(t.file, parquetFromIpc(t.ipc))
+  for (const d of job.dirs) {
+    for (const [name, data] of Object.entries(d.files)) record(`${d.dir}/${name}`, data)
+    named(d.dir, () => writeDirAtomic(d.dir, d.files))
+  }
+  for (const f of job.files) write(f.file, f.data, f.record !== false)
+  if (job.append !== undefined) {
+    const { file, text } = job.append
+    named(file, () => fs.appendFileSync(file, text))
+  }
+  if (job.index !== undefined) {
+    const { file, root, iteration } = job.index
+    const pruned = (job.prune ?? []).map((p) => relName(root, p))
+    const index: IterationIndex = { format: INDEX_FORMAT, iteration, algorithm: "sha256", files: records, pruned }
+    named(file, () => writeFileAtomic(file, JSON.stringify(index, null, 1) + "\n"))
+  }
+  named(job.commitPoint.file, () => writeFileAtomic(job.commitPoint.file, job.commitPoint.data))
   for (const p of job.prune ?? []) fs.rmSync(p, { recursive: true, force: true })
 }
 

@@ -9,6 +9,7 @@
 import { DuckDBInstance } from "@duckdb/node-api"
 import { Effect } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { parseClusterUrl } from "../../experiments/cluster/database.ts"
@@ -230,6 +231,20 @@ describe("the cluster's refusals", () => {
       expect(await p.exited, args.join(" ")).toBe(2)
       expect(p.output()).toMatch(message)
     }
+    // A second runner on this machine without --address: its port is taken (here by a plain server).
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    const port = (taken.address() as net.AddressInfo).port
+    const second = etaflow(["runner", "--cluster", url, "--root", base, "--address", `127.0.0.1:${port}`])
+    expect(await second.exited).toBe(2)
+    expect(second.output()).toMatch(
+      new RegExp(
+        `--address 127\\.0\\.0\\.1:${port}: port ${port} is in use on this machine .*--address 127\\.0\\.0\\.1:${
+          port + 1
+        }`
+      )
+    )
+    taken.close()
     expect(fs.readdirSync(base)).toEqual(["a-file"])
   }, 120_000)
 
