@@ -176,7 +176,8 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     const files = yield* Effect.try({ try: () => storedFiles(dir, start), catch: asStoreError(dir) })
     if (start > 0 && files.legacy) {
       yield* Console.error(
-        `etaflow: notice: ${dir} records no file hashes (written before etaflow recorded them); its checkpoint is not verified`
+        `etaflow: notice: ${dir} records no file hashes (written before etaflow recorded them); ` +
+          "its checkpoint is not verified"
       )
     }
     let state = yield* loadState(pipeline, files, config, start).pipe(

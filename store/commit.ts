@@ -23,7 +23,7 @@ export interface CommitJob {
   readonly dirs: ReadonlyArray<
     { readonly dir: string; readonly files: Readonly<Record<string, FileData>>; readonly owned?: boolean }
   >
-  /** `record: false`: a summary every commit rewrites (meta/, metrics.parquet), outside the index (store/integrity.ts). */
+  /** `record: false`: a summary every commit rewrites (meta/, metrics.parquet), outside the index. */
   readonly files: ReadonlyArray<{ readonly file: string; readonly data: FileData; readonly record?: false }>
   /** Text appended to a file (metrics.jsonl) after the files above. */
   readonly append?: { readonly file: string; readonly text: string }

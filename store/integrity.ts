@@ -138,7 +138,7 @@ export interface StoredFiles {
   readonly legacy: boolean
   /** A committed file's bytes; throws `DamagedFile` when they are not what was recorded. */
   readonly read: (file: string) => Uint8Array
-  /** Whether the folder holds `file` (retention may not have kept it); throws `DamagedFile` when it is recorded but gone. */
+  /** Whether the folder holds `file` (retention may not have kept it); `DamagedFile` when recorded but gone. */
   readonly has: (file: string) => boolean
   /** A committed folder's files by name (a checkpoint); a recorded file that is gone is damage too. */
   readonly readDir: (dir: string) => Record<string, Uint8Array>

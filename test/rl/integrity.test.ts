@@ -203,7 +203,7 @@ describe("a replay, an export and a report", () => {
     expect(failure(exit)).toContain(`${file} is damaged`)
   })
 
-  it("refuse to regenerate trajectories that were recorded and deleted, instead of silently rolling out again", async () => {
+  it("refuse to regenerate recorded trajectories that were deleted, instead of rolling out again", async () => {
     const dir = tempRun("replay-missing")
     fs.cpSync(reference, dir, { recursive: true })
     const file = path.join(dir, "trajectories/iter-000000.parquet")
