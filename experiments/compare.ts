@@ -15,13 +15,24 @@ import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import type { Claim } from "./experiment.ts"
 import { experimentHtml } from "./html.ts"
-import { type BySeed, pairedDifference, summarize, type Summary, verdictOf } from "./stats.ts"
+import {
+  type BySeed,
+  critical,
+  DEFAULT_CONFIDENCE,
+  judgeClaims,
+  type Judged,
+  pairedDifference,
+  summarize,
+  type Summary
+} from "./stats.ts"
 
 export interface ExperimentRecord {
   readonly name: string
   readonly doc: string
   readonly arms: ReadonlyArray<{ readonly label: string }>
   readonly claims: ReadonlyArray<Claim>
+  /** The claims' test confidence (absent: 0.95). */
+  readonly confidence?: number
   readonly runs: ReadonlyArray<{ readonly arm: string; readonly seed: number; readonly dir: string }>
 }
 
@@ -119,14 +130,22 @@ const fmt = (s: Summary) => `${s.mean.toFixed(4)} ± ${Number.isFinite(s.se) ? s
 const lastOf = (byIteration: Map<number, BySeed> | undefined) =>
   byIteration === undefined ? undefined : Math.max(...byIteration.keys())
 
-/** A claim's effect: paired difference of two arms at the last common iteration, or last − first of one arm. */
-export const effectOf = (values: Values, c: Claim): { effect: Summary; where: string } | undefined => {
+/**
+ * A claim's effect: paired difference of two arms at the last common iteration, or last − first
+ * evaluation of one arm — `short` when those are under a quarter of the run apart, too close to call
+ * a change "over training".
+ */
+export const effectOf = (
+  values: Values,
+  c: Claim
+): { effect: Summary; where: string; short?: true } | undefined => {
   const series = values.get(c.arm)?.get(c.metric)
   if (series === undefined) return undefined
   if ("over" in c) {
     const [first, last] = [Math.min(...series.keys()), Math.max(...series.keys())]
-    if (first === last) return { effect: { mean: Number.NaN, se: Number.NaN, n: 0 }, where: `iteration ${last} only` }
-    return { effect: pairedDifference(series.get(last)!, series.get(first)!), where: `iteration ${last} − ${first}` }
+    const effect = pairedDifference(series.get(last)!, series.get(first)!)
+    const where = `iteration ${last} − ${first}`
+    return last - first < (last + 1) / 4 ? { effect, where, short: true } : { effect, where }
   }
   const other = values.get(c.than)?.get(c.metric)
   const common = [...series.keys()].filter((i) => other?.has(i))
@@ -135,25 +154,47 @@ export const effectOf = (values: Values, c: Claim): { effect: Summary; where: st
   return { effect: pairedDifference(series.get(at)!, other.get(at)!), where: `iteration ${at}, ${c.arm} − ${c.than}` }
 }
 
+/** Each claim's effect and its verdicts (its own test's and Holm's over the experiment's claims). */
+export const judged = (record: ExperimentRecord, values: Values) => {
+  const effects = record.claims.map((c) => effectOf(values, c))
+  const verdicts = judgeClaims(
+    effects.map((e, i) => (e === undefined ? undefined : { ...e, direction: record.claims[i].direction })),
+    record.confidence ?? DEFAULT_CONFIDENCE
+  )
+  return record.claims.map((claim, i) => ({ claim, effect: effects[i], judged: verdicts[i] }))
+}
+
+const testText = (j: Judged, confidence: number) =>
+  j.test.df < 1 ?
+    "" :
+    `; t = ${j.test.t.toFixed(2)}, df = ${j.test.df}, p = ${j.test.p.toPrecision(2)}, |t| > ${
+      critical(j.test.df, confidence).toFixed(2)
+    } needed`
+
 const findings = (record: ExperimentRecord, values: Values) => {
+  const confidence = record.confidence ?? DEFAULT_CONFIDENCE
   const lines = [
     `# Findings of ${record.name}`,
     "",
-    "Verdicts are computed from comparison.parquet: *supported* when the"
+    `Verdicts are computed from comparison.parquet by a two-sided paired t test across seeds at ${
+      (confidence * 100).toFixed(0)
+    } % confidence`,
+    "(Student's t, df = seeds − 1): *supported* when the effect is significant in the claimed direction,",
+    "*contradicted* when against it, *inconclusive at this budget* otherwise; under 3 seeds *too few seeds*,",
+    "and a claim over training whose first and last evaluation are under a quarter of the run apart *too short",
+    `a span*. Beside each, the verdict under Holm's correction over the experiment's ${record.claims.length} claims.`,
+    ""
   ]
-  lines.push("effect is beyond 2 paired standard errors in the claimed direction, *contradicted* beyond 2 against")
-  lines.push("it, *inconclusive at this budget* otherwise (or with one seed: no error estimate).", "")
-  for (const c of record.claims) {
-    const e = effectOf(values, c)
+  for (const { claim: c, effect: e, judged: j } of judged(record, values)) {
     const claimed = "over" in c ?
       `${c.metric} of ${c.arm} ${c.direction === ">" ? "grows" : "shrinks"} over training`
       : `${c.metric}: ${c.arm} ${c.direction} ${c.than}`
     lines.push(
-      e === undefined
+      e === undefined || j === undefined
         ? `- **${c.name}** (${claimed}): no data — the runs did not report ${c.metric}`
-        : `- **${c.name}** (${claimed}): effect ${fmt(e.effect)} at ${e.where} → **${
-          verdictOf(e.effect, c.direction)
-        }**`
+        : `- **${c.name}** (${claimed}): effect ${fmt(e.effect)} at ${e.where}${
+          testText(j, confidence)
+        } → **${j.verdict}** (Holm: ${j.holm})`
     )
   }
   return lines.join("\n") + "\n"

@@ -56,6 +56,8 @@ export interface ExperimentDef {
     readonly every?: number
   }
   readonly claims?: ReadonlyArray<Claim>
+  /** The confidence of the claims' two-sided paired t tests (default 0.95; experiments/stats.ts). */
+  readonly confidence?: number
   /** What a run of it costs, in words (machine, minutes). */
   readonly budget?: string
 }
@@ -74,6 +76,9 @@ const problemsOf = (def: ExperimentDef): Array<string> => {
   const seeds = typeof def.seeds === "number" ? [def.seeds] : def.seeds
   if (seeds.length === 0 || seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) {
     problems.push(`seeds must be a positive count or non-negative integers (given ${JSON.stringify(def.seeds)})`)
+  }
+  if (def.confidence !== undefined && !(def.confidence > 0 && def.confidence < 1)) {
+    problems.push(`confidence must be between 0 and 1, e.g. 0.95 (given ${def.confidence})`)
   }
   for (const c of def.claims ?? []) {
     for (const arm of "than" in c ? [c.arm, c.than] : [c.arm]) {

@@ -5,8 +5,8 @@
  */
 import { lineChart, type Series } from "../report/svg.ts"
 import type { ExperimentRecord, Values } from "./compare.ts"
-import { effectOf } from "./compare.ts"
-import { pairedDifference, summarize, verdictOf } from "./stats.ts"
+import { judged } from "./compare.ts"
+import { pairedDifference, summarize } from "./stats.ts"
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
@@ -73,11 +73,12 @@ export const experimentHtml = (record: ExperimentRecord, values: Values): string
   if (steps.length > 1) {
     charts.push(lineChart("ODE improvement by step count (last evaluation)", byStepCount(values, arms, steps), "steps"))
   }
-  const findings = record.claims.map((c) => {
-    const e = effectOf(values, c)
-    const verdict = e === undefined ? "no data" : verdictOf(e.effect, c.direction)
+  const findings = judged(record, values).map(({ claim: c, effect: e, judged: j }) => {
     const effect = e === undefined ? "" : `: ${fmt(e.effect.mean, e.effect.se)} (n=${e.effect.n}) at ${esc(e.where)}`
-    return `<li class="claim"><b>${esc(c.name)}</b>${effect} → <b class="verdict">${verdict}</b></li>`
+    const holm = j === undefined ? "" : ` <small>(Holm: ${j.holm})</small>`
+    return `<li class="claim"><b>${esc(c.name)}</b>${effect} → <b class="verdict">${
+      j?.verdict ?? "no data"
+    }</b>${holm}</li>`
   })
   return [
     "<!doctype html><html><head><meta charset=\"utf-8\">",

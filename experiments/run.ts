@@ -149,6 +149,7 @@ const writeRecord = (def: ExperimentDef, plan: Plan, status: (run: PlannedRun) =
         seeds: plan.seeds,
         arms: plan.arms,
         claims: def.claims ?? [],
+        ...(def.confidence === undefined ? {} : { confidence: def.confidence }),
         runs: plan.runs.map((r) => ({ arm: r.arm, seed: r.seed, dir: r.dir, status: status(r) }))
       },
       null,

@@ -13,7 +13,7 @@ import { experiments } from "../experiments/builtin.ts"
 import { computeSeconds } from "../experiments/compare.ts"
 import { Experiment } from "../experiments/experiment.ts"
 import { planExperiment, runExperiment } from "../experiments/run.ts"
-import { pairedDifference, verdictOf } from "../experiments/stats.ts"
+import { critical, judgeClaims, pairedDifference, verdictOf } from "../experiments/stats.ts"
 import { flowGrpo } from "../pipelines/flow-grpo.ts"
 import { isolateCache, tempDir, toyRl } from "./support/runs.ts"
 
@@ -123,12 +123,12 @@ describe("an experiment", () => {
   it("writes each claim's effect and computed verdict into findings.md", () => {
     const text = fs.readFileSync(path.join(out, "findings.md"), "utf8")
     const line = text.split("\n").find((l) => l.startsWith("- **learning beats frozen**")) ?? ""
-    expect(line).toMatch(/effect -?\d+\.\d+ ± \d+\.\d+ \(n=2\) at iteration 1, learning − frozen → \*\*/)
-    expect(line).toMatch(/→ \*\*(supported|contradicted|inconclusive at this budget)\*\*$/)
+    expect(line).toMatch(/effect -?\d+\.\d+ ± \d+\.\d+ \(n=2\) at iteration 1, learning − frozen; t = /)
+    // Two seeds: one degree of freedom, no verdict.
+    expect(line).toMatch(/→ \*\*too few seeds\*\* \(Holm: too few seeds\)$/)
+    expect(text).toContain("two-sided paired t test across seeds at 95 % confidence")
     // lr 0 leaves the weights at the base's: its improvement is exactly 0 at every evaluation.
-    expect(text).toMatch(
-      /\*\*frozen does not improve\*\* .*effect 0\.0000 ± 0\.0000 .* → \*\*inconclusive at this budget\*\*/
-    )
+    expect(text).toMatch(/\*\*frozen does not improve\*\* .*effect 0\.0000 ± 0\.0000 .* → \*\*too few seeds\*\*/)
     expect(fs.readFileSync(path.join(out, "comparison.md"), "utf8")).toMatch(/\| eval\.improvement\.s6 \|/)
   })
 
@@ -231,10 +231,46 @@ describe("experiment statistics", () => {
     expect(d.se).toBeLessThan(d.seUnpaired / 10)
   })
 
-  it("judge a claim supported, contradicted or inconclusive at 2 standard errors", () => {
-    expect(verdictOf({ mean: 0.3, se: 0.1, n: 3 }, ">")).toBe("supported")
-    expect(verdictOf({ mean: 0.3, se: 0.1, n: 3 }, "<")).toBe("contradicted")
-    expect(verdictOf({ mean: 0.15, se: 0.1, n: 3 }, ">")).toBe("inconclusive at this budget")
-    expect(verdictOf({ mean: 5, se: Number.NaN, n: 1 }, ">")).toBe("inconclusive at this budget")
+  // Student's t quantiles from a printed table (two-sided): df 2 at 95 % 4.303, df 4 at 95 % 2.776 and
+  // at 99 % 4.604; p = 0.025 at df 4 is t = 3.495. Each planted effect sits just either side of one.
+  it("judge a claim by a two-sided t test at the seeds' degrees of freedom, as a table of t quantiles says", () => {
+    expect(verdictOf({ mean: 0.44, se: 0.1, n: 3 }, ">")).toBe("supported")
+    expect(verdictOf({ mean: 0.42, se: 0.1, n: 3 }, ">")).toBe("inconclusive at this budget")
+    expect(verdictOf({ mean: 0.44, se: 0.1, n: 3 }, "<")).toBe("contradicted")
+    expect(verdictOf({ mean: 0.28, se: 0.1, n: 5 }, ">")).toBe("supported")
+    expect(verdictOf({ mean: 0.27, se: 0.1, n: 5 }, ">")).toBe("inconclusive at this budget")
+    expect(verdictOf({ mean: 0.47, se: 0.1, n: 5 }, ">", 0.99)).toBe("supported")
+    expect(verdictOf({ mean: 0.45, se: 0.1, n: 5 }, ">", 0.99)).toBe("inconclusive at this budget")
+    expect(critical(2, 0.95)).toBeCloseTo(4.303, 3)
+    expect(critical(4, 0.99)).toBeCloseTo(4.604, 3)
+    // No spread: an effect of exactly 0 is no evidence, any other is certain.
+    expect(verdictOf({ mean: 0, se: 0, n: 3 }, ">")).toBe("inconclusive at this budget")
+    expect(verdictOf({ mean: 0.1, se: 0, n: 3 }, ">")).toBe("supported")
+  })
+
+  it("draw no verdict from fewer than 3 seeds, however large the effect", () => {
+    expect(verdictOf({ mean: 5, se: 0.01, n: 2 }, ">")).toBe("too few seeds")
+    expect(verdictOf({ mean: 5, se: Number.NaN, n: 1 }, ">")).toBe("too few seeds")
+  })
+
+  it("correct several claims by Holm's step-down rule beside each claim's own verdict", () => {
+    const claim = (t: number) => ({ effect: { mean: t * 0.1, se: 0.1, n: 5 }, direction: ">" as const })
+    // df 4: t 5.0 has p < 0.01, t 3.9 has 0.01 < p < 0.025, t 3.3 has 0.025 < p < 0.05, t 2.9 has 0.04 < p < 0.05.
+    const all = judgeClaims([claim(5.0), claim(3.9), claim(2.9)])
+    expect(all.map((j) => j?.verdict)).toEqual(["supported", "supported", "supported"])
+    // Thresholds 0.05/3, 0.05/2, 0.05: every step passes.
+    expect(all.map((j) => j?.holm)).toEqual(["supported", "supported", "supported"])
+    const stopped = judgeClaims([claim(2.9), claim(5.0), claim(3.3)])
+    expect(stopped.map((j) => j?.verdict)).toEqual(["supported", "supported", "supported"])
+    // 3.3 (p ≈ 0.03) fails 0.05/2, so it and every larger p stay inconclusive.
+    expect(stopped.map((j) => j?.holm)).toEqual([
+      "inconclusive at this budget",
+      "supported",
+      "inconclusive at this budget"
+    ])
+    const short = judgeClaims([{ ...claim(9), short: true }, claim(3.3)])
+    expect(short.map((j) => j?.verdict)).toEqual(["too short a span", "supported"])
+    // The short claim is not in the family: 3.3 alone is judged at 0.05.
+    expect(short[1]?.holm).toBe("supported")
   })
 })
