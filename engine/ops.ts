@@ -64,6 +64,7 @@ const compare = (op: string) => (a: Operand, b: Operand): Tensor => {
 }
 export const greaterOrEqual = compare("GreaterOrEqual")
 export const lessOrEqual = compare("LessOrEqual")
+export const less = compare("Less")
 export const equal = compare("Equal")
 export const and = (a: Tensor, b: Tensor) => a.graph.node("And", [a, b], "bool", broadcastShapes(a.shape, b.shape, a))
 

@@ -8,7 +8,8 @@
  * (= Δt‖u + σ a‖² in the continuous form), μ_ft from the trained network, μ_base and the adjoint a
  * given per row (computed with the frozen base before the update). Rows whose √ℓ reaches the
  * clipping threshold (an EMA of the 90th percentile of √ℓ, `LossClip`) get weight 0, as the
- * reference drops them. The loss is Σ_rows w_row ℓ_row with w the kept rows' 1/count.
+ * reference's mask drops them. The loss is Σ_rows w_row ℓ_row with w = 1/rows (the update's feeds):
+ * a dropped row counts as 0 in the mean, as in the reference's `torch.mean(loss_evals * mask)`.
  */
 import type { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
@@ -46,7 +47,8 @@ export const adjointMatchingLoss =
     const control = op.div(op.sub(mu, rows.muBase), col(rows.s))
     const residual = op.add(control, op.mul(rows.adjoint, col(rows.s)))
     const perRow = op.reduceSum(op.square(residual), [1])
-    const kept = op.cast(op.lessOrEqual(op.sqrt(perRow), rows.threshold), "float32")
+    // Kept while √ℓ < threshold, strictly, as the reference's mask.
+    const kept = op.cast(op.less(op.sqrt(perRow), rows.threshold), "float32")
     return {
       loss: op.reduceSum(op.mul(op.mul(perRow, rows.w), kept), [0]),
       extra: { row_loss: perRow, control_sq: op.reduceSum(op.square(control), [1]) }
@@ -75,13 +77,27 @@ export const sampleTimeIndices = (
 }
 
 /**
- * Per-row loss clipping: keep a row while √ℓ < the threshold, an EMA (decay 0.9) of each batch's 90th
- * percentile of √ℓ, warmed up as a running average over the first 1/(1 − decay) batches. One graph runs
- * forward and backward, so a batch is clipped against the threshold before it; the first is not clipped.
+ * Per-row loss clipping, as am_trainer.py (soc-fine-tuning-sd `compute_loss`, `EMA_update`): a row is kept
+ * while √ℓ < the threshold (strictly), an EMA (decay 0.9) of each batch's 90th percentile of √ℓ, the
+ * percentile interpolated between order statistics as `torch.quantile` does. The EMA's warm-up is the
+ * reference's: the first value as it is, a running mean while the update count is below 1/decay (with
+ * 0.9, only the second value, averaged ½–½), then 0.1 of each new value.
+ * Departure (docs/algorithms.md §10): the reference folds the current batch into the EMA before masking it;
+ * etaflow's one graph runs forward and backward together, so a batch is masked by the EMA of the batches
+ * before it (the first batch is not clipped) — the same order would cost a second forward of every batch.
  */
 export interface LossClipState {
   readonly value: number
   readonly batches: number
+}
+
+/** The q-quantile of `values` with linear interpolation between order statistics (torch.quantile's default). */
+export const interpolatedQuantile = (values: ReadonlyArray<number>, q: number): number => {
+  const sorted = [...values].sort((x, y) => x - y)
+  const at = q * (sorted.length - 1)
+  const lo = Math.floor(at)
+  const hi = Math.min(sorted.length - 1, lo + 1)
+  return sorted[lo] + (at - lo) * (sorted[hi] - sorted[lo])
 }
 
 export class LossClip {
@@ -101,12 +117,17 @@ export class LossClip {
     return { value: this.value, batches: this.batches }
   }
 
-  /** Folds in a batch's per-row losses ℓ (not √ℓ). */
+  /** Whether a row of loss ℓ is kept: √ℓ strictly below the threshold. */
+  keeps(rowLoss: number): boolean {
+    return Math.sqrt(rowLoss) < this.value
+  }
+
+  /** Folds in a batch's per-row losses ℓ (not √ℓ): `EMA_update` of their √ℓ's quantile. */
   observe(rowLosses: ArrayLike<number>): void {
-    const roots = Array.from(rowLosses, (l) => Math.sqrt(l)).sort((x, y) => x - y)
-    const q = roots[Math.min(roots.length - 1, Math.floor(this.quantile * roots.length))]
-    this.batches++
-    const beta = Math.min(this.decay, 1 - 1 / this.batches)
-    this.value = this.batches === 1 ? q : beta * this.value + (1 - beta) * q
+    const q = interpolatedQuantile(Array.from(rowLosses, (l) => Math.sqrt(l)), this.quantile)
+    const n = this.batches
+    this.value = n === 0 ? q : n < 1 / this.decay ? q / (n + 1) + (1 - 1 / (n + 1)) * this.value : this.decay *
+        this.value + (1 - this.decay) * q
+    this.batches = n + 1
   }
 }

@@ -47,7 +47,18 @@ export interface AmUpdateRequest {
   readonly threads: number
   /** Drop rows at or above the EMA of the 90th percentile of √ℓ (the reference's per-sample clipping). */
   readonly lossClip: boolean
+  /** Gradient norm clipping; 0: none. */
+  readonly gradClip: number
+  /** Optimizer steps of the linear learning-rate warm-up from 0 (counted over the whole run). */
+  readonly warmupSteps: number
+  readonly weightDecay: number
 }
+
+/**
+ * The learning rate of optimizer step `step` (0-based, over the run): soc_trainer.py's `linear_warmup`
+ * LambdaLR, lr · step / warmup while step < warmup — so the very first step moves only the moments.
+ */
+export const warmupLr = (lr: number, step: number, warmup: number): number => (step < warmup ? lr * step / warmup : lr)
 
 type Row = readonly [j: number, k: number]
 
@@ -163,8 +174,14 @@ export const adjointMatchingUpdate = async (opts: {
     loss: adjointMatchingLoss(request.net, { residual: request.residual }),
     threads: request.threads,
     sessionKey: `adjoint-matching|${JSON.stringify(request.net)}|${request.residual}`,
-    // The reference's AdamW: betas (0.9, 0.95), no weight decay; gradients clipped at norm 1.
-    adam: { ...DEFAULT_ADAM, lr: request.lr, beta2: 0.95, maxGradNorm: 1 },
+    // The reference's AdamW: betas (0.9, 0.95); weight decay and gradient clipping as the request says.
+    adam: {
+      ...DEFAULT_ADAM,
+      lr: request.lr,
+      beta2: 0.95,
+      weightDecay: request.weightDecay,
+      maxGradNorm: request.gradClip > 0 ? request.gradClip : Number.POSITIVE_INFINITY
+    },
     init: opts.init,
     ...(opts.donate === undefined ? {} : { donate: opts.donate })
   })
@@ -189,13 +206,13 @@ export const adjointMatchingUpdate = async (opts: {
         muBase: await baseMeans(r, rows, baseOutput),
         threshold: request.lossClip ? clip.threshold : Infinity
       })
-      const out = await trainer.step(feeds)
+      const out = await trainer.step(feeds, warmupLr(request.lr, trainer.state.step, request.warmupSteps))
       const loss = out.extra.row_loss.data as Float32Array
       const control = out.extra.control_sq.data as Float32Array
       const targets = targetNorms(feeds, r.d)
       let [sumRoot, sum] = [0, 0]
       loss.forEach((l, q) => {
-        if (request.lossClip && Math.sqrt(l) > clip.threshold) stats.masked++
+        if (request.lossClip && !clip.keeps(l)) stats.masked++
         stats.control += Math.sqrt(control[q])
         stats.target += targets[q]
         sumRoot += Math.sqrt(l)
@@ -289,7 +306,10 @@ export const adjointUpdate = (
               batchSize: config.batchSize,
               innerEpochs: config.innerEpochs,
               threads: config.threads,
-              lossClip: config.lossClip
+              lossClip: config.lossClip,
+              gradClip: config.gradClip,
+              warmupSteps: config.warmupSteps,
+              weightDecay: config.weightDecay
             },
             init,
             // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).

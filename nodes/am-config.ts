@@ -50,6 +50,22 @@ export const amSettings = <K extends NoiseKey>(
     d.adjointSteps,
     "truncation K: adjoint and loss over the last K steps only (0: all steps)",
     { min: 0 }
+  ),
+  gradClip: Setting.number(
+    0,
+    "clip the gradient to this total norm; 0: no clipping (soc-fine-tuning-sd multi_prompt.yaml gradient_clip: 0.0)",
+    { min: 0 }
+  ),
+  warmupSteps: Setting.int(
+    20,
+    "learning rate raised linearly from 0 over this many optimizer steps (soc_trainer.py linear_warmup; 20 there)",
+    { min: 0 }
+  ),
+  weightDecay: Setting.number(0, "AdamW weight decay (soc_trainer.py configure_optimizers: 0.0)", { min: 0 }),
+  memoryless: Setting.boolean(
+    true,
+    "refuse samplers that are not memoryless (flow-grpo at noise √2, ddim or gddim at 1): only with one is " +
+      "p_base·exp(λr) the fixed point; false lets a study train with others"
   )
 })
 
@@ -97,6 +113,10 @@ export type AmConfig =
     readonly lambda: number
     readonly adjointSteps: number
     readonly lossClip: boolean
+    readonly gradClip: number
+    readonly warmupSteps: number
+    readonly weightDecay: number
+    readonly memoryless: boolean
     readonly targetAdjoint: TargetAdjoint
     readonly adjoint?: AdjointKind
     readonly costWeight?: CostWeight

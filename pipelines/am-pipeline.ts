@@ -43,16 +43,31 @@ export const amNodes = (variant: AmVariant) => ({
  * Refused before any folder exists: what the RL check refuses, a reward without a gradient, a
  * truncation longer than the trajectory, and (adjoint matching) a deterministic sampler.
  */
+/**
+ * Memoryless samplers of the RF base (docs/algorithms.md §10): the Flow-GRPO SDE at a = √2 is the paper's
+ * σ(t)² = 2(1 − t)/t; DDIM η = 1 (gDDIM λ = 1, the same sampler) draws DDPM's posterior, its discrete form.
+ */
+const isMemoryless = (sampler: string, noise: number): boolean =>
+  (sampler === "flow-grpo" && Math.abs(noise - Math.SQRT2) < 1e-9) ||
+  ((sampler === "ddim" || sampler === "gddim") && Math.abs(noise - 1) < 1e-9)
+
 const checkAmConfig = (variant: AmVariant) => (c: AmConfig): Array<string> => {
   const problems = checkRlConfig({ process: "rf" })(c)
   if (problems.length === 0) problems.push(...rewardGradientProblems(c))
   if (c.adjointSteps > c.steps) {
     problems.push(`setting "adjointSteps": K = ${c.adjointSteps} is more than the ${c.steps} steps (0 = all)`)
   }
-  if (!variant.deterministic && (c.sampler === "ode" || (c.noiseLevel ?? c.eta ?? 0) === 0)) {
+  const noise = c.noiseLevel ?? c.eta ?? 0
+  if (!variant.deterministic && (c.sampler === "ode" || noise === 0)) {
     problems.push(
       `setting "sampler": adjoint matching regresses onto s·a with the sampler's std s; ${c.sampler} at noise ` +
-        `${c.noiseLevel ?? c.eta ?? 0} has none (use flow-grpo at noiseLevel √2, the memoryless schedule)`
+        `${noise} has none (use flow-grpo at noiseLevel √2, the memoryless schedule)`
+    )
+  } else if (!variant.deterministic && c.memoryless && !isMemoryless(c.sampler, noise)) {
+    problems.push(
+      `setting "sampler": ${c.sampler} at noise ${noise} is not memoryless, so p_base·exp(λr) is not what adjoint ` +
+        `matching converges to; the memoryless samplers are flow-grpo at noiseLevel ${Math.SQRT2} (√2) and ddim or ` +
+        `gddim at 1 (--set memoryless=false trains with it anyway, to study the difference)`
     )
   }
   return problems

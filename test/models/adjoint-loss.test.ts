@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import { initParams } from "../../engine/params.ts"
 import { Trainer } from "../../engine/train.ts"
-import { adjointMatchingLoss, LossClip, sampleTimeIndices } from "../../models/adjoint-loss.ts"
+import { adjointMatchingLoss, interpolatedQuantile, LossClip, sampleTimeIndices } from "../../models/adjoint-loss.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
@@ -88,7 +88,7 @@ describe("the adjoint-matching loss", () => {
     const threshold = (roots[2] + roots[3]) / 2
     const t = await trainer()
     const r = await t.step(feeds(threshold), 0)
-    const kept = expected.filter((l) => Math.sqrt(l) <= threshold).reduce((x, y) => x + y, 0) / R
+    const kept = expected.filter((l) => Math.sqrt(l) < threshold).reduce((x, y) => x + y, 0) / R
     expect(Math.abs(r.loss - kept)).toBeLessThan(1e-4 * Math.max(1, kept))
     await t.release()
   })
@@ -117,14 +117,42 @@ describe("time indices and loss clipping", () => {
     expect(sampleTimeIndices(3, openStream(["times", "short"]))).toEqual([0, 1, 2])
   })
 
-  it("track an EMA of the 90th percentile of √ℓ, warmed up as a running average", () => {
+  it("take the 90th percentile of √ℓ interpolated between order statistics, as torch.quantile does", () => {
+    // √ℓ = 1..10: position 0.9 · 9 = 8.1 lies between the 9th and 10th values, 9 + 0.1 · (10 − 9).
+    expect(interpolatedQuantile(Array.from({ length: 10 }, (_, i) => i + 1), 0.9)).toBeCloseTo(9.1, 12)
+    expect(interpolatedQuantile([4, 1, 3, 2], 0.5)).toBeCloseTo(2.5, 12)
+    expect(interpolatedQuantile([7], 0.9)).toBe(7)
+  })
+
+  it("track the reference's EMA of the quantile over many batches, and keep rows strictly below it", () => {
+    // Batches whose √ℓ all equal v have quantile v. The sequence 10, 20, 5, 5, …: by hand, 10,
+    // then ½·20 + ½·10 = 15 (only the second update averages: 1 < 1/0.9), then 0.9·EMA + 0.1·5 eight
+    // times: 14, 13.1, 12.29, 11.561, 10.9049, 10.31441, 9.782969, 9.3046721.
     const clip = new LossClip()
     expect(clip.threshold).toBe(Number.POSITIVE_INFINITY)
-    // √ℓ = 1..10: the 90th percentile (index ⌊0.9·10⌋ = 9) is 10.
-    clip.observe(Array.from({ length: 10 }, (_, i) => (i + 1) ** 2))
-    expect(clip.threshold).toBe(10)
-    // Second batch, √ℓ = 2..20 step 2, q90 = 20; warm-up weight 1/2: (10 + 20)/2.
-    clip.observe(Array.from({ length: 10 }, (_, i) => (2 * (i + 1)) ** 2))
-    expect(clip.threshold).toBeCloseTo(15, 12)
+    for (const v of [10, 20, 5, 5, 5, 5, 5, 5, 5, 5]) clip.observe(new Array(8).fill(v * v))
+    expect(clip.threshold).toBeCloseTo(9.3046721, 9)
+    expect(clip.keeps(9.3 ** 2)).toBe(true)
+    expect(clip.keeps(clip.threshold ** 2)).toBe(false)
+    // am_trainer.py's EMA_update, typed from the reference, on 14 batches of varied losses.
+    const reference = { updates: 0, value: -1, decay: 0.9 }
+    const emaUpdate = (value: number) => {
+      if (reference.updates === 0) reference.value = value
+      else if (reference.updates < 1 / reference.decay) {
+        reference.value = value / (reference.updates + 1) + (1 - 1 / (reference.updates + 1)) * reference.value
+      } else reference.value = reference.decay * reference.value + (1 - reference.decay) * value
+      reference.updates += 1
+      return reference.value
+    }
+    const stream = openStream(["ema", "batches"])
+    const ours = new LossClip()
+    for (let b = 0; b < 14; b++) {
+      const losses = Array.from({ length: 12 }, () => (1 + 9 * stream.uniform()) ** 2)
+      const roots = losses.map(Math.sqrt).sort((x, y) => x - y)
+      // torch.quantile(…, 0.9) of 12 values: position 9.9, between the 10th and 11th.
+      const expected = emaUpdate(roots[9] + 0.9 * (roots[10] - roots[9]))
+      ours.observe(losses)
+      expect(ours.threshold).toBeCloseTo(expected, 12)
+    }
   })
 })

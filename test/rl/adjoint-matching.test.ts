@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
+import { warmupLr } from "../../nodes/adjoint-update.ts"
 import { adjointMatching } from "../../pipelines/adjoint-matching.ts"
 import { deterministicAm } from "../../pipelines/deterministic-am.ts"
 import { Replay } from "../../pipelines/replay.ts"
@@ -85,6 +86,47 @@ describe("adjoint-matching", () => {
     await Effect.runPromise(Replay.fromRun(am).from("update").with({}, { out, progress: "none" }))
     expect(lastWeights(out).equals(lastWeights(am))).toBe(true)
     expect(metricsText(out)).toBe(metricsText(am))
+  })
+})
+
+describe("adjoint matching's recipe (soc-fine-tuning-sd's defaults)", () => {
+  const first = (dir: string) => path.join(dir, "checkpoints/iter-000000/weights.safetensors")
+
+  it("warms the learning rate up from 0: lr · step / 20, so the first optimizer step leaves the base's weights", async () => {
+    expect([0, 1, 5, 19, 20, 300].map((n) => warmupLr(1e-3, n, 20))).toEqual([0, 5e-5, 2.5e-4, 9.5e-4, 1e-3, 1e-3])
+    // One optimizer step (all 32 trajectories in one batch); the base's weights, as an update at lr 0 leaves them.
+    const one = { iterations: "1", batchSize: "32" }
+    const frozen = fs.readFileSync(first(await run(adjointMatching, { ...one, lr: "0", warmupSteps: "0" })))
+    const warm = await run(adjointMatching, one)
+    expect(fs.readFileSync(first(warm)).equals(frozen)).toBe(true)
+    const cold = await run(adjointMatching, { ...one, warmupSteps: "0" })
+    expect(fs.readFileSync(first(cold)).equals(frozen)).toBe(false)
+  })
+
+  it("clips no gradient by default (gradClip 0), and clips at a positive gradClip", async () => {
+    const set = { iterations: "2", warmupSteps: "0" }
+    const none = await run(adjointMatching, set)
+    const never = await run(adjointMatching, { ...set, gradClip: "1e30" })
+    const tight = await run(adjointMatching, { ...set, gradClip: "1e-4" })
+    expect(fs.readFileSync(first(none)).equals(fs.readFileSync(first(never)))).toBe(true)
+    expect(fs.readFileSync(first(none)).equals(fs.readFileSync(first(tight)))).toBe(false)
+  })
+
+  it("refuses a sampler that is not memoryless before any folder exists, unless memoryless=false", async () => {
+    const out = tempRun("am-dance")
+    const refused = await Effect.runPromiseExit(
+      runPipeline(adjointMatching, {
+        out,
+        progress: "none",
+        set: { ...set, sampler: "dance-grpo", noiseLevel: "0.3" }
+      })
+    )
+    expect(String(Exit.isFailure(refused) ? refused.cause : "")).toMatch(
+      /dance-grpo at noise 0\.3 is not memoryless.*flow-grpo at noiseLevel 1\.414.*ddim or gddim at 1/
+    )
+    expect(fs.existsSync(out)).toBe(false)
+    await run(adjointMatching, { sampler: "dance-grpo", noiseLevel: "0.3", memoryless: "false", iterations: "1" })
+    await run(adjointMatching, { sampler: "ddim", noiseLevel: "1", iterations: "1" })
   })
 })
 

@@ -139,7 +139,11 @@ export const trainToy = async (
         batchSize: opts.batchSize ?? opts.chains,
         innerEpochs: 1,
         threads: 1,
-        lossClip: opts.lossClip ?? true
+        lossClip: opts.lossClip ?? true,
+        // The toys' recipe: gradients clipped at norm 1, full rate from the first step.
+        gradClip: 1,
+        warmupSteps: 0,
+        weightDecay: 0
       },
       init: state,
       ...(clip === undefined ? {} : { clip }),
