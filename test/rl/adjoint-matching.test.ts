@@ -92,7 +92,7 @@ describe("adjoint-matching", () => {
 describe("adjoint matching's recipe (soc-fine-tuning-sd's defaults)", () => {
   const first = (dir: string) => path.join(dir, "checkpoints/iter-000000/weights.safetensors")
 
-  it("warms the learning rate up from 0: lr · step / 20, so the first optimizer step leaves the base's weights", async () => {
+  it("warms the learning rate up from 0: the first optimizer step leaves the base's weights", async () => {
     expect([0, 1, 5, 19, 20, 300].map((n) => warmupLr(1e-3, n, 20))).toEqual([0, 5e-5, 2.5e-4, 9.5e-4, 1e-3, 1e-3])
     // One optimizer step (all 32 trajectories in one batch); the base's weights, as an update at lr 0 leaves them.
     const one = { iterations: "1", batchSize: "32" }
