@@ -76,13 +76,18 @@ const evaluate = async (
   return res
 }
 
-const rowFeeds = (lpOld: ArrayLike<number>, adv: ArrayLike<number>, bs: ArrayLike<number> = new Array(M).fill(b)) => ({
+const rowFeeds = (
+  lpOld: ArrayLike<number>,
+  adv: ArrayLike<number>,
+  bs: ArrayLike<number> = new Array(M).fill(b),
+  ss: ArrayLike<number> = new Array(M).fill(s)
+) => ({
   x: { data: x, dims: [M, d] },
   x_next: { data: xNext, dims: [M, d] },
   t: { data: new Float32Array(M).fill(t), dims: [M] },
   a: { data: new Float64Array(M).fill(a), dims: [M] },
   b: { data: Float64Array.from(bs), dims: [M] },
-  s: { data: new Float64Array(M).fill(s), dims: [M] },
+  s: { data: Float64Array.from(ss), dims: [M] },
   lp_old: { data: Float64Array.from(lpOld), dims: [M] },
   adv: { data: Float32Array.from(adv), dims: [M] },
   w: { data: new Float32Array(M).fill(1 / M), dims: [M] }
@@ -144,18 +149,20 @@ describe("the PPO-clip loss", () => {
     "normalises Precise's ratio per step: log r = (Δlp + mean (μ − μ_old)²/(2s²))·s, each row ÷ |b| of its step",
     async () => {
       const f = await forward(theta)
+      // Two steps with their own b and s: a batch-mean σ̄ (0.325) or |b| in place of each row's is off by ≥ 10 %.
       const bs = [-0.3, -0.3, -0.3, -0.1, -0.1, -0.1]
-      const rows = Array.from({ length: M }, (_, i) => byHand(f, i, bs[i]))
+      const ss = [0.25, 0.25, 0.25, 0.4, 0.4, 0.4]
+      const rows = Array.from({ length: M }, (_, i) => byHand(f, i, bs[i], ss[i]))
       const muOld = new Float32Array(M * d)
       rows.forEach((r, i) => r.mu.forEach((m, e) => (muOld[i * d + e] = m + 0.01 * (e - 1.5))))
       const lpOld = rows.map((r) => r.lp - 0.02)
-      const res = await evaluate(ppoLoss({ ...config, rationorm: true }), rowFeeds(lpOld, advs, bs), {
+      const res = await evaluate(ppoLoss({ ...config, rationorm: true }), rowFeeds(lpOld, advs, bs, ss), {
         mu_old: { data: muOld, dims: [M, d] }
       })
       const expected = rows.reduce((sum, r, i) => {
         let shift = 0
         for (let e = 0; e < d; e++) shift += (r.mu[e] - muOld[i * d + e]) ** 2
-        const ratio = Math.exp((r.lp - lpOld[i] + shift / d / (2 * s * s)) * s)
+        const ratio = Math.exp((r.lp - lpOld[i] + shift / d / (2 * ss[i] * ss[i])) * ss[i])
         const clipped = Math.min(Math.max(ratio, 1 - eps), 1 + eps)
         return sum + Math.max(-advs[i] * ratio, -advs[i] * clipped) / Math.abs(bs[i]) / M
       }, 0)
