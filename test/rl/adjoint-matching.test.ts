@@ -53,10 +53,11 @@ describe("adjoint-matching", () => {
     for (const m of ["control_norm", "target_norm", "masked_fraction", "ess", "am_loss"]) {
       expect(metricSeries(am, m).every((r) => Number.isFinite(r.value)), m).toBe(true)
     }
-    // Training starts at the base (no control) and the control grows toward the adjoint's target.
-    const [control, target] = [metricSeries(am, "control_norm"), metricSeries(am, "target_norm")]
-    expect(control[0].value).toBeLessThan(control[2].value)
-    expect(control[0].value).toBeLessThan(0.1 * target[0].value)
+    // The control grows iteration after iteration while the warm-up raises the rate (it starts at the base's,
+    // 0, by construction; what is tested is that training moves it, and keeps moving it).
+    const control = metricSeries(am, "control_norm").map((r) => r.value)
+    expect(control[0]).toBeLessThan(control[1])
+    expect(control[1]).toBeLessThan(control[2])
     expect(metricSeries(am, "eval.improvement.s6").length).toBe(1)
     // 32 trajectories × 4 time indices (2 of the first 60 % of 6 steps, 2 of the rest).
     expect(metricSeries(am, "trained_rows").map((r) => r.value)).toEqual([128, 128, 128])
@@ -131,13 +132,17 @@ describe("adjoint matching's recipe (soc-fine-tuning-sd's defaults)", () => {
 })
 
 describe("deterministic-am", () => {
-  it("with K = N is the untruncated pipeline bit for bit", async () => {
-    const [full, all] = [
+  // What this checks is the setting's reading (K = N and K = 0 start the window at step 0); that a truncated
+  // recursion is right is checked against central differences from step 3 of 5 (test/diffusion/adjoint.test.ts).
+  it("reads K = N as no truncation, like K = 0, and a K < N as another training", async () => {
+    const [full, all, truncated] = [
       await run(deterministicAm, { adjointSteps: "0" }),
-      await run(deterministicAm, { adjointSteps: "6" })
+      await run(deterministicAm, { adjointSteps: "6" }),
+      await run(deterministicAm, { adjointSteps: "3" })
     ]
     expect(lastWeights(all).equals(lastWeights(full))).toBe(true)
     expect(metricSeries(all, "control_norm")).toEqual(metricSeries(full, "control_norm"))
+    expect(lastWeights(truncated).equals(lastWeights(full))).toBe(false)
   })
 
   it("truncated to the last K = 3 steps computes adjoints and trains rows only there", async () => {
