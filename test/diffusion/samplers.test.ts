@@ -114,8 +114,12 @@ describe.each(cases)("sampler $name on $setup.label", ({ name, setup }) => {
     }
   })
 
+  // The log-prob here is recomputed with the rollout's own formula (transitionLogProb), so what this checks is
+  // the record — the stored latents, (a, b, s) and log-prob belong to one transition, and the model output
+  // re-evaluated at the stored state is the one sampled with — not the formula, which
+  // test/rl/stored-logprob.test.ts checks against the training graph's independent arithmetic.
   it(
-    "stores transitions whose log-prob recomputed from (a, b, s) and the model output is the sampled one (ratio ≡ 1)",
+    "records each transition whole: its stored states, (a, b, s) and model output give its stored log-prob",
     async () => {
       const r = await rollout({
         policy,

@@ -17,8 +17,11 @@ const out = () => tempRun("sc")
 const read = (file: string) => fromParquet(new Uint8Array(fs.readFileSync(file)), file)
 
 describe("sampler-check", () => {
+  // As in test/diffusion/samplers.test.ts, the log-prob is recomputed with the rollout's own formula: what
+  // this checks is the Parquet record (states stored once, coefficients and log-probs row by row), not the
+  // formula (test/rl/stored-logprob.test.ts checks that against the training graph).
   it(
-    "stores trajectories whose log-probs recomputed from the Parquet file equal the stored ones (ratio ≡ 1)",
+    "stores trajectories from whose Parquet rows each transition's log-prob is recomputed bit for bit",
     async () => {
       const dir = out()
       const exit = await Effect.runPromiseExit(
