@@ -3,13 +3,7 @@
  * small control network g_θ added to it (f_ft = f_base + g_θ): the loop the pipelines run — rollout,
  * reward gradient, adjoint, update — with the same library functions, on a problem with a known answer.
  */
-import {
-  type AdjointKind,
-  type CostWeight,
-  type Drift,
-  runningVariance,
-  type TargetAdjoint
-} from "../../diffusion/adjoint.ts"
+import { type AdjointKind, type CostWeight, type Drift, type TargetAdjoint } from "../../diffusion/adjoint.ts"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import type { Policy } from "../../diffusion/policy.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
@@ -165,6 +159,16 @@ export const trainToy = async (
  * difference equation P_k = A²P/(1 + s²P), q_k = A(P B + q)/(1 + s²P).
  * Returns the optimal control g*_k(x) = δ/b_k and the final mean and variance from x_0 ~ N(0, 1).
  */
+/**
+ * ∫ c(u) du over a step, the running-cost weight's integral, by Simpson's rule on the weights as docs/algorithms.md
+ * §10 defines them (c = 1, or c(u) = 2(1 − u) in flow time): typed here from the definition, not from
+ * `runningVariance`, whose closed form the deterministic-am update uses and the Riccati answer must check.
+ */
+const stepCostWeight = (t: number, tNext: number, weight: CostWeight): number => {
+  const c = (u: number) => (weight === "constant" ? 1 : 2 * (1 - u))
+  return ((t - tNext) / 6) * (c(tNext) + 4 * c((t + tNext) / 2) + c(t))
+}
+
 export const riccati = async (p: ToyProblem, weight: CostWeight = "constant") => {
   const grid = uniformGrid(p.steps)
   const policy = gaussianData(base(p))
@@ -174,7 +178,7 @@ export const riccati = async (p: ToyProblem, weight: CostWeight = "constant") =>
       (await policy.predict(Float32Array.of(0), 1, grid[k]))[0],
       (await policy.predict(Float32Array.of(1), 1, grid[k]))[0]
     ]
-    const s2 = runningVariance(grid[k], grid[k + 1], weight)
+    const s2 = stepCostWeight(grid[k], grid[k + 1], weight)
     return { A: 1 + b * (f1 - f0), B: b * f0, b, s2, P: 0, q: 0 }
   }))
   let [P, q] = [p.lambda, -p.lambda * p.target]
