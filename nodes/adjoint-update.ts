@@ -52,7 +52,30 @@ export interface AmUpdateRequest {
   /** Optimizer steps of the linear learning-rate warm-up from 0 (counted over the whole run). */
   readonly warmupSteps: number
   readonly weightDecay: number
+  /** Probability that an optimizer batch trains the unconditional branch (a conditional network only). */
+  readonly promptDropout: number
 }
+
+/**
+ * The batch's condition and base outputs: with probability `promptDropout` the null condition and the
+ * base's unconditional outputs (am_trainer.py `evaluate_controls`: one draw per batch, the whole batch
+ * then regresses the unconditional branch onto the same adjoints, so CFG stays trained), else the prompts'.
+ */
+const batchCondition = (
+  opts: {
+    readonly condition?: Int32Array
+    readonly unconditional?: {
+      readonly condition: Int32Array
+      readonly baseOutput: (k: number) => Promise<Float32Array>
+    }
+  },
+  dropout: number,
+  stream: RandomStream,
+  baseOutput: (k: number) => Promise<Float32Array>
+) =>
+  opts.unconditional !== undefined && dropout > 0 && stream.uniform() < dropout
+    ? { dropped: true, condition: opts.unconditional.condition, baseOutput: opts.unconditional.baseOutput }
+    : { dropped: false, ...(opts.condition === undefined ? {} : { condition: opts.condition }), baseOutput }
 
 /**
  * The learning rate of optimizer step `step` (0-based, over the run): soc_trainer.py's `linear_warmup`
@@ -139,7 +162,17 @@ const feedsOf = (opts: {
   }
 }
 
-const newStats = () => ({ rows: 0, masked: 0, control: 0, target: 0, ess: 0, loss: 0, gradNorm: 0, steps: 0 })
+const newStats = () => ({
+  rows: 0,
+  masked: 0,
+  control: 0,
+  target: 0,
+  ess: 0,
+  loss: 0,
+  gradNorm: 0,
+  steps: 0,
+  dropped: 0
+})
 
 /** ‖a s‖ per row, from the feeds (the target's norm; the control's comes from the graph). */
 const targetNorms = (feeds: ReturnType<typeof feedsOf>, d: number) =>
@@ -156,6 +189,11 @@ export const adjointMatchingUpdate = async (opts: {
   readonly condition?: Int32Array
   /** The frozen base model's output f_base(x_k) of every chain at step k. */
   readonly baseOutput: (k: number) => Promise<Float32Array>
+  /** A conditional base's null condition per chain and its outputs under it (for `promptDropout`). */
+  readonly unconditional?: {
+    readonly condition: Int32Array
+    readonly baseOutput: (k: number) => Promise<Float32Array>
+  }
   readonly request: AmUpdateRequest
   readonly init: TrainState
   /** The caller gives `init`'s buffers up (Trainer.create's `donate`). */
@@ -199,13 +237,16 @@ export const adjointMatchingUpdate = async (opts: {
         perTrajectory[j]
       )
       if (rows.length === 0) continue
+      const batch = batchCondition(opts, request.promptDropout, opts.stream.child("dropout", epoch, i), baseOutput)
       const feeds = feedsOf({
         ...opts,
+        ...batch,
         r,
         rows,
-        muBase: await baseMeans(r, rows, baseOutput),
+        muBase: await baseMeans(r, rows, batch.baseOutput),
         threshold: request.lossClip ? clip.threshold : Infinity
       })
+      if (batch.dropped) stats.dropped++
       const out = await trainer.step(feeds, warmupLr(request.lr, trainer.state.step, request.warmupSteps))
       const loss = out.extra.row_loss.data as Float32Array
       const control = out.extra.control_sq.data as Float32Array
@@ -241,7 +282,26 @@ export const adjointMatchingUpdate = async (opts: {
       clip_threshold: clip.threshold,
       grad_norm: stats.gradNorm / stats.steps,
       optimizer_steps: stats.steps,
+      prompt_dropped_fraction: stats.dropped / stats.steps,
       trained_rows: stats.rows
+    }
+  }
+}
+
+/** A conditional base's null condition and its outputs under it, built on first use (only dropped batches need them). */
+const unconditionalBase = (r: Rollout, base: BaseModel, kind: AdjointKind, threads: number) => {
+  const condition = new Int32Array(r.chains).fill(base.net.classes)
+  let built: ReturnType<typeof baseOutputsFor> | undefined
+  const outputs = new Map<number, Promise<Float32Array>>()
+  return {
+    condition,
+    baseOutput: (k: number) => {
+      built ??= baseOutputsFor({ rollout: r, kind, base, threads, condition })
+      if (!outputs.has(k)) outputs.set(k, built.then((b) => b.output(k)))
+      return outputs.get(k)!
+    },
+    release: async () => {
+      if (built !== undefined) await (await built).release()
     }
   }
 }
@@ -287,11 +347,15 @@ export const adjointUpdate = (
               ...(condition ? { condition } : {})
             })
             : undefined
+          const unconditional = condition !== undefined && config.promptDropout > 0
+            ? unconditionalBase(r, base, variant.kind(config), config.threads)
+            : undefined
           const out = await adjointMatchingUpdate({
             rollout: r,
             adjoints: adjoint,
             process: base.process,
             ...(condition === undefined ? {} : { condition }),
+            ...(unconditional === undefined ? {} : { unconditional }),
             baseOutput: (k) =>
               adjoint.baseOutputs?.[k - adjoint.from]
                 ? Promise.resolve(adjoint.baseOutputs[k - adjoint.from])
@@ -309,14 +373,15 @@ export const adjointUpdate = (
               lossClip: config.lossClip,
               gradClip: config.gradClip,
               warmupSteps: config.warmupSteps,
-              weightDecay: config.weightDecay
+              weightDecay: config.weightDecay,
+              promptDropout: config.promptDropout
             },
             init,
             // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).
             donate: state !== null,
             ...(state?.lossClip === undefined ? {} : { clip: state.lossClip }),
             stream: rng.stream("update")
-          })
+          }).finally(() => unconditional?.release())
           await fallback?.release()
           return { state: { ...out.state, tracker: {}, lossClip: out.clip }, metrics: out.metrics }
         })

@@ -62,6 +62,12 @@ export const amSettings = <K extends NoiseKey>(
     { min: 0 }
   ),
   weightDecay: Setting.number(0, "AdamW weight decay (soc_trainer.py configure_optimizers: 0.0)", { min: 0 }),
+  promptDropout: Setting.number(
+    0.2,
+    "probability that an optimizer batch trains the unconditional branch against the same adjoints, so CFG " +
+      "stays trained (multi_prompt.yaml prompt_dropout; conditional bases only)",
+    { min: 0, max: 1 }
+  ),
   memoryless: Setting.boolean(
     true,
     "refuse samplers that are not memoryless (flow-grpo at noise √2, ddim or gddim at 1): only with one is " +
@@ -116,6 +122,7 @@ export type AmConfig =
     readonly gradClip: number
     readonly warmupSteps: number
     readonly weightDecay: number
+    readonly promptDropout: number
     readonly memoryless: boolean
     readonly targetAdjoint: TargetAdjoint
     readonly adjoint?: AdjointKind

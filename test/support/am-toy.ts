@@ -137,7 +137,8 @@ export const trainToy = async (
         // The toys' recipe: gradients clipped at norm 1, full rate from the first step.
         gradClip: 1,
         warmupSteps: 0,
-        weightDecay: 0
+        weightDecay: 0,
+        promptDropout: 0
       },
       init: state,
       ...(clip === undefined ? {} : { clip }),
