@@ -288,7 +288,7 @@ export const adjointMatchingUpdate = async (opts: {
   }
 }
 
-/** A conditional base's null condition and its outputs under it, built on first use (only dropped batches need them). */
+/** A conditional base's null condition and its outputs under it, built on first use (dropped batches only). */
 const unconditionalBase = (r: Rollout, base: BaseModel, kind: AdjointKind, threads: number) => {
   const condition = new Int32Array(r.chains).fill(base.net.classes)
   let built: ReturnType<typeof baseOutputsFor> | undefined

@@ -97,7 +97,7 @@ describe("prompt dropout in adjoint matching", () => {
     expect(kept.dropped).toBe(0)
   })
 
-  it("trains only the null condition's row, against the base's unconditional outputs, when the batch drops", async () => {
+  it("trains only the null condition's row, against the base's unconditional means, when the batch drops", async () => {
     const dropped = await update(1)
     expect(dropped.moved).toEqual([false, false, true])
     expect(dropped.unconditionalCalls).toBeGreaterThan(0)
