@@ -11,9 +11,11 @@
  * reference's mask drops them. The loss is Σ_rows w_row ℓ_row with w = 1/rows (the update's feeds):
  * a dropped row counts as 0 in the mean, as in the reference's `torch.mean(loss_evals * mask)`.
  */
-import type { Graph } from "../engine/graph.ts"
+import { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
-import type { LossBuilder } from "../engine/train.ts"
+import { paramInputs } from "../engine/params.ts"
+import { EngineSession } from "../engine/session.ts"
+import { cachedSession, type LossBuilder } from "../engine/train.ts"
 import type { RandomStream } from "../random/streams.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
@@ -56,6 +58,18 @@ export const adjointMatchingLoss =
   }
 
 /**
+ * A forward-only session of the loss graph returning each row's ℓ (`row_loss`) at parameters fed as `p.*`:
+ * what the loss clip's EMA takes in before the step that masks with it. Cached per network for the process.
+ */
+export const rowLossSession = (net: VelocityNetConfig, opts: { readonly residual?: boolean }, threads: number) =>
+  cachedSession(`adjoint-row-loss|${JSON.stringify(net)}|${opts.residual === true}|${threads}`, () => {
+    const g = new Graph("adjoint-row-loss")
+    const out = adjointMatchingLoss(net, opts)(g, paramInputs(g, velocityNet(net).specs, "p."))
+    g.output("row_loss", out.extra!.row_loss)
+    return EngineSession.create(g, { threads })
+  })
+
+/**
  * The time indices one trajectory trains (am_trainer.py `sample_time_indices`): `early` of the first
  * round(split·N) steps and `late` of the rest, without replacement, sorted.
  */
@@ -82,9 +96,8 @@ export const sampleTimeIndices = (
  * percentile interpolated between order statistics as `torch.quantile` does. The EMA's warm-up is the
  * reference's: the first value as it is, a running mean while the update count is below 1/decay (with
  * 0.9, only the second value, averaged ½–½), then 0.1 of each new value.
- * Departure (docs/algorithms.md §10): the reference folds the current batch into the EMA before masking it;
- * etaflow's one graph runs forward and backward together, so a batch is masked by the EMA of the batches
- * before it (the first batch is not clipped) — the same order would cost a second forward of every batch.
+ * As there, the current batch's quantile enters the EMA before the batch is masked: its row losses come
+ * from a forward-only pass (`rowLossSession`) ahead of the train step.
  */
 export interface LossClipState {
   readonly value: number

@@ -23,7 +23,13 @@ import { SessionError } from "../engine/session.ts"
 import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../engine/train.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
-import { adjointMatchingLoss, LossClip, type LossClipState, sampleTimeIndices } from "../models/adjoint-loss.ts"
+import {
+  adjointMatchingLoss,
+  LossClip,
+  type LossClipState,
+  rowLossSession,
+  sampleTimeIndices
+} from "../models/adjoint-loss.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import { type Adjoints, baseOutputsFor, latentsAt, rowNorms } from "./adjoint.ts"
@@ -224,6 +230,10 @@ export const adjointMatchingUpdate = async (opts: {
     ...(opts.donate === undefined ? {} : { donate: opts.donate })
   })
   const clip = new LossClip(0.9, 0.9, opts.clip)
+  const specs = velocityNet(request.net).specs
+  const rowLoss = request.lossClip
+    ? await rowLossSession(request.net, { residual: request.residual }, request.threads)
+    : undefined
   const outputs = new Map<number, Promise<Float32Array>>()
   const baseOutput = (k: number) => {
     if (!outputs.has(k)) outputs.set(k, opts.baseOutput(k))
@@ -244,8 +254,16 @@ export const adjointMatchingUpdate = async (opts: {
         r,
         rows,
         muBase: await baseMeans(r, rows, batch.baseOutput),
-        threshold: request.lossClip ? clip.threshold : Infinity
+        threshold: Infinity
       })
+      if (rowLoss !== undefined) {
+        // The reference's order: this batch's quantile enters the EMA, then the batch is masked by it.
+        const params = Object.fromEntries(
+          specs.map((sp) => [`p.${sp.name}`, { data: trainer.state.params[sp.name], dims: sp.shape }])
+        )
+        clip.observe((await rowLoss.run({ ...feeds, ...params })).row_loss.data as Float32Array)
+        feeds.threshold = { data: Float32Array.of(Math.min(clip.threshold, 3.4e38)), dims: [] }
+      }
       if (batch.dropped) stats.dropped++
       const out = await trainer.step(feeds, warmupLr(request.lr, trainer.state.step, request.warmupSteps))
       const loss = out.extra.row_loss.data as Float32Array
@@ -261,7 +279,6 @@ export const adjointMatchingUpdate = async (opts: {
       })
       // The reference's effective sample size (Σ√ℓ)²/Σℓ, here as a fraction of the batch's rows.
       stats.ess += sum > 0 ? (sumRoot * sumRoot) / (sum * loss.length) : 1
-      clip.observe(loss)
       stats.rows += loss.length
       stats.loss += out.loss
       stats.gradNorm += out.gradNorm

@@ -20,7 +20,7 @@ const chains = 16
 const steps = 4
 const base = gaussianData({ mean: 1, std: 0.5, dim: 1, process: rectifiedFlow, parameterization: "velocity" })
 
-const update = async (promptDropout: number) => {
+const update = async (promptDropout: number, lossClip = false) => {
   const r = await rollout({
     policy: base,
     sampler: flowGrpo,
@@ -54,7 +54,7 @@ const update = async (promptDropout: number) => {
     batchSize: chains,
     innerEpochs: 1,
     threads: 1,
-    lossClip: false,
+    lossClip,
     gradClip: 0,
     warmupSteps: 0,
     weightDecay: 0,
@@ -86,7 +86,7 @@ const update = async (promptDropout: number) => {
     const after = out.state.params["class.embedding"].subarray(c * H, (c + 1) * H)
     return after.some((v, i) => v !== before[i])
   })
-  return { moved, unconditionalCalls, dropped: out.metrics.prompt_dropped_fraction }
+  return { moved, unconditionalCalls, dropped: out.metrics.prompt_dropped_fraction, metrics: out.metrics }
 }
 
 describe("prompt dropout in adjoint matching", () => {
@@ -102,5 +102,16 @@ describe("prompt dropout in adjoint matching", () => {
     expect(dropped.moved).toEqual([false, false, true])
     expect(dropped.unconditionalCalls).toBeGreaterThan(0)
     expect(dropped.dropped).toBe(1)
+  })
+})
+
+describe("the loss clip inside the update", () => {
+  it("masks the first batch at its own interpolated 90th percentile, as the reference's order does", async () => {
+    const { metrics } = await update(0, true)
+    const n = metrics.trained_rows
+    // One batch of n distinct row losses: the quantile lies strictly between the sorted values at
+    // ⌊0.9 (n − 1)⌋ and the next, so exactly the rows above that index are at or over it (64 rows: 7).
+    expect(n).toBe(64)
+    expect(metrics.masked_fraction).toBe((n - 1 - Math.floor(0.9 * (n - 1))) / n)
   })
 })
