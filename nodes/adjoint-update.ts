@@ -53,6 +53,8 @@ export interface AmUpdateRequest {
   readonly threads: number
   /** Drop rows at or above the EMA of the 90th percentile of √ℓ (the reference's per-sample clipping). */
   readonly lossClip: boolean
+  /** Whether a batch's own quantile enters the EMA before it masks the batch (the reference's order). */
+  readonly lossClipOrder: "previous" | "reference"
   /** Gradient norm clipping; 0: none. */
   readonly gradClip: number
   /** Optimizer steps of the linear learning-rate warm-up from 0 (counted over the whole run). */
@@ -231,7 +233,7 @@ export const adjointMatchingUpdate = async (opts: {
   })
   const clip = new LossClip(0.9, 0.9, opts.clip)
   const specs = velocityNet(request.net).specs
-  const rowLoss = request.lossClip
+  const rowLoss = request.lossClip && request.lossClipOrder === "reference"
     ? await rowLossSession(request.net, { residual: request.residual }, request.threads)
     : undefined
   const outputs = new Map<number, Promise<Float32Array>>()
@@ -254,7 +256,7 @@ export const adjointMatchingUpdate = async (opts: {
         r,
         rows,
         muBase: await baseMeans(r, rows, batch.baseOutput),
-        threshold: Infinity
+        threshold: request.lossClip ? clip.threshold : Infinity
       })
       if (rowLoss !== undefined) {
         // The reference's order: this batch's quantile enters the EMA, then the batch is masked by it.
@@ -279,6 +281,7 @@ export const adjointMatchingUpdate = async (opts: {
       })
       // The reference's effective sample size (Σ√ℓ)²/Σℓ, here as a fraction of the batch's rows.
       stats.ess += sum > 0 ? (sumRoot * sumRoot) / (sum * loss.length) : 1
+      if (rowLoss === undefined) clip.observe(loss)
       stats.rows += loss.length
       stats.loss += out.loss
       stats.gradNorm += out.gradNorm
@@ -388,6 +391,7 @@ export const adjointUpdate = (
               innerEpochs: config.innerEpochs,
               threads: config.threads,
               lossClip: config.lossClip,
+              lossClipOrder: config.lossClipOrder,
               gradClip: config.gradClip,
               warmupSteps: config.warmupSteps,
               weightDecay: config.weightDecay,

@@ -20,7 +20,11 @@ const chains = 16
 const steps = 4
 const base = gaussianData({ mean: 1, std: 0.5, dim: 1, process: rectifiedFlow, parameterization: "velocity" })
 
-const update = async (promptDropout: number, lossClip = false) => {
+const update = async (
+  promptDropout: number,
+  lossClip = false,
+  lossClipOrder: "previous" | "reference" = "reference"
+) => {
   const r = await rollout({
     policy: base,
     sampler: flowGrpo,
@@ -55,6 +59,7 @@ const update = async (promptDropout: number, lossClip = false) => {
     innerEpochs: 1,
     threads: 1,
     lossClip,
+    lossClipOrder,
     gradClip: 0,
     warmupSteps: 0,
     weightDecay: 0,
@@ -113,5 +118,10 @@ describe("the loss clip inside the update", () => {
     // ⌊0.9 (n − 1)⌋ and the next, so exactly the rows above that index are at or over it (64 rows: 7).
     expect(n).toBe(64)
     expect(metrics.masked_fraction).toBe((n - 1 - Math.floor(0.9 * (n - 1))) / n)
+  })
+
+  it("masks nothing of the first batch in etaflow's default order (the EMA of earlier batches: none yet)", async () => {
+    const { metrics } = await update(0, true, "previous")
+    expect(metrics.masked_fraction).toBe(0)
   })
 })

@@ -134,6 +134,7 @@ export const trainToy = async (
         innerEpochs: 1,
         threads: 1,
         lossClip: opts.lossClip ?? true,
+        lossClipOrder: "previous",
         // The toys' recipe: gradients clipped at norm 1, full rate from the first step.
         gradClip: 1,
         warmupSteps: 0,
