@@ -42,19 +42,18 @@ export const damageError = (files: StoredFiles, damage: ReadonlyArray<Damage>, c
 }
 
 /**
- * The files of checkpoint `iteration`, each checked against its record; a damaged or missing recorded
- * file fails with every damaged file of the checkpoint named.
+ * The files of checkpoint `iteration`, each hashed as it is read and checked against its record; a damaged
+ * or missing recorded file fails with every damaged file of the checkpoint named.
  */
 export const readCheckpoint = (files: StoredFiles, iteration: number): Record<string, Uint8Array> => {
   const ckpt = path.join(files.root, "checkpoints", iterFile(iteration))
-  const damage = files.check(ckpt)
-  if (damage.length > 0) throw damageError(files, damage, iteration)
   try {
     return files.readDir(ckpt)
   } catch (e) {
-    // Changed between the check and the read.
-    if (e instanceof DamagedFile) throw damageError(files, [e.damage], iteration)
-    throw e
+    if (!(e instanceof DamagedFile)) throw e
+    // The first damaged file stopped the read; the message names every one of the checkpoint.
+    const all = files.check(ckpt)
+    throw damageError(files, all.length > 0 ? all : [e.damage], iteration)
   }
 }
 
