@@ -17,6 +17,26 @@ const tick = (
   v: number
 ) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(1) : Number(v.toPrecision(3)).toString())
 
+/**
+ * A chart title as centred lines that fit `width`: words wrapped greedily at ~7.5 px per character of 13 px
+ * bold text (a long title drawn on one line ran past both edges of the chart and was cut off).
+ */
+const titleLines = (title: string, width: number): Array<string> => {
+  const max = Math.max(12, Math.floor((width - 16) / 7.5))
+  const lines: Array<string> = []
+  for (const word of title.split(" ")) {
+    const last = lines.at(-1)
+    if (last !== undefined && last.length + 1 + word.length <= max) lines[lines.length - 1] = `${last} ${word}`
+    else lines.push(word)
+  }
+  return lines
+}
+
+const titleText = (lines: ReadonlyArray<string>, width: number) =>
+  `<text class="title" x="${width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${
+    lines.map((l, i) => `<tspan x="${width / 2}" dy="${i === 0 ? 0 : 15}">${esc(l)}</tspan>`).join("")
+  }</text>`
+
 export const lineChart = (
   title: string,
   series: ReadonlyArray<Series>,
@@ -24,7 +44,11 @@ export const lineChart = (
   width = 420,
   height = 240
 ): string => {
-  const pad = { l: 56, r: 12, t: 26, b: 34 }
+  const lines = titleLines(title, width)
+  // Each wrapped line lowers the plot and makes the chart taller by the same amount.
+  const extra = 15 * (lines.length - 1)
+  height += extra
+  const pad = { l: 56, r: 12, t: 26 + extra, b: 34 }
   const xs = series.flatMap((s) => s.x)
   const ys = series.flatMap((s) => s.y.flatMap((y, i) => [y - (s.err?.[i] ?? 0), y + (s.err?.[i] ?? 0)]))
   if (xs.length === 0) {
@@ -40,7 +64,7 @@ export const lineChart = (
   const parts = [
     `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
     `viewBox="0 0 ${width} ${height}">`,
-    `<text x="${width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${esc(title)}</text>`,
+    titleText(lines, width),
     `<line x1="${pad.l}" y1="${height - pad.b}" x2="${width - pad.r}" y2="${height - pad.b}" stroke="#444"/>`,
     `<line x1="${pad.l}" y1="${pad.t}" x2="${pad.l}" y2="${height - pad.b}" stroke="#444"/>`,
     ...[y0, (y0 + y1) / 2, y1].map((v) =>

@@ -145,6 +145,14 @@ describe.skipIf(!haveChromium)("the run report in headless chromium", () => {
       expect(await chart.locator("polyline.series").count()).toBe(2)
       expect(await chart.textContent()).toContain("base, 4 steps")
     }
+    // Every chart's title inside its chart, as the browser lays it out (long ones once ran past both edges).
+    const outside = await page.evaluate(`[...document.querySelectorAll("svg.chart")].flatMap((svg) => {
+      const title = svg.querySelector("text.title")
+      if (title === null) return []
+      const box = title.getBBox()
+      return box.x < 0 || box.x + box.width > Number(svg.getAttribute("width")) ? [title.textContent] : []
+    })`)
+    expect(outside).toEqual([])
     await browser.close()
   })
 
