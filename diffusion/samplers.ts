@@ -249,8 +249,8 @@ export const SAMPLERS = {
     family: "euler-maruyama",
     reference: 0.3
   },
-  // FlowCPS's default level was not found (docs/algorithms.md §6); 0.5 puts sin(ηπ/2) ≈ 0.71 of σ' into fresh noise.
-  cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho", reference: 0.5 },
+  // 0.7: FlowCPS's `sde_step_with_logprob` default and Precise's `_default_noise_level` for cps (§6.1).
+  cps: { sampler: cps, noise: "η ∈ [0, 1]", processes: ["rf"], family: "fixed-rho", reference: 0.7 },
   precise: { sampler: precise, noise: "η (= √2·λ)", processes: ["rf"], family: "exponential", reference: 1.5 },
   "dance-precise": { sampler: dancePrecise, noise: "η", processes: ["rf"], family: "exponential", reference: 0.3 }
 } as const satisfies Record<string, SamplerInfo>

@@ -63,6 +63,11 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   groupSize: Setting.int(d.groupSize, "trajectories per prompt (group)", { min: 1 }),
   reward: Setting.string("default", "reward spec name[:weight],… (default: classifier for MNIST, outer-ring for toys)"),
   lr: Setting.number(d.lr, "AdamW learning rate", { min: 0 }),
+  weightDecay: Setting.number(
+    1e-4,
+    "AdamW weight decay (ddpo-pytorch, flow_grpo and sdpo configs: adam_weight_decay 1e-4)",
+    { min: 0 }
+  ),
   innerEpochs: Setting.int(1, "passes over each iteration's transitions", { min: 1 }),
   batchSize: Setting.int(d.batchSize ?? 128, "trajectories (SDPO: pairs) per optimizer step", { min: 1 }),
   clipRange: Setting.number(d.clipRange, "PPO clip range ε of the ratio", { min: 0 }),
@@ -128,14 +133,18 @@ export const trackerSettings = {
   })
 }
 
-/** Settings only the VP pipelines (ddpo, sdpo) have: the training grid's timestep spacing. */
-export const vpSettings = {
+/**
+ * Settings only the VP pipelines (ddpo, sdpo) have: the training grid's timestep spacing, defaulting to
+ * each reference's (§1.1): ddpo-pytorch builds DDIM from SD 1.5's config (leading, `steps_offset` 1),
+ * SDPO from SD-Turbo's (`timestep_spacing: "trailing"`).
+ */
+export const vpSettings = (spacing: GridSpacing) => ({
   spacing: Setting.literal(
     GRID_SPACINGS,
-    "leading",
-    "DDIM timestep spacing of the training grid (leading: ddpo-pytorch and sdpo); evaluation is always trailing"
+    spacing,
+    "DDIM timestep spacing of the training grid (ddpo-pytorch: leading; sdpo: trailing); evaluation is always trailing"
   )
-}
+})
 
 /** The config fields every RL pipeline has (its noise key is read by `noiseOf`). */
 export interface RlConfig {
@@ -150,6 +159,7 @@ export interface RlConfig {
   readonly groupSize: number
   readonly reward: string
   readonly lr: number
+  readonly weightDecay: number
   readonly innerEpochs: number
   readonly batchSize: number
   readonly clipRange: number

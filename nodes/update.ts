@@ -51,6 +51,7 @@ import {
 /** The update's settings, from an RL config and the algorithm's variant. */
 export interface UpdateRequest {
   readonly lr: number
+  readonly weightDecay: number
   readonly innerEpochs: number
   readonly clipRange: number
   readonly beta: number
@@ -77,6 +78,7 @@ export interface UpdateRequest {
 /** The update settings of an RL config; the log-prob convention is the training sampler's (§6.2). */
 export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest => ({
   lr: c.lr,
+  weightDecay: c.weightDecay,
   innerEpochs: c.innerEpochs,
   clipRange: c.clipRange,
   beta: c.beta,
@@ -168,7 +170,7 @@ const runUpdates = async (
     threads: config.threads,
     optimization: "basic",
     sessionKey: `${plan.name}|${JSON.stringify(plan.lossKey)}`,
-    adam: { ...DEFAULT_ADAM, lr: config.lr, maxGradNorm: 1 },
+    adam: { ...DEFAULT_ADAM, lr: config.lr, weightDecay: config.weightDecay, maxGradNorm: 1 },
     init,
     // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).
     donate: state !== null

@@ -27,7 +27,7 @@ export const ddpo = Pipeline.define({
       timestepFraction: 1,
       shuffleTimesteps: true
     }),
-    ...vpSettings,
+    ...vpSettings("leading"),
     ...trackerSettings
   },
   nodes: rlNodes(variant, promptTrackerAdvantages)

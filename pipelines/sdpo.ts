@@ -36,7 +36,7 @@ export const SdpoSettings = {
     timestepFraction: 1,
     shuffleTimesteps: true
   }),
-  ...vpSettings,
+  ...vpSettings("trailing"),
   gamma: Setting.number(0.99, "discount γ of the dense-reward returns", { min: 0, max: 1 }),
   lambda: Setting.number(0.99, "temporal weight λ^k of the loss at step k", { min: 0 })
 }

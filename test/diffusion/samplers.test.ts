@@ -320,6 +320,23 @@ describe("sampler identities", () => {
     expect(t.logProb).toBe("unnormalized")
   })
 
+  it("CPS at every step and level is FlowCPS's step (sd3_sde_with_logprob.py lines 52–55)", () => {
+    // FlowCPS typed out: std = σ' sin(ηπ/2); x̂0 = x − σv; x̂1 = x + v(1 − σ);
+    // mean = x̂0(1 − σ') + x̂1 √(σ'² − std²) — read as a·x + b·v.
+    const grid = uniformGrid(10)
+    for (const eta of [0.3, 0.7, 0.9]) {
+      for (let k = 0; k < 10; k++) {
+        const [sg, sn] = [grid[k], grid[k + 1]]
+        const std = sn * Math.sin((eta * Math.PI) / 2)
+        const root = Math.sqrt(sn * sn - std * std)
+        const t = cps(ctx(k, rectifiedFlow, grid, "velocity"), eta)
+        expect(t.s).toBeCloseTo(std, 14)
+        expect(t.a).toBeCloseTo((1 - sn) + root, 12)
+        expect(t.b).toBeCloseTo(-sg * (1 - sn) + (1 - sg) * root, 12)
+      }
+    }
+  })
+
   it("Flow-GRPO's first step at σ = 1 uses the second grid value in place of the singular 1/(1 − σ)", () => {
     const grid = uniformGrid(10)
     const t = flowGrpo(ctx(0, rectifiedFlow, grid, "velocity"), 0.7)

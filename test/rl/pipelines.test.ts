@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { Graph } from "../../engine/graph.ts"
 import { toOnnx } from "../../engine/onnx.ts"
 import * as op from "../../engine/ops.ts"
+import { readSafetensors } from "../../engine/safetensors.ts"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { mixgrpo, mixWindow } from "../../pipelines/mixgrpo.ts"
@@ -106,6 +107,32 @@ describe("RL runs", () => {
     const file = path.join(dir, "trajectories/iter-000000.parquet")
     const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
     for (let i = 0; i < c.step.length; i++) expect(c.std[i] > 0).toBe(c.step[i] < 2)
+  })
+
+  it("decay the weights as AdamW does: one step at weightDecay w moves them by −lr·w·θ_base more", async () => {
+    // One optimizer step (64 trajectories, batch 64): both runs take the same Adam step from θ_base,
+    // and decoupled decay subtracts lr·w·θ_base before it (AdamW; the references' 1e-4 made 0.5 to
+    // be seen). lr = 0 keeps θ_base. 2e-6: float32 rounding of |θ| ≲ 4 on both sides of a difference.
+    const weightsOf = async (set: Record<string, string>) => {
+      const dir = tmp()
+      await Effect.runPromise(
+        runPipeline(flowGrpo, { out: dir, progress: "none", set: { ...toy, batchSize: "64", iterations: "1", ...set } })
+      )
+      const file = path.join(dir, "checkpoints/iter-000000/weights.safetensors")
+      return readSafetensors(new Uint8Array(fs.readFileSync(file)), file).tensors
+    }
+    const base = await weightsOf({ lr: "0" })
+    const plain = await weightsOf({ weightDecay: "0" })
+    const decayed = await weightsOf({ weightDecay: "0.5" })
+    let moved = 0
+    for (const [name, t] of Object.entries(base)) {
+      for (let i = 0; i < t.data.length; i++) {
+        const expected = plain[name].data[i] - 1e-3 * 0.5 * t.data[i]
+        expect(Math.abs(decayed[name].data[i] - expected)).toBeLessThan(2e-6)
+        if (Math.abs(decayed[name].data[i] - plain[name].data[i]) > 1e-5) moved++
+      }
+    }
+    expect(moved).toBeGreaterThan(100)
   })
 })
 
