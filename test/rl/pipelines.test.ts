@@ -138,7 +138,7 @@ describe("RL runs", () => {
 
 describe("sdpo on the double ring", () => {
   it(
-    "queries 3 rewards per trajectory and trains on the stored log-probs (reproduced within 1e-5 at θ_old)",
+    "queries 3 rewards per trajectory, trains on the stored log-probs (within 1e-5 at θ_old) on the trailing grid",
     async () => {
       const { sdpo } = await import("../../pipelines/sdpo.ts")
       const dir = tmp()
@@ -153,6 +153,11 @@ describe("sdpo on the double ring", () => {
       expect(metric(dir, "logprob_deviation").every((r) => r.value < 1e-5)).toBe(true)
       // One optimizer step per (permuted step position, minibatch of 4 pairs): 6 steps × 2 minibatches.
       expect(metric(dir, "optimizer_steps")[0].value).toBe(12)
+      // SD-Turbo's trailing grid (sdpo's reference), typed out for 6 steps: round(arange(1000, 0, −1000/6)) − 1.
+      const file = path.join(dir, "trajectories/iter-000001.parquet")
+      const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
+      const times = [...new Set(Array.from(c.t as Float64Array))].sort((a, b) => b - a)
+      expect(times).toEqual([999, 832, 666, 499, 332, 166])
     },
     600_000
   )
