@@ -19,6 +19,16 @@ export const MNIST_PROMPTS: PromptSet = {
   conditions: Int32Array.from({ length: 10 }, (_, d) => d)
 }
 
+/** The MNIST networks' learned null condition (index = classes, docs/algorithms.md §11): the unconditional base. */
+export const MNIST_NULL_CONDITION = 10
+
+/** The tilt task's one unconditional "prompt": the MNIST base at its null condition (§13). */
+export const TILT_PROMPTS: PromptSet = {
+  name: "tilt",
+  prompts: [""],
+  conditions: Int32Array.of(MNIST_NULL_CONDITION)
+}
+
 /** One unconditional "prompt" for the 2-D toys. */
 export const TOY_PROMPTS: PromptSet = { name: "unconditional", prompts: [""], conditions: Int32Array.of(-1) }
 

@@ -26,7 +26,7 @@ import { RewardSpecError } from "../rewards/rewards.ts"
 import { type AmConfig, windowStart } from "./am-config.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
-import { rewardOf } from "./rl-config.ts"
+import { rewardOf, targetOf } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 import { currentParams, type Trajectories } from "./rollout.ts"
 
@@ -164,7 +164,7 @@ const scaled = (v: Float32Array, c: number) => {
 }
 
 /** Why a config's reward has no gradient (an ONNX term with an op the engine cannot import), per term. */
-export const rewardGradientProblems = (c: Pick<AmConfig, "reward" | "dataset">): Array<string> =>
+export const rewardGradientProblems = (c: Pick<AmConfig, "reward" | "dataset" | "task">): Array<string> =>
   gradientProblems(rewardOf(c), c.dataset, c.dataset === "mnist" ? 784 : 2)
 
 /**
@@ -214,6 +214,7 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
           ...(classifier === undefined
             ? {}
             : { classifier: { onnx: classifier.onnx, classes: classifier.net.classes } }),
+          target: targetOf(config),
           threads: config.threads
         })
         const g = await gradient.gradient({

@@ -6,7 +6,6 @@
  */
 import { Node, Port } from "../kernel/node.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
-import { rewardOf } from "./rl-config.ts"
 import type { Trajectories } from "./rollout.ts"
 import { REWARD_ERRORS, rewardModels, type ScoreConfig, scoreSamples } from "./score.ts"
 
@@ -121,7 +120,7 @@ export const denseRewards = Node.make({
       const sims = x0.map((p) => similarities(p))
       const anchor = Int32Array.from({ length: n }, (_, j) => anchorOf(x0[j], sims[j]))
       // One batched reward call per queried position: 3 calls per trajectory.
-      const models = await rewardModels(rewardOf(config), config.dataset, d, classifier, config.threads)
+      const models = await rewardModels(config, d, classifier)
       const query = async (step: (j: number) => number) => {
         const samples = new Float32Array(n * d)
         for (let j = 0; j < n; j++) samples.set(pred(j, step(j)), j * d)

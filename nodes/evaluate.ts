@@ -8,7 +8,7 @@
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
 import { latentsToPixels } from "../data/mnist.ts"
-import { loadPromptSet } from "../data/prompts.ts"
+import { loadPromptSet, MNIST_NULL_CONDITION, MNIST_PROMPTS } from "../data/prompts.ts"
 import { rollout as sampleChains } from "../diffusion/rollout.ts"
 import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
@@ -20,9 +20,10 @@ import { meanStd } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
 import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
-import { noiseOf, rewardOf, type RlConfig } from "./rl-config.ts"
+import { noiseOf, type RlConfig, targetOf } from "./rl-config.ts"
 import { gridOf } from "./rollout.ts"
 import { REWARD_ERRORS, rewardModels, scoreSamples } from "./score.ts"
+import { releaseTilt, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
 import type { UpdateResult } from "./update.ts"
 
 export const EvalTable = new TableDef("eval", 1, {
@@ -64,6 +65,8 @@ export type EvalConfig = Pick<
   RlConfig,
   | "dataset"
   | "reward"
+  | "task"
+  | "target"
   | "iterations"
   | "sampler"
   | "eta"
@@ -87,8 +90,17 @@ interface EvalSet {
   readonly conditional: boolean
 }
 
-/** The held-out prompts, `evalSamplesPerPrompt` samples each. */
-const evalSet = (base: BaseModel, perPrompt: number): EvalSet => {
+/** The held-out prompts, `evalSamplesPerPrompt` samples each (tilt: as many unconditional samples as MNIST's). */
+const evalSet = (base: BaseModel, perPrompt: number, tilt: boolean): EvalSet => {
+  if (tilt) {
+    const count = MNIST_PROMPTS.prompts.length * perPrompt
+    return {
+      count,
+      conditional: false,
+      condition: new Int32Array(count).fill(MNIST_NULL_CONDITION),
+      prompt: new Array<null>(count).fill(null)
+    }
+  }
   const conditional = base.net.classes > 0
   const set = loadPromptSet(conditional ? "mnist" : "toy", conditional)
   const count = set.prompts.length * perPrompt
@@ -119,6 +131,7 @@ const evaluateAt = async (
   policies: { tuned: Policy; base: Policy },
   models: Awaited<ReturnType<typeof rewardModels>>,
   quality: QualityReference | undefined,
+  tilt: TiltReference | undefined,
   set: EvalSet,
   base: BaseModel,
   config: EvalConfig
@@ -128,7 +141,7 @@ const evaluateAt = async (
   const common = {
     grid,
     chains: set.count,
-    ...(set.conditional ? { condition: set.condition } : {}),
+    ...(base.net.classes > 0 ? { condition: set.condition } : {}),
     initStream: (j: number) => openStream(["eval", "init", j]),
     stepStream: (j: number) => openStream(["eval", "step", j])
   }
@@ -153,6 +166,14 @@ const evaluateAt = async (
   const [o, sd] = [meanSe(ode), meanSe(sde)]
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
+  const tiltMetricsAt = tilt === undefined ? {} : await tiltMetrics(
+    tilt,
+    steps,
+    { tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) },
+    set.count,
+    imp,
+    meanSe(baseOde).mean
+  )
   const metrics = {
     [`eval.ode.s${steps}.reward_mean`]: o.mean,
     [`eval.ode.s${steps}.reward_se`]: o.se,
@@ -162,7 +183,8 @@ const evaluateAt = async (
     [`eval.gap.s${steps}.se`]: gap.se,
     [`eval.improvement.s${steps}`]: imp.mean,
     [`eval.improvement.s${steps}.se`]: imp.se,
-    ...qualityMetrics
+    ...qualityMetrics,
+    ...tiltMetricsAt
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,
@@ -220,8 +242,8 @@ export const evaluation = Node.make({
     Node.promise([...REWARD_ERRORS, SamplerError, GraphError], async (): Promise<Evaluation | undefined> => {
       const last = iteration === config.iterations - 1
       if ((iteration + 1) % config.evalEvery !== 0 && !last) return undefined
-      const set = evalSet(base, config.evalSamplesPerPrompt)
-      const models = await rewardModels(rewardOf(config), config.dataset, base.net.dim, classifier, config.threads)
+      const set = evalSet(base, config.evalSamplesPerPrompt, config.task === "tilt")
+      const models = await rewardModels(config, base.net.dim, classifier)
       // The EMA of the weights is the policy evaluated when one is kept (flow_grpo evaluates its EMA).
       const policies = {
         tuned: await networkPolicy({
@@ -237,11 +259,14 @@ export const evaluation = Node.make({
       const quality = classifier !== undefined && judge !== undefined && set.conditional
         ? await qualityReference(data, classifier, judge, config.threads)
         : undefined
+      const tilt = classifier !== undefined && judge !== undefined && config.task === "tilt"
+        ? await tiltReference(data, classifier, judge, targetOf(config), config.threads)
+        : undefined
       const metrics: Record<string, number> = {}
       const rows: Array<EvalRow> = []
       let samples: arrow.Table | undefined
       for (const steps of evalStepsOf(config)) {
-        const at = await evaluateAt(steps, policies, models, quality, set, base, config)
+        const at = await evaluateAt(steps, policies, models, quality, tilt, set, base, config)
         Object.assign(metrics, at.metrics)
         rows.push(...at.rows)
         if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)
@@ -249,6 +274,7 @@ export const evaluation = Node.make({
       await policies.tuned.release()
       await policies.base.release()
       if (quality !== undefined) await releaseQuality(quality)
+      if (tilt !== undefined) await releaseTilt(tilt)
       return { table: tableOf(rows, iteration, set.conditional), samples: samples!, metrics }
     }),
   metrics: (e) => e?.metrics ?? {}

@@ -3,13 +3,14 @@
  * set (a seeded permutation, cycling when more are asked than exist), each repeated `groupSize`
  * times as one group. Every drawn prompt appears exactly groupSize times.
  */
-import { loadPromptSet } from "../data/prompts.ts"
+import { loadPromptSet, TILT_PROMPTS } from "../data/prompts.ts"
 import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { permutation } from "../random/streams.ts"
 
 export interface PromptRequest {
   readonly dataset: string
+  readonly task?: "prompted" | "tilt" | undefined
   readonly prompts: string
   readonly promptsPerIteration: number
   readonly groupSize: number
@@ -33,8 +34,10 @@ export const prompts = Node.make({
   inputs: { config: Port.of<PromptRequest>() },
   run: ({ config }) =>
     Rng.useSync((rng) => {
-      const conditional = config.dataset === "mnist"
-      const set = loadPromptSet(
+      // Tilt samples the MNIST base unconditionally (its null condition); its prompts carry no text.
+      const tilt = config.task === "tilt"
+      const conditional = config.dataset === "mnist" && !tilt
+      const set = tilt ? TILT_PROMPTS : loadPromptSet(
         config.prompts === "default" ? (conditional ? "mnist" : "toy") : config.prompts,
         conditional
       )

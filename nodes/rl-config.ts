@@ -6,6 +6,7 @@
  */
 import { GRID_SPACINGS, type GridSpacing } from "../diffusion/grids.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
+import { targetDigits } from "../rewards/target.ts"
 import { Setting } from "../schemas/settings.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
 
@@ -18,6 +19,10 @@ export type KlForm = (typeof KL_FORMS)[number]
 /** An algorithm's defaults for the shared settings. */
 /** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
 export type NoiseKey = "eta" | "noiseLevel"
+
+/** MNIST tasks: the prompted digit from the conditional base, or the unconditional base tilted toward T (§13). */
+export const TASKS = ["prompted", "tilt"] as const
+export type Task = (typeof TASKS)[number]
 
 export interface RlDefaults<K extends NoiseKey = NoiseKey> {
   readonly sampler: SamplerName
@@ -61,7 +66,16 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   ),
   promptsPerIteration: Setting.int(d.promptsPerIteration ?? 32, "prompts drawn per iteration", { min: 1 }),
   groupSize: Setting.int(d.groupSize, "trajectories per prompt (group)", { min: 1 }),
-  reward: Setting.string("default", "reward spec name[:weight],… (default: classifier for MNIST, outer-ring for toys)"),
+  task: Setting.literal(
+    TASKS,
+    "prompted",
+    "MNIST task: prompted (the prompted digit, conditional base) or tilt (the unconditional base toward `target`)"
+  ),
+  target: Setting.string("7", "tilt: the target digits T (7, 0,3, even, odd); the reward is log p(T | x)"),
+  reward: Setting.string(
+    "default",
+    "reward spec name[:weight],… (default: classifier for MNIST, target for tilt, outer-ring for toys)"
+  ),
   lr: Setting.number(d.lr, "AdamW learning rate", { min: 0 }),
   weightDecay: Setting.number(
     1e-4,
@@ -157,6 +171,8 @@ export interface RlConfig {
   readonly prompts: string
   readonly promptsPerIteration: number
   readonly groupSize: number
+  readonly task: Task
+  readonly target: string
   readonly reward: string
   readonly lr: number
   readonly weightDecay: number
@@ -209,6 +225,31 @@ export interface RlVariant<C extends RlConfig = RlConfig> {
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0
 
-/** The reward spec, with `default` resolved: the classifier for MNIST, the outer ring for the toys. */
-export const rewardOf = (c: Pick<RlConfig, "reward" | "dataset">): string =>
-  c.reward !== "default" ? c.reward : c.dataset === "mnist" ? "classifier" : "outer-ring"
+/** The reward spec, with `default` resolved: the classifier (tilt: target) for MNIST, the outer ring for the toys. */
+export const rewardOf = (c: Pick<RlConfig, "reward" | "dataset" | "task">): string =>
+  c.reward !== "default"
+    ? c.reward
+    : c.dataset !== "mnist"
+    ? "outer-ring"
+    : c.task === "tilt"
+    ? "target"
+    : "classifier"
+
+/** The tilt task's target digits (an invalid `target` is refused by `taskProblems` before a run starts). */
+export const targetOf = (c: Pick<RlConfig, "target">): Array<number> => targetDigits(c.target)
+
+/** Why a config's task cannot run: tilt needs MNIST, a valid target and no prompted-digit reward. */
+export const taskProblems = (c: Pick<RlConfig, "task" | "target" | "dataset" | "reward">): Array<string> => {
+  if (c.task !== "tilt") return []
+  const problems: Array<string> = []
+  if (c.dataset !== "mnist") problems.push(`task tilt tilts the MNIST base; dataset is ${c.dataset}`)
+  try {
+    targetDigits(c.target)
+  } catch (e) {
+    problems.push(`setting "target": ${e instanceof Error ? e.message : String(e)}`)
+  }
+  if (rewardOf(c).split(",").some((t) => t.trim().split(":")[0] === "classifier")) {
+    problems.push(`task tilt has no prompted digit for the classifier reward; use reward=target (log p(T | x))`)
+  }
+  return problems
+}

@@ -19,12 +19,13 @@ import {
   type RewardModel,
   RewardSpecError
 } from "../rewards/rewards.ts"
+import { targetReward } from "../rewards/target.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
-import { rewardOf, type RlConfig } from "./rl-config.ts"
+import { rewardOf, type RlConfig, targetOf } from "./rl-config.ts"
 import type { Trajectories } from "./rollout.ts"
 
 /** What scoring reads from an RL config (`reward: "default"` resolves by data set). */
-export type ScoreConfig = Pick<RlConfig, "dataset" | "reward" | "threads">
+export type ScoreConfig = Pick<RlConfig, "dataset" | "reward" | "threads" | "task" | "target">
 
 /** Errors a reward call may raise, besides a NodeFailure for anything unforeseen. */
 export const REWARD_ERRORS = [NonFiniteError, RewardSpecError, ModelContractError, SessionError] as const
@@ -53,32 +54,28 @@ export const rewardProblems = (c: ScoreConfig): Array<string> => {
   }
 }
 
-/** The reward models of a spec (the classifier comes from the pipeline's cached reward model). */
-export const rewardModels = async (
-  spec: string,
-  dataset: string,
-  dim: number,
-  classifier: RewardClassifier | undefined,
-  threads: number
-) =>
+/** The reward models of a config's spec (the classifier and target terms use the pipeline's cached classifier). */
+export const rewardModels = async (c: ScoreConfig, dim: number, classifier: RewardClassifier | undefined) =>
   Promise.all(
-    parseRewardSpec(spec, dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
+    parseRewardSpec(rewardOf(c), c.dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
+      const needsClassifier = term.name === "classifier" || term.name === "target"
+      if (needsClassifier && classifier === undefined) {
+        throw new RewardSpecError({
+          reward: term.name,
+          message: `the ${term.name} reward needs the MNIST reward classifier`
+        })
+      }
       const model = term.name === "classifier"
-        ? (classifier === undefined
-          ? (() => {
-            throw new RewardSpecError({
-              reward: "classifier",
-              message: "the classifier reward needs the MNIST reward classifier"
-            })
-          })()
-          : classifierReward(classifier.session, classifier.net.classes))
-        : term.name === "ink" ?
-        inkReward
-        : term.name === "outer-ring" ?
-        outerRingReward
-        : term.name === "quadratic" ?
-        quadraticReward
-        : await onnxReward(term.name.slice(5), dim, threads)
+        ? classifierReward(classifier!.session, classifier!.net.classes)
+        : term.name === "target"
+        ? targetReward(classifier!.session, classifier!.net.classes, targetOf(c))
+        : term.name === "ink"
+        ? inkReward
+        : term.name === "outer-ring"
+        ? outerRingReward
+        : term.name === "quadratic"
+        ? quadraticReward
+        : await onnxReward(term.name.slice(5), dim, c.threads)
       return { model, weight: term.weight }
     })
   )
@@ -123,7 +120,7 @@ export const rewards = Node.make({
   run: ({ trajectories, classifier, config }) =>
     Node.promise(REWARD_ERRORS, async () => {
       const r = trajectories.rollout
-      const models = await rewardModels(rewardOf(config), config.dataset, r.d, classifier, config.threads)
+      const models = await rewardModels(config, r.d, classifier)
       const { condition, prompt } = trajectories.prompts
       return await scoreSamples(models, {
         dataset: config.dataset,

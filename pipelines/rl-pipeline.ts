@@ -18,7 +18,7 @@ import { evalSamples, evalTable, evaluation } from "../nodes/evaluate.ts"
 import { prompts } from "../nodes/prompts.ts"
 import { restoreAdvantages, restoreRewards, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
 import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
-import type { RlConfig, RlVariant, SharedConfig } from "../nodes/rl-config.ts"
+import { type RlConfig, type RlVariant, type SharedConfig, taskProblems } from "../nodes/rl-config.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl-state.ts"
 import { rollout, type Trajectories } from "../nodes/rollout.ts"
 import { rewardProblems, type Rewards, rewards } from "../nodes/score.ts"
@@ -109,7 +109,7 @@ export const checkRlConfig =
           "Precise's ratio normalisation needs a Gaussian one"
       )
     }
-    return [...problems, ...rewardProblems(c)]
+    return [...problems, ...taskProblems(c), ...rewardProblems(c)]
   }
 
 /** The closing line of an RL run: the last evaluation at the training step count, and the report. */

@@ -16,6 +16,7 @@ import { importOnnx } from "../engine/onnx-import.ts"
 import * as op from "../engine/ops.ts"
 import { EngineSession, ownedSession } from "../engine/session.ts"
 import { parseRewardSpec, type RewardContext, RewardSpecError } from "./rewards.ts"
+import { classifierLogProbs, targetWeights } from "./target.ts"
 
 export interface RewardGradient {
   readonly name: string
@@ -56,13 +57,15 @@ export const quadraticGradient = perSample("quadratic", (ctx, i, out) => {
 
 /**
  * The classifier reward log p(prompted digit | pixels(x)) and its gradient from the classifier's
- * ONNX bytes (input x, output logp [B, classes]): one session returns both.
+ * ONNX bytes (input x, output logp [B, classes]): one session returns both. With `target` digits T,
+ * the gradient of the tilt reward log p(T | pixels(x)) instead.
  */
 export const classifierGradient = async (
   onnx: Uint8Array,
   dim: number,
   classes: number,
-  threads: number
+  threads: number,
+  target?: ReadonlyArray<number>
 ): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
   // The classifier is frozen: its gradient session is built once per classifier and kept.
   const session = await ownedSession(onnx, `classifier-gradient|${dim}|${classes}|${threads}`, () => {
@@ -78,16 +81,37 @@ export const classifierGradient = async (
     g.output("gradient", dx!)
     return EngineSession.create(g, { threads })
   })
+  const weighted = async (ctx: RewardContext, weights: Float32Array) => {
+    const out = await session.run({
+      x: { data: ctx.samples, dims: [ctx.count, dim] },
+      onehot: { data: weights, dims: [ctx.count, classes] }
+    })
+    return out.gradient.data as Float32Array
+  }
+  if (target !== undefined) {
+    // ∇ log p(T | x) = Σ_{c∈T} w_c ∇ log p(c | x), w = p(c | x)/p(T | x) from a forward pass (rewards/target.ts).
+    const logpSession = await ownedSession(onnx, `classifier-logp|${dim}|${classes}|${threads}`, () => {
+      const g = new Graph("classifier-logp")
+      const x = g.input("x", "float32", ["B", dim])
+      const { logp } = importOnnx(g, onnx, { x: op.clip(op.mul(op.add(x, 1), 0.5), 0, 1) }, "reward classifier")
+      g.output("logp", logp)
+      return EngineSession.create(g, { threads })
+    })
+    return {
+      name: "target",
+      gradient: async (ctx) => {
+        const logp = await classifierLogProbs(logpSession, ctx.samples, ctx.count, dim)
+        return weighted(ctx, targetWeights(logp, ctx.count, classes, target))
+      },
+      release: () => Promise.resolve()
+    }
+  }
   return {
     name: "classifier",
     gradient: async (ctx) => {
       const hot = new Float32Array(ctx.count * classes)
       for (let i = 0; i < ctx.count; i++) hot[i * classes + ctx.condition[i]] = 1
-      const out = await session.run({
-        x: { data: ctx.samples, dims: [ctx.count, dim] },
-        onehot: { data: hot, dims: [ctx.count, classes] }
-      })
-      return out.gradient.data as Float32Array
+      return weighted(ctx, hot)
     },
     release: () => Promise.resolve()
   }
@@ -150,20 +174,24 @@ export const rewardGradient = async (opts: {
   readonly dataset: string
   readonly dim: number
   readonly classifier?: { readonly onnx: Uint8Array; readonly classes: number }
+  /** The tilt task's target digits (the `target` term). */
+  readonly target: ReadonlyArray<number>
   readonly threads: number
 }): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
   const terms = await Promise.all(
     parseRewardSpec(opts.spec, opts.dataset).map(async (term) => {
       const closed = { ink: inkGradient, "outer-ring": outerRingGradient, quadratic: quadraticGradient }[term.name]
       if (closed !== undefined) return { gradient: closed, weight: term.weight, release: async () => {} }
-      if (term.name === "classifier") {
+      if (term.name === "classifier" || term.name === "target") {
         if (opts.classifier === undefined) {
           throw new RewardSpecError({
-            reward: "classifier",
-            message: "the classifier reward needs the reward classifier"
+            reward: term.name,
+            message: `the ${term.name} reward needs the reward classifier`
           })
         }
-        const c = await classifierGradient(opts.classifier.onnx, opts.dim, opts.classifier.classes, opts.threads)
+        const target = term.name === "target" ? opts.target : undefined
+        const { onnx, classes } = opts.classifier
+        const c = await classifierGradient(onnx, opts.dim, classes, opts.threads, target)
         return { gradient: c, weight: term.weight, release: c.release }
       }
       const o = await onnxRewardGradient(term.name.slice(5), opts.dataset, opts.dim, opts.threads)

@@ -1,0 +1,115 @@
+/**
+ * What an evaluation on the `tilt` task measures beside the reward (docs/algorithms.md §13): the
+ * target's reward (the real test digits of T under the same classifier: the KL-regularised optimum at
+ * λ = 1), the normalised reward, the judge's hit rate (its digit is in T), the Fréchet distance to the
+ * real digits of T and the diversity relative to theirs.
+ */
+import type * as arrow from "apache-arrow"
+import { splitOf } from "../data/split.ts"
+import type { EngineSession } from "../engine/session.ts"
+import {
+  diversity,
+  featureSession,
+  featuresOf,
+  type FeatureStats,
+  featureStats,
+  frechetDistance
+} from "../models/quality.ts"
+import { classifierLogProbs, logTargetProb } from "../rewards/target.ts"
+import { meanStd } from "./advantages.ts"
+import type { RewardClassifier } from "./reward-classifier.ts"
+
+export interface TiltReference {
+  readonly target: ReadonlyArray<number>
+  readonly features: EngineSession
+  readonly judge: EngineSession
+  /** Feature statistics of the real test digits of T. */
+  readonly real: FeatureStats
+  /** Diversity (mean pairwise feature distance) of the real test digits of T. */
+  readonly realDiversity: number
+  /** log p(T | x) over the real test digits of T: mean, its standard error and how many digits. */
+  readonly targetReward: { readonly mean: number; readonly se: number; readonly count: number }
+  readonly dim: number
+  readonly classes: number
+}
+
+/** Real digits used for the diversity reference: enough pairs for a stable mean, O(n²) kept small. */
+const DIVERSITY_ROWS = 1000
+
+/** The real test digits of T, their features, diversity and reward: computed once per run. */
+export const tiltReference = async (
+  data: arrow.Table,
+  classifier: RewardClassifier,
+  judge: RewardClassifier,
+  target: ReadonlyArray<number>,
+  threads: number
+): Promise<TiltReference> => {
+  const test = splitOf(data, "test")
+  const rows = Array.from({ length: test.count }, (_, i) => i).filter((i) => target.includes(test.label[i]))
+  const pixels = new Float32Array(rows.length * test.dim)
+  rows.forEach((r, j) => pixels.set(test.x.subarray(r * test.dim, (r + 1) * test.dim), j * test.dim))
+  const features = await featureSession(classifier.net, classifier.params, threads)
+  const f = await featuresOf(features, pixels, rows.length, test.dim)
+  const classes = classifier.net.classes
+  const logp = await classifierLogProbs(classifier.session, pixels, rows.length, test.dim)
+  const rewards = Float64Array.from({ length: rows.length }, (_, i) => logTargetProb(logp, i, classes, target))
+  const { mean, std } = meanStd(rewards, true)
+  const sub = Array.from({ length: Math.min(DIVERSITY_ROWS, rows.length) }, (_, i) => i)
+  return {
+    target,
+    features,
+    judge: judge.session,
+    real: featureStats(f),
+    realDiversity: diversity(f, [sub]),
+    targetReward: { mean, se: std / Math.sqrt(rows.length), count: rows.length },
+    dim: test.dim,
+    classes
+  }
+}
+
+/** FD to the real digits of T, diversity relative to theirs, and the judge's hit rate, of `count` samples. */
+export const tiltQualityOf = async (ref: TiltReference, pixels: Float32Array, count: number) => {
+  const f = await featuresOf(ref.features, pixels, count, ref.dim)
+  const judged = await classifierLogProbs(ref.judge, pixels, count, ref.dim)
+  let hits = 0
+  for (let i = 0; i < count; i++) {
+    let best = 0
+    for (let k = 1; k < ref.classes; k++) if (judged[i * ref.classes + k] > judged[i * ref.classes + best]) best = k
+    if (ref.target.includes(best)) hits++
+  }
+  const all = Array.from({ length: count }, (_, i) => i)
+  return {
+    fd: frechetDistance(featureStats(f), ref.real),
+    diversity: diversity(f, [all]) / ref.realDiversity,
+    hit: hits / count
+  }
+}
+
+/** The tilt metrics at one step count: target reward, normalised reward (± s.e.), and both models' quality. */
+export const tiltMetrics = async (
+  ref: TiltReference,
+  steps: number,
+  pixels: { readonly tuned: Float32Array; readonly base: Float32Array },
+  count: number,
+  improvement: { readonly mean: number; readonly se: number },
+  baseReward: number
+): Promise<Record<string, number>> => {
+  // (r − r_base)/(r_target − r_base): 0 at the base, 1 at the optimum's reward (the base's mean is a
+  // constant of the run's evaluation noise, so the paired s.e. of r − r_base scales through).
+  const span = ref.targetReward.mean - baseReward
+  const metrics: Record<string, number> = {
+    [`eval.target_reward`]: ref.targetReward.mean,
+    [`eval.target_reward.se`]: ref.targetReward.se,
+    [`eval.normalised.s${steps}`]: improvement.mean / span,
+    [`eval.normalised.s${steps}.se`]: improvement.se / Math.abs(span)
+  }
+  for (const [suffix, x] of [["", pixels.tuned], ["_base", pixels.base]] as const) {
+    const q = await tiltQualityOf(ref, x, count)
+    metrics[`eval.hit${suffix}.s${steps}`] = q.hit
+    metrics[`eval.fd_target${suffix}.s${steps}`] = q.fd
+    metrics[`eval.diversity_target${suffix}.s${steps}`] = q.diversity
+  }
+  return metrics
+}
+
+export const releaseTilt = (ref: TiltReference) => ref.features.release()
