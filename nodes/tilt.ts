@@ -39,8 +39,8 @@ const DIVERSITY_ROWS = 1000
 /** The real test digits of T, their features, diversity and reward: computed once per run. */
 export const tiltReference = async (
   data: arrow.Table,
-  classifier: RewardClassifier,
-  judge: RewardClassifier,
+  classifier: Pick<RewardClassifier, "net" | "params" | "session">,
+  judge: Pick<RewardClassifier, "session">,
   target: ReadonlyArray<number>,
   threads: number
 ): Promise<TiltReference> => {
