@@ -121,7 +121,18 @@ export const summaryOf = (dir: string, steps: number): string => {
   )
   const fmt = (v: { value: number } | undefined, se: { value: number } | undefined) =>
     v === undefined ? "n/a" : `${v.value.toFixed(3)} ± ${(se?.value ?? Number.NaN).toFixed(3)}`
-  return `done: ODE improvement at ${steps} steps ${fmt(imp, impSe)}, SDE − ODE gap ${fmt(gap, gapSe)}` +
+  // On tilt, where the optimum's reward is known: how far toward it, and how often the judge sees a target digit.
+  const tiltMetric = (m: string) => last(`eval.${m}`)
+  const [norm, normSe, hit, hitBase] = [
+    `normalised.s${steps}`,
+    `normalised.s${steps}.se`,
+    `hit.s${steps}`,
+    `hit_base.s${steps}`
+  ].map(tiltMetric)
+  const tilt = norm === undefined || hit === undefined || hitBase === undefined
+    ? ""
+    : `, normalised reward ${fmt(norm, normSe)}, target hit rate ${hitBase.value.toFixed(2)} → ${hit.value.toFixed(2)}`
+  return `done: ODE improvement at ${steps} steps ${fmt(imp, impSe)}${tilt}, SDE − ODE gap ${fmt(gap, gapSe)}` +
     ` (iteration ${imp?.iteration ?? "n/a"}); report ${path.join(dir, "report.html")}`
 }
 
