@@ -9,6 +9,7 @@ import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
 import { latentsToPixels } from "../data/mnist.ts"
 import { loadPromptSet, MNIST_NULL_CONDITION, MNIST_PROMPTS } from "../data/prompts.ts"
+import { pathKl } from "../diffusion/path-kl.ts"
 import { rollout as sampleChains } from "../diffusion/rollout.ts"
 import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
@@ -146,21 +147,35 @@ const evaluateAt = async (
     stepStream: (j: number) => openStream(["eval", "step", j])
   }
   const finals: Array<Float32Array> = []
-  const score = async (policy: Policy, sampler: Sampler, noise: number) => {
-    const samples = (await sampleChains({ ...common, policy, sampler, noise })).final
-    finals.push(samples)
-    return (await scoreSamples(models, {
+  const score = async (policy: Policy, sampler: Sampler, noise: number, record = false) => {
+    const run = await sampleChains({ ...common, policy, sampler, noise, record })
+    finals.push(run.final)
+    const total = (await scoreSamples(models, {
       dataset: config.dataset,
-      samples,
+      samples: run.final,
       count: set.count,
       dim: base.net.dim,
       condition: set.condition,
       prompt: set.prompt
     })).total
+    return { total, run }
   }
-  const ode = await score(policies.tuned, odeSampler, 0)
-  const sde = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config))
-  const baseOde = await score(policies.base, odeSampler, 0)
+  const ode = (await score(policies.tuned, odeSampler, 0)).total
+  // The SDE samples are recorded: their path's KL from the base's is measured along them (§13.3).
+  const sdeRun = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config), true)
+  const sde = sdeRun.total
+  const baseOde = (await score(policies.base, odeSampler, 0)).total
+  const kl = meanSe(
+    await pathKl({
+      steps: sdeRun.run.steps,
+      latents: sdeRun.run.latents!,
+      chains: set.count,
+      d: base.net.dim,
+      policy: policies.tuned,
+      base: policies.base,
+      ...(base.net.classes > 0 ? { condition: set.condition } : {})
+    })
+  )
   const odeSamples = { tuned: finals[0], base: finals[2] }
   const qualityMetrics = quality === undefined ? {} : await qualityAt(quality, steps, odeSamples, set)
   const [o, sd] = [meanSe(ode), meanSe(sde)]
@@ -183,6 +198,8 @@ const evaluateAt = async (
     [`eval.gap.s${steps}.se`]: gap.se,
     [`eval.improvement.s${steps}`]: imp.mean,
     [`eval.improvement.s${steps}.se`]: imp.se,
+    [`eval.path_kl.s${steps}`]: kl.mean,
+    [`eval.path_kl.s${steps}.se`]: kl.se,
     ...qualityMetrics,
     ...tiltMetricsAt
   }
