@@ -13,6 +13,7 @@ import { readManifest, readMetrics } from "../kernel/run-folder.ts"
 import { ComparisonTable } from "../schemas/comparison.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
+import { atEqualSeconds, meanLevel } from "./curves.ts"
 import type { Claim } from "./experiment.ts"
 import { experimentHtml } from "./html.ts"
 import {
@@ -148,10 +149,27 @@ export const effectOf = (
     return last - first < (last + 1) / 4 ? { effect, where, short: true } : { effect, where }
   }
   const other = values.get(c.than)?.get(c.metric)
-  const common = [...series.keys()].filter((i) => other?.has(i))
+  const common = [...series.keys()].filter((i) => other?.has(i)).sort((a, b) => a - b)
   if (other === undefined || common.length === 0) return undefined
-  const at = Math.max(...common)
-  return { effect: pairedDifference(series.get(at)!, other.get(at)!), where: `iteration ${at}, ${c.arm} − ${c.than}` }
+  const arms = `${c.arm} − ${c.than}`
+  if (c.at === "area") {
+    const span = `iterations ${common[0]}–${common[common.length - 1]}`
+    return {
+      effect: pairedDifference(meanLevel(series, common), meanLevel(other, common)),
+      where: `the learning curves' mean level over ${span} (${common.length} evaluations), ${arms}`
+    }
+  }
+  if (c.at === "seconds") {
+    const seconds = (arm: string) => values.get(arm)?.get("compute_seconds") ?? new Map<number, BySeed>()
+    const eq = atEqualSeconds({ curve: series, seconds: seconds(c.arm) }, { curve: other, seconds: seconds(c.than) })
+    const budget = summarize([...eq.budget.values()]).mean
+    return {
+      effect: pairedDifference(eq.a, eq.b),
+      where: `equal compute seconds (the cheaper run's last evaluation, ${budget.toFixed(1)} s on average), ${arms}`
+    }
+  }
+  const at = common[common.length - 1]
+  return { effect: pairedDifference(series.get(at)!, other.get(at)!), where: `iteration ${at}, ${arms}` }
 }
 
 /** Each claim's effect and its verdicts (its own test's and Holm's over the experiment's claims). */

@@ -21,13 +21,19 @@ export interface Arm {
   readonly settings: Readonly<Record<string, SettingValue>>
 }
 
-/** metric(arm) − metric(than) at the last iteration both report, in the claimed direction. */
+/**
+ * metric(arm) − metric(than), in the claimed direction, paired by seed: at the last iteration both
+ * report (`at: "last"`, the default), as the mean level of the learning curve over the evaluations both
+ * report (`"area"`: the area under it over its span), or at equal compute seconds (`"seconds"`: both
+ * curves read at the seconds the cheaper run had spent by its last evaluation) — experiments/curves.ts.
+ */
 export interface ArmClaim {
   readonly name: string
   readonly metric: string
   readonly arm: string
   readonly than: string
   readonly direction: ">" | "<"
+  readonly at?: "last" | "area" | "seconds" | undefined
 }
 
 /** metric at the arm's last report − metric at its first, in the claimed direction (e.g. the gap narrows). */
