@@ -5,6 +5,7 @@
  * window, Precise's ratio normalisation) is the pipeline's `RlVariant`, given to node factories.
  */
 import { GRID_SPACINGS, type GridSpacing } from "../diffusion/grids.ts"
+import type { LogProbConvention } from "../diffusion/samplers.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
 import { targetDigits } from "../rewards/target.ts"
 import { Setting } from "../schemas/settings.ts"
@@ -221,6 +222,13 @@ export interface RlVariant<C extends RlConfig = RlConfig> {
   /** Precise's ratio normalisation in the PPO loss (§7.5). */
   readonly rationorm?: boolean
 }
+
+/**
+ * CPS's log-prob convention in a pipeline: FlowCPS's own `−mean (x' − μ)²` (§6.2), except under Precise's
+ * recipe, whose repository scores its `cps` mode with the Gaussian log-prob its ratio normalisation needs.
+ */
+export const cpsLogProbOf = (variant: Pick<RlVariant, "rationorm">): LogProbConvention =>
+  variant.rationorm === true ? "gaussian" : "unnormalized"
 
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0

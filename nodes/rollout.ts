@@ -12,7 +12,7 @@ import { Rng } from "../kernel/services.ts"
 import { networkPolicy } from "../models/network-policy.ts"
 import type { BaseModel } from "./base-model.ts"
 import type { PromptBatch } from "./prompts.ts"
-import { noiseOf, type RlConfig } from "./rl-config.ts"
+import { cpsLogProbOf, noiseOf, type RlConfig } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 
 export interface Trajectories {
@@ -55,6 +55,8 @@ export const rollout = <C extends RolloutConfig>(variant: {
   readonly window?: (config: C, iteration: number) => readonly [number, number]
   /** Roll out with the ODE whatever the config's sampler (deterministic adjoint matching). */
   readonly deterministic?: boolean
+  /** Precise's recipe (its CPS stores the Gaussian log-prob, `cpsLogProbOf`). */
+  readonly rationorm?: boolean
 }) =>
   Node.make({
     name: "rollout",
@@ -80,7 +82,7 @@ export const rollout = <C extends RolloutConfig>(variant: {
           })
           const r = await sampleChains({
             policy,
-            sampler: variant.deterministic === true ? ode : samplerOf(config.sampler),
+            sampler: variant.deterministic === true ? ode : samplerOf(config.sampler, cpsLogProbOf(variant)),
             noise: variant.deterministic === true ? 0 : noiseOf(config),
             grid: gridOf(base.process, config.steps, config.shift, config.spacing ?? "leading"),
             chains: prompts.prompt.length,

@@ -33,7 +33,7 @@ import { type PolicyLossConfig, ppoLoss, sdpoLoss } from "../models/policy-loss.
 import { permutation, type RandomStream } from "../random/streams.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
-import type { KlForm, RlConfig, RlVariant } from "./rl-config.ts"
+import { cpsLogProbOf, type KlForm, type RlConfig, type RlVariant } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 import type { Trajectories } from "./rollout.ts"
 import {
@@ -87,7 +87,7 @@ export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest 
   batchSize: c.batchSize,
   threads: c.threads,
   rationorm,
-  logProb: samplerLogProb(c.sampler),
+  logProb: samplerLogProb(c.sampler, cpsLogProbOf({ rationorm })),
   timestepFraction: c.timestepFraction,
   shuffleTimesteps: c.shuffleTimesteps,
   rescoreOldLogProb: c.rescoreOldLogProb,

@@ -8,7 +8,7 @@
  */
 import { Effect } from "effect"
 import * as path from "node:path"
-import { samplerLogProb, SAMPLERS } from "../diffusion/samplers.ts"
+import { SAMPLERS } from "../diffusion/samplers.ts"
 import { type Node, Persist, Port } from "../kernel/node.ts"
 import { readMetrics } from "../kernel/run-folder.ts"
 import type { Advantages } from "../nodes/advantages.ts"
@@ -101,12 +101,6 @@ export const checkRlConfig =
     if (!processes.includes(variant.process)) {
       problems.push(
         `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
-      )
-    }
-    if (variant.rationorm === true && samplerLogProb(c.sampler) !== "gaussian") {
-      problems.push(
-        `sampler ${c.sampler} stores FlowCPS's unnormalised log-prob; ` +
-          "Precise's ratio normalisation needs a Gaussian one"
       )
     }
     return [...problems, ...taskProblems(c), ...rewardProblems(c)]

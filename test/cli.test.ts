@@ -111,11 +111,13 @@ describe("the etaflow command", () => {
       ["sampler=precise"],
       /sampler precise is defined for rf; this pipeline's base model is vp/
     ],
+    ["a tilt target that names no digits", "flow-grpo", ["task=tilt", "target=seven"], /target "seven" should be/],
+    ["the tilt task on a toy", "flow-grpo", ["task=tilt", "dataset=double-ring"], /task tilt tilts the MNIST base/],
     [
-      "CPS with Precise's ratio normalisation",
-      "precise",
-      ["sampler=cps"],
-      /Precise's ratio normalisation needs a Gaussian one/
+      "the prompted-digit reward on tilt",
+      "sdpo",
+      ["task=tilt", "reward=classifier"],
+      /task tilt has no prompted digit for the classifier reward/
     ]
   ])("refuses %s with exit 2 before any folder exists", (_, pipeline, sets, message) => {
     const out = path.join(tmp(), "never")

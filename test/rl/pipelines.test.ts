@@ -178,6 +178,29 @@ describe("precise on the double ring", () => {
     },
     600_000
   )
+
+  it("trains CPS as the Precise repository's cps mode does: the Gaussian log-prob, stored and reproduced", async () => {
+    const { precisePipeline } = await import("../../pipelines/precise.ts")
+    const dir = tmp()
+    await Effect.runPromise(
+      runPipeline(precisePipeline, {
+        out: dir,
+        progress: "none",
+        set: { ...toy, iterations: "1", sampler: "cps", noiseLevel: "0.7" }
+      })
+    )
+    expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
+    // A Gaussian log-prob (mean over elements) is −½ mean z² − log s − ½ log 2π with z ~ N(0, 1): adding
+    // back log s + ½ log 2π leaves −½ on average (320 rows of 2 elements: s.e. ≈ 0.03). FlowCPS's
+    // −mean (x' − μ)² = −s² mean z² would leave log s + ½ log 2π − s², far from −½ at these s.
+    const file = path.join(dir, "trajectories/iter-000000.parquet")
+    const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
+    const stored = c.log_prob as { values: Float64Array; valid: Uint8Array }
+    const std = c.std as Float64Array
+    const rows = Array.from(stored.values.keys()).filter((i) => stored.valid[i] === 1)
+    const level = rows.reduce((a, i) => a + stored.values[i] + Math.log(std[i]) + 0.5 * Math.log(2 * Math.PI), 0)
+    expect(Math.abs(level / rows.length + 0.5)).toBeLessThan(0.1)
+  })
 })
 
 describe("the EMA of the policy weights", () => {
