@@ -94,6 +94,8 @@ export const PretrainSettings = {
  * so `etaflow run pretrain` and the RL pipelines share one cached base.
  */
 const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
+/** gmm25's 25 narrow modes 5 apart at scale 10 need a longer training than the rings (§13.2). */
+const GMM25_BASE = { hidden: 256, blocks: 3, steps: 4000, lr: 2e-3 }
 
 const train = (data: arrow.Table, config: PretrainRequest) =>
   Effect.gen(function*() {
@@ -177,7 +179,7 @@ const defaults = defaultsOf(PretrainSettings)
 /** The request an RL pipeline trains its base with: the pretrain defaults (a small network for the toys). */
 export const rlBaseRequest = (dataset: DatasetName, process: "rf" | "vp", threads: number): PretrainRequest => ({
   ...defaults,
-  ...(dataset === "mnist" ? {} : TOY_BASE),
+  ...(dataset === "mnist" ? {} : dataset === "gmm25" ? GMM25_BASE : TOY_BASE),
   dataset,
   process,
   threads

@@ -10,7 +10,7 @@ import { Node, Port } from "../kernel/node.ts"
 import { Rng } from "../kernel/services.ts"
 import { DatasetTable } from "../schemas/dataset.ts"
 
-export const DATASETS = ["mnist", "double-ring", "gaussian-mixture", "two-moons"] as const
+export const DATASETS = ["mnist", "double-ring", "gaussian-mixture", "two-moons", "gmm25"] as const
 export type DatasetName = (typeof DATASETS)[number]
 
 /** What the node reads from the pipeline config. */

@@ -19,6 +19,7 @@ import { openStream } from "../random/streams.ts"
 import { Column, TableDef } from "../schemas/columns.ts"
 import { meanStd } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
+import { gmm25Metrics } from "./gmm25.ts"
 import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import { noiseOf, type RlConfig, targetOf } from "./rl-config.ts"
@@ -189,6 +190,9 @@ const evaluateAt = async (
     imp,
     meanSe(baseOde).mean
   )
+  const gmmMetricsAt = config.dataset === "gmm25"
+    ? gmm25Metrics(steps, odeSamples, set.count, imp, meanSe(baseOde).mean)
+    : {}
   const metrics = {
     [`eval.ode.s${steps}.reward_mean`]: o.mean,
     [`eval.ode.s${steps}.reward_se`]: o.se,
@@ -201,7 +205,8 @@ const evaluateAt = async (
     [`eval.path_kl.s${steps}`]: kl.mean,
     [`eval.path_kl.s${steps}.se`]: kl.se,
     ...qualityMetrics,
-    ...tiltMetricsAt
+    ...tiltMetricsAt,
+    ...gmmMetricsAt
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,

@@ -233,10 +233,15 @@ export const cpsLogProbOf = (variant: Pick<RlVariant, "rationorm">): LogProbConv
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0
 
-/** The reward spec, with `default` resolved: the classifier (tilt: target) for MNIST, the outer ring for the toys. */
+/**
+ * The reward spec, with `default` resolved: the classifier (tilt: target) for MNIST, gmm25's posterior ratio,
+ * the outer ring for the other toys.
+ */
 export const rewardOf = (c: Pick<RlConfig, "reward" | "dataset" | "task">): string =>
   c.reward !== "default"
     ? c.reward
+    : c.dataset === "gmm25"
+    ? "gmm-posterior"
     : c.dataset !== "mnist"
     ? "outer-ring"
     : c.task === "tilt"

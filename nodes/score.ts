@@ -10,6 +10,7 @@ import { Node, Port } from "../kernel/node.ts"
 import { contractProblem, ModelContractError } from "../models/external.ts"
 import {
   classifierReward,
+  gmmPosteriorReward,
   inkReward,
   onnxReward,
   outerRingReward,
@@ -75,6 +76,8 @@ export const rewardModels = async (c: ScoreConfig, dim: number, classifier: Rewa
         ? outerRingReward
         : term.name === "quadratic"
         ? quadraticReward
+        : term.name === "gmm-posterior"
+        ? gmmPosteriorReward
         : await onnxReward(term.name.slice(5), dim, c.threads)
       return { model, weight: term.weight }
     })

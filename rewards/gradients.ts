@@ -15,6 +15,7 @@ import { Graph } from "../engine/graph.ts"
 import { importOnnx } from "../engine/onnx-import.ts"
 import * as op from "../engine/ops.ts"
 import { EngineSession, ownedSession } from "../engine/session.ts"
+import { posteriorRatio } from "./gmm.ts"
 import { parseRewardSpec, type RewardContext, RewardSpecError } from "./rewards.ts"
 import { classifierLogProbs, targetWeights } from "./target.ts"
 
@@ -50,6 +51,12 @@ export const outerRingGradient = perSample("outer-ring", (ctx, i, out) => {
   out[2 * i + 1] = c * y
 })
 
+/** gmm25's log q − log p: the difference of the two mixtures' scores. */
+export const gmmPosteriorGradient = perSample("gmm-posterior", (ctx, i, out) => {
+  const g = posteriorRatio(ctx.samples[2 * i], ctx.samples[2 * i + 1])
+  out[2 * i] = g.dx
+  out[2 * i + 1] = g.dy
+})
 /** −‖x‖²/2: −x. */
 export const quadraticGradient = perSample("quadratic", (ctx, i, out) => {
   for (let k = 0; k < ctx.dim; k++) out[i * ctx.dim + k] = -ctx.samples[i * ctx.dim + k]
@@ -180,7 +187,12 @@ export const rewardGradient = async (opts: {
 }): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
   const terms = await Promise.all(
     parseRewardSpec(opts.spec, opts.dataset).map(async (term) => {
-      const closed = { ink: inkGradient, "outer-ring": outerRingGradient, quadratic: quadraticGradient }[term.name]
+      const closed = {
+        ink: inkGradient,
+        "outer-ring": outerRingGradient,
+        quadratic: quadraticGradient,
+        "gmm-posterior": gmmPosteriorGradient
+      }[term.name]
       if (closed !== undefined) return { gradient: closed, weight: term.weight, release: async () => {} }
       if (term.name === "classifier" || term.name === "target") {
         if (opts.classifier === undefined) {

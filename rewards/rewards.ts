@@ -3,7 +3,8 @@
  * `classifier:1,ink:0.2`. Built-ins: for MNIST `classifier` (log-probability of the prompted digit
  * under the reward classifier, run through onnxruntime-node), `target` (log p(T | x) of the `target`
  * digits T, rewards/target.ts) and `ink` (mean intensity); for the
- * 2-D toys `outer-ring` (−(‖x‖ − 2)², highest on the outer ring) and `quadratic` (−‖x‖²/2, §3.5).
+ * 2-D toys `outer-ring` (−(‖x‖ − 2)², highest on the outer ring), `quadratic` (−‖x‖²/2, §3.5) and
+ * `gmm-posterior` (gmm25's log q(x) − log p(x), rewards/gmm.ts, §13.2).
  * `onnx:<file>` is any ONNX model with input x [B, dim] float32 (pixels in [0, 1] for MNIST,
  * points for toys) and output reward [B] float32.
  */
@@ -11,6 +12,7 @@ import { Data } from "effect"
 import { latentsToPixels } from "../data/mnist.ts"
 import type { EngineSession } from "../engine/session.ts"
 import { loadOnnxModel, type OnnxContract } from "../models/external.ts"
+import { posteriorRatio } from "./gmm.ts"
 
 export interface RewardContext {
   readonly dataset: string
@@ -38,7 +40,7 @@ export class RewardSpecError
 {}
 
 const MNIST_REWARDS = ["classifier", "target", "ink"]
-const TOY_REWARDS = ["outer-ring", "quadratic"]
+const TOY_REWARDS = ["outer-ring", "quadratic", "gmm-posterior"]
 
 /** Parses `name[:weight],…`; unknown names fail listing what the data set offers. */
 export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm> => {
@@ -89,6 +91,7 @@ export const inkReward = perSample("ink", (x, i, d) => {
   return s / d
 })
 export const outerRingReward = perSample("outer-ring", (x, i) => -((Math.hypot(x[2 * i], x[2 * i + 1]) - 2) ** 2))
+export const gmmPosteriorReward = perSample("gmm-posterior", (x, i) => posteriorRatio(x[2 * i], x[2 * i + 1]).r)
 export const quadraticReward = perSample("quadratic", (x, i, d) => {
   let s = 0
   for (let k = 0; k < d; k++) s += x[i * d + k] ** 2

@@ -11,12 +11,14 @@ import { classifierSession } from "../../models/train-classifier.ts"
 import { openStream } from "../../random/streams.ts"
 import {
   classifierGradient,
+  gmmPosteriorGradient,
   inkGradient,
   outerRingGradient,
   quadraticGradient,
   type RewardGradient
 } from "../../rewards/gradients.ts"
 import {
+  gmmPosteriorReward,
   inkReward,
   outerRingReward,
   quadraticReward,
@@ -103,7 +105,8 @@ describe("ONNX import", () => {
 describe.each<[string, RewardModel, RewardGradient, string, number]>([
   ["ink", inkReward, inkGradient, "mnist", 784],
   ["outer-ring", outerRingReward, outerRingGradient, "double-ring", 2],
-  ["quadratic", quadraticReward, quadraticGradient, "double-ring", 2]
+  ["quadratic", quadraticReward, quadraticGradient, "double-ring", 2],
+  ["gmm-posterior", gmmPosteriorReward, gmmPosteriorGradient, "gmm25", 2]
 ])("the %s reward's gradient", (_, reward, gradient, dataset, dim) => {
   it("matches central finite differences of the reward itself", async () => {
     const s = openStream(["grad-test", dataset])
