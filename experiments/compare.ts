@@ -15,7 +15,7 @@ import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import { atEqualSeconds, meanLevel } from "./curves.ts"
 import type { Claim } from "./experiment.ts"
-import { experimentHtml } from "./html.ts"
+import { curveCharts, experimentHtml } from "./html.ts"
 import {
   type BySeed,
   critical,
@@ -261,7 +261,10 @@ const markdown = (record: ExperimentRecord, values: Values) => {
   ].join("\n") + "\n"
 }
 
-/** Writes comparison.parquet, comparison.md, findings.md and experiment.html into the folder; returns their paths. */
+/**
+ * Writes comparison.parquet, comparison.md, findings.md, experiment.html and the learning curves as
+ * `curves/*.svg` into the folder; returns their paths.
+ */
 export const writeComparison = (out: string): Array<string> => {
   const record = readRecord(out)
   const values = collect(out, record)
@@ -272,7 +275,11 @@ export const writeComparison = (out: string): Array<string> => {
     "experiment.html": experimentHtml(record, values)
   }
   for (const [name, data] of Object.entries(files)) writeFileAtomic(path.join(out, name), data)
-  return Object.keys(files).map((f) => path.join(out, f))
+  // The curves as files of their own too, for documents that cite them (docs/experiments.md).
+  const charts = curveCharts(values)
+  fs.mkdirSync(path.join(out, "curves"), { recursive: true })
+  for (const c of charts) writeFileAtomic(path.join(out, "curves", c.file), c.svg)
+  return [...Object.keys(files), ...charts.map((c) => path.join("curves", c.file))].map((f) => path.join(out, f))
 }
 
 /** What `etaflow inspect` shows of an experiment folder: its runs with their status, and the findings. */

@@ -61,18 +61,46 @@ const lastTable = (values: Values, arms: ReadonlyArray<string>, metrics: Readonl
   return `<table class="last">${head}${rows.join("")}</table>`
 }
 
+/** The metrics drawn as learning curves: rewards, gaps, and the testbeds' measures of the known optimum (§13). */
+const HEADLINE = /^eval\.(improvement|gap|normalised|hit|path_kl|diversity_target|fd_target|kl_q|outside_mass)\.s\d+$/
+
+/**
+ * Every headline metric's learning curves (mean ± s.e. band per arm, by iteration and by compute seconds),
+ * and the improvement by step count: each an SVG with the file name it is also written under.
+ */
+export const curveCharts = (values: Values): Array<{ readonly file: string; readonly svg: string }> => {
+  const arms = [...values.keys()]
+  const metrics = [...new Set(arms.flatMap((a) => [...values.get(a)!.keys()]))].sort()
+  const headline = metrics.filter((m) => HEADLINE.test(m) || m === "reward_mean")
+  const charts = headline.flatMap((m) => [
+    {
+      file: `${m}-by-iteration.svg`,
+      svg: lineChart(`${m} by iteration`, arms.map((a) => seriesOf(values, a, m, "iteration")))
+    },
+    {
+      file: `${m}-by-seconds.svg`,
+      svg: lineChart(`${m} by compute seconds`, arms.map((a) => seriesOf(values, a, m, "seconds")), "compute seconds")
+    }
+  ])
+  const steps = [
+    ...new Set(
+      headline.filter((m) => m.startsWith("eval.improvement.")).flatMap((m) => /\.s(\d+)$/.exec(m)?.[1] ?? []).map(
+        Number
+      )
+    )
+  ].sort((a, b) => a - b)
+  if (steps.length > 1) {
+    const svg = lineChart("ODE improvement by step count (last evaluation)", byStepCount(values, arms, steps), "steps")
+    charts.push({ file: "improvement-by-steps.svg", svg })
+  }
+  return charts
+}
+
 export const experimentHtml = (record: ExperimentRecord, values: Values): string => {
   const arms = [...values.keys()]
   const metrics = [...new Set(arms.flatMap((a) => [...values.get(a)!.keys()]))].sort()
-  const headline = metrics.filter((m) => /^eval\.(improvement|gap)\.s\d+$/.test(m) || m === "reward_mean")
-  const steps = [...new Set(headline.flatMap((m) => /\.s(\d+)$/.exec(m)?.[1] ?? []).map(Number))].sort((a, b) => a - b)
-  const charts = headline.flatMap((m) => [
-    lineChart(`${m} by iteration`, arms.map((a) => seriesOf(values, a, m, "iteration"))),
-    lineChart(`${m} by compute seconds`, arms.map((a) => seriesOf(values, a, m, "seconds")), "compute seconds")
-  ])
-  if (steps.length > 1) {
-    charts.push(lineChart("ODE improvement by step count (last evaluation)", byStepCount(values, arms, steps), "steps"))
-  }
+  const headline = metrics.filter((m) => HEADLINE.test(m) || m === "reward_mean")
+  const charts = curveCharts(values).map((c) => c.svg)
   const findings = judged(record, values).map(({ claim: c, effect: e, judged: j }) => {
     const effect = e === undefined ? "" : `: ${fmt(e.effect.mean, e.effect.se)} (n=${e.effect.n}) at ${esc(e.where)}`
     const holm = j === undefined ? "" : ` <small>(Holm: ${j.holm})</small>`
