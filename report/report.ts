@@ -81,24 +81,33 @@ const sampleGrid = (read: Read, file: string, iteration: number): string => {
   }</figure>`
 }
 
-/** Sample quality beside the reward (MNIST): FD to real digits, the judge's accuracy, diversity; tuned and base. */
-const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<string>, trained: string) => {
-  const steps = evalSteps.filter((s) => rows.some((r) => r.name === `eval.fd.s${s}`))
-  if (steps.length === 0) return []
-  const chart = (title: string, metric: string) =>
-    lineChart(title, [
+/**
+ * What each evaluation measures beside the reward, where the run reports it: sample quality (MNIST), the
+ * testbeds' distance to their known optimum (tilt, gmm25; docs/algorithms.md §13) and the path KL.
+ */
+const QUALITY: ReadonlyArray<readonly [string, string]> = [
+  ["fd", "Fréchet distance of ODE samples to real test digits (classifier features; lower is better)"],
+  ["judge", "judge's class accuracy of ODE samples (a held-out classifier; diverging from the reward = hacking)"],
+  ["diversity", "within-prompt diversity of ODE samples (mean pairwise feature distance)"],
+  ["normalised", "normalised ODE reward (r − r_base)/(r_target − r_base): 1 is the known optimum's reward"],
+  ["hit", "share of ODE samples the judge calls a target digit (tilt)"],
+  ["fd_target", "Fréchet distance of ODE samples to the real target digits (lower is better)"],
+  ["diversity_target", "diversity of ODE samples relative to the real target digits' (1 = as varied)"],
+  ["outside_mass", "share of ODE samples outside every mode of q (gmm25; q: 0.011)"],
+  ["kl_q", "KL over q's mode cells from the ODE samples to q (gmm25; a lower bound)"],
+  ["path_kl", "KL of the SDE sampling path from the base's (reward against √KL: over-optimisation)"]
+]
+
+const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<string>, trained: string) =>
+  QUALITY.flatMap(([metric, title]) => {
+    const steps = evalSteps.filter((s) => rows.some((r) => r.name === `eval.${metric}.s${s}`))
+    if (steps.length === 0) return []
+    const base = rows.some((r) => r.name === `eval.${metric}_base.s${trained}`)
+    return [lineChart(title, [
       ...steps.map((s) => series(rows, `eval.${metric}.s${s}`, `${s} steps`)),
-      ...(steps.includes(trained) ? [series(rows, `eval.${metric}_base.s${trained}`, `base, ${trained} steps`)] : [])
-    ])
-  return [
-    chart("Fréchet distance of ODE samples to real test digits (classifier features; lower is better)", "fd"),
-    chart(
-      "judge's class accuracy of ODE samples (a held-out classifier; diverging from the reward = hacking)",
-      "judge"
-    ),
-    chart("within-prompt diversity of ODE samples (mean pairwise feature distance)", "diversity")
-  ]
-}
+      ...(base ? [series(rows, `eval.${metric}_base.s${trained}`, `base, ${trained} steps`)] : [])
+    ])]
+  })
 
 export const writeReport = (dir: string): string => {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest

@@ -195,9 +195,10 @@ describe.skipIf(!fs.existsSync(CHROMIUM))("experiment.html in headless chromium"
     const requests: Array<string> = []
     page.on("request", (r) => requests.push(r.url()))
     await page.goto(`file://${path.join(out, "experiment.html")}`)
-    // eval.improvement.s6, eval.gap.s6 and reward_mean, each by iteration and by compute seconds, 2 arms each.
-    expect(await page.locator("svg.chart polyline.series").count()).toBe(3 * 2 * 2)
-    expect(await page.locator("svg.chart polygon").count()).toBeGreaterThanOrEqual(3 * 2 * 2)
+    // eval.improvement.s6, eval.gap.s6, eval.path_kl.s6 and reward_mean, by iteration and by compute seconds,
+    // 2 arms each.
+    expect(await page.locator("svg.chart polyline.series").count()).toBe(4 * 2 * 2)
+    expect(await page.locator("svg.chart polygon").count()).toBeGreaterThanOrEqual(4 * 2 * 2)
     expect(await page.locator("li.claim").count()).toBe(2)
     expect(await page.locator("li.claim b.verdict").first().textContent()).toMatch(
       /supported|contradicted|inconclusive/
