@@ -25,7 +25,7 @@ import type { RewardClassifier } from "./reward-classifier.ts"
 import { noiseOf, type RlConfig, targetOf } from "./rl-config.ts"
 import { gridOf } from "./rollout.ts"
 import { REWARD_ERRORS, rewardModels, scoreSamples } from "./score.ts"
-import { releaseTilt, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
+import { releaseTilt, tiltedReward, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
 import type { UpdateResult } from "./update.ts"
 
 export const EvalTable = new TableDef("eval", 1, {
@@ -63,24 +63,26 @@ const meanSe = (xs: ArrayLike<number>) => {
 
 /** The step counts evaluated: `evalSteps` and the training step count, ascending. */
 /** What the evaluation reads of a pipeline's config (every RL and adjoint-matching pipeline has these). */
-export type EvalConfig = Pick<
-  RlConfig,
-  | "dataset"
-  | "reward"
-  | "task"
-  | "target"
-  | "iterations"
-  | "sampler"
-  | "eta"
-  | "noiseLevel"
-  | "steps"
-  | "shift"
-  | "cfg"
-  | "evalEvery"
-  | "evalSteps"
-  | "evalSamplesPerPrompt"
-  | "threads"
->
+export type EvalConfig =
+  & { readonly lambda?: number | undefined; readonly adjointSteps?: number | undefined }
+  & Pick<
+    RlConfig,
+    | "dataset"
+    | "reward"
+    | "task"
+    | "target"
+    | "iterations"
+    | "sampler"
+    | "eta"
+    | "noiseLevel"
+    | "steps"
+    | "shift"
+    | "cfg"
+    | "evalEvery"
+    | "evalSteps"
+    | "evalSamplesPerPrompt"
+    | "threads"
+  >
 
 export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> =>
   [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
@@ -190,6 +192,14 @@ const evaluateAt = async (
     imp,
     meanSe(baseOde).mean
   )
+  // Adjoint matching's target p_base·exp(λ r): its reward by importance weights on the base's samples.
+  // (Only the adjoint pipelines, which have `adjointSteps`: SDPO's `lambda` is its temporal weight.)
+  const tilted = config.adjointSteps === undefined || config.lambda === undefined
+    ? undefined
+    : tiltedReward(baseOde, config.lambda)
+  const lambdaMetrics = tilted === undefined
+    ? {}
+    : { [`eval.target_reward_lambda.s${steps}`]: tilted.mean, [`eval.target_ess.s${steps}`]: tilted.ess }
   const gmmMetricsAt = config.dataset === "gmm25"
     ? gmm25Metrics(steps, odeSamples, set.count, imp, meanSe(baseOde).mean)
     : {}
@@ -206,7 +216,8 @@ const evaluateAt = async (
     [`eval.path_kl.s${steps}.se`]: kl.se,
     ...qualityMetrics,
     ...tiltMetricsAt,
-    ...gmmMetricsAt
+    ...gmmMetricsAt,
+    ...lambdaMetrics
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,

@@ -113,3 +113,21 @@ export const tiltMetrics = async (
 }
 
 export const releaseTilt = (ref: TiltReference) => ref.features.release()
+
+/**
+ * E_{p*}[r] for p* ∝ p_base·exp(λ r), self-normalised over base samples with weights exp(λ r_i), and the
+ * weights' effective sample size (Σw)²/Σw²: the target's reward where λ ≠ 1 leaves it unknown in closed
+ * form (§13.1). Few effective samples mean the estimate rests on the base's best few.
+ */
+export const tiltedReward = (baseRewards: ArrayLike<number>, lambda: number): { mean: number; ess: number } => {
+  let top = -Infinity
+  for (let i = 0; i < baseRewards.length; i++) top = Math.max(top, lambda * baseRewards[i])
+  let [sum, sumSq, weighted] = [0, 0, 0]
+  for (let i = 0; i < baseRewards.length; i++) {
+    const w = Math.exp(lambda * baseRewards[i] - top)
+    sum += w
+    sumSq += w * w
+    weighted += w * baseRewards[i]
+  }
+  return { mean: weighted / sum, ess: (sum * sum) / sumSq }
+}
