@@ -11,11 +11,8 @@ import * as path from "node:path"
 import { readTimings } from "../kernel/iteration.ts"
 import { readManifest, readMetrics } from "../kernel/run-folder.ts"
 import { ComparisonTable } from "../schemas/comparison.ts"
-import { writeFileAtomic } from "../store/atomic.ts"
-import { toParquet } from "../store/parquet.ts"
 import { atEqualSeconds, meanLevel } from "./curves.ts"
 import type { Claim } from "./experiment.ts"
-import { curveCharts, experimentHtml } from "./html.ts"
 import {
   type BySeed,
   critical,
@@ -109,7 +106,8 @@ export const comparisonRows = (values: Values): Array<Row> => {
   return rows
 }
 
-const tableOf = (rows: ReadonlyArray<Row>) =>
+/** comparison.parquet's table of the rows. */
+export const comparisonTable = (rows: ReadonlyArray<Row>) =>
   ComparisonTable.build(rows.length, {
     kind: rows.map((r) => r.kind),
     arm: rows.map((r) => r.arm),
@@ -189,7 +187,8 @@ const testText = (j: Judged, confidence: number) =>
       critical(j.test.df, confidence).toFixed(2)
     } needed`
 
-const findings = (record: ExperimentRecord, values: Values) => {
+/** findings.md: each claim's effect, test and verdict. */
+export const findingsMarkdown = (record: ExperimentRecord, values: Values) => {
   const confidence = record.confidence ?? DEFAULT_CONFIDENCE
   const lines = [
     `# Findings of ${record.name}`,
@@ -218,7 +217,8 @@ const findings = (record: ExperimentRecord, values: Values) => {
   return lines.join("\n") + "\n"
 }
 
-const markdown = (record: ExperimentRecord, values: Values) => {
+/** comparison.md: the last value of every metric per arm, and the paired differences. */
+export const comparisonMarkdown = (record: ExperimentRecord, values: Values) => {
   const arms = [...values.keys()]
   const metrics = [...new Set(arms.flatMap((a) => [...values.get(a)!.keys()]))]
     .filter((m) => m.startsWith("eval.") && !m.endsWith(".se") && !m.endsWith("_se") || m === "reward_mean").sort()
@@ -259,27 +259,6 @@ const markdown = (record: ExperimentRecord, values: Values) => {
       ])
     )
   ].join("\n") + "\n"
-}
-
-/**
- * Writes comparison.parquet, comparison.md, findings.md, experiment.html and the learning curves as
- * `curves/*.svg` into the folder; returns their paths.
- */
-export const writeComparison = (out: string): Array<string> => {
-  const record = readRecord(out)
-  const values = collect(out, record)
-  const files = {
-    "comparison.parquet": toParquet(tableOf(comparisonRows(values))),
-    "comparison.md": markdown(record, values),
-    "findings.md": findings(record, values),
-    "experiment.html": experimentHtml(record, values)
-  }
-  for (const [name, data] of Object.entries(files)) writeFileAtomic(path.join(out, name), data)
-  // The curves as files of their own too, for documents that cite them (docs/experiments.md).
-  const charts = curveCharts(values)
-  fs.mkdirSync(path.join(out, "curves"), { recursive: true })
-  for (const c of charts) writeFileAtomic(path.join(out, "curves", c.file), c.svg)
-  return [...Object.keys(files), ...charts.map((c) => path.join("curves", c.file))].map((f) => path.join(out, f))
 }
 
 /** What `etaflow inspect` shows of an experiment folder: its runs with their status, and the findings. */

@@ -16,8 +16,8 @@ import { type RunError, runPipeline } from "../kernel/run.ts"
 import { formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import type { ClusterRunError } from "./cluster/protocol.ts"
-import { writeComparison } from "./compare.ts"
 import { type ExperimentDef, seedsOf, type SettingValue } from "./experiment.ts"
+import { writeComparison } from "./write.ts"
 
 export interface ExperimentOptions {
   /** The experiment folder (default runs/experiments/<name>). */

@@ -11,7 +11,7 @@ import { velocityNet } from "../models/networks.ts"
 import { logProbGraph, type PolicyLossConfig } from "../models/policy-loss.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import type { Trajectories } from "./rollout.ts"
-import type { UpdateRequest } from "./update.ts"
+import type { UpdateRequest } from "./update-request.ts"
 
 /** A row: trajectory j at step k (k indexes the rollout's steps). */
 export type Row = readonly [number, number]

@@ -20,7 +20,6 @@
  * `shuffleTimesteps`, a fresh permutation per trajectory and epoch (ddpo-pytorch, DanceGRPO's 0.6).
  */
 import { Effect } from "effect"
-import { type LogProbConvention, samplerLogProb } from "../diffusion/samplers.ts"
 import { GraphError } from "../engine/graph.ts"
 import type { ParamValues } from "../engine/params.ts"
 import { SessionError } from "../engine/session.ts"
@@ -33,7 +32,7 @@ import { type PolicyLossConfig, ppoLoss, sdpoLoss } from "../models/policy-loss.
 import { permutation, type RandomStream } from "../random/streams.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
 import type { BaseModel } from "./base-model.ts"
-import { cpsLogProbOf, type KlForm, type RlConfig, type RlVariant } from "./rl-config.ts"
+import type { RlConfig, RlVariant } from "./rl-config.ts"
 import type { RlState } from "./rl-state.ts"
 import type { Trajectories } from "./rollout.ts"
 import {
@@ -47,53 +46,7 @@ import {
   trainedSteps,
   type UpdatePlan
 } from "./update-batches.ts"
-
-/** The update's settings, from an RL config and the algorithm's variant. */
-export interface UpdateRequest {
-  readonly lr: number
-  readonly weightDecay: number
-  readonly innerEpochs: number
-  readonly clipRange: number
-  readonly beta: number
-  /** flow_grpo's code KL (Δ·paper, the default) or the paper's per-element form (§4.2). */
-  readonly klForm: KlForm
-  readonly cfg: number
-  /** Trajectories (PPO) or pairs (SDPO) per minibatch. */
-  readonly batchSize: number
-  readonly threads: number
-  /** Precise's ratio normalisation (§7.5). */
-  readonly rationorm: boolean
-  /** The log-prob convention of the training sampler (FlowCPS's is unnormalised, §6.2). */
-  readonly logProb: LogProbConvention
-  /** Fraction of the N steps each trajectory trains, and whether they are drawn at random. */
-  readonly timestepFraction: number
-  readonly shuffleTimesteps: boolean
-  /** Re-score old log-probs at θ_old with the loss's graph instead of using the stored ones. */
-  readonly rescoreOldLogProb: boolean
-  /** EMA decay of the weights (0: no EMA) and optimizer steps between its updates. */
-  readonly ema: number
-  readonly emaInterval: number
-}
-
-/** The update settings of an RL config; the log-prob convention is the training sampler's (§6.2). */
-export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest => ({
-  lr: c.lr,
-  weightDecay: c.weightDecay,
-  innerEpochs: c.innerEpochs,
-  clipRange: c.clipRange,
-  beta: c.beta,
-  klForm: c.klForm,
-  cfg: c.cfg,
-  batchSize: c.batchSize,
-  threads: c.threads,
-  rationorm,
-  logProb: samplerLogProb(c.sampler, cpsLogProbOf({ rationorm })),
-  timestepFraction: c.timestepFraction,
-  shuffleTimesteps: c.shuffleTimesteps,
-  rescoreOldLogProb: c.rescoreOldLogProb,
-  ema: c.ema,
-  emaInterval: c.emaInterval
-})
+import { type UpdateRequest, updateRequestOf } from "./update-request.ts"
 
 export interface UpdateResult {
   readonly state: RlState

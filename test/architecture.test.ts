@@ -77,6 +77,27 @@ describe("the source folders", () => {
     expect(cycles).toEqual([])
   })
 
+  it("form no cycle between files either: no file imports itself through others", () => {
+    const files = Object.keys(ALLOWED).flatMap(sources)
+    const imports = new Map(files.map((file) => [
+      file,
+      [...fs.readFileSync(file, "utf8").matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)].map((m) =>
+        path.relative(".", path.resolve(path.dirname(file), m[1]))
+      )
+    ]))
+    const state = new Map<string, "visiting" | "done">()
+    const cycles: Array<string> = []
+    const visit = (file: string, trail: ReadonlyArray<string>) => {
+      if (state.get(file) === "visiting") cycles.push([...trail.slice(trail.indexOf(file)), file].join(" → "))
+      if (state.has(file)) return
+      state.set(file, "visiting")
+      for (const to of imports.get(file) ?? []) visit(to, [...trail, file])
+      state.set(file, "done")
+    }
+    for (const file of files) visit(file, [])
+    expect(cycles).toEqual([])
+  })
+
   it("keep the kernel free of domain code", () => {
     const kernelImports = [...(graph.get("kernel")?.keys() ?? [])]
     for (const domain of ["nodes", "pipelines", "report", "diffusion", "models", "rewards", "data", "engine"]) {
