@@ -11,6 +11,7 @@ import { runStatus } from "../experiments/run.ts"
 import { StoreError, UsageError } from "../kernel/errors.ts"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
+import { messageOf } from "../schemas/message.ts"
 import { parquetSummary } from "../store/parquet.ts"
 
 interface FileReport {
@@ -172,5 +173,5 @@ export const inspect = (target: string, json: boolean) =>
     },
     catch: (e) => (e instanceof UsageError
       ? e
-      : new StoreError({ file: target, message: e instanceof Error ? e.message : String(e) }))
+      : new StoreError({ file: target, message: messageOf(e) }))
   })

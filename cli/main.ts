@@ -20,6 +20,7 @@ import { Replay } from "../pipelines/replay.ts"
 import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
 import { sample, SAMPLER_NAMES } from "../pipelines/sample.ts"
 import { writeReport } from "../report/report.ts"
+import { messageOf } from "../schemas/message.ts"
 import { settingsHelp } from "../schemas/settings.ts"
 import { clusterRun, runnerCommand } from "./cluster.ts"
 import { inspect } from "./inspect.ts"
@@ -41,7 +42,7 @@ const readConfigFile = (file: string) =>
       }
       return value as Record<string, unknown>
     },
-    catch: (e) => new UsageError({ message: `--config ${file}: ${e instanceof Error ? e.message : String(e)}` })
+    catch: (e) => new UsageError({ message: `--config ${file}: ${messageOf(e)}` })
   })
 
 const list = Command.make(
@@ -128,7 +129,7 @@ const replay = Command.make(
 
 /** A command's failure: its usage errors as they are (exit 2), anything else a StoreError naming the file. */
 const usageOrStore = (file: string) => (e: unknown): UsageError | StoreError =>
-  e instanceof UsageError ? e : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
+  e instanceof UsageError ? e : new StoreError({ file, message: messageOf(e) })
 
 const report = Command.make(
   "report",

@@ -1,5 +1,6 @@
 /** Errors raised by the kernel. Each message names the pipeline, node, file or setting at fault. */
 import { Data } from "effect"
+import { messageOf } from "../schemas/message.ts"
 
 /** The pipeline's graph is wrong (cycle, unwired input, unknown source, duplicate name). */
 export class PipelineDefinitionError extends Data.TaggedError("PipelineDefinitionError")<{
@@ -34,4 +35,4 @@ export class StoreError extends Data.TaggedError("StoreError")<{
 export const asStoreError = (file: string) => (e: unknown): UsageError | NonFiniteError | NodeFailure | StoreError =>
   e instanceof UsageError || e instanceof NonFiniteError || e instanceof NodeFailure ?
     e
-    : new StoreError({ file, message: e instanceof Error ? e.message : String(e) })
+    : new StoreError({ file, message: messageOf(e) })

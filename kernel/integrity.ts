@@ -4,6 +4,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { messageOf } from "../schemas/message.ts"
 import {
   checkFile,
   type Damage,
@@ -108,7 +109,7 @@ export const verifyRun = (dir: string): VerifyReport => {
     complete = readManifest(dir).iterations_complete
     records = readRecords(dir, complete)
   } catch (e) {
-    return { ...report, damaged: [{ file: dir, problem: e instanceof Error ? e.message : String(e) }] }
+    return { ...report, damaged: [{ file: dir, problem: messageOf(e) }] }
   }
   const damaged = [...(records ?? [])].flatMap(([rel, rec]) => {
     const damage = checkFile(path.join(dir, rel), rec)

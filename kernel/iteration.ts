@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { shapeOf } from "../schemas/columns.ts"
 import type { Manifest, MetricRow, RunInfo } from "../schemas/manifest.ts"
+import { messageOf } from "../schemas/message.ts"
 import { type CommitJob, tableBytes } from "../store/commit.ts"
 import { DamagedFile, INDEX_DIR } from "../store/integrity.ts"
 import { NodeFailure, NonFiniteError } from "./errors.ts"
@@ -19,7 +20,7 @@ import type { ReplayPlan } from "./replay-plan.ts"
 import { iterFile, manifestText, metricsParquet, now } from "./run-folder.ts"
 import { NodeContext, Rng, RunStore } from "./services.ts"
 
-const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+const describe = (e: unknown) => messageOf(e)
 
 const checkFinite = (where: string, metrics: Readonly<Record<string, number>>) => {
   for (const [name, value] of Object.entries(metrics)) {

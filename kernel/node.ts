@@ -25,6 +25,7 @@
  */
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
+import { messageOf } from "../schemas/message.ts"
 import { NodeFailure } from "./errors.ts"
 import { NodeContext } from "./services.ts"
 
@@ -133,7 +134,7 @@ const bind = <In extends Inputs, Out, E, R, W>(
 /** A tagged error class (Data.TaggedError) a node body may throw and its callers may catchTag on. */
 export type TaggedErrorClass = new(...args: ReadonlyArray<any>) => Error & { readonly _tag: string }
 
-const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+const describe = (e: unknown) => messageOf(e)
 
 export const Node = {
   make: <In extends Inputs, Out, E = never, R = never>(

@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Manifest, type MetricRow, MetricsTable } from "../schemas/manifest.ts"
+import { messageOf } from "../schemas/message.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import { UsageError } from "./errors.ts"
@@ -24,7 +25,7 @@ export const readManifest = (dir: string): Manifest => {
   try {
     return decodeManifest(JSON.parse(fs.readFileSync(file, "utf8")))
   } catch (e) {
-    throw new UsageError({ message: `${file}: not a valid etaflow manifest (${e instanceof Error ? e.message : e})` })
+    throw new UsageError({ message: `${file}: not a valid etaflow manifest (${messageOf(e)})` })
   }
 }
 

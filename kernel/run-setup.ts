@@ -6,6 +6,7 @@ import { Cause, Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Manifest, RUN_FORMAT } from "../schemas/manifest.ts"
+import { messageOf } from "../schemas/message.ts"
 import { type ConfigOf, formatIssues, resolveSettings } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import type { StoredFiles } from "../store/integrity.ts"
@@ -26,7 +27,7 @@ import {
 } from "./run-folder.ts"
 import { packageVersions, type VersionChange, versionChanges } from "./versions.ts"
 
-const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+const describe = (e: unknown) => messageOf(e)
 
 export interface RunOptions {
   /** Settings from a config file (or a stored run), before `set`. */

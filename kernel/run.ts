@@ -20,6 +20,7 @@
 import { Cause, Console, Effect, Exit, Semaphore } from "effect"
 import * as path from "node:path"
 import type { MetricRow } from "../schemas/manifest.ts"
+import { messageOf } from "../schemas/message.ts"
 import type { ConfigOf } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { type StoredFiles, storedFiles } from "../store/integrity.ts"
@@ -44,7 +45,7 @@ import { formatVersionChanges, type VersionChange, versionChanges } from "./vers
 
 export { prepareRun, type RunOptions }
 
-const describe = (e: unknown) => (e instanceof Error ? e.message : String(e))
+const describe = (e: unknown) => messageOf(e)
 
 export interface RunResult<P extends AnyPipeline> {
   readonly dir: string

@@ -7,6 +7,7 @@ import { Context, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { openStream, type RandomStream } from "../random/streams.ts"
+import { messageOf } from "../schemas/message.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { fromParquet, toParquet } from "../store/parquet.ts"
 import { StoreError } from "./errors.ts"
@@ -61,7 +62,7 @@ export class RunStore extends Context.Service<RunStore, {
     const attempt = <A>(rel: string, f: () => A) =>
       Effect.try({
         try: f,
-        catch: (e) => new StoreError({ file: abs(rel), message: e instanceof Error ? e.message : String(e) })
+        catch: (e) => new StoreError({ file: abs(rel), message: messageOf(e) })
       })
     return RunStore.of({
       dir,

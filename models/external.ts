@@ -7,6 +7,7 @@ import { Data } from "effect"
 import * as fs from "node:fs"
 import onnxProto from "onnx-proto"
 import { EngineSession } from "../engine/session.ts"
+import { messageOf } from "../schemas/message.ts"
 
 export interface ValueContract {
   readonly dtype: "float32" | "float64" | "int64"
@@ -89,7 +90,7 @@ export const contractProblem = (file: string, contract: OnnxContract): string | 
     checkValues(file, "output", contract.outputs, infos(graph?.output))
     return undefined
   } catch (e) {
-    return e instanceof Error ? e.message : String(e)
+    return messageOf(e)
   }
 }
 

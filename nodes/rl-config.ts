@@ -8,6 +8,7 @@ import { GRID_SPACINGS, type GridSpacing } from "../diffusion/grids.ts"
 import type { LogProbConvention } from "../diffusion/samplers.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
 import { targetDigits } from "../rewards/target.ts"
+import { messageOf } from "../schemas/message.ts"
 import { Setting } from "../schemas/settings.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
 
@@ -259,7 +260,7 @@ export const taskProblems = (c: Pick<RlConfig, "task" | "target" | "dataset" | "
   try {
     targetDigits(c.target)
   } catch (e) {
-    problems.push(`setting "target": ${e instanceof Error ? e.message : String(e)}`)
+    problems.push(`setting "target": ${messageOf(e)}`)
   }
   if (rewardOf(c).split(",").some((t) => t.trim().split(":")[0] === "classifier")) {
     problems.push(`task tilt has no prompted digit for the classifier reward; use reward=target (log p(T | x))`)

@@ -21,6 +21,7 @@ import {
   RewardSpecError
 } from "../rewards/rewards.ts"
 import { targetReward } from "../rewards/target.ts"
+import { messageOf } from "../schemas/message.ts"
 import type { RewardClassifier } from "./reward-classifier.ts"
 import { rewardOf, type RlConfig, targetOf } from "./rl-config.ts"
 import type { Trajectories } from "./rollout.ts"
@@ -51,7 +52,7 @@ export const rewardProblems = (c: ScoreConfig): Array<string> => {
       return problem === undefined ? [] : [`setting "reward": ${problem}`]
     })
   } catch (e) {
-    return [`setting "reward": ${e instanceof Error ? e.message : String(e)}`]
+    return [`setting "reward": ${messageOf(e)}`]
   }
 }
 

@@ -10,6 +10,7 @@
 import * as arrow from "apache-arrow"
 import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
+import { messageOf } from "../schemas/message.ts"
 import { writeDirAtomic, writeFileAtomic } from "./atomic.ts"
 import { type FileRecord, INDEX_FORMAT, type IterationIndex, recordOf, relName } from "./integrity.ts"
 import { parquetFromIpc } from "./parquet.ts"
@@ -46,7 +47,7 @@ const named = (file: string, write: () => void) => {
   try {
     write()
   } catch (e) {
-    throw new Error(`${file}: ${e instanceof Error ? e.message : String(e)}`)
+    throw new Error(`${file}: ${messageOf(e)}`)
   }
 }
 

@@ -12,6 +12,7 @@ import { Data } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { messageOf } from "../schemas/message.ts"
 
 export const INDEX_FORMAT = "etaflow.index/1"
 export const INDEX_DIR = "index"
@@ -88,7 +89,7 @@ const readJson = (file: string): unknown => {
   try {
     return JSON.parse(fs.readFileSync(file, "utf8"))
   } catch (e) {
-    throw new Error(`${file} is damaged: ${e instanceof Error ? e.message : String(e)}`)
+    throw new Error(`${file} is damaged: ${messageOf(e)}`)
   }
 }
 

@@ -10,6 +10,7 @@
 import * as arrow from "apache-arrow"
 import { Data } from "effect"
 import * as pw from "parquet-wasm/node"
+import { messageOf } from "../schemas/message.ts"
 
 const MAGIC = "PAR1"
 
@@ -56,7 +57,7 @@ export const fromParquet = (bytes: Uint8Array, file: string): arrow.Table => {
   try {
     return arrow.tableFromIPC(pw.readParquet(bytes, { batchSize: 1 << 20 }).intoIPCStream())
   } catch (e) {
-    throw new ParquetReadError({ file, reason: String(e instanceof Error ? e.message : e) })
+    throw new ParquetReadError({ file, reason: messageOf(e) })
   }
 }
 
@@ -72,6 +73,6 @@ export const parquetSummary = async (
     const schema = arrow.tableFromIPC(pw.readParquet(bytes, { limit: 0 }).intoIPCStream()).schema
     return { rows, schema }
   } catch (e) {
-    throw new ParquetReadError({ file, reason: String(e instanceof Error ? e.message : e) })
+    throw new ParquetReadError({ file, reason: messageOf(e) })
   }
 }

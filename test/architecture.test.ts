@@ -17,7 +17,7 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   kernel: ["random", "schemas", "store"],
   diffusion: ["random"],
   data: ["random", "schemas", "store"],
-  models: ["diffusion", "engine", "random", "store"],
+  models: ["diffusion", "engine", "random", "schemas", "store"],
   rewards: ["data", "engine", "models"],
   report: ["data", "schemas", "store"],
   nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],

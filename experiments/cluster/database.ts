@@ -7,6 +7,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, type Layer, Redacted } from "effect"
 import type { SqlClient } from "effect/sql"
 import { UsageError } from "../../kernel/errors.ts"
+import { messageOf } from "../../schemas/message.ts"
 
 export interface ClusterUrl {
   readonly url: string
@@ -36,7 +37,7 @@ const unreachable = (c: ClusterUrl, cause: unknown) =>
   new UsageError({
     message:
       `cannot reach the cluster database ${c.database} at ${c.host}:${c.port} (${
-        cause instanceof Error ? cause.message : String(cause)
+        messageOf(cause)
       }); check that PostgreSQL runs there and accepts TCP connections, and that the URL's user may connect ` +
       `to database ${c.database}`
   })

@@ -13,6 +13,7 @@ import * as path from "node:path"
 import { UsageError } from "../../kernel/errors.ts"
 import { readManifest } from "../../kernel/run-folder.ts"
 import { packageVersions } from "../../kernel/versions.ts"
+import { messageOf } from "../../schemas/message.ts"
 import { scriptHash } from "../load.ts"
 import { type Executor, type PlannedRun, runStatus } from "../run.ts"
 import { clusterDatabase, type ClusterUrl } from "./database.ts"
@@ -55,15 +56,12 @@ export const runRequest = (s: Submission, run: PlannedRun): RunRequest => {
   }
 }
 
-const messageOf = (cause: Cause.Cause<unknown>) => {
-  const e = Cause.squash(cause)
-  return e instanceof Error ? e.message : String(e)
-}
+const causeMessage = (cause: Cause.Cause<unknown>) => messageOf(Cause.squash(cause))
 
 /** The failure an execution ended with, if it has ended with one. */
 const failureOf = (result: Option.Option<Workflow.Result<RunOutcome, ClusterRunError>>) =>
   Option.isSome(result) && result.value._tag === "Complete" && result.value.exit._tag === "Failure"
-    ? Option.some(messageOf(result.value.exit.cause))
+    ? Option.some(causeMessage(result.value.exit.cause))
     : Option.none()
 
 /**
@@ -122,14 +120,14 @@ const look = (s: Submission, p: Followed, shown: Map<PlannedRun, string>, starte
         s.log(`${name}: complete (runner ${exit.value.runner}, ${exit.value.action})`)
         return undefined
       }
-      s.log(`${name}: ${messageOf(exit.cause)}`)
+      s.log(`${name}: ${causeMessage(exit.cause)}`)
       const error = exit.cause.reasons.find((r) => r._tag === "Fail")?.error
       return error ?? new ClusterRunError({
         arm: p.run.arm,
         seed: p.run.seed,
         runner: "unknown",
         reason: "failed",
-        message: messageOf(exit.cause)
+        message: causeMessage(exit.cause)
       })
     }
     const now = progressOf(p.run)

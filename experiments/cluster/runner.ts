@@ -14,6 +14,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "../../kernel/errors.ts"
 import { packageVersions } from "../../kernel/versions.ts"
+import { messageOf } from "../../schemas/message.ts"
 import { loadExperiment, scriptHash } from "../load.ts"
 import { carryOut, planExperiment, runStatus } from "../run.ts"
 import { clusterDatabase, type ClusterUrl } from "./database.ts"
@@ -53,7 +54,7 @@ export const checkRoot = (root: string): void => {
     fs.rmSync(probe)
   } catch (e) {
     throw new UsageError({
-      message: `--root ${root} is not writable by this process (${e instanceof Error ? e.message : e}) ${hint}`
+      message: `--root ${root} is not writable by this process (${messageOf(e)}) ${hint}`
     })
   }
 }
@@ -95,7 +96,7 @@ const plannedRun = (options: RunnerOptions, request: RunRequest, runner: string)
         seed: request.seed,
         runner,
         reason: "usage",
-        message: e instanceof Error ? e.message : String(e)
+        message: messageOf(e)
       })
   })
 
