@@ -7,7 +7,7 @@
  * trajectory with quantile loss clipping. `adjointSteps=K` truncates adjoint and loss to the last K steps.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { AM_DEFAULTS, amSettings } from "../nodes/am-config.ts"
+import { AM_DEFAULTS, amSettings } from "../nodes/adjoint/config.ts"
 import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
 
 const variant: AmVariant = { deterministic: false, kind: () => "lean" }

@@ -7,12 +7,12 @@
  */
 import type { AdjointKind } from "../diffusion/adjoint.ts"
 import { Persist } from "../kernel/node.ts"
-import { adjointUpdate } from "../nodes/adjoint-update.ts"
-import { adjoint, rewardGradientProblems } from "../nodes/adjoint.ts"
-import type { AmConfig } from "../nodes/am-config.ts"
-import { restoreAdjoints, restoreTrajectories, restoreUpdate } from "../nodes/restore.ts"
-import { rollout } from "../nodes/rollout.ts"
-import { amTrajectoryTable } from "../nodes/trajectories.ts"
+import { adjoint, rewardGradientProblems } from "../nodes/adjoint/adjoint.ts"
+import type { AmConfig } from "../nodes/adjoint/config.ts"
+import { adjointUpdate } from "../nodes/adjoint/update.ts"
+import { restoreAdjoints, restoreTrajectories, restoreUpdate } from "../nodes/rl/restore.ts"
+import { rollout } from "../nodes/rl/rollout.ts"
+import { amTrajectoryTable } from "../nodes/rl/trajectory-table.ts"
 import { checkRlConfig, evaluationEntries, rewardEntry, rlPipeline, setupEntries } from "./rl-pipeline.ts"
 
 export interface AmVariant {

@@ -4,8 +4,8 @@
  * with the unbiased std + 1e-8, PPO-clip without KL on a random 60 % of each trajectory's steps.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { groupAdvantages } from "../nodes/rl/advantages.ts"
+import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "rf", sharedNoise: true }

@@ -1,7 +1,7 @@
 /** `etaflow run dataset`: writes a data set as `dataset.parquet` in the run folder. */
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { dataset, DATASETS } from "../nodes/dataset.ts"
+import { dataset, DATASETS } from "../nodes/setup/dataset.ts"
 import { writeReport } from "../report/report.ts"
 import { Setting } from "../schemas/settings.ts"
 

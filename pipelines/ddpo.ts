@@ -5,8 +5,8 @@
  * clip range 1e-4 on a fresh permutation of each trajectory's steps.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { promptTrackerAdvantages } from "../nodes/advantages.ts"
-import { rlSettings, type RlVariant, trackerSettings, vpSettings } from "../nodes/rl-config.ts"
+import { promptTrackerAdvantages } from "../nodes/rl/advantages.ts"
+import { rlSettings, type RlVariant, trackerSettings, vpSettings } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "vp", sharedNoise: false }

@@ -8,7 +8,7 @@
  */
 import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { AM_DEFAULTS, amSettings, deterministicSettings } from "../nodes/am-config.ts"
+import { AM_DEFAULTS, amSettings, deterministicSettings } from "../nodes/adjoint/config.ts"
 import { Setting } from "../schemas/settings.ts"
 import { amNodes, amPipeline, type AmVariant } from "./am-pipeline.ts"
 

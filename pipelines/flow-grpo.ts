@@ -5,8 +5,8 @@
  * 0.01), all but the last transition trained, ODE evaluation of the reward gap.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { groupAdvantages } from "../nodes/rl/advantages.ts"
+import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "rf", sharedNoise: false }

@@ -8,8 +8,8 @@
  * back to 0 as soon as it would reach L, so every iteration trains.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, type RlConfig, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { groupAdvantages } from "../nodes/rl/advantages.ts"
+import { grpoSettings, type RlConfig, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { Setting } from "../schemas/settings.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 

@@ -4,8 +4,8 @@
  * clip range 4e-6 and Precise's per-step ratio normalisation (§7.5), all but the last step trained.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { groupAdvantages } from "../nodes/advantages.ts"
-import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl-config.ts"
+import { groupAdvantages } from "../nodes/rl/advantages.ts"
+import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "rf", sharedNoise: false, rationorm: true }

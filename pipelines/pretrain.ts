@@ -7,12 +7,12 @@
  */
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { baseModel, PretrainSettings } from "../nodes/base-model.ts"
-import { baseSamples } from "../nodes/base-samples.ts"
-import { trainingData } from "../nodes/dataset.ts"
-import { modelOnnx, modelWeights } from "../nodes/model-files.ts"
-import { defaultClassifier, defaultJudge } from "../nodes/reward-classifier.ts"
-import { tableOf } from "../nodes/table-of.ts"
+import { baseSamples } from "../nodes/eval/base-samples.ts"
+import { baseModel, PretrainSettings } from "../nodes/setup/base-model.ts"
+import { trainingData } from "../nodes/setup/dataset.ts"
+import { modelOnnx, modelWeights } from "../nodes/setup/model-files.ts"
+import { defaultClassifier, defaultJudge } from "../nodes/setup/reward-classifier.ts"
+import { tableOf } from "../nodes/studies/samples-table.ts"
 import { writeReport } from "../report/report.ts"
 
 export { PretrainSettings }

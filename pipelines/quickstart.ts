@@ -8,7 +8,7 @@
  * SDE − ODE gap, with standard errors. Base, reward classifier and judge are trained first when the
  * cache is empty.
  */
-import { TASKS } from "../nodes/rl-config.ts"
+import { TASKS } from "../nodes/rl/config.ts"
 import { Setting } from "../schemas/settings.ts"
 import { sdpo } from "./sdpo.ts"
 

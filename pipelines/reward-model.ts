@@ -4,9 +4,9 @@
  */
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { trainingData } from "../nodes/dataset.ts"
-import { modelOnnx, modelWeights } from "../nodes/model-files.ts"
-import { rewardClassifier, RewardModelSettings } from "../nodes/reward-classifier.ts"
+import { trainingData } from "../nodes/setup/dataset.ts"
+import { modelOnnx, modelWeights } from "../nodes/setup/model-files.ts"
+import { rewardClassifier, RewardModelSettings } from "../nodes/setup/reward-classifier.ts"
 import { writeReport } from "../report/report.ts"
 
 export { RewardModelSettings }

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Retention } from "../kernel/pipeline.ts"
 import { iterFile, manifestText, readManifest, readMetrics } from "../kernel/run-folder.ts"
-import { KEEP, type Keep } from "../nodes/rl-config.ts"
+import { KEEP, type Keep } from "../nodes/rl/config.ts"
 
 export { KEEP }
 import { writeFileAtomic } from "../store/atomic.ts"

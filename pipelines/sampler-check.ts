@@ -5,9 +5,9 @@
 import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { samplerRuns } from "../nodes/sampler-rollouts.ts"
-import { markdownTable, samplerTable } from "../nodes/sampler-table.ts"
-import { trajectories } from "../nodes/trajectories.ts"
+import { trajectories } from "../nodes/rl/trajectory-table.ts"
+import { samplerRuns } from "../nodes/studies/sampler-runs.ts"
+import { markdownTable, samplerTable } from "../nodes/studies/sampler-table.ts"
 import { writeReport } from "../report/report.ts"
 import { Setting } from "../schemas/settings.ts"
 

@@ -6,12 +6,12 @@
  */
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/advantages.ts"
-import { denseRewards } from "../nodes/dense-reward.ts"
-import { restoreUpdate } from "../nodes/restore.ts"
-import { rlSettings, type RlVariant, vpSettings } from "../nodes/rl-config.ts"
-import { sdpoTrajectoryTable } from "../nodes/trajectories.ts"
-import { pairedUpdate } from "../nodes/update.ts"
+import { promptTrackerAdvantages, stepPromptTrackerAdvantages } from "../nodes/rl/advantages.ts"
+import { rlSettings, type RlVariant, vpSettings } from "../nodes/rl/config.ts"
+import { denseRewards } from "../nodes/rl/dense-rewards.ts"
+import { restoreUpdate } from "../nodes/rl/restore.ts"
+import { sdpoTrajectoryTable } from "../nodes/rl/trajectory-table.ts"
+import { pairedUpdate } from "../nodes/rl/update.ts"
 import { Setting } from "../schemas/settings.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 

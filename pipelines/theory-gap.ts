@@ -4,9 +4,9 @@
  */
 import { Persist } from "../kernel/node.ts"
 import { Pipeline } from "../kernel/pipeline.ts"
-import { gapPoints } from "../nodes/gap-points.ts"
-import { gapTable } from "../nodes/gap-table.ts"
-import { markdownTable } from "../nodes/sampler-table.ts"
+import { gapPoints } from "../nodes/studies/gap-points.ts"
+import { gapTable } from "../nodes/studies/gap-table.ts"
+import { markdownTable } from "../nodes/studies/sampler-table.ts"
 import { writeReport } from "../report/report.ts"
 import { Setting } from "../schemas/settings.ts"
 

@@ -8,7 +8,7 @@ import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { networkDrift, networkLeanAdjoint, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
-import { computeAdjoints } from "../../nodes/adjoint.ts"
+import { computeAdjoints } from "../../nodes/adjoint/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
 
 // A small random velocity network on 2-D points; every weight drawn (zero-initialised layers included).

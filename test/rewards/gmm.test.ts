@@ -1,7 +1,7 @@
 /** gmm25's exact target (§13.2): the posterior ratio's densities, E_q[r] and the cell KL, independently checked. */
 import { describe, expect, it } from "vitest"
 import { sampleToy } from "../../data/toys.ts"
-import { cellKl } from "../../nodes/gmm25.ts"
+import { cellKl } from "../../nodes/eval/gmm25.ts"
 import { openStream } from "../../random/streams.ts"
 import { BASE25, gmmAt, POSTERIOR9, posteriorExpectedReward, posteriorRatio } from "../../rewards/gmm.ts"
 

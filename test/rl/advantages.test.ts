@@ -1,8 +1,8 @@
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { Rng } from "../../kernel/services.ts"
-import { groupNormalize, trackPrompts } from "../../nodes/advantages.ts"
-import { prompts } from "../../nodes/prompts.ts"
+import { groupNormalize, trackPrompts } from "../../nodes/rl/advantages.ts"
+import { prompts } from "../../nodes/setup/prompts.ts"
 import { openStream } from "../../random/streams.ts"
 
 const direct = (xs: Array<number>, unbiased: boolean) => {

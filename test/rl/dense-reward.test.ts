@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
-import { trackStepPrompts } from "../../nodes/advantages.ts"
-import { anchorOf, discountedReturns, interpolateRewards, similarities } from "../../nodes/dense-reward.ts"
+import { trackStepPrompts } from "../../nodes/rl/advantages.ts"
+import { anchorOf, discountedReturns, interpolateRewards, similarities } from "../../nodes/rl/dense-rewards.ts"
 import { openStream } from "../../random/streams.ts"
 
 const predictions = (N: number, d: number) => {

@@ -15,8 +15,8 @@ import type { LossClipState } from "../../models/adjoint-loss.ts"
 import { gaussianData, gaussianDrift } from "../../models/analytic.ts"
 import { networkDrift } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
-import { adjointMatchingUpdate } from "../../nodes/adjoint-update.ts"
-import { computeAdjoints, latentsAt } from "../../nodes/adjoint.ts"
+import { computeAdjoints, latentsAt } from "../../nodes/adjoint/adjoint.ts"
+import { adjointMatchingUpdate } from "../../nodes/adjoint/update.ts"
 import { openStream } from "../../random/streams.ts"
 
 export interface ToyProblem {

@@ -4,9 +4,9 @@
  * keeps only final samples, since every step of every sweep point would be millions of rows.
  */
 import { Effect } from "effect"
-import { uniformGrid } from "../diffusion/grids.ts"
-import { rectifiedFlow } from "../diffusion/process.ts"
-import { type Rollout, rollout } from "../diffusion/rollout.ts"
+import { uniformGrid } from "../../diffusion/grids.ts"
+import { rectifiedFlow } from "../../diffusion/process.ts"
+import { type Rollout, rollout } from "../../diffusion/rollout.ts"
 import {
   type LogProbConvention,
   SAMPLER_NAMES,
@@ -14,10 +14,10 @@ import {
   type SamplerName,
   samplerOf,
   SAMPLERS
-} from "../diffusion/samplers.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { doubleRing } from "../models/analytic.ts"
+} from "../../diffusion/samplers.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Rng } from "../../kernel/services.ts"
+import { doubleRing } from "../../models/analytic.ts"
 
 export const SWEEP_STEPS = [6, 10, 20, 50] as const
 

@@ -5,8 +5,8 @@
  * real digits of T and the diversity relative to theirs.
  */
 import type * as arrow from "apache-arrow"
-import { splitOf } from "../data/split.ts"
-import type { EngineSession } from "../engine/session.ts"
+import { splitOf } from "../../data/split.ts"
+import type { EngineSession } from "../../engine/session.ts"
 import {
   diversity,
   featureSession,
@@ -14,10 +14,10 @@ import {
   type FeatureStats,
   featureStats,
   frechetDistance
-} from "../models/quality.ts"
-import { classifierLogProbs, logTargetProb } from "../rewards/target.ts"
-import { meanStd } from "./advantages.ts"
-import type { RewardClassifier } from "./reward-classifier.ts"
+} from "../../models/quality.ts"
+import { classifierLogProbs, logTargetProb } from "../../rewards/target.ts"
+import { meanStd } from "../rl/advantages.ts"
+import type { RewardClassifier } from "../setup/reward-classifier.ts"
 
 export interface TiltReference {
   readonly target: ReadonlyArray<number>

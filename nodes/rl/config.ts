@@ -4,13 +4,13 @@
  * what differs between algorithms and is not a setting (the process, shared group noise, MixGRPO's
  * window, Precise's ratio normalisation) is the pipeline's `RlVariant`, given to node factories.
  */
-import { GRID_SPACINGS, type GridSpacing } from "../diffusion/grids.ts"
-import type { LogProbConvention } from "../diffusion/samplers.ts"
-import { SAMPLER_NAMES, type SamplerName } from "../diffusion/samplers.ts"
-import { targetDigits } from "../rewards/target.ts"
-import { messageOf } from "../schemas/message.ts"
-import { Setting } from "../schemas/settings.ts"
-import { type DatasetName, DATASETS } from "./dataset.ts"
+import { GRID_SPACINGS, type GridSpacing } from "../../diffusion/grids.ts"
+import type { LogProbConvention } from "../../diffusion/samplers.ts"
+import { SAMPLER_NAMES, type SamplerName } from "../../diffusion/samplers.ts"
+import { targetDigits } from "../../rewards/target.ts"
+import { messageOf } from "../../schemas/message.ts"
+import { Setting } from "../../schemas/settings.ts"
+import { type DatasetName, DATASETS } from "../setup/dataset.ts"
 
 export const KEEP = ["all", "default", "minimal"] as const
 export type Keep = (typeof KEEP)[number]

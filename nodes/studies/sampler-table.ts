@@ -5,9 +5,9 @@
  */
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
-import { Column, TableDef } from "../schemas/columns.ts"
-import type { SamplerRuns } from "./sampler-rollouts.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Column, TableDef } from "../../schemas/columns.ts"
+import type { SamplerRuns } from "./sampler-runs.ts"
 
 export const SamplerCheckTable = new TableDef("sampler_check", 1, {
   sampler: Column.utf8("sampler name (diffusion/samplers.ts registry)"),

@@ -9,15 +9,15 @@
  * next to the brief's rate: (2T)⁻¹ for VE, e^{−T²/2} for VP with β(t) = t.
  */
 import { Effect } from "effect"
-import { gapBound, gapExact, quadraticReward, vpAlphaBar } from "../diffusion/gaussian-theory.ts"
-import { gaussianSamplerMoments } from "../diffusion/moments.ts"
-import { type Process, veBrownian, vpContinuous } from "../diffusion/process.ts"
-import { rollout } from "../diffusion/rollout.ts"
-import { SamplerError } from "../diffusion/samplers.ts"
-import { gddim, ode } from "../diffusion/samplers.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { gaussianData } from "../models/analytic.ts"
+import { gapBound, gapExact, quadraticReward, vpAlphaBar } from "../../diffusion/gaussian-theory.ts"
+import { gaussianSamplerMoments } from "../../diffusion/moments.ts"
+import { type Process, veBrownian, vpContinuous } from "../../diffusion/process.ts"
+import { rollout } from "../../diffusion/rollout.ts"
+import { SamplerError } from "../../diffusion/samplers.ts"
+import { gddim, ode } from "../../diffusion/samplers.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Rng } from "../../kernel/services.ts"
+import { gaussianData } from "../../models/analytic.ts"
 
 export interface TheoryGapRequest {
   readonly process: "ve" | "vp"

@@ -8,11 +8,11 @@
  * The tracker's buffers are part of the iteration state, so resume continues them exactly.
  */
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
-import type { DenseRewards } from "./dense-reward.ts"
-import type { RlState, TrackerState } from "./rl-state.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import type { DenseRewards } from "./dense-rewards.ts"
+import type { Rewards } from "./rewards.ts"
 import type { Trajectories } from "./rollout.ts"
-import type { Rewards } from "./score.ts"
+import type { RlState, TrackerState } from "./state.ts"
 
 export interface Advantages {
   readonly perTrajectory: Float64Array

@@ -4,11 +4,11 @@
  * stream, so the same seed gives the same points.
  */
 import type * as arrow from "apache-arrow"
-import { loadMnist, MNIST_SHAPE } from "../data/mnist.ts"
-import { sampleToy, type Toy } from "../data/toys.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { DatasetTable } from "../schemas/dataset.ts"
+import { loadMnist, MNIST_SHAPE } from "../../data/mnist.ts"
+import { sampleToy, type Toy } from "../../data/toys.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Rng } from "../../kernel/services.ts"
+import { DatasetTable } from "../../schemas/dataset.ts"
 
 export const DATASETS = ["mnist", "double-ring", "gaussian-mixture", "two-moons", "gmm25"] as const
 export type DatasetName = (typeof DATASETS)[number]

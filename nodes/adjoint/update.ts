@@ -15,29 +15,29 @@
  * One optimizer step per minibatch of `batchSize` trajectories, the loss averaged over its rows.
  */
 import { Effect } from "effect"
-import { type AdjointKind, type CostWeight, runningVariance, type TargetAdjoint } from "../diffusion/adjoint.ts"
-import type { Process } from "../diffusion/process.ts"
-import type { Rollout } from "../diffusion/rollout.ts"
-import { GraphError } from "../engine/graph.ts"
-import { SessionError } from "../engine/session.ts"
-import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../engine/train.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
+import { type AdjointKind, type CostWeight, runningVariance, type TargetAdjoint } from "../../diffusion/adjoint.ts"
+import type { Process } from "../../diffusion/process.ts"
+import type { Rollout } from "../../diffusion/rollout.ts"
+import { GraphError } from "../../engine/graph.ts"
+import { SessionError } from "../../engine/session.ts"
+import { DEFAULT_ADAM, Trainer, TrainError, type TrainState } from "../../engine/train.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Rng } from "../../kernel/services.ts"
 import {
   adjointMatchingLoss,
   LossClip,
   type LossClipState,
   rowLossSession,
   sampleTimeIndices
-} from "../models/adjoint-loss.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
-import { permutation, type RandomStream } from "../random/streams.ts"
+} from "../../models/adjoint-loss.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
+import { permutation, type RandomStream } from "../../random/streams.ts"
+import type { Trajectories } from "../rl/rollout.ts"
+import type { RlState } from "../rl/state.ts"
+import type { UpdateResult } from "../rl/update.ts"
+import type { BaseModel } from "../setup/base-model.ts"
 import { type Adjoints, baseOutputsFor, latentsAt, rowNorms } from "./adjoint.ts"
-import type { AmConfig } from "./am-config.ts"
-import type { BaseModel } from "./base-model.ts"
-import type { RlState } from "./rl-state.ts"
-import type { Trajectories } from "./rollout.ts"
-import type { UpdateResult } from "./update.ts"
+import type { AmConfig } from "./config.ts"
 
 export interface AmUpdateRequest {
   readonly net: VelocityNetConfig

@@ -14,21 +14,21 @@ import {
   leanAdjoint,
   runningVariance,
   valueAdjoint
-} from "../diffusion/adjoint.ts"
-import type { Rollout } from "../diffusion/rollout.ts"
-import { GraphError } from "../engine/graph.ts"
-import { SessionError } from "../engine/session.ts"
-import { NonFiniteError } from "../kernel/errors.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { networkDrift, networkLeanAdjoint, valueAdjointStep } from "../models/network-vjp.ts"
-import { gradientProblems, rewardGradient } from "../rewards/gradients.ts"
-import { RewardSpecError } from "../rewards/rewards.ts"
-import { type AmConfig, windowStart } from "./am-config.ts"
-import type { BaseModel } from "./base-model.ts"
-import type { RewardClassifier } from "./reward-classifier.ts"
-import { rewardOf, targetOf } from "./rl-config.ts"
-import type { RlState } from "./rl-state.ts"
-import { currentParams, type Trajectories } from "./rollout.ts"
+} from "../../diffusion/adjoint.ts"
+import type { Rollout } from "../../diffusion/rollout.ts"
+import { GraphError } from "../../engine/graph.ts"
+import { SessionError } from "../../engine/session.ts"
+import { NonFiniteError } from "../../kernel/errors.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { networkDrift, networkLeanAdjoint, valueAdjointStep } from "../../models/network-vjp.ts"
+import { gradientProblems, rewardGradient } from "../../rewards/gradients.ts"
+import { RewardSpecError } from "../../rewards/rewards.ts"
+import { rewardOf, targetOf } from "../rl/config.ts"
+import { currentParams, type Trajectories } from "../rl/rollout.ts"
+import type { RlState } from "../rl/state.ts"
+import type { BaseModel } from "../setup/base-model.ts"
+import type { RewardClassifier } from "../setup/reward-classifier.ts"
+import { type AmConfig, windowStart } from "./config.ts"
 
 export interface Adjoints {
   /** First step of the window. */

@@ -4,10 +4,10 @@
  * error naming the reward, the prompt and the trajectory.
  */
 import * as fs from "node:fs"
-import { SessionError } from "../engine/session.ts"
-import { NonFiniteError } from "../kernel/errors.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { contractProblem, ModelContractError } from "../models/external.ts"
+import { SessionError } from "../../engine/session.ts"
+import { NonFiniteError } from "../../kernel/errors.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { contractProblem, ModelContractError } from "../../models/external.ts"
 import {
   classifierReward,
   gmmPosteriorReward,
@@ -19,11 +19,11 @@ import {
   rewardContract,
   type RewardModel,
   RewardSpecError
-} from "../rewards/rewards.ts"
-import { targetReward } from "../rewards/target.ts"
-import { messageOf } from "../schemas/message.ts"
-import type { RewardClassifier } from "./reward-classifier.ts"
-import { rewardOf, type RlConfig, targetOf } from "./rl-config.ts"
+} from "../../rewards/rewards.ts"
+import { targetReward } from "../../rewards/target.ts"
+import { messageOf } from "../../schemas/message.ts"
+import type { RewardClassifier } from "../setup/reward-classifier.ts"
+import { rewardOf, type RlConfig, targetOf } from "./config.ts"
 import type { Trajectories } from "./rollout.ts"
 
 /** What scoring reads from an RL config (`reward: "default"` resolves by data set). */

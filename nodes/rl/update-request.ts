@@ -1,9 +1,9 @@
 /**
  * The policy update's settings (what `runUpdates` and the update plans read), from an RL config and the
- * algorithm's variant: a file of its own, below both nodes/update.ts and nodes/update-batches.ts.
+ * algorithm's variant: a file of its own, below both nodes/rl/update.ts and nodes/rl/update-batches.ts.
  */
-import { type LogProbConvention, samplerLogProb } from "../diffusion/samplers.ts"
-import { cpsLogProbOf, type KlForm, type RlConfig } from "./rl-config.ts"
+import { type LogProbConvention, samplerLogProb } from "../../diffusion/samplers.ts"
+import { cpsLogProbOf, type KlForm, type RlConfig } from "./config.ts"
 
 /** The update's settings, from an RL config and the algorithm's variant. */
 export interface UpdateRequest {

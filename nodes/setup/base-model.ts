@@ -5,8 +5,8 @@
  */
 import type * as arrow from "apache-arrow"
 import { Effect } from "effect"
-import { pixelsToLatent } from "../data/mnist.ts"
-import { splitOf } from "../data/split.ts"
+import { pixelsToLatent } from "../../data/mnist.ts"
+import { splitOf } from "../../data/split.ts"
 import {
   type Parameterization,
   type Process,
@@ -14,19 +14,19 @@ import {
   VP_SCHEDULES,
   vpDiscrete,
   type VpSchedule
-} from "../diffusion/process.ts"
-import { GraphError } from "../engine/graph.ts"
-import { toOnnx } from "../engine/onnx.ts"
-import type { ParamValues } from "../engine/params.ts"
-import { SessionError } from "../engine/session.ts"
-import { TrainError } from "../engine/train.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { NodeContext, Rng } from "../kernel/services.ts"
-import { loadCached, storeCached, weightsFile } from "../models/cache.ts"
-import { velocityGraph } from "../models/network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
-import { trainVelocity, type VelocityTraining } from "../models/train-velocity.ts"
-import { defaultsOf, Setting } from "../schemas/settings.ts"
+} from "../../diffusion/process.ts"
+import { GraphError } from "../../engine/graph.ts"
+import { toOnnx } from "../../engine/onnx.ts"
+import type { ParamValues } from "../../engine/params.ts"
+import { SessionError } from "../../engine/session.ts"
+import { TrainError } from "../../engine/train.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { NodeContext, Rng } from "../../kernel/services.ts"
+import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
+import { velocityGraph } from "../../models/network-policy.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
+import { trainVelocity, type VelocityTraining } from "../../models/train-velocity.ts"
+import { defaultsOf, Setting } from "../../schemas/settings.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
 import type { ModelFiles } from "./model-files.ts"
 

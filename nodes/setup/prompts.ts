@@ -3,10 +3,10 @@
  * set (a seeded permutation, cycling when more are asked than exist), each repeated `groupSize`
  * times as one group. Every drawn prompt appears exactly groupSize times.
  */
-import { loadPromptSet, TILT_PROMPTS } from "../data/prompts.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { Rng } from "../kernel/services.ts"
-import { permutation } from "../random/streams.ts"
+import { loadPromptSet, TILT_PROMPTS } from "../../data/prompts.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Rng } from "../../kernel/services.ts"
+import { permutation } from "../../random/streams.ts"
 
 export interface PromptRequest {
   readonly dataset: string

@@ -1,7 +1,7 @@
 /** gapTable: the reward-gap points as an Arrow table; the configured T's values are the run's metrics. */
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
-import { Column, TableDef } from "../schemas/columns.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { Column, TableDef } from "../../schemas/columns.ts"
 import type { GapPoint } from "./gap-points.ts"
 
 export const TheoryGapTable = new TableDef("theory_gap", 1, {

@@ -3,11 +3,11 @@
  * reward statistics of the advantage normalizer, and the EMA of the weights when one is kept.
  * Checkpointed as safetensors + JSON, so a resumed run continues with exactly these values.
  */
-import type { ParamValues } from "../engine/params.ts"
-import { readSafetensors, writeSafetensors } from "../engine/safetensors.ts"
-import type { TrainState } from "../engine/train.ts"
-import type { LossClipState } from "../models/adjoint-loss.ts"
-import { reusableBytes } from "../store/commit.ts"
+import type { ParamValues } from "../../engine/params.ts"
+import { readSafetensors, writeSafetensors } from "../../engine/safetensors.ts"
+import type { TrainState } from "../../engine/train.ts"
+import type { LossClipState } from "../../models/adjoint-loss.ts"
+import { reusableBytes } from "../../store/commit.ts"
 
 /** Running reward buffers keyed by prompt (DDPO) or by "prompt|step" (SDPO). */
 export type TrackerState = Readonly<Record<string, ReadonlyArray<number>>>

@@ -4,10 +4,10 @@
  * per trajectory — with the other steps interpolated by cosine similarity, then discounted returns
  * G_k = r_k + γ G_{k+1}. The anchor is the step whose x̂0 is least similar to both ends.
  */
-import { Node, Port } from "../kernel/node.ts"
-import type { RewardClassifier } from "./reward-classifier.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import type { RewardClassifier } from "../setup/reward-classifier.ts"
+import { REWARD_ERRORS, rewardModels, type ScoreConfig, scoreSamples } from "./rewards.ts"
 import type { Trajectories } from "./rollout.ts"
-import { REWARD_ERRORS, rewardModels, type ScoreConfig, scoreSamples } from "./score.ts"
 
 export interface DenseRewards {
   /** Interpolated reward r_k of every (trajectory, step), n × N. */

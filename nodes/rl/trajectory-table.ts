@@ -4,16 +4,16 @@
  * does it for the rollouts of a sampler check.
  */
 import type * as arrow from "apache-arrow"
-import type { Rollout } from "../diffusion/rollout.ts"
-import { Node, Port } from "../kernel/node.ts"
-import { NodeContext } from "../kernel/services.ts"
-import { AdjointTrajectoryTable, TrajectoryTable } from "../schemas/trajectory.ts"
-import type { Adjoints } from "./adjoint.ts"
+import type { Rollout } from "../../diffusion/rollout.ts"
+import { Node, Port } from "../../kernel/node.ts"
+import { NodeContext } from "../../kernel/services.ts"
+import { AdjointTrajectoryTable, TrajectoryTable } from "../../schemas/trajectory.ts"
+import type { Adjoints } from "../adjoint/adjoint.ts"
+import type { SamplerRuns } from "../studies/sampler-runs.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
-import type { DenseRewards } from "./dense-reward.ts"
+import type { DenseRewards } from "./dense-rewards.ts"
+import type { Rewards } from "./rewards.ts"
 import type { Trajectories } from "./rollout.ts"
-import type { SamplerRuns } from "./sampler-rollouts.ts"
-import type { Rewards } from "./score.ts"
 
 export interface TrajectoryMeta {
   readonly iteration: number

@@ -4,8 +4,8 @@
  * the per-class distances), within-prompt diversity, and the judge's class accuracy.
  */
 import type * as arrow from "apache-arrow"
-import { splitOf } from "../data/split.ts"
-import type { EngineSession } from "../engine/session.ts"
+import { splitOf } from "../../data/split.ts"
+import type { EngineSession } from "../../engine/session.ts"
 import {
   diversity,
   featureSession,
@@ -14,9 +14,9 @@ import {
   featureStats,
   frechetDistance,
   rowsOf
-} from "../models/quality.ts"
-import { accuracy } from "../models/train-classifier.ts"
-import type { RewardClassifier } from "./reward-classifier.ts"
+} from "../../models/quality.ts"
+import { accuracy } from "../../models/train-classifier.ts"
+import type { RewardClassifier } from "../setup/reward-classifier.ts"
 
 /** What quality is measured against: the classifier's features of the real test digits, and the judge. */
 export interface QualityReference {

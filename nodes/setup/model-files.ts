@@ -1,6 +1,6 @@
 /** modelOnnx / modelWeights: the files of a trained model, as outputs the run store can persist. */
 import { Effect } from "effect"
-import { Node, Port } from "../kernel/node.ts"
+import { Node, Port } from "../../kernel/node.ts"
 
 export interface ModelFiles {
   /** The model with its weights baked in (loadable by any ONNX runtime). */

@@ -4,7 +4,7 @@
  * are covered (≥ 1 % of the samples), the mass outside every mode of q, the target's reward E_q[r], and
  * a KL estimate to q over those 10 cells with its standard error.
  */
-import { POSTERIOR9, posteriorExpectedReward } from "../rewards/gmm.ts"
+import { POSTERIOR9, posteriorExpectedReward } from "../../rewards/gmm.ts"
 
 /** A 2-D Gaussian puts 1 − e^{−9/2} of its mass within 3σ of its mean. */
 const WITHIN_3_SIGMA = 1 - Math.exp(-4.5)

@@ -3,13 +3,13 @@
  * the old log-probs and means the sampler stored, the per-row KL scale, and — for diagnosis — the old
  * log-probs re-scored with the loss's own graph.
  */
-import { Graph } from "../engine/graph.ts"
-import { paramInputs, type ParamValues } from "../engine/params.ts"
-import { EngineSession, type HostTensor } from "../engine/session.ts"
-import { cachedSession, type LossBuilder } from "../engine/train.ts"
-import { velocityNet } from "../models/networks.ts"
-import { logProbGraph, type PolicyLossConfig } from "../models/policy-loss.ts"
-import { permutation, type RandomStream } from "../random/streams.ts"
+import { Graph } from "../../engine/graph.ts"
+import { paramInputs, type ParamValues } from "../../engine/params.ts"
+import { EngineSession, type HostTensor } from "../../engine/session.ts"
+import { cachedSession, type LossBuilder } from "../../engine/train.ts"
+import { velocityNet } from "../../models/networks.ts"
+import { logProbGraph, type PolicyLossConfig } from "../../models/policy-loss.ts"
+import { permutation, type RandomStream } from "../../random/streams.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { UpdateRequest } from "./update-request.ts"
 

@@ -11,9 +11,9 @@ import {
   type CostWeight,
   TARGET_ADJOINTS,
   type TargetAdjoint
-} from "../diffusion/adjoint.ts"
-import { Setting } from "../schemas/settings.ts"
-import { type NoiseKey, type RlDefaults, rlSettings, type SharedConfig } from "./rl-config.ts"
+} from "../../diffusion/adjoint.ts"
+import { Setting } from "../../schemas/settings.ts"
+import { type NoiseKey, type RlDefaults, rlSettings, type SharedConfig } from "../rl/config.ts"
 
 /** The RL settings an adjoint-matching pipeline keeps. */
 const sharedSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
