@@ -4,15 +4,8 @@
  * clip, KL, advantages or EMA) plus the reward multiplier λ, the truncation K and, for the
  * deterministic variant, the adjoint and the running-cost weight.
  */
-import {
-  ADJOINT_KINDS,
-  type AdjointKind,
-  COST_WEIGHTS,
-  type CostWeight,
-  TARGET_ADJOINTS,
-  type TargetAdjoint
-} from "../../diffusion/adjoint.ts"
-import { Setting } from "../../schemas/settings.ts"
+import { ADJOINT_KINDS, COST_WEIGHTS, TARGET_ADJOINTS } from "../../diffusion/adjoint.ts"
+import { type ConfigOf, Setting } from "../../schemas/settings.ts"
 import { type NoiseKey, type RlDefaults, rlSettings, type SharedConfig } from "../rl/config.ts"
 
 /** The RL settings an adjoint-matching pipeline keeps. */
@@ -119,23 +112,14 @@ export const deterministicSettings = {
   )
 }
 
-/** The config of an adjoint-matching pipeline (the RL fields it keeps, typed as RlConfig's). */
+/**
+ * The config of an adjoint-matching pipeline: the RL fields it keeps (typed as RlConfig's), the values of
+ * `amSettings`' own settings, and deterministic-am's (absent in adjoint-matching's).
+ */
 export type AmConfig =
   & SharedConfig
-  & {
-    readonly lambda: number
-    readonly adjointSteps: number
-    readonly lossClip: boolean
-    readonly lossClipOrder: "previous" | "reference"
-    readonly gradClip: number
-    readonly warmupSteps: number
-    readonly weightDecay: number
-    readonly promptDropout: number
-    readonly memoryless: boolean
-    readonly targetAdjoint: TargetAdjoint
-    readonly adjoint?: AdjointKind
-    readonly costWeight?: CostWeight
-  }
+  & Omit<ConfigOf<ReturnType<typeof amSettings<NoiseKey>>>, keyof SharedConfig | NoiseKey>
+  & Partial<ConfigOf<typeof deterministicSettings>>
 
 /** The first step of the adjoint window: N − K, or 0 when K is 0 or at least N. */
 export const windowStart = (c: Pick<AmConfig, "steps" | "adjointSteps">): number =>

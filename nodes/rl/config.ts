@@ -9,8 +9,8 @@ import type { LogProbConvention } from "../../diffusion/samplers.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../../diffusion/samplers.ts"
 import { targetDigits } from "../../rewards/target.ts"
 import { messageOf } from "../../schemas/message.ts"
-import { Setting } from "../../schemas/settings.ts"
-import { type DatasetName, DATASETS } from "../setup/dataset.ts"
+import { type ConfigOf, Setting } from "../../schemas/settings.ts"
+import { DATASETS } from "../setup/dataset.ts"
 
 export const KEEP = ["all", "default", "minimal"] as const
 export type Keep = (typeof KEEP)[number]
@@ -162,42 +162,15 @@ export const vpSettings = (spacing: GridSpacing) => ({
   )
 })
 
-/** The config fields every RL pipeline has (its noise key is read by `noiseOf`). */
-export interface RlConfig {
-  readonly dataset: DatasetName
-  readonly points: number
-  readonly iterations: number
-  readonly sampler: SamplerName
-  readonly steps: number
-  readonly shift: number
-  readonly prompts: string
-  readonly promptsPerIteration: number
-  readonly groupSize: number
-  readonly task: Task
-  readonly target: string
-  readonly reward: string
-  readonly lr: number
-  readonly weightDecay: number
-  readonly innerEpochs: number
-  readonly batchSize: number
-  readonly clipRange: number
-  readonly beta: number
-  readonly klForm: KlForm
-  readonly timestepFraction: number
-  readonly shuffleTimesteps: boolean
-  readonly rescoreOldLogProb: boolean
-  readonly spacing?: GridSpacing
-  readonly cfg: number
-  readonly ema: number
-  readonly emaInterval: number
-  readonly evalEvery: number
-  readonly evalSteps: ReadonlyArray<number>
-  readonly evalSamplesPerPrompt: number
-  readonly threads: number
-  readonly keep: Keep
-  readonly eta?: number
-  readonly noiseLevel?: number
-}
+/**
+ * The config fields every RL pipeline has: the values of `rlSettings` (one source: a setting added
+ * there is a field here), its noise under whichever key the pipeline uses (read by `noiseOf`), and the
+ * VP pipelines' `spacing`.
+ */
+export type RlConfig =
+  & Omit<ConfigOf<ReturnType<typeof rlSettings<NoiseKey>>>, NoiseKey>
+  & { readonly eta?: number; readonly noiseLevel?: number }
+  & Partial<ConfigOf<ReturnType<typeof vpSettings>>>
 
 /** The fields of every RL config except the policy-gradient ones (what adjoint matching shares). */
 export type SharedConfig = Omit<
