@@ -1,6 +1,6 @@
 /**
- * Layers run one way: cli → experiments → pipelines → nodes → {diffusion, models, rewards, store, schemas, data,
- * report} → {engine, kernel, random}. The folder-level import graph of the sources is read from the
+ * Layers run one way: cli → experiments → pipelines → nodes → training → {diffusion, models, rewards, store,
+ * schemas, data, report} → {engine, kernel, random}. The folder-level import graph of the sources is read from the
  * code and compared with the allowed edges; a forbidden import or a cycle fails here.
  */
 import * as fs from "node:fs"
@@ -20,7 +20,9 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   models: ["diffusion", "engine", "random", "schemas", "store"],
   rewards: ["data", "engine", "models"],
   report: ["data", "schemas", "store"],
-  nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store"],
+  // The training loops (optimizer steps over a plan's minibatches), with no Effect: nodes are their adapters.
+  training: ["diffusion", "engine", "models", "random"],
+  nodes: ["data", "diffusion", "engine", "kernel", "models", "random", "rewards", "schemas", "store", "training"],
   pipelines: ["data", "diffusion", "kernel", "models", "nodes", "random", "report", "schemas", "store"],
   experiments: ["kernel", "pipelines", "report", "schemas", "store"],
   cli: ["experiments", "kernel", "pipelines", "report", "schemas", "store"],
@@ -96,6 +98,12 @@ describe("the source folders", () => {
     }
     for (const file of files) visit(file, [])
     expect(cycles).toEqual([])
+  })
+
+  it("keep the training loops free of Effect: plain async functions the nodes adapt", () => {
+    const withEffect = sources("training").filter((f) => /from "effect(\/[^"]*)?"/.test(fs.readFileSync(f, "utf8")))
+    expect(sources("training").length).toBeGreaterThan(0)
+    expect(withEffect).toEqual([])
   })
 
   it("keep the kernel free of domain code", () => {

@@ -207,7 +207,7 @@ describe("the EMA of the policy weights", () => {
   it(
     "follows flow_grpo's recursion: updates every `interval` steps with the warm-up decay min((1+n)/(10+n), decay)",
     async () => {
-      const { emaStep } = await import("../../nodes/rl/update.ts")
+      const { emaStep } = await import("../../training/policy-update.ts")
       const ema = { w: Float32Array.of(0, 1) }
       let expected = [0, 1]
       for (let n = 1; n <= 24; n++) {

@@ -1,11 +1,13 @@
 /**
- * The policy update's settings (what `runUpdates` and the update plans read), from an RL config and the
- * algorithm's variant: a file of its own, below both nodes/rl/update.ts and nodes/rl/update-batches.ts.
+ * The policy update's settings (what `runUpdates` and the update plans read); nodes/rl/update.ts makes
+ * them from an RL config and the algorithm's variant.
  */
-import { type LogProbConvention, samplerLogProb } from "../../diffusion/samplers.ts"
-import { cpsLogProbOf, type KlForm, type RlConfig } from "./config.ts"
+import type { LogProbConvention } from "../diffusion/samplers.ts"
 
-/** The update's settings, from an RL config and the algorithm's variant. */
+/** flow_grpo's code KL (Δ × the paper's, the default) or the paper's per-element form (§4.2). */
+export const KL_FORMS = ["code", "paper"] as const
+export type KlForm = (typeof KL_FORMS)[number]
+
 export interface UpdateRequest {
   readonly lr: number
   readonly weightDecay: number
@@ -31,23 +33,3 @@ export interface UpdateRequest {
   readonly ema: number
   readonly emaInterval: number
 }
-
-/** The update settings of an RL config; the log-prob convention is the training sampler's (§6.2). */
-export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest => ({
-  lr: c.lr,
-  weightDecay: c.weightDecay,
-  innerEpochs: c.innerEpochs,
-  clipRange: c.clipRange,
-  beta: c.beta,
-  klForm: c.klForm,
-  cfg: c.cfg,
-  batchSize: c.batchSize,
-  threads: c.threads,
-  rationorm,
-  logProb: samplerLogProb(c.sampler, cpsLogProbOf({ rationorm })),
-  timestepFraction: c.timestepFraction,
-  shuffleTimesteps: c.shuffleTimesteps,
-  rescoreOldLogProb: c.rescoreOldLogProb,
-  ema: c.ema,
-  emaInterval: c.emaInterval
-})

@@ -11,8 +11,8 @@ import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import type { Trajectories } from "../../nodes/rl/rollout.ts"
-import { type Row, rowFeeds, type RowScratch, storedLogProbs, storedMeans } from "../../nodes/rl/update-batches.ts"
 import { openStream } from "../../random/streams.ts"
+import { type Row, rowFeeds, type RowScratch, storedLogProbs, storedMeans } from "../../training/policy-batches.ts"
 
 const net: VelocityNetConfig = { dim: 16, hidden: 32, blocks: 1, timeFeatures: 8, classes: 0 }
 const chains = 6

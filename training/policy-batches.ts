@@ -3,15 +3,26 @@
  * the old log-probs and means the sampler stored, the per-row KL scale, and — for diagnosis — the old
  * log-probs re-scored with the loss's own graph.
  */
-import { Graph } from "../../engine/graph.ts"
-import { paramInputs, type ParamValues } from "../../engine/params.ts"
-import { EngineSession, type HostTensor } from "../../engine/session.ts"
-import { cachedSession, type LossBuilder } from "../../engine/train.ts"
-import { velocityNet } from "../../models/networks.ts"
-import { logProbGraph, type PolicyLossConfig } from "../../models/policy-loss.ts"
-import { permutation, type RandomStream } from "../../random/streams.ts"
-import type { Trajectories } from "./rollout.ts"
+import type { Process } from "../diffusion/process.ts"
+import type { Rollout, StepRecord } from "../diffusion/rollout.ts"
+import { Graph } from "../engine/graph.ts"
+import { paramInputs, type ParamValues } from "../engine/params.ts"
+import { EngineSession, type HostTensor } from "../engine/session.ts"
+import { cachedSession, type LossBuilder } from "../engine/train.ts"
+import { velocityNet } from "../models/networks.ts"
+import { logProbGraph, type PolicyLossConfig } from "../models/policy-loss.ts"
+import { permutation, type RandomStream } from "../random/streams.ts"
 import type { UpdateRequest } from "./update-request.ts"
+
+/** What an update reads of an iteration's rollout (nodes/rl/rollout.ts's Trajectories has it). */
+export interface RolloutBatch {
+  readonly rollout: Rollout
+  readonly steps: ReadonlyArray<StepRecord>
+  readonly process: Process
+  /** Steps a policy loss may use: stochastic (s > 0). */
+  readonly trainable: ReadonlyArray<number>
+  readonly prompts: { readonly condition: Int32Array }
+}
 
 /** A row: trajectory j at step k (k indexes the rollout's steps). */
 export type Row = readonly [number, number]
@@ -25,7 +36,7 @@ const clipAdv = (a: number) => Math.max(-ADV_CLIP, Math.min(ADV_CLIP, a))
  * order or from a permutation drawn for (epoch, trajectory).
  */
 export const trainedSteps = (
-  tr: Trajectories,
+  tr: RolloutBatch,
   config: Pick<UpdateRequest, "timestepFraction" | "shuffleTimesteps">
 ) => {
   const N = tr.steps.length
@@ -70,7 +81,7 @@ const rowBuffer = (scratch: RowScratch | undefined, name: string, length: number
 
 /** Feeds of the given rows (latent-sized ones in `scratch`'s buffers when given). */
 export const rowFeeds = (
-  tr: Trajectories,
+  tr: RolloutBatch,
   rows: ReadonlyArray<Row>,
   values: RowValues,
   tables: RowTables,
@@ -121,7 +132,7 @@ export const rowFeeds = (
 }
 
 /** The stored log-probs, chains × N (the rollout keeps them step-major). */
-export const storedLogProbs = (tr: Trajectories): Float64Array => {
+export const storedLogProbs = (tr: RolloutBatch): Float64Array => {
   const { chains, logProb } = tr.rollout
   const N = tr.steps.length
   const out = new Float64Array(chains * N)
@@ -133,7 +144,7 @@ export const storedLogProbs = (tr: Trajectories): Float64Array => {
  * μ_old = a·x + b·f_old, with f_old recovered from the x̂0 the sampler stored (x̂0 = cx·x + cf·f):
  * the mean the sampler drew x_next around, without a second forward pass.
  */
-export const storedMeans = (tr: Trajectories) => (j: number, k: number, out: Float32Array, offset: number) => {
+export const storedMeans = (tr: RolloutBatch) => (j: number, k: number, out: Float32Array, offset: number) => {
   const { latents, x0Pred, chains, d } = tr.rollout
   const { a, b, x0 } = tr.steps[k]
   const base = k * chains * d + j * d
@@ -155,7 +166,7 @@ export interface UpdatePlan {
 /** Old log-probs (and means) re-computed at θ_old with the loss's own graph (`rescoreOldLogProb`). */
 export const rescore = async (
   plan: UpdatePlan,
-  tr: Trajectories,
+  tr: RolloutBatch,
   batches: ReadonlyArray<ReadonlyArray<Row>>,
   tables: RowTables,
   params: ParamValues,
