@@ -23,29 +23,13 @@ import { Node, Port } from "../../kernel/node.ts"
 import { networkDrift, networkLeanAdjoint, valueAdjointStep } from "../../models/network-vjp.ts"
 import { gradientProblems, rewardGradient } from "../../rewards/gradients.ts"
 import { RewardSpecError } from "../../rewards/rewards.ts"
+import { type Adjoints, latentsAt, rowNorms } from "../../training/adjoints.ts"
 import { rewardOf, targetOf } from "../rl/config.ts"
 import { currentParams, type Trajectories } from "../rl/rollout.ts"
 import type { RlState } from "../rl/state.ts"
 import type { BaseModel } from "../setup/base-model.ts"
 import type { RewardClassifier } from "../setup/reward-classifier.ts"
 import { type AmConfig, windowStart } from "./config.ts"
-
-export interface Adjoints {
-  /** First step of the window. */
-  readonly from: number
-  readonly chains: number
-  /** a_from … a_N (index k − from), each chains × d. */
-  readonly values: ReadonlyArray<Float32Array>
-  /**
-   * f_base(x_k) of every chain for k = from … N − 1 (index k − from), where the recursion computed it;
-   * absent in adjoints restored from a stored run (`baseOutputsOf` recomputes them the same way).
-   */
-  readonly baseOutputs?: ReadonlyArray<Float32Array>
-}
-
-/** x_k of every chain (chains × d), a view into the recorded rollout. */
-export const latentsAt = (r: Rollout, k: number): Float32Array =>
-  r.latents!.subarray(k * r.chains * r.d, (k + 1) * r.chains * r.d)
 
 /** Whether every value is finite: v·0 is 0 for finite v and NaN otherwise, so one sum tells (no calls). */
 const allFinite = (values: Float32Array) => {
@@ -166,21 +150,6 @@ const scaled = (v: Float32Array, c: number) => {
 /** Why a config's reward has no gradient (an ONNX term with an op the engine cannot import), per term. */
 export const rewardGradientProblems = (c: Pick<AmConfig, "reward" | "dataset" | "task">): Array<string> =>
   gradientProblems(rewardOf(c), c.dataset, c.dataset === "mnist" ? 784 : 2)
-
-/**
- * ‖row‖ of each of the `rows` rows of `values` (rows × d). A plain function of typed arrays, so the
- * engine optimises it: the same loop inlined in a closure ran unoptimised and allocated a heap number
- * per element (~2.4 MB of garbage per iteration here, measured with V8's sampling heap profiler).
- */
-export const rowNorms = (values: Float32Array, rows: number, d: number): Float64Array => {
-  const out = new Float64Array(rows)
-  for (let j = 0; j < rows; j++) {
-    let sq = 0
-    for (let q = j * d; q < (j + 1) * d; q++) sq += values[q] * values[q]
-    out[j] = Math.sqrt(sq)
-  }
-  return out
-}
 
 /** Mean ‖a_k‖ over the chains at every step of the window (k = N: the terminal condition). */
 const norms = (a: Adjoints) => {

@@ -9,10 +9,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { runPipeline } from "../../kernel/run.ts"
-import { warmupLr } from "../../nodes/adjoint/update.ts"
 import { adjointMatching } from "../../pipelines/adjoint-matching.ts"
 import { deterministicAm } from "../../pipelines/deterministic-am.ts"
 import { Replay } from "../../pipelines/replay.ts"
+import { warmupLr } from "../../training/adjoint-update.ts"
 import { isolateCache, metricSeries, metricsText, tempRun, toyRl } from "../support/runs.ts"
 
 const set = {

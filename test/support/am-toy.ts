@@ -15,9 +15,10 @@ import type { LossClipState } from "../../models/adjoint-loss.ts"
 import { gaussianData, gaussianDrift } from "../../models/analytic.ts"
 import { networkDrift } from "../../models/network-vjp.ts"
 import { velocityNet } from "../../models/networks.ts"
-import { computeAdjoints, latentsAt } from "../../nodes/adjoint/adjoint.ts"
-import { adjointMatchingUpdate } from "../../nodes/adjoint/update.ts"
+import { computeAdjoints } from "../../nodes/adjoint/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
+import { adjointMatchingUpdate } from "../../training/adjoint-update.ts"
+import { latentsAt } from "../../training/adjoints.ts"
 
 export interface ToyProblem {
   /** Base data N(mean, std²). */
