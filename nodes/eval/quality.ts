@@ -15,7 +15,7 @@ import {
   frechetDistance,
   rowsOf
 } from "../../models/quality.ts"
-import { accuracy } from "../../models/train-classifier.ts"
+import { accuracy } from "../../training/classifier.ts"
 import type { RewardClassifier } from "../setup/reward-classifier.ts"
 
 /** What quality is measured against: the classifier's features of the real test digits, and the judge. */

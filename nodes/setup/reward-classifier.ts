@@ -15,9 +15,9 @@ import { Node, Port } from "../../kernel/node.ts"
 import { NodeContext } from "../../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
 import { type ClassifierConfig, classifierNet } from "../../models/networks.ts"
-import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../../models/train-classifier.ts"
 import { openStream } from "../../random/streams.ts"
 import { defaultsOf, Setting } from "../../schemas/settings.ts"
+import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../../training/classifier.ts"
 import type { ModelFiles } from "./model-files.ts"
 
 /** The classifier's training settings, with the network given by width and depth. */

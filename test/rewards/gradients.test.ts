@@ -7,7 +7,6 @@ import * as op from "../../engine/ops.ts"
 import { initParams } from "../../engine/params.ts"
 import { EngineSession } from "../../engine/session.ts"
 import { classifierNet } from "../../models/networks.ts"
-import { classifierSession } from "../../models/train-classifier.ts"
 import { openStream } from "../../random/streams.ts"
 import {
   classifierGradient,
@@ -25,6 +24,7 @@ import {
   type RewardContext,
   type RewardModel
 } from "../../rewards/rewards.ts"
+import { classifierSession } from "../../training/classifier.ts"
 
 const net = { dim: 784, hidden: 32, layers: 2, classes: 10 }
 const params = initParams(classifierNet(net).specs, openStream(["import-test"]))

@@ -4,13 +4,13 @@ import { describe, expect, it } from "vitest"
 import { loadMnist, MNIST_SHAPE } from "../../data/mnist.ts"
 import { initParams } from "../../engine/params.ts"
 import { classifierNet } from "../../models/networks.ts"
-import { classifierSession } from "../../models/train-classifier.ts"
 import { tiltedReward, tiltReference } from "../../nodes/eval/tilt.ts"
 import { openStream } from "../../random/streams.ts"
 import { classifierGradient } from "../../rewards/gradients.ts"
 import type { RewardContext } from "../../rewards/rewards.ts"
 import { logTargetProb, targetDigits, targetReward } from "../../rewards/target.ts"
 import { DatasetTable } from "../../schemas/dataset.ts"
+import { classifierSession } from "../../training/classifier.ts"
 
 const net = { dim: 784, hidden: 32, layers: 2, classes: 10 }
 const params = initParams(classifierNet(net).specs, openStream(["target-test"]))

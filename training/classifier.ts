@@ -8,8 +8,8 @@ import * as op from "../engine/ops.ts"
 import { initParams, paramInputs, type ParamValues } from "../engine/params.ts"
 import { EngineSession } from "../engine/session.ts"
 import { DEFAULT_ADAM, Trainer } from "../engine/train.ts"
+import { type ClassifierConfig, classifierNet } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { type ClassifierConfig, classifierNet } from "./networks.ts"
 
 export interface ClassifierTraining {
   readonly net: ClassifierConfig
