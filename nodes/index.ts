@@ -3,7 +3,8 @@
  * (`import { nodes } from "etaflow"`). Node name = entry name = the stage `replay --from` takes.
  */
 export { baseSamples } from "./eval/base-samples.ts"
-export { evalSamples, evalTable, evaluation } from "./eval/evaluation.ts"
+export { evalSamples, evalTable } from "./eval/eval-tables.ts"
+export { evaluation } from "./eval/evaluation.ts"
 export { groupAdvantages, promptTrackerAdvantages, stepPromptTrackerAdvantages } from "./rl/advantages.ts"
 export { grpoSettings, rlSettings, trackerSettings, vpSettings } from "./rl/config.ts"
 export type { RlConfig, RlVariant } from "./rl/config.ts"

@@ -6,7 +6,6 @@
  * the quality of the ODE samples of both models beside the reward (FD, diversity, judge; §11.3).
  */
 import type * as arrow from "apache-arrow"
-import { Effect } from "effect"
 import { latentsToPixels } from "../../data/mnist.ts"
 import { loadPromptSet, MNIST_NULL_CONDITION, MNIST_PROMPTS } from "../../data/prompts.ts"
 import { pathKl } from "../../diffusion/path-kl.ts"
@@ -16,7 +15,6 @@ import { GraphError } from "../../engine/graph.ts"
 import { Node, Port } from "../../kernel/node.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { openStream } from "../../random/streams.ts"
-import { Column, TableDef } from "../../schemas/columns.ts"
 import { meanStd } from "../rl/advantages.ts"
 import { noiseOf, type RlConfig, targetOf } from "../rl/config.ts"
 import { REWARD_ERRORS, rewardModels, scoreSamples } from "../rl/rewards.ts"
@@ -24,36 +22,10 @@ import { gridOf } from "../rl/rollout.ts"
 import type { UpdateResult } from "../rl/update.ts"
 import type { BaseModel } from "../setup/base-model.ts"
 import type { RewardClassifier } from "../setup/reward-classifier.ts"
+import { type EvalRow, type Evaluation, sampleTableOf, tableOf } from "./eval-tables.ts"
 import { gmm25Metrics } from "./gmm25.ts"
 import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
 import { releaseTilt, tiltedReward, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
-
-export const EvalTable = new TableDef("eval", 1, {
-  iteration: Column.int32("iteration whose weights were evaluated"),
-  steps: Column.int32("sampling steps"),
-  sample: Column.int32("sample index (same initial noise across samplers and step counts)"),
-  prompt: Column.utf8("prompt", true),
-  reward_ode: Column.float64("reward of the ODE sample of the fine-tuned model"),
-  reward_sde: Column.float64("reward of the training-SDE sample of the fine-tuned model"),
-  reward_base_ode: Column.float64("reward of the base model's ODE sample")
-})
-
-export interface Evaluation {
-  readonly table: arrow.Table
-  /** The base's and the tuned policy's ODE samples at the training step count, from the same noise. */
-  readonly samples: arrow.Table
-  readonly metrics: Readonly<Record<string, number>>
-}
-
-/** ODE samples of an evaluation at the training step count (the report shows them side by side). */
-export const EvalSampleTable = new TableDef("eval-sample", 1, {
-  iteration: Column.int32("iteration whose weights were evaluated"),
-  steps: Column.int32("sampling steps (the training step count)"),
-  sample: Column.int32("sample index (the same initial noise as in the eval table)"),
-  prompt: Column.utf8("prompt", true),
-  x_ode: Column.tensor("ODE sample of the fine-tuned policy"),
-  x_base_ode: Column.tensor("ODE sample of the base model from the same noise")
-})
 
 /** Mean and its standard error. */
 const meanSe = (xs: ArrayLike<number>) => {
@@ -61,7 +33,6 @@ const meanSe = (xs: ArrayLike<number>) => {
   return { mean, se: std / Math.sqrt(xs.length) }
 }
 
-/** The step counts evaluated: `evalSteps` and the training step count, ascending. */
 /** What the evaluation reads of a pipeline's config (every RL and adjoint-matching pipeline has these). */
 export type EvalConfig =
   & { readonly lambda?: number | undefined; readonly adjointSteps?: number | undefined }
@@ -84,6 +55,7 @@ export type EvalConfig =
     | "threads"
   >
 
+/** The step counts evaluated: `evalSteps` and the training step count, ascending. */
 export const evalStepsOf = (c: Pick<RlConfig, "evalSteps" | "steps">): Array<number> =>
   [...new Set([...c.evalSteps, c.steps])].sort((a, b) => a - b)
 
@@ -117,15 +89,6 @@ const evalSet = (base: BaseModel, perPrompt: number, tilt: boolean): EvalSet => 
 }
 
 type Policy = Awaited<ReturnType<typeof networkPolicy>>
-interface EvalRow {
-  steps: number
-  sample: number
-  prompt: string | null
-  ode: number
-  sde: number
-  baseOde: number
-}
-
 /**
  * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
  * evaluation seeds independent of the run's seed: every run is measured on the same noise.
@@ -180,29 +143,10 @@ const evaluateAt = async (
     })
   )
   const odeSamples = { tuned: finals[0], base: finals[2] }
-  const qualityMetrics = quality === undefined ? {} : await qualityAt(quality, steps, odeSamples, set)
   const [o, sd] = [meanSe(ode), meanSe(sde)]
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
-  const tiltMetricsAt = tilt === undefined ? {} : await tiltMetrics(
-    tilt,
-    steps,
-    { tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) },
-    set.count,
-    imp,
-    meanSe(baseOde).mean
-  )
-  // Adjoint matching's target p_base·exp(λ r): its reward by importance weights on the base's samples.
-  // (Only the adjoint pipelines, which have `adjointSteps`: SDPO's `lambda` is its temporal weight.)
-  const tilted = config.adjointSteps === undefined || config.lambda === undefined
-    ? undefined
-    : tiltedReward(baseOde, config.lambda)
-  const lambdaMetrics = tilted === undefined
-    ? {}
-    : { [`eval.target_reward_lambda.s${steps}`]: tilted.mean, [`eval.target_ess.s${steps}`]: tilted.ess }
-  const gmmMetricsAt = config.dataset === "gmm25"
-    ? gmm25Metrics(steps, odeSamples, set.count, imp, meanSe(baseOde).mean)
-    : {}
+  const beside = await besideReward({ steps, odeSamples, baseOde, imp, quality, tilt, set, config })
   const metrics = {
     [`eval.ode.s${steps}.reward_mean`]: o.mean,
     [`eval.ode.s${steps}.reward_se`]: o.se,
@@ -214,10 +158,7 @@ const evaluateAt = async (
     [`eval.improvement.s${steps}.se`]: imp.se,
     [`eval.path_kl.s${steps}`]: kl.mean,
     [`eval.path_kl.s${steps}.se`]: kl.se,
-    ...qualityMetrics,
-    ...tiltMetricsAt,
-    ...gmmMetricsAt,
-    ...lambdaMetrics
+    ...beside
   }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,
@@ -228,6 +169,38 @@ const evaluateAt = async (
     baseOde: baseOde[i]
   }))
   return { metrics, rows, odeSamples }
+}
+
+/**
+ * What an evaluation measures beside the reward at one step count: sample quality (MNIST), the testbeds'
+ * distance to their known optimum (tilt, gmm25; §13) and adjoint matching's target reward at its λ.
+ */
+const besideReward = async (opts: {
+  readonly steps: number
+  readonly odeSamples: { readonly tuned: Float32Array; readonly base: Float32Array }
+  readonly baseOde: Float64Array
+  readonly imp: { readonly mean: number; readonly se: number }
+  readonly quality: QualityReference | undefined
+  readonly tilt: TiltReference | undefined
+  readonly set: EvalSet
+  readonly config: EvalConfig
+}): Promise<Record<string, number>> => {
+  const { steps, odeSamples, baseOde, imp, set, config } = opts
+  const baseMean = meanSe(baseOde).mean
+  const pixels = () => ({ tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) })
+  // Adjoint matching's target p_base·exp(λ r): its reward by importance weights on the base's samples.
+  // (Only the adjoint pipelines, which have `adjointSteps`: SDPO's `lambda` is its temporal weight.)
+  const tilted = config.adjointSteps === undefined || config.lambda === undefined
+    ? undefined
+    : tiltedReward(baseOde, config.lambda)
+  return {
+    ...(opts.quality === undefined ? {} : await qualityAt(opts.quality, steps, odeSamples, set)),
+    ...(opts.tilt === undefined ? {} : await tiltMetrics(opts.tilt, steps, pixels(), set.count, imp, baseMean)),
+    ...(config.dataset === "gmm25" ? gmm25Metrics(steps, odeSamples, set.count, imp, baseMean) : {}),
+    ...(tilted === undefined
+      ? {}
+      : { [`eval.target_reward_lambda.s${steps}`]: tilted.mean, [`eval.target_ess.s${steps}`]: tilted.ess })
+  }
 }
 
 /** FD, class FD, diversity and judge accuracy of the tuned and the base ODE samples (§11.3). */
@@ -247,17 +220,6 @@ const qualityAt = async (
   }
   return metrics
 }
-
-const tableOf = (rows: ReadonlyArray<EvalRow>, iteration: number, conditional: boolean) =>
-  EvalTable.build(rows.length, {
-    iteration: new Int32Array(rows.length).fill(iteration),
-    steps: Int32Array.from(rows, (r) => r.steps),
-    sample: Int32Array.from(rows, (r) => r.sample),
-    prompt: conditional ? rows.map((r) => r.prompt) : null,
-    reward_ode: Float64Array.from(rows, (r) => r.ode),
-    reward_sde: Float64Array.from(rows, (r) => r.sde),
-    reward_base_ode: Float64Array.from(rows, (r) => r.baseOde)
-  }, {})
 
 export const evaluation = Node.make({
   name: "evaluation",
@@ -311,36 +273,4 @@ export const evaluation = Node.make({
       return { table: tableOf(rows, iteration, set.conditional), samples: samples!, metrics }
     }),
   metrics: (e) => e?.metrics ?? {}
-})
-
-const sampleTableOf = (
-  odeSamples: { readonly tuned: Float32Array; readonly base: Float32Array },
-  set: EvalSet,
-  iteration: number,
-  steps: number,
-  shape: ReadonlyArray<number>
-) =>
-  EvalSampleTable.build(set.count, {
-    iteration: new Int32Array(set.count).fill(iteration),
-    steps: new Int32Array(set.count).fill(steps),
-    sample: Int32Array.from({ length: set.count }, (_, i) => i),
-    prompt: set.conditional ? [...set.prompt] : null,
-    x_ode: odeSamples.tuned,
-    x_base_ode: odeSamples.base
-  }, { x_ode: shape, x_base_ode: shape })
-
-/** The ODE samples of an evaluation, when there was one (persisted as eval-samples/iter-N.parquet). */
-export const evalSamples = Node.make({
-  name: "evalSamples",
-  doc: "base and fine-tuned ODE samples from the same noise at the training step count",
-  inputs: { evaluation: Port.of<Evaluation | undefined>() },
-  run: ({ evaluation }) => Effect.succeed(evaluation?.samples)
-})
-
-/** The evaluation table when this iteration was evaluated (for persisting eval/iter-N.parquet). */
-export const evalTable = Node.make({
-  name: "evalTable",
-  doc: "the rows of an evaluation, when there was one",
-  inputs: { evaluation: Port.of<Evaluation | undefined>() },
-  run: ({ evaluation }) => Effect.succeed(evaluation?.table)
 })
