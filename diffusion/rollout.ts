@@ -7,7 +7,7 @@
  * Randomness: chain j draws its initial noise from `initStream(j)` and its step noise from
  * `stepStream(j)`, so results do not depend on the batch size, and chains may share initial noise.
  */
-import { prefetchNormals } from "../random/prefetch.ts"
+import { stepNoise } from "../random/prefetch.ts"
 import type { RandomStream } from "../random/streams.ts"
 import { checkGrid } from "./grids.ts"
 import { logProbOfSquares, type Reduce } from "./logprob.ts"
@@ -118,12 +118,6 @@ const scaleInto = (out: Float32Array, o: number, c: number, z: Float64Array): vo
   for (let i = 0; i < z.length; i++) out[o + i] = c * z[i]
 }
 
-/**
- * Rollouts drawing at least this many step normals take them from a worker (random/prefetch.ts): below
- * it, handing the job over costs more than drawing. The draws are the same either way.
- */
-const PREFETCH_MIN_NORMALS = 100_000
-
 export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   check(spec)
   const { policy, chains } = spec
@@ -142,27 +136,24 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
   const prior = policy.process.priorStd(spec.grid[0])
   for (let j = 0; j < chains; j++) scaleInto(x, j * d, prior, spec.initStream(j).fillNormal(z))
 
-  const stochastic = steps.map((st) => st.s > 0)
-  const noise = stochastic.filter(Boolean).length * n >= PREFETCH_MIN_NORMALS
-    ? prefetchNormals(stepStreams, stochastic, d)
-    : undefined
+  const noise = stepNoise(stepStreams, steps.map((st) => st.s > 0), d)
   for (let k = 0; k < N; k++) {
     const { a, b, s, logProb: convention } = steps[k]
     const f = await policy.predict(x, chains, steps[k].t, spec.condition)
-    await noise?.ready(k)
+    await noise.ready(k)
     // Recorded rollouts write x_{k+1} straight into the trajectory (no per-step copy to collect).
     const next = latents?.subarray((k + 1) * n, (k + 2) * n) ?? new Float32Array(n)
     const x0 = x0Pred === undefined
       ? undefined
       : { cx: steps[k].x0.x, cf: steps[k].x0.f, out: x0Pred.subarray(k * n, (k + 1) * n) }
     for (let j = 0; j < chains; j++) {
-      const zj = noise !== undefined ? noise.at(k, j) : s > 0 ? stepStreams[j].fillNormal(z) : z
+      const zj = noise.at(k, j)
       const sq = advance(j * d, d, a, b, s, x, f, zj, next, x0)
       logProb[k * chains + j] = s > 0 ? logProbOfSquares(sq, d, s, convention, spec.reduce) : Number.NaN
     }
     x = next
   }
-  await noise?.done()
+  await noise.done()
   return {
     chains,
     d,

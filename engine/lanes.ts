@@ -3,8 +3,7 @@
  * sessions on consecutive slices of the batch — the first on the calling thread, each other one in a
  * worker thread of its own (engine/lane-worker.mjs) — instead of one session with `lanes` intra-op
  * threads. At the batch sizes of a rollout or an adjoint, onnxruntime's intra-op threads share each op
- * poorly (every op is a fork and a join): the MNIST velocity network's VJP of 128 rows took 12.6 ms on
- * a 2-thread session and 10.4 ms in two lanes (docs/design.md, "Threads of a run"). For models with
+ * poorly (every op is a fork and a join; docs/performance.md, docs/design.md "Threads of a run"). For models with
  * baked weights: fed weights would be packed again by every lane on every call.
  *
  * Bits: onnxruntime's matrix products and elementwise kernels give the same bits for any split of the
@@ -16,7 +15,7 @@ import { GraphError } from "./graph.ts"
 import { toOnnx } from "./onnx.ts"
 import { EngineSession, type HostData, type HostTensor, ortTypeOf, SessionError, sessionOptions } from "./session.ts"
 
-/** Below this many rows per lane a batch runs on the calling thread alone (a hand-over costs ~0.1 ms). */
+/** Below this many rows per lane a batch runs on the calling thread alone (a hand-over costs more). */
 const MIN_LANE_ROWS = 16
 
 interface Reply {

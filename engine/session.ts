@@ -118,8 +118,8 @@ const OWNED = new WeakMap<object, Map<string, Promise<unknown>>>()
 
 /**
  * A session built once per `owner` (the frozen weights baked into it) and key, and kept while the
- * owner lives: a frozen base model's sessions are not rebuilt every iteration (~30–100 ms each on
- * MNIST). Callers must not release it.
+ * owner lives: a frozen base model's sessions are not rebuilt every iteration (docs/performance.md).
+ * Callers must not release it.
  */
 export const ownedSession = <T extends { readonly release: () => Promise<void> } | { readonly session: EngineSession }>(
   owner: object,

@@ -128,8 +128,8 @@ type Moments = { readonly p: ParamValues; readonly m: ParamValues; readonly v: P
 
 /**
  * Buffer sets released trainers no longer need (their state before the last step), one per parameter
- * layout: the next trainer of that layout writes its first step into one instead of fresh memory, whose
- * page faults cost a 2.5 M-weight step ~13 ms (an RL update builds a trainer every iteration). A state a
+ * layout: the next trainer of that layout writes its first step into one instead of fresh memory and its
+ * page faults (an RL update builds a trainer every iteration; docs/performance.md). A state a
  * trainer returned, or was given, is never pooled.
  */
 const SPARE = new Map<string, Moments>()

@@ -78,7 +78,7 @@ interface StateCore<Cfg, St> {
   readonly encode: (state: St) => Readonly<Record<string, Uint8Array | string>>
   /**
    * `encode` returns buffers of its own (never views of the state's memory), so the commit moves them
-   * to its worker instead of copying them (a 30 MB MNIST checkpoint: ~25 ms of the main thread).
+   * to its worker instead of copying them on the main thread (docs/performance.md).
    */
   readonly encodesCopies?: boolean
   readonly decode: (files: Readonly<Record<string, Uint8Array>>, config: Cfg) => St

@@ -39,18 +39,17 @@ export const networkPolicy = async (opts: {
   readonly frozen?: boolean
   /**
    * Weights as inputs of one session per network shape, shared (default: baked into a session of their
-   * own). A training rollout samples each iteration's weights once: building a baked session for them
-   * took 10–17 ms for MNIST, more than its 10 forwards of 128 rows lose with fed weights (2–3 ms).
-   * Outputs agree to float32 rounding (~3e-6), not bit for bit: an exported or evaluated policy stays baked.
+   * own). A training rollout samples each iteration's weights once, and building a baked session costs
+   * more than its forwards lose with fed weights (docs/performance.md). Outputs agree to float32
+   * rounding (~3e-6), not bit for bit: an exported or evaluated policy stays baked.
    */
   readonly weightsAsInputs?: boolean
 }): Promise<Policy & { readonly release: () => Promise<void> }> => {
   const guided = opts.net.classes > 0 && opts.cfg !== 1
   const cfg = guided ? opts.cfg : undefined
   const fed = opts.weightsAsInputs === true
-  // Baked weights: rows split over one 1-thread lane per thread (engine/lanes.ts). Fed weights are
-  // packed for the matrix products on every call, by every lane: one 2-thread session packs them once
-  // (measured in the adjoint-matching pipeline: rollout 218 ms fed in one session, 261 ms in two lanes).
+  // Baked weights: rows split over one 1-thread lane per thread (engine/lanes.ts). Fed weights run in one
+  // 2-thread session, which packs them once per call where each lane would (docs/performance.md).
   const bake = () =>
     LanedSession.fromGraph(velocityGraph(opts.net, cfg), { lanes: opts.threads, initializers: opts.params })
   const session = fed

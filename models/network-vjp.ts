@@ -101,8 +101,7 @@ const leanAdjointGraph = (net: VelocityNetConfig, steps: number): Graph => {
  * The frozen base's lean adjoint over a window in one call per lane (diffusion/adjoint.ts
  * `FusedLeanAdjoint`): rows are independent at every step, so each lane runs its rows' whole recursion
  * and the lanes join once, not at every step (no per-step slicing, hand-over, join and concatenation).
- * Measured alone on the MNIST network, 128 rows × 10 steps on two lanes: 225–247 ms step by step,
- * 202–205 ms fused. The session is built once per window length (~1 s for 10 MNIST steps) and kept
+ * Faster than step by step (docs/performance.md); the session is built once per window length and kept
  * with the weights. f_i comes out of the same forward products as the step-wise VJP graph's f, bit for
  * bit (tested), so a replay recomputing f_base step by step trains on the same numbers.
  */

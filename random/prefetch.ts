@@ -87,3 +87,30 @@ export const prefetchNormals = (
     }
   }
 }
+
+/**
+ * Rollouts drawing at least this many step normals take them from the worker: below it, handing the
+ * job over costs more than drawing (docs/performance.md). The draws are the same either way.
+ */
+const PREFETCH_MIN_NORMALS = 100_000
+
+/**
+ * The step noise of a rollout: chain j's d normals of step k, read in step order once `ready(k)` has
+ * resolved. Large jobs are drawn ahead by the worker; small ones by the streams themselves as they are
+ * read — the caller cannot tell, and the numbers are the same bits.
+ */
+export const stepNoise = (
+  streams: ReadonlyArray<RandomStream>,
+  stochastic: ReadonlyArray<boolean>,
+  d: number
+): PrefetchedNormals => {
+  if (stochastic.filter(Boolean).length * streams.length * d >= PREFETCH_MIN_NORMALS) {
+    return prefetchNormals(streams, stochastic, d)
+  }
+  const z = new Float64Array(d)
+  return {
+    ready: () => Promise.resolve(),
+    at: (k, j) => (stochastic[k] ? streams[j].fillNormal(z) : z),
+    done: () => Promise.resolve()
+  }
+}

@@ -53,8 +53,8 @@ export const stateOf = (key: StreamKey): Array<number> => {
  * Doornik's improved ziggurat (ZIGNOR, "An improved ziggurat method to generate normal random
  * samples", 2005; after Marsaglia & Tsang 2000): 128 blocks of equal area, R = 3.442619855899,
  * V = 9.91256303526217e-3. The block index comes from its own draw, not from the bits of the
- * uniform (the flaw of the original). 2–3× faster than Box–Muller here, and a rollout spent most of
- * its JavaScript time drawing step noise.
+ * uniform (the flaw of the original). Faster than Box–Muller, where a rollout's JavaScript spends most
+ * of its time (docs/performance.md).
  */
 const ZIG_C = 128
 const ZIG_R = 3.442619855899
@@ -76,8 +76,8 @@ const ZIG_RATIO = new Float64Array(ZIG_C)
 /**
  * xoroshiro128+ on four int32 words [s01, s00, s11, s10] and its 53-bit uniform: pure-rand's
  * `XoroShiro128Plus` and `uniformFloat64` (v8) step for step — test/random.test.ts checks the outputs
- * against pure-rand bit for bit — with the state in an Int32Array instead of an object, which makes
- * drawing step noise 2× faster (12.8 vs 25 ms per million normals here), the hottest loop of a rollout.
+ * against pure-rand bit for bit — with the state in an Int32Array instead of an object, the faster form
+ * of a rollout's hottest loop (docs/performance.md).
  */
 const next = (st: Int32Array): number => {
   const s01 = st[0]
@@ -138,8 +138,8 @@ const fillZiggurat = (st: Int32Array, out: Float64Array | Float32Array): void =>
   let a1 = 0
   let w = 0
   for (let n = 0; n < out.length; n++) {
-    // Three steps of `next`: the uniform's high and low words, then the block index. Written out: a loop
-    // over the three steps with the words in a scratch array measured 14 ms per million normals, this 9.8.
+    // Three steps of `next`: the uniform's high and low words, then the block index, written out (faster
+    // than a loop over a scratch array: docs/performance.md).
     const hi = (s00 + s10) | 0
     a0 = s10 ^ s00
     a1 = s11 ^ s01

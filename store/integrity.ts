@@ -4,9 +4,9 @@
  * retention removed. The index is written before the commit point (the manifest), so an iteration's
  * index is valid exactly when the iteration is committed; resume's clean-up removes a later one by name.
  *
- * SHA-256 rather than a faster non-cryptographic hash: node:crypto computes it with the CPU's SHA
- * extensions at ~1.5–2 GB/s here, in the commit worker, so an MNIST iteration's ~60 MB cost it ~40 ms
- * while the next iteration computes — and a recorded SHA-256 means what git's and PostgreSQL's do.
+ * SHA-256 rather than a faster non-cryptographic hash: with the CPU's SHA extensions it costs the commit
+ * worker little while the next iteration computes (docs/performance.md), and a recorded SHA-256 means
+ * what git's and PostgreSQL's do.
  */
 import { Data } from "effect"
 import { createHash } from "node:crypto"

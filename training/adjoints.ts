@@ -22,9 +22,8 @@ export const latentsAt = (r: Rollout, k: number): Float32Array =>
   r.latents!.subarray(k * r.chains * r.d, (k + 1) * r.chains * r.d)
 
 /**
- * ‖row‖ of each of the `rows` rows of `values` (rows × d). A plain function of typed arrays, so the
- * engine optimises it: the same loop inlined in a closure ran unoptimised and allocated a heap number
- * per element (~2.4 MB of garbage per iteration here, measured with V8's sampling heap profiler).
+ * ‖row‖ of each of the `rows` rows of `values` (rows × d). A function of its own so the engine optimises
+ * the loop (inlined in a closure it allocated a number per element: docs/performance.md).
  */
 export const rowNorms = (values: Float32Array, rows: number, d: number): Float64Array => {
   const out = new Float64Array(rows)
