@@ -17,6 +17,7 @@ import {
   storedMeans,
   type UpdatePlan
 } from "./policy-batches.ts"
+import { type PolicyState, startState } from "./train-state.ts"
 import type { UpdateRequest } from "./update-request.ts"
 
 /**
@@ -41,7 +42,6 @@ export const emaStep = (
 }
 
 const copyOf = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
-const zeros = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
 const newStats = () => ({
   ratioSum: 0,
@@ -57,18 +57,6 @@ const newStats = () => ({
   firstDeviation: Number.NaN,
   lpDeviation: Number.NaN
 })
-
-const noMoments = (step: number): never => {
-  throw new Error(
-    `update: the state after optimizer step ${step} has no AdamW moments ` +
-      "(a run keeps them in its newest checkpoint only)"
-  )
-}
-
-/** What a policy update starts from: the weights, AdamW's moments when kept, the EMA when one runs. */
-export interface PolicyState extends Omit<TrainState, "m" | "v">, Partial<Pick<TrainState, "m" | "v">> {
-  readonly ema?: ParamValues
-}
 
 /** The trainer's state after the update, the EMA when one runs, and the update's metrics. */
 export interface PolicyUpdate {
@@ -93,11 +81,7 @@ export const runUpdates = async (
   if (tr.trainable.length === 0) throw new Error(`${plan.name}: no stochastic step to train (noise level 0?)`)
   const specs = velocityNet(base.net).specs
   const conditional = base.net.classes > 0
-  const init: TrainState = state === null
-    ? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
-    : state.m !== undefined && state.v !== undefined
-    ? { ...state, m: state.m, v: state.v }
-    : noMoments(state.step)
+  const init = startState(state, base.params)
   const trainer = await Trainer.create({
     name: plan.name,
     specs,

@@ -19,11 +19,12 @@ import type { AdjointKind } from "../../diffusion/adjoint.ts"
 import type { Rollout } from "../../diffusion/rollout.ts"
 import { GraphError } from "../../engine/graph.ts"
 import { SessionError } from "../../engine/session.ts"
-import { TrainError, type TrainState } from "../../engine/train.ts"
+import { TrainError } from "../../engine/train.ts"
 import { Node, Port } from "../../kernel/node.ts"
 import { Rng } from "../../kernel/services.ts"
 import { adjointMatchingUpdate } from "../../training/adjoint-update.ts"
 import type { Adjoints } from "../../training/adjoints.ts"
+import { startState } from "../../training/train-state.ts"
 import type { Trajectories } from "../rl/rollout.ts"
 import type { RlState } from "../rl/state.ts"
 import type { UpdateResult } from "../rl/update.ts"
@@ -48,9 +49,6 @@ const unconditionalBase = (r: Rollout, base: BaseModel, kind: AdjointKind, threa
   }
 }
 
-const zeros = (p: RlState["params"]) =>
-  Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
-
 /** The update node of the adjoint-matching pipelines (the stage `update`). */
 export const adjointUpdate = (
   variant: { readonly deterministic: boolean; readonly kind: (c: AmConfig) => AdjointKind }
@@ -71,12 +69,7 @@ export const adjointUpdate = (
       Effect.gen(function*() {
         const rng = yield* Rng
         return yield* Node.promise([TrainError, GraphError, SessionError], async (): Promise<UpdateResult> => {
-          if (state !== null && (state.m === undefined || state.v === undefined)) {
-            throw new Error(`update: the state after optimizer step ${state.step} has no AdamW moments`)
-          }
-          const init: TrainState = state === null
-            ? { params: base.params, m: zeros(base.params), v: zeros(base.params), step: 0 }
-            : { params: state.params, m: state.m!, v: state.v!, step: state.step }
+          const init = startState(state, base.params)
           const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
           const r = trajectories.rollout
           // Restored adjoints carry no base outputs: computed again, the same way the adjoint node does.
