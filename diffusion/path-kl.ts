@@ -32,7 +32,7 @@ export const pathKl = async (opts: {
   readonly d: number
   readonly policy: Policy
   readonly base: Policy
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
 }): Promise<Float64Array> => {
   const { steps, latents, chains, d } = opts
   const n = chains * d

@@ -25,9 +25,9 @@ export interface RolloutSpec {
   readonly initStream: (chain: number) => RandomStream
   readonly stepStream: (chain: number) => RandomStream
   /** Condition (class index) of each chain, for conditional policies. */
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
   /** Steps that use the stochastic sampler; the others take the ODE step (MixGRPO's window). Default: all. */
-  readonly stochastic?: (step: number) => boolean
+  readonly stochastic?: ((step: number) => boolean) | undefined
   /** Keep every latent, x̂0 and model output (for trajectory tables); otherwise only the final latents. */
   readonly record?: boolean
   readonly reduce?: Reduce
@@ -47,9 +47,9 @@ export interface Rollout {
   /** Final latents, chains × d. */
   readonly final: Float32Array
   /** Latents x_0 … x_N, (N + 1) × chains × d, when recorded. */
-  readonly latents?: Float32Array
+  readonly latents?: Float32Array | undefined
   /** x̂0 at every step, N × chains × d, when recorded. */
-  readonly x0Pred?: Float32Array
+  readonly x0Pred?: Float32Array | undefined
   /** Log-prob of every transition, N × chains (NaN where the step is deterministic). */
   readonly logProb: Float64Array
 }
@@ -160,8 +160,8 @@ export const rollout = async (spec: RolloutSpec): Promise<Rollout> => {
     shape: policy.shape,
     steps,
     final: latents === undefined ? x : x.slice(),
-    ...(latents === undefined ? {} : { latents }),
-    ...(x0Pred === undefined ? {} : { x0Pred }),
+    latents,
+    x0Pred,
     logProb
   }
 }

@@ -47,7 +47,7 @@ export const networkVjp = async (opts: {
   readonly process: Process
   readonly threads: number
   /** Class of each row, for conditional networks. */
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
   /** The weights are frozen (a base model): the session is built once for them and kept. */
   readonly frozen?: boolean
 }): Promise<{ readonly vjp: Vjp; readonly forwardVjp: ForwardVjp; readonly release: () => Promise<void> }> => {
@@ -111,7 +111,7 @@ export const networkLeanAdjoint = (opts: {
   readonly process: Process
   readonly threads: number
   /** Class of each row, for conditional networks. */
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
 }): FusedLeanAdjoint => {
   const { net } = opts
   const classes = rowClasses("networkLeanAdjoint", net, opts.condition)
@@ -197,7 +197,7 @@ export const valueAdjointStep = async (opts: {
     readonly x: Float32Array
     readonly batch: number
     readonly t: number
-    readonly condition?: Int32Array
+    readonly condition?: Int32Array | undefined
     readonly next: Float32Array
     readonly a: number
     readonly b: number

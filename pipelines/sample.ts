@@ -110,7 +110,7 @@ export const sample = async (source: string, options: SampleOptions): Promise<st
     noise: options.noise,
     grid,
     chains,
-    ...(conditional ? { condition } : {}),
+    condition: conditional ? condition : undefined,
     initStream: (j) => openStream(streamKey(key(j), "init")),
     stepStream: (j) => openStream(streamKey(key(j), "step"))
   })

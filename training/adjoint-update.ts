@@ -51,7 +51,7 @@ export interface AmUpdateRequest {
  */
 const batchCondition = (
   opts: {
-    readonly condition?: Int32Array
+    readonly condition?: Int32Array | undefined
     readonly unconditional?: {
       readonly condition: Int32Array
       readonly baseOutput: (k: number) => Promise<Float32Array>
@@ -115,7 +115,7 @@ const feedsOf = (opts: {
   readonly muBase: Float32Array
   readonly request: AmUpdateRequest
   readonly process: Process
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
   readonly threshold: number
 }) => {
   const { r, rows, adjoints, request } = opts
@@ -174,7 +174,7 @@ export const adjointMatchingUpdate = async (opts: {
   readonly rollout: Rollout
   readonly adjoints: Adjoints
   readonly process: Process
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
   /** The frozen base model's output f_base(x_k) of every chain at step k. */
   readonly baseOutput: (k: number) => Promise<Float32Array>
   /** A conditional base's null condition per chain and its outputs under it (for `promptDropout`). */

@@ -114,7 +114,7 @@ export const baseOutputsFor = async (opts: {
   readonly rollout: Rollout
   readonly kind: AdjointKind
   readonly base: BaseModel
-  readonly condition?: Int32Array
+  readonly condition?: Int32Array | undefined
   readonly threads: number
 }) => {
   const r = opts.rollout
@@ -196,7 +196,7 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
         await gradient.release()
         const kind = variant.kind(config)
         const drift = (params: BaseModel["params"], frozen: boolean) =>
-          networkDrift({ ...base, params, frozen, threads: config.threads, ...(condition ? { condition } : {}) })
+          networkDrift({ ...base, params, frozen, threads: config.threads, condition })
         const baseDrift = await drift(base.params, true)
         const fused = kind === "value"
           ? await valueAdjointStep({ ...base, base: base.params, threads: config.threads })
@@ -212,14 +212,14 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
           costWeight: weight,
           ...(kind === "lean"
             ? {
-              fusedLean: networkLeanAdjoint({ ...base, threads: config.threads, ...(condition ? { condition } : {}) })
+              fusedLean: networkLeanAdjoint({ ...base, threads: config.threads, condition })
             }
             : {}),
           ...(fused === undefined ? {} : {
             fusedValueStep: (k, x, next) => {
               const { a, b, t, tNext } = r.steps[k]
               const variance = runningVariance(t, tNext, weight)
-              return fused({ params, x, batch: r.chains, t, next, a, b, variance, ...(condition ? { condition } : {}) })
+              return fused({ params, x, batch: r.chains, t, next, a, b, variance, condition })
             }
           })
         })

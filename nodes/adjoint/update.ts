@@ -79,7 +79,7 @@ export const adjointUpdate = (
               kind: variant.kind(config),
               base,
               threads: config.threads,
-              ...(condition ? { condition } : {})
+              condition
             })
             : undefined
           const unconditional = condition !== undefined && config.promptDropout > 0

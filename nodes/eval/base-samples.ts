@@ -76,7 +76,7 @@ const sampleAt = async (
     noise: 0,
     grid,
     chains: n,
-    ...(condition ? { condition } : {}),
+    condition,
     initStream: (j) => rng.stream("init", j),
     stepStream: (j) => rng.stream("step", j)
   })

@@ -108,7 +108,7 @@ const evaluateAt = async (
   const common = {
     grid,
     chains: set.count,
-    ...(base.net.classes > 0 ? { condition: set.condition } : {}),
+    condition: base.net.classes > 0 ? set.condition : undefined,
     initStream: (j: number) => openStream(["eval", "init", j]),
     stepStream: (j: number) => openStream(["eval", "step", j])
   }
@@ -139,7 +139,7 @@ const evaluateAt = async (
       d: base.net.dim,
       policy: policies.tuned,
       base: policies.base,
-      ...(base.net.classes > 0 ? { condition: set.condition } : {})
+      condition: base.net.classes > 0 ? set.condition : undefined
     })
   )
   const odeSamples = { tuned: finals[0], base: finals[2] }

@@ -86,9 +86,9 @@ export const rollout = <C extends RolloutConfig>(variant: {
             noise: variant.deterministic === true ? 0 : noiseOf(config),
             grid: gridOf(base.process, config.steps, config.shift, config.spacing ?? "leading"),
             chains: prompts.prompt.length,
-            ...(base.net.classes > 0 ? { condition: prompts.condition } : {}),
+            condition: base.net.classes > 0 ? prompts.condition : undefined,
             record: true,
-            ...(window === undefined ? {} : { stochastic: (k: number) => k >= window[0] && k < window[1] }),
+            stochastic: window === undefined ? undefined : (k: number) => k >= window[0] && k < window[1],
             initStream: (j) =>
               rng.stream("init", variant.sharedNoise ? `group${prompts.groupId[j]}` : `trajectory${j}`),
             stepStream: (j) => rng.stream("step", j)
