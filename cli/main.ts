@@ -7,23 +7,17 @@ import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
-import { experiments } from "../experiments/builtin.ts"
-import { loadExperiment } from "../experiments/load.ts"
-import { runExperiment } from "../experiments/run.ts"
-import { writeComparison } from "../experiments/write.ts"
-import { StoreError, UsageError } from "../kernel/errors.ts"
+import { UsageError } from "../kernel/errors.ts"
 import { runPipeline } from "../kernel/run.ts"
 import { packageVersions } from "../kernel/versions.ts"
-import { exportRun } from "../pipelines/export.ts"
 import { findPipeline, pipelines } from "../pipelines/registry.ts"
 import { Replay } from "../pipelines/replay.ts"
-import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
-import { sample, SAMPLER_NAMES } from "../pipelines/sample.ts"
-import { writeReport } from "../report/report.ts"
 import { messageOf } from "../schemas/message.ts"
 import { settingsHelp } from "../schemas/settings.ts"
-import { clusterRun, runnerCommand } from "./cluster.ts"
+import { runnerCommand } from "./cluster.ts"
+import { experimentCmd } from "./experiment.ts"
 import { inspect } from "./inspect.ts"
+import { exportCmd, prune, report, sampleCmd } from "./run-folder.ts"
 import { verifyCommand } from "./verify.ts"
 
 const lookup = (name: string) =>
@@ -125,181 +119,6 @@ const replay = Command.make(
   })
 ).pipe(
   Command.withDescription("Re-run a stored run from a node onward, reading that node's inputs from the stored Parquet")
-)
-
-/** A command's failure: its usage errors as they are (exit 2), anything else a StoreError naming the file. */
-const usageOrStore = (file: string) => (e: unknown): UsageError | StoreError =>
-  e instanceof UsageError ? e : new StoreError({ file, message: messageOf(e) })
-
-const report = Command.make(
-  "report",
-  { dir: Argument.String("run-dir").pipe(Argument.withDescription("a run directory")) },
-  ({ dir }) =>
-    Effect.try({
-      try: () => {
-        if (!fs.existsSync(`${dir}/manifest.json`)) {
-          throw new UsageError({ message: `report: ${dir} is not a run folder (no manifest.json)` })
-        }
-        return writeReport(dir)
-      },
-      catch: usageOrStore(`${dir}/report.html`)
-    }).pipe(Effect.flatMap(Console.log))
-).pipe(Command.withDescription("Write report.html (curves, gap, diagnostics, sample grids, config) into a run folder"))
-
-const exportCmd = Command.make(
-  "export",
-  {
-    dir: Argument.String("run-dir").pipe(Argument.withDescription("an RL run directory")),
-    iteration: Flag.String("iteration").pipe(
-      Flag.withDescription("an iteration number, best (largest ODE improvement) or last"),
-      Flag.withDefault("last")
-    ),
-    ema: Flag.Boolean("ema").pipe(Flag.withDescription("export the EMA of the weights"), Flag.withDefault(false)),
-    cfg: Flag.Finite("cfg").pipe(
-      Flag.withDescription("CFG scale folded into the graph (default: the run's)"),
-      Flag.optional
-    ),
-    out: Flag.String("out").pipe(
-      Flag.withDescription("the folder to write policy.onnx, weights.safetensors, meta.json")
-    )
-  },
-  ({ dir, iteration, ema, cfg, out }) =>
-    Effect.try({
-      try: () => {
-        const which = iteration === "best" || iteration === "last" ? iteration : Number(iteration)
-        if (typeof which === "number" && !Number.isSafeInteger(which)) {
-          throw new UsageError({ message: `export: --iteration must be a number, best or last (given: ${iteration})` })
-        }
-        const files = exportRun(dir, { iteration: which, ema, ...(Option.isSome(cfg) ? { cfg: cfg.value } : {}), out })
-        return files.join("\n")
-      },
-      catch: usageOrStore(out)
-    }).pipe(Effect.flatMap(Console.log))
-).pipe(Command.withDescription("Write an RL run's policy as ONNX + safetensors + meta.json (any ONNX runtime runs it)"))
-
-const sampleCmd = Command.make(
-  "sample",
-  {
-    source: Argument.String("source").pipe(Argument.withDescription("an RL run directory or an exported policy")),
-    prompts: Flag.String("prompts").pipe(
-      Flag.withDescription("digits, one grid row each"),
-      Flag.withDefault("0,1,2,3,4,5,6,7,8,9")
-    ),
-    n: Flag.Int("n").pipe(Flag.withDescription("samples per prompt"), Flag.withDefault(8)),
-    sampler: Flag.Literals("sampler", SAMPLER_NAMES).pipe(Flag.withDescription("sampler"), Flag.withDefault("ode")),
-    steps: Flag.Int("steps").pipe(Flag.withDescription("sampling steps"), Flag.withDefault(10)),
-    eta: Flag.Finite("eta").pipe(Flag.withDescription("the sampler's noise level"), Flag.withDefault(0)),
-    seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the noise (same seed, same noise)"), Flag.withDefault(0)),
-    evalNoise: Flag.Boolean("eval-noise").pipe(
-      Flag.withDescription("sample the evaluation's prompts and noise (its ODE samples, bit for bit)"),
-      Flag.withDefault(false)
-    ),
-    format: Flag.Literals("format", ["png", "parquet"]).pipe(
-      Flag.withDescription("output format"),
-      Flag.withDefault("png")
-    ),
-    out: Flag.String("out").pipe(Flag.withDescription("the file to write"))
-  },
-  (args) =>
-    Effect.tryPromise({
-      try: () => {
-        const prompts = args.prompts.split(",").map((p) => Number(p.trim()))
-        if (prompts.some((p) => !Number.isInteger(p) || p < 0 || p > 9) || args.n < 1 || args.steps < 1) {
-          throw new UsageError({
-            message: `sample: --prompts must be digits 0-9 (given: ${args.prompts}); --n and --steps ≥ 1`
-          })
-        }
-        return sample(args.source, { ...args, prompts, noise: args.eta, threads: 2 })
-      },
-      catch: usageOrStore(args.out)
-    }).pipe(Effect.flatMap(Console.log))
-).pipe(
-  Command.withDescription("Sample a run's (or an exported) policy into a PNG grid or Parquet; same seed, same noise")
-)
-
-const prune = Command.make(
-  "prune",
-  {
-    dir: Argument.String("run-dir").pipe(Argument.withDescription("an RL run directory")),
-    keep: Flag.Literals("keep", KEEP).pipe(Flag.withDescription("the retention policy the folder keeps from now on"))
-  },
-  ({ dir, keep }) =>
-    Effect.try({
-      try: () => {
-        const removed = pruneRun(dir, keep)
-        return `${dir}: removed ${removed.length} files and folders; it now keeps ${keep}`
-      },
-      catch: usageOrStore(dir)
-    }).pipe(Effect.flatMap(Console.log))
-).pipe(Command.withDescription("Thin an RL run folder to a retention policy (default or minimal; see `keep`)"))
-
-const experimentList = Command.make(
-  "list",
-  {},
-  () =>
-    Console.log(
-      experiments.map((e) => `${e.name.padEnd(14)} ${e.doc}${e.budget === undefined ? "" : ` [${e.budget}]`}`).join(
-        "\n"
-      )
-    )
-).pipe(Command.withDescription("List the built-in experiments, one per line"))
-
-const experimentRun = Command.make(
-  "run",
-  {
-    target: Argument.String("experiment").pipe(Argument.withDescription("a built-in name or a .ts file defining one")),
-    seeds: Flag.Int("seeds").pipe(
-      Flag.withDescription("run seeds 0 … N − 1 (more seeds later: only the new run)"),
-      Flag.optional
-    ),
-    set: Flag.KeyValuePair("set").pipe(
-      Flag.withDescription("key=value for every arm that has the key, arm.key=value for one arm (repeatable)"),
-      Flag.optional
-    ),
-    out: Flag.String("out").pipe(
-      Flag.withDescription("the experiment folder (default runs/experiments/<name>)"),
-      Flag.optional
-    ),
-    progress: Flag.Literals("progress", ["auto", "bar", "lines", "none"]).pipe(Flag.withDefault("lines")),
-    cluster: Flag.String("cluster").pipe(
-      Flag.withDescription("submit the runs to the runners of this PostgreSQL (postgres://user@host:5432/db)"),
-      Flag.optional
-    ),
-    root: Flag.String("root").pipe(
-      Flag.withDescription("with --cluster: the shared folder every runner sees (folder: ROOT/experiments/<name>)"),
-      Flag.optional
-    )
-  },
-  Effect.fn("cli.experiment.run")(function*(args) {
-    const def = yield* Effect.tryPromise({ try: () => loadExperiment(args.target), catch: usageOrStore(args.target) })
-    const cluster = yield* clusterRun(args.target, def, args)
-    const out = yield* runExperiment(def, {
-      ...(Option.isSome(args.seeds) ? { seeds: args.seeds.value } : {}),
-      ...(Option.isSome(args.set) ? { set: args.set.value } : {}),
-      ...(Option.isSome(args.out) ? { out: args.out.value } : {}),
-      ...(cluster === undefined ? {} : cluster),
-      progress: args.progress
-    })
-    yield* Console.log(out)
-  })
-).pipe(
-  Command.withDescription(
-    "Run an experiment's missing runs (complete ones are skipped, interrupted ones resumed) and compare them"
-  )
-)
-
-const experimentReport = Command.make(
-  "report",
-  { dir: Argument.String("experiment-dir").pipe(Argument.withDescription("an experiment folder")) },
-  ({ dir }) =>
-    Effect.try({ try: () => writeComparison(dir).join("\n"), catch: usageOrStore(`${dir}/comparison.parquet`) }).pipe(
-      Effect.flatMap(Console.log)
-    )
-).pipe(Command.withDescription("Rebuild comparison.parquet, comparison.md and findings.md from an experiment's runs"))
-
-const experimentCmd = Command.make("experiment").pipe(
-  Command.withDescription("Arms × seeds of declared pipelines, compared with paired errors and computed verdicts"),
-  Command.withSubcommands([experimentList, experimentRun, experimentReport])
 )
 
 const etaflow = Command.make("etaflow").pipe(

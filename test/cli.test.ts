@@ -63,7 +63,7 @@ describe("the etaflow command", () => {
     const r = etaflow("run", "dataset", "--set", "name=cifar", "--set", "n=0", "--set", "colour=red", "--out", out)
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(
-      /setting "name" must be one of mnist, double-ring, gaussian-mixture, two-moons \(given: "cifar"\)/
+      /setting "name" must be one of mnist, double-ring, gaussian-mixture, two-moons, gmm25 \(given: "cifar"\)/
     )
     expect(r.stderr).toMatch(/setting "n" must be an integer ≥ 1 \(given: "0"\)/)
     expect(r.stderr).toMatch(/setting "colour" is unknown; allowed settings: name, n, testFraction/)
