@@ -181,8 +181,9 @@ export const rewardGradient = async (opts: {
   readonly dataset: string
   readonly dim: number
   readonly classifier?: { readonly onnx: Uint8Array; readonly classes: number }
-  /** The tilt task's target digits (the `target` term). */
+  /** The tilt task's target digits (the `target` term, and `proxy` on tilt). */
   readonly target: ReadonlyArray<number>
+  readonly tilt: boolean
   readonly threads: number
 }): Promise<RewardGradient & { readonly release: () => Promise<void> }> => {
   const terms = await Promise.all(
@@ -194,14 +195,15 @@ export const rewardGradient = async (opts: {
         "gmm-posterior": gmmPosteriorGradient
       }[term.name]
       if (closed !== undefined) return { gradient: closed, weight: term.weight, release: async () => {} }
-      if (term.name === "classifier" || term.name === "target") {
+      if (term.name === "classifier" || term.name === "target" || term.name === "proxy") {
         if (opts.classifier === undefined) {
           throw new RewardSpecError({
             reward: term.name,
             message: `the ${term.name} reward needs the reward classifier`
           })
         }
-        const target = term.name === "target" ? opts.target : undefined
+        // The proxy scores the task's own reward: T's on tilt, the prompted digit's otherwise.
+        const target = term.name === "target" || (term.name === "proxy" && opts.tilt) ? opts.target : undefined
         const { onnx, classes } = opts.classifier
         const c = await classifierGradient(onnx, opts.dim, classes, opts.threads, target)
         return { gradient: c, weight: term.weight, release: c.release }

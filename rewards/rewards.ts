@@ -2,7 +2,8 @@
  * Reward models: terminal rewards of final samples, weighted by a spec such as
  * `classifier:1,ink:0.2`. Built-ins: for MNIST `classifier` (log-probability of the prompted digit
  * under the reward classifier, run through onnxruntime-node), `target` (log p(T | x) of the `target`
- * digits T, rewards/target.ts) and `ink` (mean intensity); for the
+ * digits T, rewards/target.ts), `proxy` (the task's classifier reward — prompted digit or T — scored by a
+ * deliberately weak classifier, for over-optimisation studies) and `ink` (mean intensity); for the
  * 2-D toys `outer-ring` (−(‖x‖ − 2)², highest on the outer ring), `quadratic` (−‖x‖²/2, §3.5) and
  * `gmm-posterior` (gmm25's log q(x) − log p(x), rewards/gmm.ts, §13.2).
  * `onnx:<file>` is any ONNX model with input x [B, dim] float32 (pixels in [0, 1] for MNIST,
@@ -39,7 +40,7 @@ export class RewardSpecError
   extends Data.TaggedError("RewardSpecError")<{ readonly reward: string; readonly message: string }>
 {}
 
-const MNIST_REWARDS = ["classifier", "target", "ink"]
+const MNIST_REWARDS = ["classifier", "target", "proxy", "ink"]
 const TOY_REWARDS = ["outer-ring", "quadratic", "gmm-posterior"]
 
 /** Parses `name[:weight],…`; unknown names fail listing what the data set offers. */

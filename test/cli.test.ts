@@ -113,6 +113,7 @@ describe("the etaflow command", () => {
     ],
     ["a tilt target that names no digits", "flow-grpo", ["task=tilt", "target=seven"], /target "seven" should be/],
     ["the tilt task on a toy", "flow-grpo", ["task=tilt", "dataset=double-ring"], /task tilt tilts the MNIST base/],
+    ["the proxy beside the true classifier", "flow-grpo", ["reward=proxy,classifier"], /proxy replaces the reward/],
     [
       "the prompted-digit reward on tilt",
       "sdpo",

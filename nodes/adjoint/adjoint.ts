@@ -184,6 +184,7 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
             ? {}
             : { classifier: { onnx: classifier.onnx, classes: classifier.net.classes } }),
           target: targetOf(config),
+          tilt: config.task === "tilt",
           threads: config.threads
         })
         const g = await gradient.gradient({

@@ -12,6 +12,7 @@ import { pathKl } from "../../diffusion/path-kl.ts"
 import { rollout as sampleChains } from "../../diffusion/rollout.ts"
 import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../../diffusion/samplers.ts"
 import { GraphError } from "../../engine/graph.ts"
+import type { EngineSession } from "../../engine/session.ts"
 import { Node, Port } from "../../kernel/node.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { openStream } from "../../random/streams.ts"
@@ -21,11 +22,11 @@ import { REWARD_ERRORS, rewardModels, scoreSamples } from "../rl/rewards.ts"
 import { gridOf } from "../rl/rollout.ts"
 import type { UpdateResult } from "../rl/update.ts"
 import type { BaseModel } from "../setup/base-model.ts"
-import type { RewardClassifier } from "../setup/reward-classifier.ts"
+import { type RewardClassifier, usesProxy } from "../setup/reward-classifier.ts"
 import { type EvalRow, type Evaluation, sampleTableOf, tableOf } from "./eval-tables.ts"
 import { gmm25Metrics } from "./gmm25.ts"
 import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
-import { releaseTilt, tiltedReward, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
+import { goldMetrics, releaseTilt, tiltedReward, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
 
 /** Mean and its standard error. */
 const meanSe = (xs: ArrayLike<number>) => {
@@ -99,6 +100,7 @@ const evaluateAt = async (
   models: Awaited<ReturnType<typeof rewardModels>>,
   quality: QualityReference | undefined,
   tilt: TiltReference | undefined,
+  gold: EngineSession | undefined,
   set: EvalSet,
   base: BaseModel,
   config: EvalConfig
@@ -146,7 +148,7 @@ const evaluateAt = async (
   const [o, sd] = [meanSe(ode), meanSe(sde)]
   const gap = meanSe(sde.map((v, i) => v - ode[i]))
   const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
-  const beside = await besideReward({ steps, odeSamples, baseOde, imp, quality, tilt, set, config })
+  const beside = await besideReward({ steps, odeSamples, baseOde, imp, quality, tilt, gold, set, config })
   const metrics = {
     [`eval.ode.s${steps}.reward_mean`]: o.mean,
     [`eval.ode.s${steps}.reward_se`]: o.se,
@@ -182,6 +184,8 @@ const besideReward = async (opts: {
   readonly imp: { readonly mean: number; readonly se: number }
   readonly quality: QualityReference | undefined
   readonly tilt: TiltReference | undefined
+  /** The judge, when the reward is the proxy's: the gold reward beside it (§13.4). */
+  readonly gold: EngineSession | undefined
   readonly set: EvalSet
   readonly config: EvalConfig
 }): Promise<Record<string, number>> => {
@@ -197,6 +201,15 @@ const besideReward = async (opts: {
     ...(opts.quality === undefined ? {} : await qualityAt(opts.quality, steps, odeSamples, set)),
     ...(opts.tilt === undefined ? {} : await tiltMetrics(opts.tilt, steps, pixels(), set.count, imp, baseMean)),
     ...(config.dataset === "gmm25" ? gmm25Metrics(steps, odeSamples, set.count, imp, baseMean) : {}),
+    ...(opts.gold === undefined
+      ? {}
+      : await goldMetrics(
+        opts.gold,
+        steps,
+        pixels(),
+        set.condition,
+        config.task === "tilt" ? targetOf(config) : undefined
+      )),
     ...(tilted === undefined
       ? {}
       : { [`eval.target_reward_lambda.s${steps}`]: tilted.mean, [`eval.target_ess.s${steps}`]: tilted.ess })
@@ -254,6 +267,8 @@ export const evaluation = Node.make({
       const quality = classifier !== undefined && judge !== undefined && set.conditional
         ? await qualityReference(data, classifier, judge, config.threads)
         : undefined
+      // With the proxy as the reward, the judge scores the same task as the gold reward.
+      const gold = judge !== undefined && usesProxy(config) ? judge.session : undefined
       const tilt = classifier !== undefined && judge !== undefined && config.task === "tilt"
         ? await tiltReference(data, classifier, judge, targetOf(config), config.threads)
         : undefined
@@ -261,7 +276,7 @@ export const evaluation = Node.make({
       const rows: Array<EvalRow> = []
       let samples: arrow.Table | undefined
       for (const steps of evalStepsOf(config)) {
-        const at = await evaluateAt(steps, policies, models, quality, tilt, set, base, config)
+        const at = await evaluateAt(steps, policies, models, quality, tilt, gold, set, base, config)
         Object.assign(metrics, at.metrics)
         rows.push(...at.rows)
         if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)

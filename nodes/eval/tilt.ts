@@ -131,3 +131,34 @@ export const tiltedReward = (baseRewards: ArrayLike<number>, lambda: number): { 
   }
   return { mean: weighted / sum, ess: (sum * sum) / sumSq }
 }
+
+/**
+ * The gold reward of an over-optimisation study (§13.4): the held-out judge scoring the task the proxy
+ * is trained for — log p_judge(T | x) on tilt, log p_judge(prompted digit | x) otherwise — for the tuned
+ * and the base ODE samples, with the paired improvement and its s.e.
+ */
+export const goldMetrics = async (
+  judge: EngineSession,
+  steps: number,
+  pixels: { readonly tuned: Float32Array; readonly base: Float32Array },
+  condition: Int32Array,
+  target: ReadonlyArray<number> | undefined
+): Promise<Record<string, number>> => {
+  const count = condition.length
+  const score = async (x: Float32Array) => {
+    const logp = await classifierLogProbs(judge, x, count, x.length / count)
+    const classes = logp.length / count
+    return Float64Array.from(
+      { length: count },
+      (_, i) => target === undefined ? logp[i * classes + condition[i]] : logTargetProb(logp, i, classes, target)
+    )
+  }
+  const [tuned, base] = [await score(pixels.tuned), await score(pixels.base)]
+  const gain = meanStd(tuned.map((v, i) => v - base[i]), true)
+  return {
+    [`eval.gold.s${steps}`]: meanStd(tuned, true).mean,
+    [`eval.gold_base.s${steps}`]: meanStd(base, true).mean,
+    [`eval.gold_improvement.s${steps}`]: gain.mean,
+    [`eval.gold_improvement.s${steps}.se`]: gain.std / Math.sqrt(count)
+  }
+}

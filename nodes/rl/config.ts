@@ -225,15 +225,20 @@ export const targetOf = (c: Pick<RlConfig, "target">): Array<number> => targetDi
 
 /** Why a config's task cannot run: tilt needs MNIST, a valid target and no prompted-digit reward. */
 export const taskProblems = (c: Pick<RlConfig, "task" | "target" | "dataset" | "reward">): Array<string> => {
-  if (c.task !== "tilt") return []
-  const problems: Array<string> = []
+  const terms = rewardOf(c).split(",").map((t) => t.trim().split(":")[0])
+  // The proxy replaces the pipeline's classifier, so the true classifier's terms cannot run beside it.
+  const mixed = terms.includes("proxy") && terms.some((t) => t === "classifier" || t === "target")
+    ? [`setting "reward": proxy replaces the reward classifier; it cannot be combined with classifier or target`]
+    : []
+  if (c.task !== "tilt") return mixed
+  const problems: Array<string> = [...mixed]
   if (c.dataset !== "mnist") problems.push(`task tilt tilts the MNIST base; dataset is ${c.dataset}`)
   try {
     targetDigits(c.target)
   } catch (e) {
     problems.push(`setting "target": ${messageOf(e)}`)
   }
-  if (rewardOf(c).split(",").some((t) => t.trim().split(":")[0] === "classifier")) {
+  if (terms.includes("classifier")) {
     problems.push(`task tilt has no prompted digit for the classifier reward; use reward=target (log p(T | x))`)
   }
   return problems

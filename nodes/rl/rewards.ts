@@ -56,18 +56,28 @@ export const rewardProblems = (c: ScoreConfig): Array<string> => {
   }
 }
 
+/** The proxy classifier's reward for the task: log p(prompted digit | x), or log p(T | x) on tilt. */
+const proxyReward = (proxy: RewardClassifier, c: ScoreConfig): RewardModel => {
+  const m = c.task === "tilt"
+    ? targetReward(proxy.session, proxy.net.classes, targetOf(c))
+    : classifierReward(proxy.session, proxy.net.classes)
+  return { ...m, name: "proxy" }
+}
+
 /** The reward models of a config's spec (the classifier and target terms use the pipeline's cached classifier). */
 export const rewardModels = async (c: ScoreConfig, dim: number, classifier: RewardClassifier | undefined) =>
   Promise.all(
     parseRewardSpec(rewardOf(c), c.dataset).map(async (term): Promise<{ model: RewardModel; weight: number }> => {
-      const needsClassifier = term.name === "classifier" || term.name === "target"
+      const needsClassifier = term.name === "classifier" || term.name === "target" || term.name === "proxy"
       if (needsClassifier && classifier === undefined) {
         throw new RewardSpecError({
           reward: term.name,
           message: `the ${term.name} reward needs the MNIST reward classifier`
         })
       }
-      const model = term.name === "classifier"
+      const model = term.name === "proxy"
+        ? proxyReward(classifier!, c)
+        : term.name === "classifier"
         ? classifierReward(classifier!.session, classifier!.net.classes)
         : term.name === "target"
         ? targetReward(classifier!.session, classifier!.net.classes, targetOf(c))

@@ -15,7 +15,7 @@ import { Node, Port } from "../../kernel/node.ts"
 import { NodeContext } from "../../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
 import { type ClassifierConfig, classifierNet } from "../../models/networks.ts"
-import { openStream } from "../../random/streams.ts"
+import { openStream, permutation } from "../../random/streams.ts"
 import { defaultsOf, Setting } from "../../schemas/settings.ts"
 import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../../training/classifier.ts"
 import type { ModelFiles } from "./model-files.ts"
@@ -23,9 +23,11 @@ import type { ModelFiles } from "./model-files.ts"
 /** The classifier's training settings, with the network given by width and depth. */
 export type RewardModelRequest = Omit<ClassifierTraining, "net"> & {
   readonly dataset: string
-  readonly role: "reward" | "judge"
+  readonly role: "reward" | "judge" | "proxy"
   readonly hidden: number
   readonly layers: number
+  /** Train on the first this many digits of the training split (0: all of it). */
+  readonly trainDigits: number
 }
 
 export interface RewardClassifier extends ModelFiles {
@@ -35,16 +37,21 @@ export interface RewardClassifier extends ModelFiles {
   readonly testAccuracy: number
   readonly trainAccuracy: number
   readonly cached: boolean
+  readonly role: RewardModelRequest["role"]
+  /** Training digits it saw (the whole split's size unless `trainDigits` cut it). */
+  readonly trainDigits: number
 }
 
 /** The reward classifier's settings: the `reward-model` pipeline's, and the defaults every other pipeline uses. */
 export const RewardModelSettings = {
   dataset: Setting.literal(["mnist"], "mnist", "data set of the classifier"),
   role: Setting.literal(
-    ["reward", "judge"],
+    ["reward", "judge", "proxy"],
     "reward",
-    "the reward model, or the held-out judge that scores evaluations (its own random stream and cache entry)"
+    "the reward model, the held-out judge that scores evaluations, or the weak proxy reward of " +
+      "over-optimisation studies (each its own random stream and cache entry)"
   ),
+  trainDigits: Setting.int(0, "train on the first N digits of the training split (0: all)", { min: 0 }),
   points: Setting.int(10_000, "unused for MNIST (kept for the shared data-set node)", { min: 1 }),
   hidden: Setting.int(512, "hidden width of the MLP classifier", { min: 1 }),
   layers: Setting.int(2, "hidden layers", { min: 1 }),
@@ -56,6 +63,18 @@ export const RewardModelSettings = {
   threads: Setting.int(2, "onnxruntime intra-op threads (results are reproducible for a fixed count)", { min: 1 })
 }
 
+/**
+ * `n` examples of a split drawn without replacement by a seeded permutation (the split is ordered by
+ * class, so its first n would be one digit); all of it when n is 0 or at least its size.
+ */
+const someDigits = (split: ReturnType<typeof splitOf>, n: number, seed: number): ReturnType<typeof splitOf> => {
+  if (n === 0 || n >= split.count) return split
+  const rows = permutation(openStream([seed, "classifier", "subset"]), split.count).subarray(0, n)
+  const x = new Float32Array(n * split.dim)
+  rows.forEach((r, j) => x.set(split.x.subarray(r * split.dim, (r + 1) * split.dim), j * split.dim))
+  return { ...split, count: n, x, label: Int32Array.from(rows, (r) => split.label[r]) }
+}
+
 const train = (data: arrow.Table, config: RewardModelRequest) =>
   Effect.gen(function*() {
     if (config.dataset !== "mnist") return undefined
@@ -63,7 +82,7 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
     const report = NodeContext.throttled(note, config.epochs, `${config.role} classifier epoch`)
     // Keyed by role, not by the entry: `reward-model --set role=judge` trains the judge the RL pipelines use.
     const stream = openStream([seed, "classifier", config.role, "train"])
-    const train = splitOf(data, "train")
+    const train = someDigits(splitOf(data, "train"), config.trainDigits, seed)
     const test = splitOf(data, "test")
     const net: ClassifierConfig = {
       dim: train.dim,
@@ -73,7 +92,8 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
     }
     const { epochs, batch, lr, weightDecay, shift, threads } = config
     const training: ClassifierTraining = { net, epochs, batch, lr, weightDecay, shift, threads }
-    const key = { training, seed, role: config.role }
+    // A subset is part of the key only when asked for, so the full-split models keep their cache entries.
+    const key = { training, seed, role: config.role, ...(config.trainDigits > 0 ? { digits: config.trainDigits } : {}) }
     const specs = classifierNet(net).specs
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("reward-classifier", key, specs)
@@ -95,13 +115,20 @@ const train = (data: arrow.Table, config: RewardModelRequest) =>
         weights,
         testAccuracy,
         trainAccuracy,
-        cached: hit !== undefined
+        cached: hit !== undefined,
+        role: config.role,
+        trainDigits: train.count
       } satisfies RewardClassifier
     })
   })
 
 const metrics = (out: RewardClassifier | undefined) =>
-  out === undefined ? {} : { test_accuracy: out.testAccuracy, train_accuracy: out.trainAccuracy }
+  out === undefined ? {} : {
+    test_accuracy: out.testAccuracy,
+    train_accuracy: out.trainAccuracy,
+    // The proxy says how weak it is: its size and the digits it saw.
+    ...(out.role === "proxy" ? { proxy_hidden: out.net.hidden, proxy_train_digits: out.trainDigits } : {})
+  }
 const judgeMetrics = (out: RewardClassifier | undefined) =>
   out === undefined ? {} : { judge_test_accuracy: out.testAccuracy, judge_train_accuracy: out.trainAccuracy }
 
@@ -117,12 +144,43 @@ export const rewardClassifier = Node.make({
 
 const defaults = defaultsOf(RewardModelSettings)
 
-/** classifier of the other pipelines: the reward-model defaults (cached, so shared with `reward-model`). */
+/**
+ * The proxy of over-optimisation studies (`reward=proxy`): a deliberately weak reward classifier — one
+ * hidden layer of 32, trained on 300 digits without shifts — whose reward can rise while the judge's
+ * falls. `etaflow run reward-model --set role=proxy --set hidden=32 --set layers=1 --set trainDigits=300
+ * --set epochs=20 --set shift=0` trains the same model.
+ */
+export const PROXY_REQUEST = {
+  ...defaults,
+  role: "proxy",
+  hidden: 32,
+  layers: 1,
+  trainDigits: 300,
+  epochs: 20,
+  shift: 0
+} as const
+
+/** Whether a config's reward spec scores with the proxy classifier. */
+export const usesProxy = (c: { readonly reward?: string | undefined }): boolean =>
+  (c.reward ?? "").split(",").some((t) => t.trim().split(":")[0] === "proxy")
+
+/**
+ * classifier of the other pipelines: the reward-model defaults (cached, so shared with `reward-model`),
+ * or the weak proxy when the reward spec names `proxy`.
+ */
 export const defaultClassifier = Node.make({
   name: "classifier",
-  doc: "the MNIST reward classifier at the reward-model defaults (cached), with its held-out accuracy",
-  inputs: { data: Port.of<arrow.Table>(), config: Port.of<{ readonly dataset: string; readonly threads: number }>() },
-  run: ({ data, config }) => train(data, { ...defaults, dataset: config.dataset, threads: config.threads }),
+  doc: "the MNIST reward classifier at the reward-model defaults, or the weak proxy (cached), with its accuracy",
+  inputs: {
+    data: Port.of<arrow.Table>(),
+    config: Port.of<{ readonly dataset: string; readonly threads: number; readonly reward?: string | undefined }>()
+  },
+  run: ({ data, config }) =>
+    train(data, {
+      ...(usesProxy(config) ? PROXY_REQUEST : defaults),
+      dataset: config.dataset,
+      threads: config.threads
+    }),
   exclusive: true,
   metrics
 })

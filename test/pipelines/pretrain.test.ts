@@ -101,4 +101,25 @@ describe("reward-model", () => {
       expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5)
     }
   )
+
+  it(
+    "trains the weak proxy of over-optimisation studies: its digits and width in the metrics, well below the full model",
+    async () => {
+      // The proxy's settings (PROXY_REQUEST); the same width on the whole split is the reference it falls short of.
+      const proxy = { role: "proxy", hidden: "32", layers: "1", trainDigits: "300", epochs: "20", shift: "0" }
+      const [weak, full] = [tmp("proxy"), tmp("proxy-full")]
+      await Effect.runPromise(runPipeline(rewardModel, { out: weak, progress: "none", set: proxy }))
+      await Effect.runPromise(
+        runPipeline(rewardModel, { out: full, progress: "none", set: { ...proxy, trainDigits: "0", epochs: "2" } })
+      )
+      const [w, f] = [metricsOf(weak), metricsOf(full)]
+      expect(w.proxy_train_digits).toBe(300)
+      expect(w.proxy_hidden).toBe(32)
+      // Measured 0.75–0.85 on 300 digits against ≥ 0.9 on 8,000: a proxy that is right often, but not always.
+      expect(w.test_accuracy).toBeGreaterThan(0.6)
+      expect(w.test_accuracy).toBeLessThan(f.test_accuracy - 0.05)
+      expect(f.proxy_train_digits).toBeGreaterThan(7000)
+    },
+    120_000
+  )
 })

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest"
 import { loadMnist, MNIST_SHAPE } from "../../data/mnist.ts"
 import { initParams } from "../../engine/params.ts"
 import { classifierNet } from "../../models/networks.ts"
-import { tiltedReward, tiltReference } from "../../nodes/eval/tilt.ts"
+import { goldMetrics, tiltedReward, tiltReference } from "../../nodes/eval/tilt.ts"
 import { openStream } from "../../random/streams.ts"
 import { classifierGradient } from "../../rewards/gradients.ts"
 import type { RewardContext } from "../../rewards/rewards.ts"
@@ -105,5 +105,36 @@ describe("the reward of p_base·exp(λ r) by importance weights", () => {
     // ESS ≈ 46,000: the estimate's s.e. ≈ σ/√ESS ≈ 0.004; 0.02 is 5 of them.
     expect(Math.abs(mean - (mu + lambda * sigma * sigma))).toBeLessThan(0.02)
     expect(ess / (n * Math.exp(-(lambda * lambda) * sigma * sigma))).toBeCloseTo(1, 1)
+  })
+})
+
+describe("the gold reward beside a proxy's", () => {
+  it("is the judge's log p(T | x) on tilt and log p(prompted digit | x) otherwise, paired against the base", async () => {
+    // A planted judge (a random small classifier) and two sample sets; every number recomputed here with
+    // onnxruntime-web and naive sums.
+    const judgeParams = initParams(classifierNet(net).specs, openStream(["gold-test", "judge"]))
+    const { bytes, session } = await classifierSession(net, judgeParams, 1)
+    const rng = openStream(["gold-test", "x"])
+    const count = 12
+    const pixels = () => Float32Array.from({ length: count * 784 }, () => rng.uniform())
+    const [tuned, base] = [pixels(), pixels()]
+    const condition = Int32Array.from({ length: count }, (_, i) => i % 10)
+    ortWeb.env.wasm.numThreads = 1
+    const web = await ortWeb.InferenceSession.create(bytes)
+    const logpOf = async (x: Float32Array) =>
+      (await web.run({ x: new ortWeb.Tensor("float32", x, [count, 784]) })).logp.data as Float32Array
+    const [lt, lb] = [await logpOf(tuned), await logpOf(base)]
+    const mean = (f: (i: number) => number) =>
+      Array.from({ length: count }, (_, i) => f(i)).reduce((a, b) => a + b) / count
+    const lse = (l: Float32Array, i: number) => Math.log(Math.exp(l[i * 10 + 2]) + Math.exp(l[i * 10 + 7]))
+    const tilt = await goldMetrics(session, 10, { tuned, base }, condition, [2, 7])
+    // Two float32 runtimes: a few ulps per log-prob of ≈ −2.3.
+    expect(tilt["eval.gold.s10"]).toBeCloseTo(mean((i) => lse(lt, i)), 5)
+    expect(tilt["eval.gold_base.s10"]).toBeCloseTo(mean((i) => lse(lb, i)), 5)
+    expect(tilt["eval.gold_improvement.s10"]).toBeCloseTo(mean((i) => lse(lt, i) - lse(lb, i)), 5)
+    const prompted = await goldMetrics(session, 4, { tuned, base }, condition, undefined)
+    expect(prompted["eval.gold.s4"]).toBeCloseTo(mean((i) => lt[i * 10 + condition[i]]), 5)
+    expect(prompted["eval.gold_improvement.s4.se"]).toBeGreaterThan(0)
+    await session.release()
   })
 })
