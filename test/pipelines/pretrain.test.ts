@@ -103,7 +103,7 @@ describe("reward-model", () => {
   )
 
   it(
-    "trains the weak proxy of over-optimisation studies: its digits and width in the metrics, well below the full model",
+    "trains the weak proxy of over-optimisation studies: digits and width in the metrics, well below the full model",
     async () => {
       // The proxy's settings (PROXY_REQUEST); the same width on the whole split is what it falls short of.
       const proxy = { role: "proxy", hidden: "32", layers: "1", trainDigits: "300", epochs: "20", shift: "0" }

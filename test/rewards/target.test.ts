@@ -109,7 +109,7 @@ describe("the reward of p_base·exp(λ r) by importance weights", () => {
 })
 
 describe("the gold reward beside a proxy's", () => {
-  it("is the judge's log p(T | x) on tilt and log p(prompted digit | x) otherwise, paired against the base", async () => {
+  it("is the judge's log p(T | x) on tilt, log p(prompted digit | x) otherwise, paired against the base", async () => {
     // A planted judge (a random small classifier) and two sample sets; every number recomputed here with
     // onnxruntime-web and naive sums.
     const judgeParams = initParams(classifierNet(net).specs, openStream(["gold-test", "judge"]))
