@@ -70,13 +70,16 @@ export const fewStep = Experiment.define({
   iterations: 100,
   evaluate: { steps: [1, 2, 4, 8, 16], every: 10 },
   arms: [Experiment.arm("ddpo", ddpo, tilt), Experiment.arm("sdpo", sdpo, tilt)],
+  // Both arms reach the reward's ceiling at every step count by iteration ~50 (measured), so the last
+  // evaluation cannot tell them apart: the step-count claims are judged as the curves' mean level.
   claims: [
     ...[1, 2, 4].map((s): ArmClaim => ({
-      name: `SDPO gains more at ${s} step${s > 1 ? "s" : ""}`,
+      name: `SDPO gains more at ${s} step${s > 1 ? "s" : ""} over training`,
       metric: `eval.improvement.s${s}`,
       arm: "sdpo",
       than: "ddpo",
-      direction: ">"
+      direction: ">",
+      at: "area"
     })),
     {
       name: "SDPO gains more at 1 step per compute second",
