@@ -166,6 +166,63 @@ const newStats = () => ({
 const targetNorms = (feeds: ReturnType<typeof feedsOf>, d: number) =>
   rowNorms(feeds.adjoint.data, feeds.s.data.length, d).map((n, q) => n * feeds.s.data[q])
 
+/** The trainer of the reference's AdamW: betas (0.9, 0.95); weight decay and gradient clipping as requested. */
+const amTrainer = (request: AmUpdateRequest, init: TrainState, donate: boolean | undefined) =>
+  Trainer.create({
+    name: "adjoint-matching-step",
+    specs: velocityNet(request.net).specs,
+    loss: adjointMatchingLoss(request.net, { residual: request.residual }),
+    threads: request.threads,
+    sessionKey: `adjoint-matching|${JSON.stringify(request.net)}|${request.residual}`,
+    adam: {
+      ...DEFAULT_ADAM,
+      lr: request.lr,
+      beta2: 0.95,
+      weightDecay: request.weightDecay,
+      maxGradNorm: request.gradClip > 0 ? request.gradClip : Number.POSITIVE_INFINITY
+    },
+    init,
+    ...(donate === undefined ? {} : { donate })
+  })
+
+/** One optimizer step's rows into the statistics (`clip`: the loss clip when rows are masked). */
+const record = (
+  stats: ReturnType<typeof newStats>,
+  out: { readonly loss: number; readonly gradNorm: number; readonly extra: Record<string, { data: unknown }> },
+  loss: Float32Array,
+  targets: ArrayLike<number>,
+  clip: LossClip | undefined
+) => {
+  const control = out.extra.control_sq.data as Float32Array
+  let [sumRoot, sum] = [0, 0]
+  loss.forEach((l, q) => {
+    if (clip !== undefined && !clip.keeps(l)) stats.masked++
+    stats.control += Math.sqrt(control[q])
+    stats.target += targets[q]
+    sumRoot += Math.sqrt(l)
+    sum += l
+  })
+  // The reference's effective sample size (Σ√ℓ)²/Σℓ, here as a fraction of the batch's rows.
+  stats.ess += sum > 0 ? (sumRoot * sumRoot) / (sum * loss.length) : 1
+  stats.rows += loss.length
+  stats.loss += out.loss
+  stats.gradNorm += out.gradNorm
+  stats.steps++
+}
+
+const summary = (stats: ReturnType<typeof newStats>, threshold: number) => ({
+  am_loss: stats.loss / stats.steps,
+  control_norm: stats.control / stats.rows,
+  target_norm: stats.target / stats.rows,
+  masked_fraction: stats.masked / stats.rows,
+  ess: stats.ess / stats.steps,
+  clip_threshold: threshold,
+  grad_norm: stats.gradNorm / stats.steps,
+  optimizer_steps: stats.steps,
+  prompt_dropped_fraction: stats.dropped / stats.steps,
+  trained_rows: stats.rows
+})
+
 /**
  * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss
  * clipping. Returns the new train state, the clip threshold to keep, and the metrics.
@@ -194,23 +251,7 @@ export const adjointMatchingUpdate = async (opts: {
   if (perTrajectory.every((rows) => rows.length === 0)) {
     throw new Error("update: no step to train in the adjoint window (every step deterministic?)")
   }
-  const trainer = await Trainer.create({
-    name: "adjoint-matching-step",
-    specs: velocityNet(request.net).specs,
-    loss: adjointMatchingLoss(request.net, { residual: request.residual }),
-    threads: request.threads,
-    sessionKey: `adjoint-matching|${JSON.stringify(request.net)}|${request.residual}`,
-    // The reference's AdamW: betas (0.9, 0.95); weight decay and gradient clipping as the request says.
-    adam: {
-      ...DEFAULT_ADAM,
-      lr: request.lr,
-      beta2: 0.95,
-      weightDecay: request.weightDecay,
-      maxGradNorm: request.gradClip > 0 ? request.gradClip : Number.POSITIVE_INFINITY
-    },
-    init: opts.init,
-    ...(opts.donate === undefined ? {} : { donate: opts.donate })
-  })
+  const trainer = await amTrainer(request, opts.init, opts.donate)
   const clip = new LossClip(0.9, 0.9, opts.clip)
   const specs = velocityNet(request.net).specs
   const rowLoss = request.lossClip && request.lossClipOrder === "reference"
@@ -249,43 +290,13 @@ export const adjointMatchingUpdate = async (opts: {
       if (batch.dropped) stats.dropped++
       const out = await trainer.step(feeds, warmupLr(request.lr, trainer.state.step, request.warmupSteps))
       const loss = out.extra.row_loss.data as Float32Array
-      const control = out.extra.control_sq.data as Float32Array
-      const targets = targetNorms(feeds, r.d)
-      let [sumRoot, sum] = [0, 0]
-      loss.forEach((l, q) => {
-        if (request.lossClip && !clip.keeps(l)) stats.masked++
-        stats.control += Math.sqrt(control[q])
-        stats.target += targets[q]
-        sumRoot += Math.sqrt(l)
-        sum += l
-      })
-      // The reference's effective sample size (Σ√ℓ)²/Σℓ, here as a fraction of the batch's rows.
-      stats.ess += sum > 0 ? (sumRoot * sumRoot) / (sum * loss.length) : 1
+      record(stats, out, loss, targetNorms(feeds, r.d), request.lossClip ? clip : undefined)
       if (rowLoss === undefined) clip.observe(loss)
-      stats.rows += loss.length
-      stats.loss += out.loss
-      stats.gradNorm += out.gradNorm
-      stats.steps++
     }
   }
   const state = trainer.state
   await trainer.release()
-  return {
-    state,
-    clip: clip.state,
-    metrics: {
-      am_loss: stats.loss / stats.steps,
-      control_norm: stats.control / stats.rows,
-      target_norm: stats.target / stats.rows,
-      masked_fraction: stats.masked / stats.rows,
-      ess: stats.ess / stats.steps,
-      clip_threshold: clip.threshold,
-      grad_norm: stats.gradNorm / stats.steps,
-      optimizer_steps: stats.steps,
-      prompt_dropped_fraction: stats.dropped / stats.steps,
-      trained_rows: stats.rows
-    }
-  }
+  return { state, clip: clip.state, metrics: summary(stats, clip.threshold) }
 }
 
 /** A conditional base's null condition and its outputs under it, built on first use (dropped batches only). */
