@@ -65,6 +65,34 @@ export interface PolicyUpdate {
   readonly metrics: Readonly<Record<string, number>>
 }
 
+/** One optimizer step's rows into the statistics: importance ratios, clipped rows, approximate KL, loss. */
+const record = (
+  stats: ReturnType<typeof newStats>,
+  r: {
+    readonly loss: number
+    readonly gradNorm: number
+    readonly metrics: Readonly<Record<string, number>>
+    readonly extra: Record<string, { data: unknown }>
+  },
+  lpo: Float64Array,
+  clipRange: number
+) => {
+  const ratio = r.extra.ratio.data as Float32Array
+  const lp = r.extra.lp.data as Float64Array
+  for (let q = 0; q < ratio.length; q++) {
+    stats.ratioSum += ratio[q]
+    stats.ratioMin = Math.min(stats.ratioMin, ratio[q])
+    stats.ratioMax = Math.max(stats.ratioMax, ratio[q])
+    if (Math.abs(ratio[q] - 1) > clipRange) stats.clipped++
+    stats.approxKl += 0.5 * (lp[q] - lpo[q]) ** 2
+  }
+  stats.rows += ratio.length
+  stats.gradNorm += r.gradNorm
+  stats.loss += r.loss
+  stats.kl += r.metrics.kl ?? 0
+  stats.steps++
+}
+
 /**
  * The optimizer steps of one iteration: for each inner epoch, the plan's minibatches of rows, one AdamW
  * step each (from `state`, or the base's weights before the first update), the EMA after each, and the
@@ -118,29 +146,16 @@ export const runUpdates = async (
     for (const mb of batches) {
       const feeds = rowFeeds(tr, mb, plan.values, tables, conditional, scratch)
       const r = await trainer.step({ ...feeds, ...ref })
-      const ratio = r.extra.ratio.data as Float32Array
-      const lp = r.extra.lp.data as Float64Array
-      const lpo = feeds.lp_old.data as Float64Array
       if (stats.steps === 0) {
         // The first step runs at θ_old: the loss graph's log-probs against the sampler's.
-        stats.firstDeviation = ratio.reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
+        const lp = r.extra.lp.data as Float64Array
+        stats.firstDeviation = (r.extra.ratio.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
         stats.lpDeviation = mb.reduce(
           (m, [j, k], q) => Math.max(m, Math.abs(lp[q] - tables.lpOld[j * steps.length + k])),
           0
         )
       }
-      for (let q = 0; q < ratio.length; q++) {
-        stats.ratioSum += ratio[q]
-        stats.ratioMin = Math.min(stats.ratioMin, ratio[q])
-        stats.ratioMax = Math.max(stats.ratioMax, ratio[q])
-        if (Math.abs(ratio[q] - 1) > config.clipRange) stats.clipped++
-        stats.approxKl += 0.5 * (lp[q] - lpo[q]) ** 2
-      }
-      stats.rows += ratio.length
-      stats.gradNorm += r.gradNorm
-      stats.loss += r.loss
-      stats.kl += r.metrics.kl ?? 0
-      stats.steps++
+      record(stats, r, feeds.lp_old.data as Float64Array, config.clipRange)
       if (ema !== undefined) emaStep(ema, trainer.state.params, trainer.state.step, config.ema, config.emaInterval)
     }
   }
