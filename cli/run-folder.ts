@@ -2,11 +2,13 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
+import { SAMPLER_NAMES } from "../diffusion/samplers.ts"
 import { UsageError } from "../kernel/errors.ts"
 import { exportRun } from "../pipelines/export.ts"
-import { KEEP, pruneRun } from "../pipelines/rl-retention.ts"
-import { sample, SAMPLER_NAMES } from "../pipelines/sample.ts"
+import { pruneRun } from "../pipelines/rl-retention.ts"
+import { sample } from "../pipelines/sample.ts"
 import { writeReport } from "../report/report.ts"
+import { KEEP } from "../schemas/retention.ts"
 import { usageOrStore } from "./shared.ts"
 
 export const report = Command.make(

@@ -14,9 +14,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Retention } from "../kernel/pipeline.ts"
 import { iterFile, manifestText, readManifest, readMetrics } from "../kernel/run-folder.ts"
-import { KEEP, type Keep } from "../nodes/rl/config.ts"
+import type { Keep } from "../schemas/retention.ts"
 
-export { KEEP }
 import { writeFileAtomic } from "../store/atomic.ts"
 import { INDEX_DIR, PRUNED_FILE, prunedList, relName } from "../store/integrity.ts"
 

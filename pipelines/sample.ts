@@ -13,7 +13,7 @@ import { latentToPixels } from "../data/mnist.ts"
 import { loadPromptSet } from "../data/prompts.ts"
 import { shiftGrid, trailingGrid, uniformGrid } from "../diffusion/grids.ts"
 import { rollout } from "../diffusion/rollout.ts"
-import { SAMPLER_NAMES, type SamplerName, samplerOf, SAMPLERS } from "../diffusion/samplers.ts"
+import { type SamplerName, samplerOf, SAMPLERS } from "../diffusion/samplers.ts"
 import { UsageError } from "../kernel/errors.ts"
 import { readExport } from "../models/exported.ts"
 import { openStream } from "../random/streams.ts"
@@ -22,8 +22,6 @@ import { Column, TableDef } from "../schemas/columns.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { toParquet } from "../store/parquet.ts"
 import { exportRun } from "./export.ts"
-
-export { SAMPLER_NAMES }
 
 export interface SampleOptions {
   /** Class indices (digits) to sample, one row each; empty for unconditional models. */

@@ -9,12 +9,10 @@ import type { LogProbConvention } from "../../diffusion/samplers.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../../diffusion/samplers.ts"
 import { targetDigits } from "../../rewards/target.ts"
 import { messageOf } from "../../schemas/message.ts"
+import { KEEP } from "../../schemas/retention.ts"
 import { type ConfigOf, Setting } from "../../schemas/settings.ts"
 import { KL_FORMS } from "../../training/update-request.ts"
 import { DATASETS } from "../setup/dataset.ts"
-
-export const KEEP = ["all", "default", "minimal"] as const
-export type Keep = (typeof KEEP)[number]
 
 /** An algorithm's defaults for the shared settings. */
 /** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
