@@ -89,6 +89,32 @@ const evalSet = (base: BaseModel, perPrompt: number, tilt: boolean): EvalSet => 
   }
 }
 
+/** The rewards' means and s.e., the SDE − ODE gap, the improvement over the base and the path KL at one step count. */
+const rewardMetrics = (
+  steps: number,
+  r: { readonly ode: Float64Array; readonly sde: Float64Array; readonly baseOde: Float64Array },
+  kl: { readonly mean: number; readonly se: number }
+) => {
+  const [o, sd] = [meanSe(r.ode), meanSe(r.sde)]
+  const gap = meanSe(r.sde.map((v, i) => v - r.ode[i]))
+  const imp = meanSe(r.ode.map((v, i) => v - r.baseOde[i]))
+  return {
+    imp,
+    metrics: {
+      [`eval.ode.s${steps}.reward_mean`]: o.mean,
+      [`eval.ode.s${steps}.reward_se`]: o.se,
+      [`eval.sde.s${steps}.reward_mean`]: sd.mean,
+      [`eval.sde.s${steps}.reward_se`]: sd.se,
+      [`eval.gap.s${steps}`]: gap.mean,
+      [`eval.gap.s${steps}.se`]: gap.se,
+      [`eval.improvement.s${steps}`]: imp.mean,
+      [`eval.improvement.s${steps}.se`]: imp.se,
+      [`eval.path_kl.s${steps}`]: kl.mean,
+      [`eval.path_kl.s${steps}.se`]: kl.se
+    }
+  }
+}
+
 type Policy = Awaited<ReturnType<typeof networkPolicy>>
 /**
  * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
@@ -145,23 +171,9 @@ const evaluateAt = async (
     })
   )
   const odeSamples = { tuned: finals[0], base: finals[2] }
-  const [o, sd] = [meanSe(ode), meanSe(sde)]
-  const gap = meanSe(sde.map((v, i) => v - ode[i]))
-  const imp = meanSe(ode.map((v, i) => v - baseOde[i]))
+  const { metrics: rewardsAt, imp } = rewardMetrics(steps, { ode, sde, baseOde }, kl)
   const beside = await besideReward({ steps, odeSamples, baseOde, imp, quality, tilt, gold, set, config })
-  const metrics = {
-    [`eval.ode.s${steps}.reward_mean`]: o.mean,
-    [`eval.ode.s${steps}.reward_se`]: o.se,
-    [`eval.sde.s${steps}.reward_mean`]: sd.mean,
-    [`eval.sde.s${steps}.reward_se`]: sd.se,
-    [`eval.gap.s${steps}`]: gap.mean,
-    [`eval.gap.s${steps}.se`]: gap.se,
-    [`eval.improvement.s${steps}`]: imp.mean,
-    [`eval.improvement.s${steps}.se`]: imp.se,
-    [`eval.path_kl.s${steps}`]: kl.mean,
-    [`eval.path_kl.s${steps}.se`]: kl.se,
-    ...beside
-  }
+  const metrics = { ...rewardsAt, ...beside }
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,
     sample: i,
