@@ -22,7 +22,7 @@ import { SessionError } from "../../engine/session.ts"
 import { TrainError } from "../../engine/train.ts"
 import { Node, Port } from "../../kernel/node.ts"
 import { Rng } from "../../kernel/services.ts"
-import { adjointMatchingUpdate } from "../../training/adjoint-update.ts"
+import { adjointMatchingUpdate, type AmUpdateRequest } from "../../training/adjoint-update.ts"
 import type { Adjoints } from "../../training/adjoints.ts"
 import { startState } from "../../training/train-state.ts"
 import type { Trajectories } from "../rl/rollout.ts"
@@ -48,6 +48,25 @@ const unconditionalBase = (r: Rollout, base: BaseModel, kind: AdjointKind, threa
     }
   }
 }
+
+/** The adjoint-matching update's settings, from the config (the training loop's own request type). */
+const amRequestOf = (config: AmConfig, base: BaseModel, deterministic: boolean): AmUpdateRequest => ({
+  net: base.net,
+  residual: false,
+  deterministic,
+  targetAdjoint: config.targetAdjoint,
+  costWeight: config.costWeight ?? "constant",
+  lr: config.lr,
+  batchSize: config.batchSize,
+  innerEpochs: config.innerEpochs,
+  threads: config.threads,
+  lossClip: config.lossClip,
+  lossClipOrder: config.lossClipOrder,
+  gradClip: config.gradClip,
+  warmupSteps: config.warmupSteps,
+  weightDecay: config.weightDecay,
+  promptDropout: config.promptDropout
+})
 
 /** The update node of the adjoint-matching pipelines (the stage `update`). */
 export const adjointUpdate = (
@@ -95,23 +114,7 @@ export const adjointUpdate = (
               adjoint.baseOutputs?.[k - adjoint.from]
                 ? Promise.resolve(adjoint.baseOutputs[k - adjoint.from])
                 : fallback!.output(k),
-            request: {
-              net: base.net,
-              residual: false,
-              deterministic: variant.deterministic,
-              targetAdjoint: config.targetAdjoint,
-              costWeight: config.costWeight ?? "constant",
-              lr: config.lr,
-              batchSize: config.batchSize,
-              innerEpochs: config.innerEpochs,
-              threads: config.threads,
-              lossClip: config.lossClip,
-              lossClipOrder: config.lossClipOrder,
-              gradClip: config.gradClip,
-              warmupSteps: config.warmupSteps,
-              weightDecay: config.weightDecay,
-              promptDropout: config.promptDropout
-            },
+            request: amRequestOf(config, base, variant.deterministic),
             init,
             // The previous iteration's state is superseded by this update's (its checkpoint holds a copy).
             donate: state !== null,
