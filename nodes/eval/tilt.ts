@@ -155,10 +155,14 @@ export const goldMetrics = async (
   }
   const [tuned, base] = [await score(pixels.tuned), await score(pixels.base)]
   const gain = meanStd(tuned.map((v, i) => v - base[i]), true)
+  // Collapse watch: the share of fine-tuned samples the gold scores below the base's median sample.
+  const sorted = Array.from(base).sort((a, b) => a - b)
+  const median = count % 2 === 1 ? sorted[(count - 1) / 2] : (sorted[count / 2 - 1] + sorted[count / 2]) / 2
   return {
     [`eval.gold.s${steps}`]: meanStd(tuned, true).mean,
     [`eval.gold_base.s${steps}`]: meanStd(base, true).mean,
     [`eval.gold_improvement.s${steps}`]: gain.mean,
-    [`eval.gold_improvement.s${steps}.se`]: gain.std / Math.sqrt(count)
+    [`eval.gold_improvement.s${steps}.se`]: gain.std / Math.sqrt(count),
+    [`eval.gold_below_base_median.s${steps}`]: tuned.filter((v) => v < median).length / count
   }
 }

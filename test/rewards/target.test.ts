@@ -132,6 +132,11 @@ describe("the gold reward beside a proxy's", () => {
     expect(tilt["eval.gold.s10"]).toBeCloseTo(mean((i) => lse(lt, i)), 5)
     expect(tilt["eval.gold_base.s10"]).toBeCloseTo(mean((i) => lse(lb, i)), 5)
     expect(tilt["eval.gold_improvement.s10"]).toBeCloseTo(mean((i) => lse(lt, i) - lse(lb, i)), 5)
+    // The base's median gold (12 samples: the mean of the 6th and 7th), and the tuned samples below it.
+    const baseGold = Array.from({ length: count }, (_, i) => lse(lb, i)).sort((a, b) => a - b)
+    const median = (baseGold[5] + baseGold[6]) / 2
+    const below = Array.from({ length: count }, (_, i) => lse(lt, i)).filter((v) => v < median).length / count
+    expect(tilt["eval.gold_below_base_median.s10"]).toBe(below)
     const prompted = await goldMetrics(session, 4, { tuned, base }, condition, undefined)
     expect(prompted["eval.gold.s4"]).toBeCloseTo(mean((i) => lt[i * 10 + condition[i]]), 5)
     expect(prompted["eval.gold_improvement.s4.se"]).toBeGreaterThan(0)
