@@ -102,7 +102,7 @@ export const fewStep = Experiment.define({
 export const precise = Experiment.define({
   name: "precise",
   doc: "Precise's recipe with the precise, flow-grpo, cps and dance-grpo samplers on tilt (7s); the double-ring table",
-  budget: "12 RL runs × 150 iterations (~0.7 s each) + 10 evaluations + 3 sampler tables (~2 min each), ~30 min",
+  budget: "12 RL runs × 150 iterations (~0.7 s each) + 10 evaluations + 3 sampler tables (~2 min each), ~35 min",
   seeds: 3,
   iterations: 150,
   evaluate: { steps: [10], every: 15 },

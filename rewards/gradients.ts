@@ -100,7 +100,7 @@ export const classifierGradient = async (
     const logpSession = await ownedSession(onnx, `classifier-logp|${dim}|${classes}|${threads}`, () => {
       const g = new Graph("classifier-logp")
       const x = g.input("x", "float32", ["B", dim])
-      const { logp } = importOnnx(g, onnx, { x: op.clip(op.mul(op.add(x, 1), 0.5), 0, 1) }, "reward classifier")
+      const { logp } = importOnnx(g, onnx, { x: rewardInput(x, "mnist") }, "reward classifier")
       g.output("logp", logp)
       return EngineSession.create(g, { threads })
     })

@@ -43,17 +43,21 @@ export class RewardSpecError
 const MNIST_REWARDS = ["classifier", "target", "proxy", "ink"]
 const TOY_REWARDS = ["outer-ring", "quadratic", "gmm-posterior"]
 
-/** Parses `name[:weight],…`; unknown names fail listing what the data set offers. */
-export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm> => {
-  const allowed = dataset === "mnist" ? MNIST_REWARDS : TOY_REWARDS
-  return spec.split(",").map((part) => {
+/** The terms of `name[:weight],…` as written (the weight is what follows the last colon when it is a number). */
+export const rewardTerms = (spec: string): Array<RewardTerm> =>
+  spec.split(",").map((part) => {
     const trimmed = part.trim()
-    // The weight is what follows the last colon when it is a number ("onnx:m.onnx" has none).
+    // "onnx:m.onnx" has no weight: its suffix is not a number.
     const at = trimmed.lastIndexOf(":")
     const suffix = at > 0 ? trimmed.slice(at + 1) : ""
     const hasWeight = suffix !== "" && Number.isFinite(Number(suffix))
-    const name = hasWeight ? trimmed.slice(0, at) : trimmed
-    const weight = hasWeight ? Number(suffix) : 1
+    return { name: hasWeight ? trimmed.slice(0, at) : trimmed, weight: hasWeight ? Number(suffix) : 1 }
+  })
+
+/** Parses `name[:weight],…`; unknown names fail listing what the data set offers. */
+export const parseRewardSpec = (spec: string, dataset: string): Array<RewardTerm> => {
+  const allowed = dataset === "mnist" ? MNIST_REWARDS : TOY_REWARDS
+  return rewardTerms(spec).map(({ name, weight }) => {
     if (!name.startsWith("onnx:") && !allowed.includes(name)) {
       throw new RewardSpecError({
         reward: name,

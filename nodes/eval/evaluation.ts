@@ -203,7 +203,9 @@ const besideReward = async (opts: {
 }): Promise<Record<string, number>> => {
   const { steps, odeSamples, baseOde, imp, set, config } = opts
   const baseMean = meanSe(baseOde).mean
-  const pixels = () => ({ tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) })
+  // The pixels of the ODE samples, mapped once for whichever measures need them (tilt, gold).
+  let mapped: { readonly tuned: Float32Array; readonly base: Float32Array } | undefined
+  const pixels = () => (mapped ??= { tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) })
   // Adjoint matching's target p_base·exp(λ r): its reward by importance weights on the base's samples.
   // (Only the adjoint pipelines, which have `adjointSteps`: SDPO's `lambda` is its temporal weight.)
   const tilted = config.adjointSteps === undefined || config.lambda === undefined

@@ -36,7 +36,10 @@ export interface TiltReference {
 /** Real digits used for the diversity reference: enough pairs for a stable mean, O(n²) kept small. */
 const DIVERSITY_ROWS = 1000
 
-/** The real test digits of T, their features, diversity and reward: computed once per run. */
+/** The real digits' statistics per classifier and target: computed once per process, as quality.ts's. */
+const realStats = new WeakMap<object, Map<string, Pick<TiltReference, "real" | "realDiversity" | "targetReward">>>()
+
+/** The real test digits of T, their features, diversity and reward (the statistics once per classifier). */
 export const tiltReference = async (
   data: arrow.Table,
   classifier: Pick<RewardClassifier, "net" | "params" | "session">,
@@ -45,26 +48,28 @@ export const tiltReference = async (
   threads: number
 ): Promise<TiltReference> => {
   const test = splitOf(data, "test")
-  const rows = Array.from({ length: test.count }, (_, i) => i).filter((i) => target.includes(test.label[i]))
-  const pixels = new Float32Array(rows.length * test.dim)
-  rows.forEach((r, j) => pixels.set(test.x.subarray(r * test.dim, (r + 1) * test.dim), j * test.dim))
   const features = await featureSession(classifier.net, classifier.params, threads)
-  const f = await featuresOf(features, pixels, rows.length, test.dim)
   const classes = classifier.net.classes
-  const logp = await classifierLogProbs(classifier.session, pixels, rows.length, test.dim)
-  const rewards = Float64Array.from({ length: rows.length }, (_, i) => logTargetProb(logp, i, classes, target))
-  const { mean, std } = meanStd(rewards, true)
-  const sub = Array.from({ length: Math.min(DIVERSITY_ROWS, rows.length) }, (_, i) => i)
-  return {
-    target,
-    features,
-    judge: judge.session,
-    real: featureStats(f),
-    realDiversity: diversity(f, [sub]),
-    targetReward: { mean, se: std / Math.sqrt(rows.length), count: rows.length },
-    dim: test.dim,
-    classes
+  const byTarget = realStats.get(classifier) ?? new Map()
+  realStats.set(classifier, byTarget)
+  let stats = byTarget.get(target.join(","))
+  if (stats === undefined) {
+    const rows = Array.from({ length: test.count }, (_, i) => i).filter((i) => target.includes(test.label[i]))
+    const pixels = new Float32Array(rows.length * test.dim)
+    rows.forEach((r, j) => pixels.set(test.x.subarray(r * test.dim, (r + 1) * test.dim), j * test.dim))
+    const f = await featuresOf(features, pixels, rows.length, test.dim)
+    const logp = await classifierLogProbs(classifier.session, pixels, rows.length, test.dim)
+    const rewards = Float64Array.from({ length: rows.length }, (_, i) => logTargetProb(logp, i, classes, target))
+    const { mean, std } = meanStd(rewards, true)
+    const sub = Array.from({ length: Math.min(DIVERSITY_ROWS, rows.length) }, (_, i) => i)
+    stats = {
+      real: featureStats(f),
+      realDiversity: diversity(f, [sub]),
+      targetReward: { mean, se: std / Math.sqrt(rows.length), count: rows.length }
+    }
+    byTarget.set(target.join(","), stats)
   }
+  return { target, features, judge: judge.session, ...stats, dim: test.dim, classes }
 }
 
 /** FD to the real digits of T, diversity relative to theirs, and the judge's hit rate, of `count` samples. */

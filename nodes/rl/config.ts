@@ -7,6 +7,7 @@
 import { GRID_SPACINGS, type GridSpacing } from "../../diffusion/grids.ts"
 import type { LogProbConvention } from "../../diffusion/samplers.ts"
 import { SAMPLER_NAMES, type SamplerName } from "../../diffusion/samplers.ts"
+import { rewardTerms } from "../../rewards/rewards.ts"
 import { targetDigits } from "../../rewards/target.ts"
 import { messageOf } from "../../schemas/message.ts"
 import { KEEP } from "../../schemas/retention.ts"
@@ -223,7 +224,7 @@ export const targetOf = (c: Pick<RlConfig, "target">): Array<number> => targetDi
 
 /** Why a config's task cannot run: tilt needs MNIST, a valid target and no prompted-digit reward. */
 export const taskProblems = (c: Pick<RlConfig, "task" | "target" | "dataset" | "reward">): Array<string> => {
-  const terms = rewardOf(c).split(",").map((t) => t.trim().split(":")[0])
+  const terms = rewardTerms(rewardOf(c)).map((t) => t.name)
   // The proxy replaces the pipeline's classifier, so the true classifier's terms cannot run beside it.
   const mixed = terms.includes("proxy") && terms.some((t) => t === "classifier" || t === "target")
     ? [`setting "reward": proxy replaces the reward classifier; it cannot be combined with classifier or target`]

@@ -16,6 +16,7 @@ import { NodeContext } from "../../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
 import { type ClassifierConfig, classifierNet } from "../../models/networks.ts"
 import { openStream, permutation } from "../../random/streams.ts"
+import { rewardTerms } from "../../rewards/rewards.ts"
 import { defaultsOf, Setting } from "../../schemas/settings.ts"
 import { accuracy, classifierSession, type ClassifierTraining, trainClassifier } from "../../training/classifier.ts"
 import type { ModelFiles } from "./model-files.ts"
@@ -162,7 +163,7 @@ export const PROXY_REQUEST = {
 
 /** Whether a config's reward spec scores with the proxy classifier. */
 export const usesProxy = (c: { readonly reward?: string | undefined }): boolean =>
-  (c.reward ?? "").split(",").some((t) => t.trim().split(":")[0] === "proxy")
+  rewardTerms(c.reward ?? "").some((t) => t.name === "proxy")
 
 /**
  * classifier of the other pipelines: the reward-model defaults (cached, so shared with `reward-model`),
