@@ -5,7 +5,7 @@
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/rl/advantages.ts"
-import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
+import { grpoSettings, guardSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "rf", sharedNoise: true }
@@ -26,7 +26,8 @@ export const danceGrpo = Pipeline.define({
       timestepFraction: 0.6,
       shuffleTimesteps: true
     }),
-    ...grpoSettings(false)
+    ...grpoSettings(false),
+    ...guardSettings
   },
   nodes: rlNodes(variant, groupAdvantages({ std: "unbiased", eps: 1e-8 }))
 })

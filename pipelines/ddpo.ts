@@ -6,7 +6,7 @@
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { promptTrackerAdvantages } from "../nodes/rl/advantages.ts"
-import { rlSettings, type RlVariant, trackerSettings, vpSettings } from "../nodes/rl/config.ts"
+import { guardSettings, rlSettings, type RlVariant, trackerSettings, vpSettings } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "vp", sharedNoise: false }
@@ -28,7 +28,8 @@ export const ddpo = Pipeline.define({
       shuffleTimesteps: true
     }),
     ...vpSettings("leading"),
-    ...trackerSettings
+    ...trackerSettings,
+    ...guardSettings
   },
   nodes: rlNodes(variant, promptTrackerAdvantages)
 })

@@ -6,7 +6,7 @@
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/rl/advantages.ts"
-import { grpoSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
+import { grpoSettings, guardSettings, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
 const variant: RlVariant = { process: "rf", sharedNoise: false }
@@ -27,7 +27,8 @@ export const flowGrpo = Pipeline.define({
       timestepFraction: 0.99,
       shuffleTimesteps: false
     }),
-    ...grpoSettings(true)
+    ...grpoSettings(true),
+    ...guardSettings
   },
   nodes: rlNodes(variant, groupAdvantages({ std: "population", eps: 1e-4 }))
 })

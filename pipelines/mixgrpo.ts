@@ -9,7 +9,7 @@
  */
 import { Pipeline } from "../kernel/pipeline.ts"
 import { groupAdvantages } from "../nodes/rl/advantages.ts"
-import { grpoSettings, type RlConfig, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
+import { grpoSettings, guardSettings, type RlConfig, rlSettings, type RlVariant } from "../nodes/rl/config.ts"
 import { Setting } from "../schemas/settings.ts"
 import { rlNodes, rlPipeline } from "./rl-pipeline.ts"
 
@@ -45,6 +45,7 @@ export const mixgrpo = Pipeline.define({
       shuffleTimesteps: false
     }),
     ...grpoSettings(false),
+    ...guardSettings,
     windowSize: Setting.int(4, "stochastic steps per iteration (the window)", { min: 1 }),
     windowShiftEvery: Setting.int(2, "iterations before the window moves one step", { min: 1 })
   },

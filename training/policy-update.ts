@@ -10,6 +10,7 @@ import type { RandomStream } from "../random/streams.ts"
 import {
   rescore,
   type RolloutBatch,
+  type Row,
   rowFeeds,
   type RowScratch,
   type RowTables,
@@ -55,7 +56,9 @@ const newStats = () => ({
   kl: 0,
   steps: 0,
   firstDeviation: Number.NaN,
-  lpDeviation: Number.NaN
+  lpDeviation: Number.NaN,
+  /** Σ ratio and rows per trained step index: GRPO-Guard's diagnostic (the ratio's left shift by step). */
+  byStep: new Map<number, { sum: number; rows: number }>()
 })
 
 /** The trainer's state after the update, the EMA when one runs, and the update's metrics. */
@@ -75,11 +78,14 @@ const record = (
     readonly extra: Record<string, { data: unknown }>
   },
   lpo: Float64Array,
+  rows: ReadonlyArray<Row>,
   clipRange: number
 ) => {
   const ratio = r.extra.ratio.data as Float32Array
   const lp = r.extra.lp.data as Float64Array
   for (let q = 0; q < ratio.length; q++) {
+    const step = stats.byStep.get(rows[q][1]) ?? { sum: 0, rows: 0 }
+    stats.byStep.set(rows[q][1], { sum: step.sum + ratio[q], rows: step.rows + 1 })
     stats.ratioSum += ratio[q]
     stats.ratioMin = Math.min(stats.ratioMin, ratio[q])
     stats.ratioMax = Math.max(stats.ratioMax, ratio[q])
@@ -155,7 +161,7 @@ export const runUpdates = async (
           0
         )
       }
-      record(stats, r, feeds.lp_old.data as Float64Array, config.clipRange)
+      record(stats, r, feeds.lp_old.data as Float64Array, mb, config.clipRange)
       if (ema !== undefined) emaStep(ema, trainer.state.params, trainer.state.step, config.ema, config.emaInterval)
     }
   }
@@ -176,5 +182,8 @@ const summary = (stats: ReturnType<typeof newStats>, kl: boolean) => ({
   policy_loss: stats.loss / stats.steps,
   ...(kl ? { kl: stats.kl / stats.steps } : {}),
   optimizer_steps: stats.steps,
-  trained_rows: stats.rows
+  trained_rows: stats.rows,
+  ...Object.fromEntries(
+    [...stats.byStep].sort(([a], [b]) => a - b).map(([k, v]) => [`ratio_mean.step${k}`, v.sum / v.rows])
+  )
 })

@@ -138,6 +138,18 @@ export const grpoSettings = (globalStd: boolean) => ({
   )
 })
 
+/**
+ * GRPO-Guard (arXiv 2510.22319), a setting of the PPO-clip pipelines: the ratio normalisation and the
+ * per-step gradient reweighting, in the closed form of Precise's `grpo_guard` (§4.5) — the loss Precise's
+ * pipeline always uses.
+ */
+export const guardSettings = {
+  guard: Setting.boolean(
+    false,
+    "GRPO-Guard (2510.22319): log r = (Δlp + mean (μ − μ_old)²/(2s²))·s and each step's term ÷ |∂μ/∂f|"
+  )
+}
+
 /** DDPO's per-prompt reward tracker (ddpo-pytorch: buffer 16, min count 16; 32/16 in its aesthetic config). */
 export const trackerSettings = {
   trackerBuffer: Setting.int(16, "rewards kept per prompt by the advantage tracker", { min: 1 }),
@@ -168,6 +180,7 @@ export type RlConfig =
   & Omit<ConfigOf<ReturnType<typeof rlSettings<NoiseKey>>>, NoiseKey>
   & { readonly eta?: number; readonly noiseLevel?: number }
   & Partial<ConfigOf<ReturnType<typeof vpSettings>>>
+  & Partial<ConfigOf<typeof guardSettings>>
 
 /** The fields of every RL config except the policy-gradient ones (what adjoint matching shares). */
 export type SharedConfig = Omit<
@@ -194,12 +207,17 @@ export interface RlVariant<C extends RlConfig = RlConfig> {
   readonly rationorm?: boolean
 }
 
+/** Whether the PPO loss normalises its ratio: Precise's recipe, or GRPO-Guard switched on (§4.5). */
+export const ratioNormOf = (
+  variant: Pick<RlVariant, "rationorm">,
+  config: { readonly guard?: boolean | undefined }
+): boolean => variant.rationorm === true || config.guard === true
+
 /**
- * CPS's log-prob convention in a pipeline: FlowCPS's own `−mean (x' − μ)²` (§6.2), except under Precise's
- * recipe, whose repository scores its `cps` mode with the Gaussian log-prob its ratio normalisation needs.
+ * CPS's log-prob convention in a pipeline: FlowCPS's own `−mean (x' − μ)²` (§6.2), except where the ratio is
+ * normalised (Precise's repository scores its `cps` mode with the Gaussian log-prob its normalisation needs).
  */
-export const cpsLogProbOf = (variant: Pick<RlVariant, "rationorm">): LogProbConvention =>
-  variant.rationorm === true ? "gaussian" : "unnormalized"
+export const cpsLogProbOf = (rationorm: boolean): LogProbConvention => rationorm ? "gaussian" : "unnormalized"
 
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0

@@ -12,7 +12,7 @@ import { Rng } from "../../kernel/services.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import type { BaseModel } from "../setup/base-model.ts"
 import type { PromptBatch } from "../setup/prompts.ts"
-import { cpsLogProbOf, noiseOf, type RlConfig } from "./config.ts"
+import { cpsLogProbOf, noiseOf, ratioNormOf, type RlConfig } from "./config.ts"
 import type { RlState } from "./state.ts"
 
 export interface Trajectories {
@@ -46,7 +46,7 @@ export const currentParams = (state: RlState | null, base: BaseModel): ParamValu
 /** What the rollout reads of a pipeline's config. */
 export type RolloutConfig = Pick<
   RlConfig,
-  "sampler" | "eta" | "noiseLevel" | "steps" | "shift" | "spacing" | "cfg" | "threads"
+  "sampler" | "eta" | "noiseLevel" | "steps" | "shift" | "spacing" | "cfg" | "threads" | "guard"
 >
 
 export const rollout = <C extends RolloutConfig>(variant: {
@@ -82,7 +82,9 @@ export const rollout = <C extends RolloutConfig>(variant: {
           })
           const r = await sampleChains({
             policy,
-            sampler: variant.deterministic === true ? ode : samplerOf(config.sampler, cpsLogProbOf(variant)),
+            sampler: variant.deterministic === true
+              ? ode
+              : samplerOf(config.sampler, cpsLogProbOf(ratioNormOf(variant, config))),
             noise: variant.deterministic === true ? 0 : noiseOf(config),
             grid: gridOf(base.process, config.steps, config.shift, config.spacing ?? "leading"),
             chains: prompts.prompt.length,

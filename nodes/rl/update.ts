@@ -33,7 +33,7 @@ import { runUpdates } from "../../training/policy-update.ts"
 import type { UpdateRequest } from "../../training/update-request.ts"
 import type { BaseModel } from "../setup/base-model.ts"
 import type { Advantages, StepAdvantages } from "./advantages.ts"
-import { cpsLogProbOf, type RlConfig, type RlVariant } from "./config.ts"
+import { cpsLogProbOf, ratioNormOf, type RlConfig, type RlVariant } from "./config.ts"
 import type { Trajectories } from "./rollout.ts"
 import type { RlState } from "./state.ts"
 
@@ -49,7 +49,7 @@ export const updateRequestOf = (c: RlConfig, rationorm: boolean): UpdateRequest 
   batchSize: c.batchSize,
   threads: c.threads,
   rationorm,
-  logProb: samplerLogProb(c.sampler, cpsLogProbOf({ rationorm })),
+  logProb: samplerLogProb(c.sampler, cpsLogProbOf(rationorm)),
   timestepFraction: c.timestepFraction,
   shuffleTimesteps: c.shuffleTimesteps,
   rescoreOldLogProb: c.rescoreOldLogProb,
@@ -119,7 +119,8 @@ const lossKeyOf = (base: BaseModel, config: UpdateRequest): PolicyLossConfig => 
 export const policyUpdate = (variant: Pick<RlVariant, "rationorm">) =>
   updateNode<Advantages, RlConfig>({
     doc: "PPO-clip (+ KL) updates on shuffled minibatches; the new iteration state",
-    request: (c) => updateRequestOf(c, variant.rationorm ?? false),
+    // GRPO-Guard is Precise's ratio normalisation as a setting (§4.5): one loss, one test.
+    request: (c) => updateRequestOf(c, ratioNormOf(variant, c)),
     plan: ({ trajectories, advantages, base }, config) => {
       const lossKey = lossKeyOf(base, config)
       const n = trajectories.rollout.chains

@@ -19,6 +19,7 @@ import {
 import { rollout } from "../../diffusion/rollout.ts"
 import {
   cps,
+  danceGrpo,
   ddim,
   flowGrpo,
   gddim,
@@ -342,6 +343,34 @@ describe("sampler identities", () => {
     const t = flowGrpo(ctx(0, rectifiedFlow, grid, "velocity"), 0.7)
     const st = 0.7 * Math.sqrt(1 / (1 - grid[1]))
     expect(t.s).toBeCloseTo(st * Math.sqrt(1 - grid[1]), 14)
+  })
+
+  it("GRPO-Guard's step weight |b| is Precise's grpo_guard Jacobian |∂μ/∂v̂| at every step (§4.5)", () => {
+    // Precise's grpo_guard typed out, with its compute_std_dev_t: dt = σ' − σ; flow_grpo std = η √(σ/(1 − σ̃)) √−dt
+    // (σ̃ = the second grid value where σ = 1), dance std = η √−dt, cps std = σ' sin(ηπ/2);
+    // flow_grpo/dance J = dt − ½ std² (1 − σ)/σ; cps J = −σ(1 − σ') + (1 − σ) √(σ'² − std²).
+    const grid = shiftGrid(uniformGrid(10), 3)
+    const cases = [
+      {
+        sampler: flowGrpo,
+        eta: 0.7,
+        std: (sg: number, dt: number) => 0.7 * Math.sqrt(sg / (1 - (sg === 1 ? grid[1] : sg))) * Math.sqrt(-dt)
+      },
+      { sampler: danceGrpo, eta: 0.3, std: (_: number, dt: number) => 0.3 * Math.sqrt(-dt) }
+    ]
+    for (let k = 0; k < 10; k++) {
+      const [sg, sn] = [grid[k], grid[k + 1]]
+      const dt = sn - sg
+      for (const { sampler, eta, std } of cases) {
+        const s = std(sg, dt)
+        const t = sampler(ctx(k, rectifiedFlow, grid, "velocity"), eta)
+        expect(t.s).toBeCloseTo(s, 12)
+        expect(Math.abs(t.b)).toBeCloseTo(Math.abs(dt - 0.5 * s * s * ((1 - sg) / sg)), 12)
+      }
+      const s = sn * Math.sin((0.7 * Math.PI) / 2)
+      const jCps = -sg * (1 - sn) + (1 - sg) * Math.sqrt(Math.max(sn * sn - s * s, 0))
+      expect(Math.abs(cps(ctx(k, rectifiedFlow, grid, "velocity"), 0.7).b)).toBeCloseTo(Math.abs(jCps), 12)
+    }
   })
 
   it("log-prob: 'sum' is d × 'mean', and FlowCPS's convention is −mean (x' − μ)²", () => {

@@ -179,6 +179,18 @@ describe("precise on the double ring", () => {
     600_000
   )
 
+  // A Gaussian log-prob (mean over elements) is −½ mean z² − log s − ½ log 2π with z ~ N(0, 1): adding
+  // back log s + ½ log 2π leaves −½ on average (320 rows of 2 elements: s.e. ≈ 0.03). FlowCPS's
+  // −mean (x' − μ)² = −s² mean z² would leave log s + ½ log 2π − s², far from −½ at these s.
+  const gaussianLevel = (dir: string) => {
+    const file = path.join(dir, "trajectories/iter-000000.parquet")
+    const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
+    const stored = c.log_prob as { values: Float64Array; valid: Uint8Array }
+    const std = c.std as Float64Array
+    const rows = Array.from(stored.values.keys()).filter((i) => stored.valid[i] === 1)
+    return rows.reduce((a, i) => a + stored.values[i] + Math.log(std[i]) + 0.5 * Math.log(2 * Math.PI), 0) / rows.length
+  }
+
   it("trains CPS as the Precise repository's cps mode does: the Gaussian log-prob, stored and reproduced", async () => {
     const { precisePipeline } = await import("../../pipelines/precise.ts")
     const dir = tmp()
@@ -190,17 +202,31 @@ describe("precise on the double ring", () => {
       })
     )
     expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
-    // A Gaussian log-prob (mean over elements) is −½ mean z² − log s − ½ log 2π with z ~ N(0, 1): adding
-    // back log s + ½ log 2π leaves −½ on average (320 rows of 2 elements: s.e. ≈ 0.03). FlowCPS's
-    // −mean (x' − μ)² = −s² mean z² would leave log s + ½ log 2π − s², far from −½ at these s.
-    const file = path.join(dir, "trajectories/iter-000000.parquet")
-    const { columns: c } = TrajectoryTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), "t")
-    const stored = c.log_prob as { values: Float64Array; valid: Uint8Array }
-    const std = c.std as Float64Array
-    const rows = Array.from(stored.values.keys()).filter((i) => stored.valid[i] === 1)
-    const level = rows.reduce((a, i) => a + stored.values[i] + Math.log(std[i]) + 0.5 * Math.log(2 * Math.PI), 0)
-    expect(Math.abs(level / rows.length + 0.5)).toBeLessThan(0.1)
+    expect(Math.abs(gaussianLevel(dir) + 0.5)).toBeLessThan(0.1)
   })
+
+  it(
+    "runs GRPO-Guard as a flow-grpo setting: the normalised loss on Gaussian CPS log-probs, the ratio per step logged",
+    async () => {
+      const dir = tmp()
+      await Effect.runPromise(
+        runPipeline(flowGrpo, {
+          out: dir,
+          progress: "none",
+          set: { ...toy, iterations: "1", sampler: "cps", guard: "true" }
+        })
+      )
+      // Without the guard, flow-grpo's CPS stores FlowCPS's unnormalised log-prob and the loss would not reproduce it.
+      expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
+      expect(Math.abs(gaussianLevel(dir) + 0.5)).toBeLessThan(0.1)
+      // The diagnostic: one mean ratio per trained step (5 of 6), whose row-weighted mean is the update's.
+      const perStep = [0, 1, 2, 3, 4].map((k) => metric(dir, `ratio_mean.step${k}`)[0].value)
+      expect(metric(dir, "ratio_mean.step5")).toEqual([])
+      const overall = perStep.reduce((a, v) => a + v, 0) / perStep.length
+      expect(Math.abs(overall - metric(dir, "ratio_mean")[0].value)).toBeLessThan(1e-6)
+    },
+    600_000
+  )
 })
 
 describe("the EMA of the policy weights", () => {
