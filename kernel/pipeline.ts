@@ -26,6 +26,7 @@ import type { ConfigOf, Settings } from "../schemas/settings.ts"
 import { PipelineDefinitionError } from "./errors.ts"
 import type { AnyBound, Bound, Port } from "./node.ts"
 import type { KernelServices } from "./services.ts"
+import type { StopRule } from "./watch.ts"
 
 export const SOURCES = ["config", "state", "iteration"] as const
 export type SourceName = (typeof SOURCES)[number]
@@ -117,6 +118,8 @@ export interface Pipeline<Sets extends Settings = Settings, St = unknown, S exte
    * files that do not exist), one message each; checked before any folder exists.
    */
   readonly check: (config: ConfigOf<Sets>) => ReadonlyArray<string>
+  /** Rules that end a run early, as complete (kernel/watch.ts; default none). */
+  readonly stopRules: (config: ConfigOf<Sets>) => ReadonlyArray<StopRule>
 }
 
 export type AnyPipeline = Pipeline<any, any, any>
@@ -163,6 +166,7 @@ export interface PipelineDef<Sets extends Settings, St, S extends Spec> {
   readonly onComplete?: (dir: string, config: ConfigOf<Sets>, note: (line: string) => void) => void
   readonly check?: (config: ConfigOf<Sets>) => ReadonlyArray<string>
   readonly retention?: (config: ConfigOf<Sets>) => Retention
+  readonly stopRules?: (config: ConfigOf<Sets>) => ReadonlyArray<StopRule>
 }
 
 const fail = (pipeline: string, message: string): never => {
@@ -266,7 +270,8 @@ export const Pipeline = {
       aliases: def.aliases ?? {},
       onComplete: def.onComplete,
       check: def.check ?? (() => []),
-      retention: def.retention ?? (() => KEEP_ALL)
+      retention: def.retention ?? (() => KEEP_ALL),
+      stopRules: def.stopRules ?? (() => [])
     }
   },
 

@@ -42,6 +42,7 @@ import { cleanUncommitted, manifestText, now, readManifest, readMetrics } from "
 import { latestVersions, loadState, openFolder, prepareRun, type RunOptions } from "./run-setup.ts"
 import { RunStore } from "./services.ts"
 import { formatVersionChanges, type VersionChange, versionChanges } from "./versions.ts"
+import { stopReason, type StopRule, unseenRules } from "./watch.ts"
 
 export { prepareRun, type RunOptions }
 
@@ -139,6 +140,22 @@ const warnVersionChanges = (dir: string, changed: ReadonlyArray<VersionChange>, 
   )
 }
 
+/** The line a run ends with when its rules stopped it early, or when one of them named a metric never logged. */
+const noteStop = (
+  rules: ReadonlyArray<StopRule>,
+  journal: Journal,
+  stopped: { readonly iteration: number; readonly reason: string } | undefined
+) =>
+  Effect.gen(function*() {
+    if (stopped !== undefined && journal.manifest.stopped === undefined) {
+      yield* Console.error(`etaflow: stopped after iteration ${stopped.iteration}: ${stopped.reason}`)
+    }
+    const unseen = unseenRules(rules, journal.allMetrics)
+    if (unseen.length > 0) {
+      yield* Console.error(`etaflow: warning: stopWhen names metrics this run never logged: ${unseen.join(", ")}`)
+    }
+  })
+
 /** Runs (or resumes) a pipeline to completion in its run folder. */
 export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
   RunResult<P>,
@@ -211,8 +228,16 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     let outputs: Readonly<Record<string, unknown>> = {}
     // What the iteration in progress has written, for an interrupt to remove.
     let inProgress: Array<string> = []
+    const rules = pipeline.stopRules(config)
+    // A run its rules stopped is complete: a resume says so and runs nothing.
+    let stopped = journal.manifest.stopped
+    if (stopped !== undefined) {
+      yield* Console.error(
+        `etaflow: ${dir} is complete: stopWhen stopped it after iteration ${stopped.iteration} (${stopped.reason})`
+      )
+    }
     const iterate = Effect.gen(function*() {
-      for (let iteration = start; iteration < total; iteration++) {
+      for (let iteration = start; iteration < total && stopped === undefined; iteration++) {
         const written: Array<string> = []
         inProgress = written
         yield* Effect.gen(function*() {
@@ -228,13 +253,21 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
           // The job's files are the committer's from here: a failed commit removes them itself, a landed one
           // must stay. An interrupt during the last commit's wait removed them and lost the final checkpoint.
           inProgress = []
+          const reason = stopReason(rules, journal.allMetrics)
+          if (reason !== undefined) stopped = { iteration, reason }
         }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
       }
       yield* committer.await
     })
     yield* iterate.pipe(Effect.onInterrupt(() => recordInterrupt(ctx, journal, committer, inProgress)))
     progress.finish()
-    journal.manifest = { ...journal.manifest, status: "complete", updated_at: now() }
+    yield* noteStop(rules, journal, stopped)
+    journal.manifest = {
+      ...journal.manifest,
+      status: "complete",
+      updated_at: now(),
+      ...(stopped === undefined ? {} : { stopped })
+    }
     const manifestFile = path.join(dir, "manifest.json")
     yield* Effect.try({
       try: () => writeFileAtomic(manifestFile, manifestText(journal.manifest)),

@@ -40,10 +40,6 @@ export const amNodes = (variant: AmVariant) => ({
 })
 
 /**
- * Refused before any folder exists: what the RL check refuses, a reward without a gradient, a
- * truncation longer than the trajectory, and (adjoint matching) a deterministic sampler.
- */
-/**
  * Memoryless samplers of the RF base (docs/algorithms.md §10): the Flow-GRPO SDE at a = √2 is the paper's
  * σ(t)² = 2(1 − t)/t; DDIM η = 1 (gDDIM λ = 1, the same sampler) draws DDPM's posterior, its discrete form.
  */
@@ -51,6 +47,10 @@ const isMemoryless = (sampler: string, noise: number): boolean =>
   (sampler === "flow-grpo" && Math.abs(noise - Math.SQRT2) < 1e-9) ||
   ((sampler === "ddim" || sampler === "gddim") && Math.abs(noise - 1) < 1e-9)
 
+/**
+ * Refused before any folder exists: what the RL check refuses, a reward without a gradient, a
+ * truncation longer than the trajectory, and (adjoint matching) a deterministic sampler.
+ */
 const checkAmConfig = (variant: AmVariant) => (c: AmConfig): Array<string> => {
   const problems = checkRlConfig({ process: "rf" })(c)
   if (problems.length === 0) problems.push(...rewardGradientProblems(c))

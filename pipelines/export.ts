@@ -1,6 +1,6 @@
 /**
  * `etaflow export <run> [--iteration N|best|last] [--ema] [--cfg S] --out DIR`: the policy of an RL
- * run at an iteration (the best: the largest ODE improvement at the training step count) as
+ * run at an iteration (the best: by the run's `best` metric, `bestIteration`) as
  * `policy.onnx` + `weights.safetensors` + `meta.json` (models/exported.ts).
  */
 import * as fs from "node:fs"
@@ -13,7 +13,7 @@ import type { RlConfig } from "../nodes/rl/config.ts"
 import { decodeRlState } from "../nodes/rl/state.ts"
 import { rlBaseNet } from "../nodes/setup/base-model.ts"
 import { storedFiles } from "../store/integrity.ts"
-import { bestIteration } from "./rl-retention.ts"
+import { bestIteration, bestSettings } from "./rl-retention.ts"
 
 export interface ExportOptions {
   readonly iteration: "best" | "last" | number
@@ -42,7 +42,7 @@ export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<st
   const iteration = options.iteration === "last"
     ? last
     : options.iteration === "best"
-    ? bestIteration(run, config.steps ?? 0) ?? fail(`${run} has no evaluation to pick the best iteration from`)
+    ? bestIteration(run, bestSettings(config)) ?? fail(`${run} has no evaluation to pick the best iteration from`)
     : options.iteration
   if (iteration > last) fail(`${run} has ${last + 1} complete iterations; iteration ${iteration} is not one of them`)
   const dir = path.join(run, "checkpoints", iterFile(iteration))

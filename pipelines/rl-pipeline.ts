@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { SAMPLERS } from "../diffusion/samplers.ts"
 import { type Node, Persist, Port } from "../kernel/node.ts"
 import { readMetrics } from "../kernel/run-folder.ts"
+import { parseStopRules } from "../kernel/watch.ts"
 import { evalSamples, evalTable } from "../nodes/eval/eval-tables.ts"
 import { evaluation } from "../nodes/eval/evaluation.ts"
 import type { Advantages } from "../nodes/rl/advantages.ts"
@@ -26,6 +27,7 @@ import { trainingData } from "../nodes/setup/dataset.ts"
 import { prompts } from "../nodes/setup/prompts.ts"
 import { defaultClassifier, defaultJudge } from "../nodes/setup/reward-classifier.ts"
 import { writeReport } from "../report/report.ts"
+import { messageOf } from "../schemas/message.ts"
 import { pruneRun, rlRetention } from "./rl-retention.ts"
 
 /**
@@ -104,8 +106,20 @@ export const checkRlConfig =
         `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
       )
     }
-    return [...problems, ...taskProblems(c), ...rewardProblems(c)]
+    return [...problems, ...taskProblems(c), ...rewardProblems(c), ...watchProblems(c)]
   }
+
+/** A `stopWhen` that does not parse, or a `best` without a metric name: refused with the rule's message. */
+const watchProblems = (c: Pick<SharedConfig, "stopWhen" | "best">): Array<string> => {
+  const problems: Array<string> = []
+  try {
+    parseStopRules(c.stopWhen)
+  } catch (e) {
+    problems.push(`setting "stopWhen": ${messageOf(e)}`)
+  }
+  if (c.best.trim() === "" || c.best === "min:") problems.push(`setting "best": a metric name, or min:NAME`)
+  return problems
+}
 
 /** The closing line of an RL run: the last evaluation at the training step count, and the report. */
 export const summaryOf = (dir: string, steps: number): string => {
@@ -168,5 +182,6 @@ export const rlPipeline = <C extends SharedConfig>(def: {
     if (c.keep === "minimal") pruneRun(dir, "minimal")
   },
   check: checkRlConfig(def.variant),
-  retention: (c: C) => rlRetention(c.keep)
+  retention: (c: C) => rlRetention(c.keep),
+  stopRules: (c: C) => parseStopRules(c.stopWhen)
 })

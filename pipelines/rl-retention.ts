@@ -6,16 +6,16 @@
  *  - all: every trajectory file and every checkpoint whole;
  *  - default: the weights (and tracker, EMA) of every iteration, the last iteration's trajectories,
  *    AdamW moments in the newest checkpoint only;
- *  - minimal: metrics, evaluation, the report, the best and the last checkpoint (best: the largest
- *    ODE improvement at the training step count); no trajectories. A replay needs the checkpoints it
+ *  - minimal: metrics, evaluation, the report, the best and the last checkpoint (best: the `best`
+ *    setting's metric, `bestIteration`); no trajectories. A replay needs the checkpoints it
  *    starts from, so a minimal run replays only from `evaluation` at the kept iterations.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Retention } from "../kernel/pipeline.ts"
 import { iterFile, manifestText, readManifest, readMetrics } from "../kernel/run-folder.ts"
+import { bestMetricOf, type RlConfig } from "../nodes/rl/config.ts"
 import type { Keep } from "../schemas/retention.ts"
-
 import { writeFileAtomic } from "../store/atomic.ts"
 import { INDEX_DIR, PRUNED_FILE, prunedList, relName } from "../store/integrity.ts"
 
@@ -27,11 +27,16 @@ export const rlRetention = (keep: Keep): Retention => ({
   keepInOlderCheckpoint: (file) => keep === "all" || !isMoment(file)
 })
 
-/** The evaluated iteration with the largest ODE improvement at the training step count (the last on ties). */
-export const bestIteration = (dir: string, steps: number): number | undefined => {
-  const rows = readMetrics(path.join(dir, "metrics.jsonl")).filter((r) => r.name === `eval.improvement.s${steps}`)
+/**
+ * The evaluated iteration with the best value of the run's `best` metric (the largest, or the smallest for
+ * `min:NAME`; default the ODE improvement at the training step count, the gold reward against a proxy);
+ * the last on ties.
+ */
+export const bestIteration = (dir: string, config: Pick<RlConfig, "best" | "reward" | "steps">): number | undefined => {
+  const { metric, larger } = bestMetricOf(config)
+  const rows = readMetrics(path.join(dir, "metrics.jsonl")).filter((r) => r.name === metric)
   return rows.reduce<{ iteration: number; value: number } | undefined>(
-    (best, r) => (best === undefined || r.value >= best.value ? r : best),
+    (best, r) => (best === undefined || (larger ? r.value >= best.value : r.value <= best.value) ? r : best),
     undefined
   )?.iteration
 }
@@ -41,7 +46,7 @@ const remove = (p: string) => fs.rmSync(p, { recursive: true, force: true })
 /** Thins a complete or interrupted run folder to a retention policy; returns the paths removed. */
 export const pruneRun = (dir: string, keep: Keep): Array<string> => {
   const manifest = readManifest(dir)
-  const config = manifest.config as { steps?: number; keep?: Keep }
+  const config = manifest.config as RlConfig
   const done = manifest.iterations_complete
   const retention = rlRetention(keep)
   const removed: Array<string> = []
@@ -50,7 +55,7 @@ export const pruneRun = (dir: string, keep: Keep): Array<string> => {
     const file = path.join(trajectories, `${iterFile(i)}.parquet`)
     if (fs.existsSync(file) && !retention.keepOutput("trajectories", i, done - 1)) removed.push(file)
   }
-  const best = keep === "minimal" ? bestIteration(dir, config.steps ?? 0) : undefined
+  const best = keep === "minimal" ? bestIteration(dir, bestSettings(config)) : undefined
   for (let i = 0; i < done - 1; i++) {
     const ckpt = path.join(dir, "checkpoints", iterFile(i))
     if (!fs.existsSync(ckpt)) continue
@@ -68,3 +73,10 @@ export const pruneRun = (dir: string, keep: Keep): Array<string> => {
   writeFileAtomic(path.join(dir, "manifest.json"), manifestText({ ...manifest, config: { ...manifest.config, keep } }))
   return removed
 }
+
+/** A stored config's `best` fields, with the defaults of runs made before the setting existed. */
+export const bestSettings = (c: Partial<RlConfig>): Pick<RlConfig, "best" | "reward" | "steps"> => ({
+  best: c.best ?? "default",
+  reward: c.reward ?? "default",
+  steps: c.steps ?? 0
+})

@@ -23,6 +23,8 @@ export const Manifest = Schema.Struct({
   iterations_complete: Schema.Int,
   /** Why the run failed, when it did. */
   error: Schema.optionalKey(Schema.String),
+  /** A run its `stopWhen` rules ended early: complete, after this iteration, for this reason. */
+  stopped: Schema.optionalKey(Schema.Struct({ iteration: Schema.Int, reason: Schema.String })),
   /** Times the run was resumed (ISO dates). */
   resumed_at: Schema.optionalKey(Schema.Array(Schema.String)),
   /**

@@ -14,6 +14,7 @@ import { KEEP } from "../../schemas/retention.ts"
 import { type ConfigOf, Setting } from "../../schemas/settings.ts"
 import { KL_FORMS } from "../../training/update-request.ts"
 import { DATASETS } from "../setup/dataset.ts"
+import { usesProxy } from "../setup/reward-classifier.ts"
 
 /** An algorithm's defaults for the shared settings. */
 /** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
@@ -121,6 +122,16 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
     { min: 2 }
   ),
   threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 }),
+  stopWhen: Setting.string(
+    "",
+    "end the run early, as complete: rules 'METRIC falls K', 'METRIC < X', 'METRIC > X' separated by ';' " +
+      "(e.g. 'eval.gold.s10 falls 3; eval.diversity_target.s10 < 0.5'; empty: never)"
+  ),
+  best: Setting.string(
+    "default",
+    "metric whose largest value picks the best checkpoint (min:NAME for the smallest): export --iteration best, " +
+      "keep=minimal; default eval.gold.sN with reward=proxy, else eval.improvement.sN (N = steps)"
+  ),
   keep: Setting.literal(
     KEEP,
     "default",
@@ -218,6 +229,17 @@ export const ratioNormOf = (
  * normalised (Precise's repository scores its `cps` mode with the Gaussian log-prob its normalisation needs).
  */
 export const cpsLogProbOf = (rationorm: boolean): LogProbConvention => rationorm ? "gaussian" : "unnormalized"
+
+/** The metric that picks a run's best checkpoint, and whether larger is better (`best` setting). */
+export const bestMetricOf = (
+  c: Pick<RlConfig, "best" | "reward" | "steps">
+): { readonly metric: string; readonly larger: boolean } => {
+  if (c.best !== "default") {
+    return c.best.startsWith("min:") ? { metric: c.best.slice(4), larger: false } : { metric: c.best, larger: true }
+  }
+  // Against a proxy reward the judge's score is what the run is for (§13.4).
+  return { metric: usesProxy(c) ? `eval.gold.s${c.steps}` : `eval.improvement.s${c.steps}`, larger: true }
+}
 
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0

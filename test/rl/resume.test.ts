@@ -109,3 +109,39 @@ describe("a run interrupted with SIGINT or SIGTERM", () => {
     600_000
   )
 })
+
+describe("a run its stopWhen rule ends", () => {
+  it(
+    "stops after the iteration where the rule first holds, exits 0 as complete with the reason, and resumes to nothing",
+    () => {
+      const dir = tempRun("stop")
+      // Holds at the first evaluation whatever its value: the run must end exactly there.
+      const first = JSON.parse(metrics(reference).split("\n").find((l) => l.includes("eval.improvement.s6"))!).iteration
+      const run = (extra: Array<string>) =>
+        spawnSync(process.execPath, [path.resolve("bin/etaflow.js"), "run", "flow-grpo", ...extra], {
+          env,
+          encoding: "utf8"
+        })
+      const stopped = run([...args, "--set", "stopWhen=eval.improvement.s6 > -1e9", "--seed", "5", "--out", dir])
+      expect(stopped.status, stopped.stderr).toBe(0)
+      expect(stopped.stderr).toMatch(
+        new RegExp(`stopped after iteration ${first}: eval.improvement.s6 = .* above -1000000000`)
+      )
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8"))
+      expect([manifest.status, manifest.iterations_complete, manifest.stopped.iteration]).toEqual([
+        "complete",
+        first + 1,
+        first
+      ])
+      // Up to the stop it is the reference run, bit for bit.
+      const upTo = (text: string) => text.split("\n").filter((l) => l !== "" && JSON.parse(l).iteration <= first)
+      expect(upTo(metrics(dir))).toEqual(upTo(metrics(reference)))
+      const resumed = run(["--resume", dir, "--progress", "none"])
+      expect(resumed.status, resumed.stderr).toBe(0)
+      expect(resumed.stderr).toMatch(/is complete: stopWhen stopped it after iteration/)
+      expect(upTo(metrics(dir)).length).toBe(metrics(dir).trim().split("\n").length)
+      expect(JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")).iterations_complete).toBe(first + 1)
+    },
+    600_000
+  )
+})
