@@ -45,6 +45,8 @@ const RULES: Record<string, Rule> = {
     g
   ) => [unbroadcast(op.div(g, b), a), unbroadcast(op.neg(op.div(op.mul(g, output), b)), b)],
   Neg: (_, g) => [op.neg(g)],
+  // stopGradient: nothing flows back.
+  Identity: () => [undefined],
   Exp: ({ output }, g) => [op.mul(g, output)],
   Log: ({ inputs: [a] }, g) => [op.div(g, a)],
   Sqrt: ({ output }, g) => [op.div(op.mul(g, 0.5), output)],

@@ -56,6 +56,13 @@ export const silu = (x: Tensor) => mul(x, sigmoid(x))
 export const gelu = (x: Tensor) =>
   mul(mul(x, 0.5), add(tanh(mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI))), 1))
 export const square = (x: Tensor) => mul(x, x)
+/** |x| as max(x, −x) (one op fewer in the backward pass than ONNX Abs would need a rule for). */
+export const abs = (x: Tensor) => max(x, neg(x))
+/**
+ * x with no gradient flowing through it (PyTorch's `detach()`, an ONNX Identity the backward pass
+ * stops at): for weights a loss computes from the parameters but must treat as constants.
+ */
+export const stopGradient = unary("Identity")
 
 const compare = (op: string) => (a: Operand, b: Operand): Tensor => {
   const ta = typeof a === "number" ? lift(a, b as Tensor) : a

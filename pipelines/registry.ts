@@ -1,10 +1,12 @@
 /** Every pipeline the CLI can run, by name. */
 import type { RunnablePipeline } from "../kernel/pipeline.ts"
 import { adjointMatching } from "./adjoint-matching.ts"
+import { awm } from "./awm.ts"
 import { danceGrpo } from "./dance-grpo.ts"
 import { datasetPipeline } from "./dataset.ts"
 import { ddpo } from "./ddpo.ts"
 import { deterministicAm } from "./deterministic-am.ts"
+import { diffusionNft } from "./diffusion-nft.ts"
 import { flowGrpo } from "./flow-grpo.ts"
 import { mixgrpo } from "./mixgrpo.ts"
 import { precisePipeline } from "./precise.ts"
@@ -30,7 +32,9 @@ export const pipelines: ReadonlyArray<RunnablePipeline> = [
   ddpo,
   sdpo,
   adjointMatching,
-  deterministicAm
+  deterministicAm,
+  diffusionNft,
+  awm
 ]
 
 export const findPipeline = (name: string) => pipelines.find((p) => p.name === name)

@@ -34,7 +34,7 @@ import { pruneRun, rlRetention } from "./rl-retention.ts"
  * What every RL and adjoint-matching pipeline has before its rollout: the data set, reward classifier,
  * judge and base model (computed once) and the iteration's prompts.
  */
-export const setupEntries = (process: "rf" | "vp") => ({
+export const setupEntries = (process: "rf" | "vp" | "setting") => ({
   data: trainingData.from({ config: "config" }).once(),
   classifier: defaultClassifier.from({ data: "data", config: "config" }).once(),
   judge: defaultJudge.from({ data: "data", config: "config" }).once(),

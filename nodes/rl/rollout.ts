@@ -37,6 +37,10 @@ export const gridOf = (process: Process, steps: number, shift: number, spacing: 
 
 export const currentParams = (state: RlState | null, base: BaseModel): ParamValues => state?.params ?? base.params
 
+/** The weights a rollout samples with: DiffusionNFT's old policy where it keeps one, else the current weights. */
+export const samplingParams = (state: RlState | null, base: BaseModel): ParamValues =>
+  state?.old ?? currentParams(state, base)
+
 /**
  * rollout: the current policy (the iteration state's weights, or the base model before the first
  * update) sampled with the training sampler over the grid, one trajectory per prompt row, every
@@ -75,7 +79,7 @@ export const rollout = <C extends RolloutConfig>(variant: {
         return yield* Node.promise([SamplerError, SessionError, GraphError], async () => {
           const policy = await networkPolicy({
             ...base,
-            params: currentParams(state, base),
+            params: samplingParams(state, base),
             cfg: config.cfg,
             threads: config.threads,
             weightsAsInputs: true

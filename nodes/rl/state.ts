@@ -20,6 +20,8 @@ export interface RlState extends Omit<TrainState, "m" | "v">, Partial<Pick<Train
   readonly tracker: TrackerState
   /** Exponential moving average of the weights (the policy evaluated), when `ema` > 0. */
   readonly ema?: ParamValues
+  /** DiffusionNFT's sampling policy θ_old, soft-updated toward the weights after each iteration. */
+  readonly old?: ParamValues
   /** Adjoint matching's loss-clipping threshold (an EMA; JSON keeps Infinity as null). */
   readonly lossClip?: LossClipState
 }
@@ -42,6 +44,7 @@ export const encodeRlState = (s: RlState | null): Record<string, Uint8Array | st
       ...(s.m === undefined ? {} : { "adam_m.safetensors": pack(s.m) }),
       ...(s.v === undefined ? {} : { "adam_v.safetensors": pack(s.v) }),
       ...(s.ema === undefined ? {} : { "ema.safetensors": pack(s.ema) }),
+      ...(s.old === undefined ? {} : { "old.safetensors": pack(s.old) }),
       "state.json": JSON.stringify({
         step: s.step,
         tracker: s.tracker,
@@ -70,6 +73,7 @@ export const decodeRlState = (files: Readonly<Record<string, Uint8Array>>): RlSt
     ...(meta.lossClip === undefined
       ? {}
       : { lossClip: { value: meta.lossClip.value ?? Number.POSITIVE_INFINITY, batches: meta.lossClip.batches } }),
-    ...(files["ema.safetensors"] === undefined ? {} : { ema: unpack(files["ema.safetensors"], "ema.safetensors") })
+    ...(files["ema.safetensors"] === undefined ? {} : { ema: unpack(files["ema.safetensors"], "ema.safetensors") }),
+    ...(files["old.safetensors"] === undefined ? {} : { old: unpack(files["old.safetensors"], "old.safetensors") })
   }
 }

@@ -191,15 +191,22 @@ export const rlBaseNet = (dataset: DatasetName): VelocityNetConfig => {
   return { dim: dataset === "mnist" ? 784 : 2, hidden, blocks, timeFeatures: 64, classes: dataset === "mnist" ? 10 : 0 }
 }
 
-export const rlBaseModel = (process: "rf" | "vp") =>
+/** The base a pipeline fine-tunes: its algorithm's process, or (`"setting"`) the config's `process` (§14). */
+export const rlBaseModel = (process: "rf" | "vp" | "setting") =>
   Node.make({
     name: "base",
     doc: "the pretrained velocity / ε network the policy starts from (pretrain defaults, cached)",
     inputs: {
       data: Port.of<arrow.Table>(),
-      config: Port.of<{ readonly dataset: DatasetName; readonly threads: number }>()
+      config: Port.of<
+        { readonly dataset: DatasetName; readonly threads: number; readonly process?: "rf" | "vp" | undefined }
+      >()
     },
-    run: ({ data, config }) => train(data, rlBaseRequest(config.dataset, process, config.threads)),
+    run: ({ data, config }) =>
+      train(
+        data,
+        rlBaseRequest(config.dataset, process === "setting" ? config.process ?? "rf" : process, config.threads)
+      ),
     exclusive: true,
     metrics: (m) => ({ loss: m.loss })
   })

@@ -1,0 +1,46 @@
+/**
+ * The settings of the forward-process pipelines (DiffusionNFT, AWM; docs/algorithms.md §14): the RL settings
+ * that mean something without log-probabilities, the base's process as a setting (both bases, one
+ * pipeline), the VP grid's spacing, and DiffusionNFT's β.
+ */
+import { GRID_SPACINGS } from "../../diffusion/grids.ts"
+import { type ConfigOf, Setting } from "../../schemas/settings.ts"
+import { grpoSettings, type NoiseKey, type RlDefaults, rlSettings } from "./config.ts"
+
+export const PROCESSES = ["rf", "vp"] as const
+
+export const forwardSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
+  const {
+    klForm: _klForm,
+    shuffleTimesteps: _shuffleTimesteps,
+    rescoreOldLogProb: _rescoreOldLogProb,
+    ema: _ema,
+    emaInterval: _emaInterval,
+    ...kept
+  } = rlSettings(d)
+  return {
+    ...kept,
+    ...grpoSettings(false),
+    process: Setting.literal(
+      PROCESSES,
+      "rf",
+      "the base fine-tuned: rf (rectified flow, velocity) or vp (discrete VP, ε); the loss is written for either"
+    ),
+    spacing: Setting.literal(GRID_SPACINGS, "trailing", "VP: DDIM timestep spacing of the rollout and training grid")
+  }
+}
+
+/** DiffusionNFT's own setting. */
+export const nftSettings = {
+  nftBeta: Setting.number(
+    1,
+    "DiffusionNFT β: the implicit policies v± sit β from the old policy (NVlabs default 1; 0.1 in its OCR config)",
+    { min: 1e-6 }
+  )
+}
+
+/** The config of a forward-process pipeline: its settings' values (noise under `noiseLevel`), NFT's β where it has it. */
+export type ForwardPipelineConfig =
+  & ConfigOf<ReturnType<typeof forwardSettings<"noiseLevel">>>
+  & Partial<ConfigOf<typeof nftSettings>>
+  & { readonly eta?: number; readonly guard?: boolean }
