@@ -11,8 +11,8 @@ import * as path from "node:path"
 import { readTimings } from "../kernel/iteration.ts"
 import { readManifest, readMetrics } from "../kernel/run-folder.ts"
 import { ComparisonTable } from "../schemas/comparison.ts"
-import { atEqualSeconds, meanLevel } from "./curves.ts"
-import type { Claim } from "./experiment.ts"
+import { atEqualLevel, atEqualSeconds, meanLevel } from "./curves.ts"
+import type { ArmClaim, Claim } from "./experiment.ts"
 import {
   type BySeed,
   critical,
@@ -166,8 +166,31 @@ export const effectOf = (
       where: `equal compute seconds (the cheaper run's last evaluation, ${budget.toFixed(1)} s on average), ${arms}`
     }
   }
+  if (c.at === "reach" || typeof c.at === "object") return levelEffect(values, c, c.at, arms)
   const at = common[common.length - 1]
   return { effect: pairedDifference(series.get(at)!, other.get(at)!), where: `iteration ${at}, ${arms}` }
+}
+
+/**
+ * A claim read at a common level: the metric where `equal`'s metric first reaches the largest level both arms
+ * reach, or (`reach`) the compute seconds each arm takes to reach the level of the metric the weaker one ends at.
+ */
+const levelEffect = (values: Values, c: ArmClaim, at: "reach" | { readonly equal: string }, arms: string) => {
+  const curve = (arm: string, metric: string) => values.get(arm)?.get(metric) ?? new Map<number, BySeed>()
+  const [x, y] = at === "reach" ? [c.metric, "compute_seconds"] : [at.equal, c.metric]
+  const eq = atEqualLevel(
+    { x: curve(c.arm, x), y: curve(c.arm, y) },
+    { x: curve(c.than, x), y: curve(c.than, y) },
+    at === "reach" ? "last" : "max"
+  )
+  if (eq.a.size === 0) return undefined
+  const level = summarize([...eq.level.values()]).mean.toPrecision(4)
+  return {
+    effect: pairedDifference(eq.a, eq.b),
+    where: at === "reach"
+      ? `compute seconds to reach ${c.metric} = ${level} (the weaker arm's last level, on average), ${arms}`
+      : `${at.equal} = ${level} (the largest level both arms reach, on average), ${arms}`
+  }
 }
 
 /** Each claim's effect and its verdicts (its own test's and Holm's over the experiment's claims). */

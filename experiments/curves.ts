@@ -1,8 +1,9 @@
 /**
  * A learning curve reduced to one number per seed, so two arms can be compared pairwise across seeds:
- * its area (the mean level over the run, trapezoids between evaluations) or its value at a compute-seconds
+ * its area (the mean level over the run, trapezoids between evaluations), its value at a compute-seconds
  * budget (linear between evaluations) — "learns faster" claims, where the last evaluation alone says
- * nothing about speed.
+ * nothing about speed — its value where another metric first reaches a level both arms reach ("gold at
+ * equal proxy reward", "gold at equal KL"), or the seconds it takes to reach a level.
  */
 import type { BySeed } from "./stats.ts"
 
@@ -67,6 +68,51 @@ export const atEqualSeconds = (
     out.a.set(seed, interpolate(pa, budget))
     out.b.set(seed, interpolate(pb, budget))
     out.budget.set(seed, budget)
+  }
+  return out
+}
+
+/**
+ * Along a polyline in iteration order, y where x first reaches `level` (linear within the crossing
+ * segment); undefined when it never does.
+ */
+export const firstReach = (p: ReadonlyArray<{ x: number; y: number }>, level: number): number | undefined => {
+  if (p.length > 0 && p[0].x >= level) return p[0].y
+  for (let k = 1; k < p.length; k++) {
+    if (p[k].x >= level) return p[k - 1].y + ((p[k].y - p[k - 1].y) * (level - p[k - 1].x)) / (p[k].x - p[k - 1].x)
+  }
+  return undefined
+}
+
+/** A seed's (x, y) points of two curves over the same iterations, in iteration order. */
+const paired = (x: Curve, y: Curve, seed: number) =>
+  [...x.keys()].sort((a, b) => a - b).flatMap((i) => {
+    const [xv, yv] = [x.get(i)?.get(seed), y.get(i)?.get(seed)]
+    return xv === undefined || yv === undefined || !Number.isFinite(xv) ? [] : [{ x: xv, y: yv }]
+  })
+
+/**
+ * Two arms at a common level of a curve x, per seed: each arm's y where its x first reaches the level.
+ * `level` "max": the smaller of the two arms' largest x (both reach it: gold at equal proxy reward or KL);
+ * "last": the smaller of their last x (time to reach the level the weaker arm ends at).
+ */
+export const atEqualLevel = (
+  a: { readonly x: Curve; readonly y: Curve },
+  b: { readonly x: Curve; readonly y: Curve },
+  level: "max" | "last"
+): { a: Map<number, number>; b: Map<number, number>; level: Map<number, number> } => {
+  const out = { a: new Map<number, number>(), b: new Map<number, number>(), level: new Map<number, number>() }
+  const seeds = [...new Set([...a.x.values()].flatMap((m) => [...m.keys()]))]
+  for (const seed of seeds) {
+    const [pa, pb] = [paired(a.x, a.y, seed), paired(b.x, b.y, seed)]
+    if (pa.length === 0 || pb.length === 0) continue
+    const top = (p: typeof pa) => (level === "max" ? Math.max(...p.map((q) => q.x)) : p[p.length - 1].x)
+    const at = Math.min(top(pa), top(pb))
+    const [ya, yb] = [firstReach(pa, at), firstReach(pb, at)]
+    if (ya === undefined || yb === undefined) continue
+    out.a.set(seed, ya)
+    out.b.set(seed, yb)
+    out.level.set(seed, at)
   }
   return out
 }

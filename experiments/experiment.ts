@@ -24,8 +24,11 @@ export interface Arm {
 /**
  * metric(arm) − metric(than), in the claimed direction, paired by seed: at the last iteration both
  * report (`at: "last"`, the default), as the mean level of the learning curve over the evaluations both
- * report (`"area"`: the area under it over its span), or at equal compute seconds (`"seconds"`: both
- * curves read at the seconds the cheaper run had spent by its last evaluation) — experiments/curves.ts.
+ * report (`"area"`: the area under it over its span), at equal compute seconds (`"seconds"`: both
+ * curves read at the seconds the cheaper run had spent by its last evaluation), where another metric
+ * first reaches the largest level both arms reach (`{ equal: "eval.path_kl.s10" }`: gold at equal KL),
+ * or as the compute seconds each arm takes to reach the level of `metric` the weaker arm ends at
+ * (`"reach"`; the effect is then in seconds) — experiments/curves.ts.
  */
 export interface ArmClaim {
   readonly name: string
@@ -33,7 +36,7 @@ export interface ArmClaim {
   readonly arm: string
   readonly than: string
   readonly direction: ">" | "<"
-  readonly at?: "last" | "area" | "seconds" | undefined
+  readonly at?: "last" | "area" | "seconds" | "reach" | { readonly equal: string } | undefined
 }
 
 /** metric at the arm's last report − metric at its first, in the claimed direction (e.g. the gap narrows). */

@@ -1,7 +1,7 @@
 /** Learning curves reduced per seed (area, equal compute seconds) and the claims judged on them, by hand. */
 import { describe, expect, it } from "vitest"
 import { effectOf, type Values } from "../../experiments/compare.ts"
-import { atEqualSeconds, interpolate, meanLevel } from "../../experiments/curves.ts"
+import { atEqualLevel, atEqualSeconds, firstReach, interpolate, meanLevel } from "../../experiments/curves.ts"
 
 /** iteration → seed → value from rows [iteration, seed, value]. */
 const curve = (rows: ReadonlyArray<readonly [number, number, number]>) => {
@@ -34,6 +34,29 @@ describe("two curves at equal compute seconds", () => {
   })
 })
 
+describe("two curves at a common level of another", () => {
+  it("read y where x first reaches the level, linearly within the crossing segment", () => {
+    // x rises to 4, dips, rises again: the first crossing of 3 is between (2, 10) and (4, 20).
+    const p = [{ x: 0, y: 0 }, { x: 2, y: 10 }, { x: 4, y: 20 }, { x: 1, y: 30 }, { x: 5, y: 40 }]
+    expect(firstReach(p, 3)).toBe(15)
+    expect(firstReach(p, 6)).toBeUndefined()
+  })
+
+  it("at the largest level both reach (gold at equal KL) or the weaker arm's last level (time to reach)", () => {
+    // a's x (say KL) climbs to 8, b's to 4: the common level is 4, reached by a halfway between its 2 and 6.
+    const a = {
+      x: curve([[0, 0, 0], [5, 0, 2], [10, 0, 6], [15, 0, 8]]),
+      y: curve([[0, 0, 0], [5, 0, 1], [10, 0, 3], [15, 0, 2]])
+    }
+    const b = { x: curve([[0, 0, 0], [5, 0, 4], [10, 0, 3]]), y: curve([[0, 0, 0], [5, 0, 5], [10, 0, 9]]) }
+    const max = atEqualLevel(a, b, "max")
+    expect([max.level.get(0), max.a.get(0), max.b.get(0)]).toEqual([4, 2, 5])
+    // "last": the smaller of the last levels, 3 (b's); a reaches 3 a quarter of the way from 2 to 6.
+    const last = atEqualLevel(a, b, "last")
+    expect([last.level.get(0), last.a.get(0), last.b.get(0)]).toEqual([3, 1.5, 3.75])
+  })
+})
+
 describe("a claim between two arms", () => {
   // Three seeds; "fast" reaches 1 by iteration 2 and stays, "slow" creeps to 1 by iteration 8; both end at 1.
   // Seed s adds 0.01·s to fast's values (the effect stays positive with a spread, so the t test has an s.e.).
@@ -48,7 +71,7 @@ describe("a claim between two arms", () => {
     ["fast", new Map([["m", rows(fastAt, 0.01)], ["compute_seconds", seconds(4)]])],
     ["slow", new Map([["m", rows(slowAt, 0)], ["compute_seconds", seconds(1)]])]
   ])
-  const claim = (at: "last" | "area" | "seconds") => ({
+  const claim = (at: "last" | "area" | "seconds" | "reach") => ({
     name: "fast learns faster",
     metric: "m",
     arm: "fast",
@@ -75,5 +98,14 @@ describe("a claim between two arms", () => {
     const e = effectOf(values, claim("seconds"))!
     expect(e.effect.mean).toBeCloseTo((5 / 8) * 1.01 - 1, 12)
     expect(e.where).toMatch(/9\.0 s on average/)
+  })
+
+  it("as seconds to reach a level counts how long each arm took to get where the weaker one ended", () => {
+    // Both end at m ≈ 1 (slow exactly 1, the weaker): fast (seed s) reaches 1 at iteration 0 → 2, at
+    // 1/(1 + 0.01 s) of the segment: 4 + 8/(1 + 0.01 s) s; slow at iteration 8, 9 s.
+    const e = effectOf(values, claim("reach"))!
+    const fast = [0, 1, 2].map((s) => 4 + 8 / (1 + 0.01 * s))
+    expect(e.effect.mean).toBeCloseTo(fast.reduce((a, v) => a + v, 0) / 3 - 9, 12)
+    expect(e.where).toMatch(/compute seconds to reach m = 1\.000/)
   })
 })
