@@ -32,7 +32,10 @@ export const rlRetention = (keep: Keep): Retention => ({
  * `min:NAME`; default the ODE improvement at the training step count, the gold reward against a proxy);
  * the last on ties.
  */
-export const bestIteration = (dir: string, config: Pick<RlConfig, "best" | "reward" | "steps">): number | undefined => {
+export const bestIteration = (
+  dir: string,
+  config: Pick<RlConfig, "best" | "reward" | "steps" | "task">
+): number | undefined => {
   const { metric, larger } = bestMetricOf(config)
   const rows = readMetrics(path.join(dir, "metrics.jsonl")).filter((r) => r.name === metric)
   return rows.reduce<{ iteration: number; value: number } | undefined>(
@@ -75,8 +78,9 @@ export const pruneRun = (dir: string, keep: Keep): Array<string> => {
 }
 
 /** A stored config's `best` fields, with the defaults of runs made before the setting existed. */
-export const bestSettings = (c: Partial<RlConfig>): Pick<RlConfig, "best" | "reward" | "steps"> => ({
+export const bestSettings = (c: Partial<RlConfig>): Pick<RlConfig, "best" | "reward" | "steps" | "task"> => ({
   best: c.best ?? "default",
   reward: c.reward ?? "default",
-  steps: c.steps ?? 0
+  steps: c.steps ?? 0,
+  task: c.task ?? "prompted"
 })

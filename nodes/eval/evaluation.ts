@@ -10,7 +10,7 @@ import { latentsToPixels } from "../../data/mnist.ts"
 import { loadPromptSet, MNIST_NULL_CONDITION, MNIST_PROMPTS } from "../../data/prompts.ts"
 import { pathKl } from "../../diffusion/path-kl.ts"
 import { rollout as sampleChains } from "../../diffusion/rollout.ts"
-import { ode as odeSampler, type Sampler, SamplerError, samplerOf } from "../../diffusion/samplers.ts"
+import { ode as odeSampler, type Sampler, SamplerError, type SamplerName, samplerOf } from "../../diffusion/samplers.ts"
 import { GraphError } from "../../engine/graph.ts"
 import type { EngineSession } from "../../engine/session.ts"
 import { Node, Port } from "../../kernel/node.ts"
@@ -115,6 +115,21 @@ const rewardMetrics = (
   }
 }
 
+/**
+ * The SDE an evaluation reads the gap and the path KL along: the training sampler, or — where that is
+ * deterministic (the forward-process pipelines' ODE rollouts, §14) — a reference SDE, Flow-GRPO's at its
+ * level 0.7 on rectified flow and DDIM η = 1 on VP, so their KL to the base is measured, not zero by fiat.
+ */
+export const evaluationSde = (
+  c: Pick<EvalConfig, "sampler" | "eta" | "noiseLevel">,
+  process: string
+): { readonly sampler: SamplerName; readonly noise: number } =>
+  c.sampler !== "ode" && noiseOf(c) > 0
+    ? { sampler: c.sampler, noise: noiseOf(c) }
+    : process === "rf"
+    ? { sampler: "flow-grpo", noise: 0.7 }
+    : { sampler: "ddim", noise: 1 }
+
 type Policy = Awaited<ReturnType<typeof networkPolicy>>
 /**
  * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
@@ -156,7 +171,8 @@ const evaluateAt = async (
   }
   const ode = (await score(policies.tuned, odeSampler, 0)).total
   // The SDE samples are recorded: their path's KL from the base's is measured along them (§13.3).
-  const sdeRun = await score(policies.tuned, samplerOf(config.sampler), noiseOf(config), true)
+  const sdeOf = evaluationSde(config, base.process.kind)
+  const sdeRun = await score(policies.tuned, samplerOf(sdeOf.sampler), sdeOf.noise, true)
   const sde = sdeRun.total
   const baseOde = (await score(policies.base, odeSampler, 0)).total
   const kl = meanSe(

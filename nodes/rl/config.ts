@@ -130,7 +130,8 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   best: Setting.string(
     "default",
     "metric whose largest value picks the best checkpoint (min:NAME for the smallest): export --iteration best, " +
-      "keep=minimal; default eval.gold.sN with reward=proxy, else eval.improvement.sN (N = steps)"
+      "keep=minimal; default with reward=proxy the gold (tilt: min:eval.fd_target.sN, else eval.gold.sN), else " +
+      "eval.improvement.sN (N = steps)"
   ),
   keep: Setting.literal(
     KEEP,
@@ -232,12 +233,14 @@ export const cpsLogProbOf = (rationorm: boolean): LogProbConvention => rationorm
 
 /** The metric that picks a run's best checkpoint, and whether larger is better (`best` setting). */
 export const bestMetricOf = (
-  c: Pick<RlConfig, "best" | "reward" | "steps">
+  c: Pick<RlConfig, "best" | "reward" | "steps" | "task">
 ): { readonly metric: string; readonly larger: boolean } => {
   if (c.best !== "default") {
     return c.best.startsWith("min:") ? { metric: c.best.slice(4), larger: false } : { metric: c.best, larger: true }
   }
-  // Against a proxy reward the judge's score is what the run is for (§13.4).
+  // Against a proxy reward the gold is what the run is for (§13.4): on tilt the distance to the optimum (the real
+  // digits of T; the judge's score saturates once every sample is a confident T), else the judge's score.
+  if (usesProxy(c) && c.task === "tilt") return { metric: `eval.fd_target.s${c.steps}`, larger: false }
   return { metric: usesProxy(c) ? `eval.gold.s${c.steps}` : `eval.improvement.s${c.steps}`, larger: true }
 }
 

@@ -8,14 +8,16 @@ const series = (name: string, values: ReadonlyArray<number>, every = 5) =>
 describe("stopWhen rules", () => {
   it("parse the three forms, separated by ';', and nothing from an empty text", () => {
     expect(parseStopRules("")).toEqual([])
-    expect(parseStopRules("eval.gold.s10 falls 3; eval.diversity_target.s10 < 0.5;kl>2e1")).toEqual([
-      { kind: "falls", metric: "eval.gold.s10", times: 3 },
-      { kind: "below", metric: "eval.diversity_target.s10", value: 0.5 },
-      { kind: "above", metric: "kl", value: 20 }
-    ])
+    expect(parseStopRules("eval.gold.s10 falls 3; eval.fd_target.s10 rises 2;eval.diversity_target.s10 < 0.5;kl>2e1"))
+      .toEqual([
+        { kind: "falls", metric: "eval.gold.s10", times: 3 },
+        { kind: "rises", metric: "eval.fd_target.s10", times: 2 },
+        { kind: "below", metric: "eval.diversity_target.s10", value: 0.5 },
+        { kind: "above", metric: "kl", value: 20 }
+      ])
   })
 
-  it.each(["eval.gold falls", "eval.gold falls 0", "eval.gold < x", "eval.gold = 3", "< 3"])(
+  it.each(["eval.gold falls", "eval.gold falls 0", "eval.gold rises x", "eval.gold < x", "eval.gold = 3", "< 3"])(
     "refuse %j naming the rule and the forms they take",
     (text) => {
       expect(() => parseStopRules(text)).toThrow(/stopWhen: ".*" is not a rule; expected "METRIC falls K"/)
@@ -31,6 +33,9 @@ describe("stopWhen rules", () => {
     expect(stopReason(rules, series("eval.gold.s10", [-1, -1.2, -1.5]))).toBeUndefined()
     expect(stopReason(rules, series("eval.gold.s10", [-1, -1.2, -1.2, -1.5]))).toBeUndefined()
     expect(stopReason(rules, series("eval.gold.s10", [-1, -1.2, -1.5, -1.6, -1.4]))).toBeUndefined()
+    const rising = parseStopRules("eval.fd_target.s10 rises 2")
+    expect(stopReason(rising, series("eval.fd_target.s10", [9, 2, 4, 7]))).toMatch(/rose 2 times in a row \(2\.000 → /)
+    expect(stopReason(rising, series("eval.fd_target.s10", [9, 2, 4, 3]))).toBeUndefined()
   })
 
   it("compare the latest value with a threshold, and report the first rule that holds", () => {

@@ -27,14 +27,18 @@ describe("the best checkpoint", () => {
     [10, "eval.fd_target.s10", 4]
   ])
 
-  it("is the largest ODE improvement by default, and the gold reward's peak when the reward is the proxy", () => {
-    expect(bestIteration(dir, { best: "default", reward: "default", steps: 10 })).toBe(10)
-    expect(bestIteration(dir, { best: "default", reward: "proxy", steps: 10 })).toBe(5)
+  it("is the largest ODE improvement by default, and the gold's best when the reward is the proxy", () => {
+    expect(bestIteration(dir, { best: "default", reward: "default", steps: 10, task: "prompted" })).toBe(10)
+    expect(bestIteration(dir, { best: "default", reward: "proxy", steps: 10, task: "prompted" })).toBe(5)
+    // On tilt the gold is the distance to the real digits of T: its smallest (the last on ties).
+    expect(bestIteration(dir, { best: "default", reward: "proxy", steps: 10, task: "tilt" })).toBe(10)
   })
 
   it("follows a named metric, the smallest with min: (the last on ties), and is undefined for one never logged", () => {
-    expect(bestIteration(dir, { best: "eval.gold.s10", reward: "default", steps: 10 })).toBe(5)
-    expect(bestIteration(dir, { best: "min:eval.fd_target.s10", reward: "default", steps: 10 })).toBe(10)
-    expect(bestIteration(dir, { best: "eval.gold.s4", reward: "default", steps: 10 })).toBeUndefined()
+    expect(bestIteration(dir, { best: "eval.gold.s10", reward: "default", steps: 10, task: "prompted" })).toBe(5)
+    expect(bestIteration(dir, { best: "min:eval.fd_target.s10", reward: "default", steps: 10, task: "prompted" })).toBe(
+      10
+    )
+    expect(bestIteration(dir, { best: "eval.gold.s4", reward: "default", steps: 10, task: "prompted" })).toBeUndefined()
   })
 })

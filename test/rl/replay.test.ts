@@ -169,7 +169,7 @@ describe("retention", () => {
     const removed = pruneRun(dir, "minimal")
     expect(removed.length).toBeGreaterThan(0)
     expect(files(dir, "trajectories")).toEqual([])
-    const best = bestIteration(dir, { best: "default", reward: "default", steps: 5 })
+    const best = bestIteration(dir, { best: "default", reward: "default", steps: 5, task: "prompted" })
     const kept = [...new Set([best, 2])].map((i) => `iter-00000${i}`).sort()
     expect(files(dir, "checkpoints")).toEqual(kept)
     expect(JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")).config.keep).toBe("minimal")
