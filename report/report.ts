@@ -95,7 +95,8 @@ const QUALITY: ReadonlyArray<readonly [string, string]> = [
   ["diversity_target", "diversity of ODE samples relative to the real target digits' (1 = as varied)"],
   ["outside_mass", "share of ODE samples outside every mode of q (gmm25; q: 0.011)"],
   ["kl_q", "KL over q's mode cells from the ODE samples to q (gmm25; a lower bound)"],
-  ["path_kl", "KL of the SDE sampling path from the base's (reward against √KL: over-optimisation)"]
+  ["path_kl", "KL of the SDE sampling path from the base's (reward against √KL: over-optimisation)"],
+  ["gold", "gold: the held-out judge's score of ODE samples for the proxy's task (proxy runs, §13.4)"]
 ]
 
 const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<string>, trained: string) =>

@@ -109,3 +109,38 @@ describe("a claim between two arms", () => {
     expect(e.where).toMatch(/compute seconds to reach m = 1\.000/)
   })
 })
+
+describe("the over-optimisation fronts of proxy runs", () => {
+  // A planted run: the proxy's improvement rises at every evaluation while the gold (the judge's score)
+  // rises, peaks at iteration 20 and falls; the path KL grows as 1, 4, 9, 16 (√KL = 1, 2, 3, 4).
+  const planted = (values: ReadonlyArray<number>, bump = 0) =>
+    curve(values.flatMap((v, k) => [0, 1].map((s) => [k * 10, s, v + bump * s] as const)))
+  const values: Values = new Map([[
+    "arm",
+    new Map([
+      ["eval.improvement.s10", planted([1, 2, 3, 4])],
+      ["eval.gold.s10", planted([-3, -2, -1.5, -2.5], 0.2)],
+      ["eval.path_kl.s10", planted([1, 4, 9, 16])]
+    ])
+  ]])
+
+  it("draw the gold against the proxy and against √KL, and show where the gold turns down", async () => {
+    const { curveCharts } = await import("../../experiments/html.ts")
+    const charts = new Map(curveCharts(values).map((c) => [c.file, c.svg]))
+    expect([...charts.keys()]).toEqual(expect.arrayContaining([
+      "front-eval.gold.s10-vs-proxy.svg",
+      "front-eval.gold.s10-vs-sqrt-kl.svg"
+    ]))
+    // The gold at equal proxy reward: read at the proxy levels 1..4 it is −2.9, −1.9, −1.4, −2.4 (mean of seeds).
+    const eq = atEqualLevel(
+      { x: values.get("arm")!.get("eval.improvement.s10")!, y: values.get("arm")!.get("eval.gold.s10")! },
+      { x: values.get("arm")!.get("eval.improvement.s10")!, y: values.get("arm")!.get("eval.gold.s10")! },
+      "max"
+    )
+    expect(eq.level.get(0)).toBe(4)
+    expect(eq.a.get(1)).toBeCloseTo(-2.3, 12)
+    // The √KL axis is drawn at 1..4: the chart's x-axis ticks reach 4, not 16.
+    expect(charts.get("front-eval.gold.s10-vs-sqrt-kl.svg")).toMatch(/√KL/)
+    expect(charts.get("front-eval.gold.s10-vs-sqrt-kl.svg")).not.toMatch(/>16</)
+  })
+})

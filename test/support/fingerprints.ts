@@ -27,7 +27,9 @@ export const FINGERPRINT_CONFIGS: Readonly<Record<string, Readonly<Record<string
   ddpo: { ...toyRl, iterations: "2" },
   sdpo: { ...toyRl, groupSize: "2", promptsPerIteration: "8", batchSize: "4", iterations: "2" },
   "adjoint-matching": { ...toyRl, iterations: "2" },
-  "deterministic-am": { ...toyRl, iterations: "2", adjointSteps: "3" }
+  "deterministic-am": { ...toyRl, iterations: "2", adjointSteps: "3" },
+  "diffusion-nft": { ...toyRl, iterations: "2" },
+  awm: { ...toyRl, iterations: "2" }
 }
 
 /** The x86 instruction sets that decide which float kernels onnxruntime runs ("" off Linux). */
