@@ -156,16 +156,14 @@ const noteStop = (
     }
   })
 
-/** Runs (or resumes) a pipeline to completion in its run folder. */
-export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
-  RunResult<P>,
-  RunError<P>,
-  PipelineRequirements<P>
-> =>
+/**
+ * The run folder opened (locked, manifest marked running, the commit worker started; both undone by the
+ * scope's finalizers), the metrics and timings so far, and the state entering the first iteration to run.
+ */
+const openRun = <P extends AnyPipeline>(pipeline: P, options: RunOptions) =>
   Effect.gen(function*() {
     const prep = yield* prepareRun(pipeline, options)
-    const { dir, config, seed } = prep
-    const total = pipeline.iterations(config)
+    const { dir, config } = prep
     const replay = yield* Effect.try({
       try: () => (options.replay === undefined ? undefined : planReplay(pipeline, options.replay)),
       catch: (e) => (e instanceof UsageError ? e : new UsageError({ message: describe(e) }))
@@ -190,6 +188,18 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
     const committer = makeCommitter(dir, journal.manifest.iterations_complete)
     // Runs before the lock is released (finalizers run last-added first): nothing writes after that.
     yield* Effect.addFinalizer(() => Effect.ignore(committer.await))
+    const state = yield* startingState(pipeline, dir, journal, config)
+    return { prep, replay, journal, committer, state }
+  })
+
+/** The state entering the first iteration to run; a checkpoint that cannot be read marks the folder failed. */
+const startingState = <P extends AnyPipeline>(
+  pipeline: P,
+  dir: string,
+  journal: Journal,
+  config: ConfigOf<P["settings"]>
+) =>
+  Effect.gen(function*() {
     const start = journal.manifest.iterations_complete
     const files = yield* Effect.try({ try: () => storedFiles(dir, start), catch: asStoreError(dir) })
     if (start > 0 && files.legacy) {
@@ -198,7 +208,7 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
           "its checkpoint is not verified"
       )
     }
-    let state = yield* loadState(pipeline, files, config, start).pipe(
+    return yield* loadState(pipeline, files, config, start).pipe(
       Effect.mapError((e) =>
         new NodeFailure({ pipeline: pipeline.name, node: "state", iteration: start, message: describe(e), cause: e })
       ),
@@ -210,7 +220,67 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
         })
       )
     )
-    const progress = makeProgress(options.progress ?? "auto", pipeline.name, total, start)
+  })
+
+/**
+ * Iterations from the journal's commit point to `total`, each committed through the committer, until the
+ * pipeline's `stopWhen` rules hold; returns the last outputs and why the rules stopped the run, if they did.
+ */
+const iterateRun = (ctx: RunContext, journal: Journal, committer: Committer, initial: unknown, total: number) => {
+  const { pipeline } = ctx
+  let state = initial
+  let outputs: Readonly<Record<string, unknown>> = {}
+  // What the iteration in progress has written, for an interrupt to remove.
+  let inProgress: Array<string> = []
+  const rules = pipeline.stopRules(ctx.config)
+  let stopped = journal.manifest.stopped
+  const loop = Effect.gen(function*() {
+    for (
+      let iteration = journal.manifest.iterations_complete;
+      iteration < total && stopped === undefined;
+      iteration++
+    ) {
+      const written: Array<string> = []
+      inProgress = written
+      yield* Effect.gen(function*() {
+        const result = yield* runIteration(ctx, iteration, state)
+        outputs = result.outputs
+        const job = yield* Effect.try({
+          try: () => commitJob(ctx, journal, iteration, result.outputs, result, written),
+          catch: asStoreError(ctx.dir)
+        })
+        yield* committer.await
+        if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
+        committer.submit(iteration, job, written, () => ctx.progress.iterationDone(iteration, result.metrics))
+        // The job's files are the committer's from here: a failed commit removes them itself, a landed one
+        // must stay. An interrupt during the last commit's wait removed them and lost the final checkpoint.
+        inProgress = []
+        const reason = stopReason(rules, journal.allMetrics)
+        if (reason !== undefined) stopped = { iteration, reason }
+      }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
+    }
+    yield* committer.await
+    return { outputs, stopped, rules }
+  })
+  return loop.pipe(Effect.onInterrupt(() => recordInterrupt(ctx, journal, committer, inProgress)))
+}
+
+/** Runs (or resumes) a pipeline to completion in its run folder. */
+export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOptions = {}): Effect.Effect<
+  RunResult<P>,
+  RunError<P>,
+  PipelineRequirements<P>
+> =>
+  Effect.gen(function*() {
+    const { prep, replay, journal, committer, state } = yield* openRun(pipeline, options)
+    const { dir, config, seed } = prep
+    const total = pipeline.iterations(config)
+    const progress = makeProgress(
+      options.progress ?? "auto",
+      pipeline.name,
+      total,
+      journal.manifest.iterations_complete
+    )
     const ctx: RunContext = {
       pipeline,
       dir,
@@ -225,49 +295,17 @@ export const runPipeline = <P extends AnyPipeline>(pipeline: P, options: RunOpti
       retention: pipeline.retention(config),
       cores: Semaphore.makeUnsafe(1)
     }
-    let outputs: Readonly<Record<string, unknown>> = {}
-    // What the iteration in progress has written, for an interrupt to remove.
-    let inProgress: Array<string> = []
-    const rules = pipeline.stopRules(config)
     // A run its rules stopped is complete: a resume says so and runs nothing.
-    let stopped = journal.manifest.stopped
-    if (stopped !== undefined) {
+    const before = journal.manifest.stopped
+    if (before !== undefined) {
       yield* Console.error(
-        `etaflow: ${dir} is complete: stopWhen stopped it after iteration ${stopped.iteration} (${stopped.reason})`
+        `etaflow: ${dir} is complete: stopWhen stopped it after iteration ${before.iteration} (${before.reason})`
       )
     }
-    const iterate = Effect.gen(function*() {
-      for (let iteration = start; iteration < total && stopped === undefined; iteration++) {
-        const written: Array<string> = []
-        inProgress = written
-        yield* Effect.gen(function*() {
-          const result = yield* runIteration(ctx, iteration, state)
-          outputs = result.outputs
-          const job = yield* Effect.try({
-            try: () => commitJob(ctx, journal, iteration, result.outputs, result, written),
-            catch: asStoreError(dir)
-          })
-          yield* committer.await
-          if (pipeline.state !== undefined) state = nextState(pipeline, result.outputs)
-          committer.submit(iteration, job, written, () => progress.iterationDone(iteration, result.metrics))
-          // The job's files are the committer's from here: a failed commit removes them itself, a landed one
-          // must stay. An interrupt during the last commit's wait removed them and lost the final checkpoint.
-          inProgress = []
-          const reason = stopReason(rules, journal.allMetrics)
-          if (reason !== undefined) stopped = { iteration, reason }
-        }).pipe(Effect.catchCause((cause) => recordFailure(ctx, journal, committer, written, cause)))
-      }
-      yield* committer.await
-    })
-    yield* iterate.pipe(Effect.onInterrupt(() => recordInterrupt(ctx, journal, committer, inProgress)))
+    const { outputs, stopped, rules } = yield* iterateRun(ctx, journal, committer, state, total)
     progress.finish()
     yield* noteStop(rules, journal, stopped)
-    journal.manifest = {
-      ...journal.manifest,
-      status: "complete",
-      updated_at: now(),
-      ...(stopped === undefined ? {} : { stopped })
-    }
+    journal.manifest = { ...journal.manifest, status: "complete", updated_at: now(), ...(stopped ? { stopped } : {}) }
     const manifestFile = path.join(dir, "manifest.json")
     yield* Effect.try({
       try: () => writeFileAtomic(manifestFile, manifestText(journal.manifest)),
