@@ -110,16 +110,8 @@ const qualityCharts = (rows: ReadonlyArray<MetricRow>, evalSteps: ReadonlyArray<
     ])]
   })
 
-export const writeReport = (dir: string): string => {
-  const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
-  // The samples drawn come from stored Parquet files, each checked against its recorded hash first.
-  const stored = storedFiles(dir, manifest.iterations_complete)
-  const metricsFile = path.join(dir, "metrics.jsonl")
-  const rows: Array<MetricRow> = fs.existsSync(metricsFile)
-    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) =>
-      JSON.parse(l) as MetricRow
-    )
-    : []
+/** Every learning curve a run reports: training reward, gap and improvement, quality, the update's ratios. */
+const curveCharts = (rows: ReadonlyArray<MetricRow>, manifest: Manifest): Array<string> => {
   const charts: Array<string> = []
   const trajectories = Number(manifest.config.promptsPerIteration ?? 1) * Number(manifest.config.groupSize ?? 1)
   if (rows.some((r) => r.name === "reward_mean")) {
@@ -132,37 +124,39 @@ export const writeReport = (dir: string): string => {
   const evalSteps = [
     ...new Set(rows.map((r) => /^eval\.gap\.s(\d+)$/.exec(r.name)?.[1]).filter((s): s is string => s !== undefined))
   ].sort((a, b) => Number(a) - Number(b))
+  const withSe = (m: string) =>
+    evalSteps.map((s) => series(rows, `eval.${m}.s${s}`, `${s} steps`, `eval.${m}.s${s}.se`))
   if (evalSteps.length > 0) {
-    charts.push(
-      lineChart(
-        "reward gap SDE − ODE (± s.e.)",
-        evalSteps.map((s) => series(rows, `eval.gap.s${s}`, `${s} steps`, `eval.gap.s${s}.se`))
-      )
-    )
-    charts.push(
-      lineChart(
-        "ODE improvement over the base (± s.e.)",
-        evalSteps.map((s) => series(rows, `eval.improvement.s${s}`, `${s} steps`, `eval.improvement.s${s}.se`))
-      )
-    )
+    charts.push(lineChart("reward gap SDE − ODE (± s.e.)", withSe("gap")))
+    charts.push(lineChart("ODE improvement over the base (± s.e.)", withSe("improvement")))
   }
   charts.push(...qualityCharts(rows, evalSteps, String(manifest.config.steps ?? "")))
   if (rows.some((r) => r.name === "ratio_mean")) {
+    const named = (names: ReadonlyArray<readonly [string, string]>) => names.map(([m, label]) => series(rows, m, label))
     charts.push(
-      lineChart("importance ratio", [
-        series(rows, "ratio_mean", "mean"),
-        series(rows, "ratio_min", "min"),
-        series(rows, "ratio_max", "max")
-      ])
+      lineChart("importance ratio", named([["ratio_mean", "mean"], ["ratio_min", "min"], ["ratio_max", "max"]]))
     )
     charts.push(
-      lineChart("clipfrac and approx KL", [
-        series(rows, "clipfrac", "clipfrac"),
-        series(rows, "approx_kl", "approx_kl"),
-        series(rows, "kl", "KL to base")
-      ])
+      lineChart(
+        "clipfrac and approx KL",
+        named([["clipfrac", "clipfrac"], ["approx_kl", "approx_kl"], ["kl", "KL to base"]])
+      )
     )
   }
+  return charts
+}
+
+export const writeReport = (dir: string): string => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, "manifest.json"), "utf8")) as Manifest
+  // The samples drawn come from stored Parquet files, each checked against its recorded hash first.
+  const stored = storedFiles(dir, manifest.iterations_complete)
+  const metricsFile = path.join(dir, "metrics.jsonl")
+  const rows: Array<MetricRow> = fs.existsSync(metricsFile)
+    ? fs.readFileSync(metricsFile, "utf8").split("\n").filter((l) => l.trim() !== "").map((l) =>
+      JSON.parse(l) as MetricRow
+    )
+    : []
+  const charts = curveCharts(rows, manifest)
   const trajDir = path.join(dir, "trajectories")
   const files = fs.existsSync(trajDir) ? fs.readdirSync(trajDir).filter((f) => f.endsWith(".parquet")).sort() : []
   const grids = [...new Set([files[0], files.at(-1)])].filter((f): f is string => f !== undefined)
@@ -184,6 +178,10 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}</style></head>
     esc(manifest.status)
   }</b>, iterations ${manifest.iterations_complete}/${manifest.iterations}, seed ${manifest.seed}, created ${
     esc(manifest.created_at)
+  }${
+    manifest.stopped === undefined
+      ? ""
+      : `; stopped by stopWhen after iteration ${manifest.stopped.iteration}: ${esc(manifest.stopped.reason)}`
   }</p>
 <h2>Curves</h2><div class="charts">${charts.join("\n")}</div>
 <h2>ODE samples: base vs fine-tuned</h2><div class="grids">${
