@@ -24,17 +24,10 @@ import { messageOf } from "../schemas/message.ts"
 import type { ConfigOf } from "../schemas/settings.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { type StoredFiles, storedFiles } from "../store/integrity.ts"
+import { commitJob } from "./commit-job.ts"
 import { type Committer, makeCommitter } from "./committer.ts"
 import { asStoreError, NodeFailure, NonFiniteError, StoreError, UsageError } from "./errors.ts"
-import {
-  commitJob,
-  type Journal,
-  nextState,
-  readInfo,
-  readTimings,
-  type RunContext,
-  runIteration
-} from "./iteration.ts"
+import { type Journal, nextState, readInfo, readTimings, type RunContext, runIteration } from "./iteration.ts"
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
 import { makeProgress } from "./progress.ts"
 import { planReplay } from "./replay-plan.ts"

@@ -39,7 +39,7 @@ export const nftSettings = {
   )
 }
 
-/** The config of a forward-process pipeline: its settings' values (noise under `noiseLevel`), NFT's β where it has it. */
+/** The config of a forward-process pipeline: its settings' values (noise under `noiseLevel`), NFT's β if set. */
 export type ForwardPipelineConfig =
   & ConfigOf<ReturnType<typeof forwardSettings<"noiseLevel">>>
   & Partial<ConfigOf<typeof nftSettings>>
