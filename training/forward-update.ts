@@ -103,6 +103,40 @@ const trainedTimes = (batch: ForwardBatch, fraction: number, rng: RandomStream, 
   Array.from(permutation(rng.child("times", j), batch.times.length))
     .slice(0, Math.max(1, Math.floor(batch.times.length * fraction)))
 
+type Stats = { loss: number; gradNorm: number; kl: number; ratio: number; clipped: number; rows: number; steps: number }
+
+/** One optimizer step into the update's statistics (AWM's ratios and clipped rows among them). */
+const record = (
+  stats: Stats,
+  r: {
+    loss: number
+    gradNorm: number
+    metrics: Readonly<Record<string, number>>
+    extra: Record<string, { data: unknown }>
+  },
+  rows: number,
+  clipRange: number
+) => {
+  stats.loss += r.loss
+  stats.gradNorm += r.gradNorm
+  stats.kl += r.metrics.kl ?? 0
+  stats.steps++
+  stats.rows += rows
+  const ratio = r.extra.ratio?.data as Float32Array | undefined
+  ratio?.forEach((v) => {
+    stats.ratio += v
+    if (Math.abs(v - 1) > clipRange) stats.clipped++
+  })
+}
+
+/** θ_old ← d·θ_old + (1 − d)·θ, in place. */
+const softUpdate = (old: ParamValues, params: ParamValues, decay: number) => {
+  for (const [k, o] of Object.entries(old)) {
+    const p = params[k]
+    for (let i = 0; i < o.length; i++) o[i] = decay * o[i] + (1 - decay) * p[i]
+  }
+}
+
 /** The optimizer steps of one iteration, and DiffusionNFT's new sampling policy. */
 export const runForwardUpdates = async (
   batch: ForwardBatch,
@@ -130,7 +164,7 @@ export const runForwardUpdates = async (
   // (copied before the trainer may write into donated buffers).
   const old = copyOf(request.kind === "nft" ? state?.old ?? init.params : init.params)
   const fixed = { ...asFeeds("old", base.net, old), ...(request.beta > 0 ? asFeeds("ref", base.net, base.params) : {}) }
-  const stats = { loss: 0, gradNorm: 0, kl: 0, ratio: 0, clipped: 0, rows: 0, steps: 0 }
+  const stats: Stats = { loss: 0, gradNorm: 0, kl: 0, ratio: 0, clipped: 0, rows: 0, steps: 0 }
   for (let epoch = 0; epoch < request.innerEpochs; epoch++) {
     const erng = rng.child("epoch", epoch)
     const order = permutation(erng.child("samples"), batch.chains)
@@ -141,26 +175,13 @@ export const runForwardUpdates = async (
         trainedTimes(batch, request.timestepFraction, erng, j).map((k) => [j, k] as const)
       )
       const r = await trainer.step({ ...rowFeeds(batch, rows, noise, (j) => advantages[j], request.advClip), ...fixed })
-      stats.loss += r.loss
-      stats.gradNorm += r.gradNorm
-      stats.kl += r.metrics.kl ?? 0
-      stats.steps++
-      const ratio = r.extra.ratio?.data as Float32Array | undefined
-      ratio?.forEach((v) => {
-        stats.ratio += v
-        if (Math.abs(v - 1) > request.clipRange) stats.clipped++
-      })
-      stats.rows += rows.length
+      record(stats, r, rows.length, request.clipRange)
     }
   }
   const trained = trainer.state
   await trainer.release()
   const decay = nftOldDecay(trained.step)
-  if (request.kind === "nft") {
-    for (const [k, o] of Object.entries(old)) {
-      for (let i = 0; i < o.length; i++) o[i] = decay * o[i] + (1 - decay) * trained.params[k][i]
-    }
-  }
+  if (request.kind === "nft") softUpdate(old, trained.params, decay)
   return {
     trained,
     old: request.kind === "nft" ? old : undefined,
@@ -170,7 +191,7 @@ export const runForwardUpdates = async (
 
 const summary = (
   kind: ForwardKind,
-  s: { loss: number; gradNorm: number; kl: number; ratio: number; clipped: number; rows: number; steps: number },
+  s: Stats,
   kl: boolean,
   decay: number
 ): Record<string, number> => ({
