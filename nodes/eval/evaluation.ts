@@ -6,7 +6,6 @@
  * the quality of the ODE samples of both models beside the reward (FD, diversity, judge; §11.3).
  */
 import type * as arrow from "apache-arrow"
-import { latentsToPixels } from "../../data/mnist.ts"
 import { loadPromptSet, MNIST_NULL_CONDITION, MNIST_PROMPTS } from "../../data/prompts.ts"
 import { pathKl } from "../../diffusion/path-kl.ts"
 import { rollout as sampleChains } from "../../diffusion/rollout.ts"
@@ -23,10 +22,10 @@ import { gridOf } from "../rl/rollout.ts"
 import type { UpdateResult } from "../rl/update.ts"
 import type { BaseModel } from "../setup/base-model.ts"
 import { type RewardClassifier, usesProxy } from "../setup/reward-classifier.ts"
+import { besideReward } from "./beside-reward.ts"
 import { type EvalRow, type Evaluation, sampleTableOf, tableOf } from "./eval-tables.ts"
-import { gmm25Metrics } from "./gmm25.ts"
-import { qualityOf, type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
-import { goldMetrics, releaseTilt, tiltedReward, tiltMetrics, type TiltReference, tiltReference } from "./tilt.ts"
+import { type QualityReference, qualityReference, releaseQuality } from "./quality.ts"
+import { releaseTilt, type TiltReference, tiltReference } from "./tilt.ts"
 
 /** Mean and its standard error. */
 const meanSe = (xs: ArrayLike<number>) => {
@@ -199,69 +198,6 @@ const evaluateAt = async (
     baseOde: baseOde[i]
   }))
   return { metrics, rows, odeSamples }
-}
-
-/**
- * What an evaluation measures beside the reward at one step count: sample quality (MNIST), the testbeds'
- * distance to their known optimum (tilt, gmm25; §13) and adjoint matching's target reward at its λ.
- */
-const besideReward = async (opts: {
-  readonly steps: number
-  readonly odeSamples: { readonly tuned: Float32Array; readonly base: Float32Array }
-  readonly baseOde: Float64Array
-  readonly imp: { readonly mean: number; readonly se: number }
-  readonly quality: QualityReference | undefined
-  readonly tilt: TiltReference | undefined
-  /** The judge, when the reward is the proxy's: the gold reward beside it (§13.4). */
-  readonly gold: EngineSession | undefined
-  readonly set: EvalSet
-  readonly config: EvalConfig
-}): Promise<Record<string, number>> => {
-  const { steps, odeSamples, baseOde, imp, set, config } = opts
-  const baseMean = meanSe(baseOde).mean
-  // The pixels of the ODE samples, mapped once for whichever measures need them (tilt, gold).
-  let mapped: { readonly tuned: Float32Array; readonly base: Float32Array } | undefined
-  const pixels = () => (mapped ??= { tuned: latentsToPixels(odeSamples.tuned), base: latentsToPixels(odeSamples.base) })
-  // Adjoint matching's target p_base·exp(λ r): its reward by importance weights on the base's samples.
-  // (Only the adjoint pipelines, which have `adjointSteps`: SDPO's `lambda` is its temporal weight.)
-  const tilted = config.adjointSteps === undefined || config.lambda === undefined
-    ? undefined
-    : tiltedReward(baseOde, config.lambda)
-  return {
-    ...(opts.quality === undefined ? {} : await qualityAt(opts.quality, steps, odeSamples, set)),
-    ...(opts.tilt === undefined ? {} : await tiltMetrics(opts.tilt, steps, pixels(), set.count, imp, baseMean)),
-    ...(config.dataset === "gmm25" ? gmm25Metrics(steps, odeSamples, set.count, imp, baseMean) : {}),
-    ...(opts.gold === undefined
-      ? {}
-      : await goldMetrics(
-        opts.gold,
-        steps,
-        pixels(),
-        set.condition,
-        config.task === "tilt" ? targetOf(config) : undefined
-      )),
-    ...(tilted === undefined
-      ? {}
-      : { [`eval.target_reward_lambda.s${steps}`]: tilted.mean, [`eval.target_ess.s${steps}`]: tilted.ess })
-  }
-}
-
-/** FD, class FD, diversity and judge accuracy of the tuned and the base ODE samples (§11.3). */
-const qualityAt = async (
-  ref: QualityReference,
-  steps: number,
-  samples: { readonly tuned: Float32Array; readonly base: Float32Array },
-  set: EvalSet
-) => {
-  const metrics: Record<string, number> = {}
-  for (const [suffix, latents] of [["", samples.tuned], ["_base", samples.base]] as const) {
-    const q = await qualityOf(ref, latentsToPixels(latents), set.condition, set.count)
-    metrics[`eval.fd${suffix}.s${steps}`] = q.fd
-    metrics[`eval.fd_class${suffix}.s${steps}`] = q.fdClass
-    metrics[`eval.diversity${suffix}.s${steps}`] = q.diversity
-    metrics[`eval.judge${suffix}.s${steps}`] = q.judge
-  }
-  return metrics
 }
 
 export const evaluation = Node.make({
