@@ -173,6 +173,48 @@ const fail = (pipeline: string, message: string): never => {
   throw new PipelineDefinitionError({ pipeline, message: `pipeline ${pipeline}: ${message}` })
 }
 
+/** One entry's wiring: every input wired, from an entry or a source; nothing wired that the node lacks. */
+const checkWiring = (pipeline: string, nodes: Spec, name: string) => {
+  const names = Object.keys(nodes)
+  const { node, wiring } = nodes[name]
+  const wired = wiring as Record<string, string>
+  const declared = Object.keys(node.inputs)
+  for (const input of declared) {
+    const from = wired[input]
+    if (from === undefined) {
+      fail(pipeline, `missing input: entry "${name}" (node ${node.name}) does not wire its input "${input}"`)
+    }
+    if (!names.includes(from) && !(SOURCES as ReadonlyArray<string>).includes(from)) {
+      fail(
+        pipeline,
+        `missing input: entry "${name}" reads "${input}" from "${from}", which is neither an entry (${
+          names.join(", ")
+        }) nor a source (${SOURCES.join(", ")})`
+      )
+    }
+    // An entry computed once may read only what is computed once too.
+    if (nodes[name].memoized === true) {
+      if (from === "state" || from === "iteration" || (names.includes(from) && nodes[from].memoized !== true)) {
+        fail(
+          pipeline,
+          `entry "${name}" is computed once but reads "${input}" from "${from}", which changes between iterations`
+        )
+      }
+    }
+  }
+  for (const input of Object.keys(wired)) {
+    if (!declared.includes(input)) {
+      fail(
+        pipeline,
+        `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${
+          declared.join(", ") || "none"
+        })`
+      )
+    }
+  }
+  return declared.map((i) => wired[i]).filter((d) => names.includes(d))
+}
+
 /** Validates the graph and returns its levels; throws PipelineDefinitionError naming the nodes. */
 export const validate = (pipeline: string, nodes: Spec, stateNext?: string): Array<Array<string>> => {
   const names = Object.keys(nodes)
@@ -181,52 +223,10 @@ export const validate = (pipeline: string, nodes: Spec, stateNext?: string): Arr
       fail(pipeline, `duplicate name "${name}": an entry may not take the name of the source "${name}"`)
     }
   }
-  const deps = new Map<string, Array<string>>()
-  for (const name of names) {
-    const { node, wiring } = nodes[name]
-    const wired = wiring as Record<string, string>
-    const declared = Object.keys(node.inputs)
-    for (const input of declared) {
-      const from = wired[input]
-      if (from === undefined) {
-        fail(pipeline, `missing input: entry "${name}" (node ${node.name}) does not wire its input "${input}"`)
-      }
-      if (!names.includes(from) && !(SOURCES as ReadonlyArray<string>).includes(from)) {
-        fail(
-          pipeline,
-          `missing input: entry "${name}" reads "${input}" from "${from}", which is neither an entry (${
-            names.join(", ")
-          }) nor a source (${SOURCES.join(", ")})`
-        )
-      }
-    }
-    for (const input of Object.keys(wired)) {
-      if (!declared.includes(input)) {
-        fail(
-          pipeline,
-          `entry "${name}" wires "${input}", which node ${node.name} has no input for (inputs: ${
-            declared.join(", ") || "none"
-          })`
-        )
-      }
-    }
-    deps.set(name, declared.map((i) => wired[i]).filter((d) => names.includes(d)))
-    if (nodes[name].memoized === true) {
-      for (const input of declared) {
-        const from = wired[input]
-        if (from === "state" || from === "iteration" || (names.includes(from) && nodes[from].memoized !== true)) {
-          fail(
-            pipeline,
-            `entry "${name}" is computed once but reads "${input}" from "${from}", which changes between iterations`
-          )
-        }
-      }
-    }
-  }
+  const deps = new Map(names.map((name) => [name, checkWiring(pipeline, nodes, name)]))
   if (stateNext !== undefined && !names.includes(stateNext)) {
     fail(pipeline, `state.next names "${stateNext}", which is not an entry`)
   }
-
   // Kahn's algorithm by levels; what is left over lies on or behind a cycle.
   const levels: Array<Array<string>> = []
   const done = new Set<string>()

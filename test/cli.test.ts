@@ -188,7 +188,9 @@ describe("the etaflow command", () => {
   it("lists the built-in experiments and runs one defined in a script, refusing a bad --set with exit 2", () => {
     const listed = etaflow("experiment", "list")
     expect(listed.code).toBe(0)
-    for (const name of ["eta-sweep", "few-step", "precise", "adjoint", "overoptimisation", "forward-process"]) expect(listed.stdout).toContain(name)
+    for (const name of ["eta-sweep", "few-step", "precise", "adjoint", "overoptimisation", "forward-process"]) {
+      expect(listed.stdout).toContain(name)
+    }
     const dir = tmp()
     const script = path.join(dir, "tiny.mts")
     const repo = path.resolve(".")
