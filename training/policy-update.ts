@@ -99,6 +99,19 @@ const record = (
   stats.steps++
 }
 
+/** The first step runs at θ_old: its ratios' distance from 1, and the loss graph's log-probs against the sampler's. */
+const onPolicyCheck = (
+  stats: ReturnType<typeof newStats>,
+  r: { readonly extra: Record<string, { data: unknown }> },
+  rows: ReadonlyArray<Row>,
+  lpOld: Float64Array,
+  steps: number
+) => {
+  const lp = r.extra.lp.data as Float64Array
+  stats.firstDeviation = (r.extra.ratio.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
+  stats.lpDeviation = rows.reduce((m, [j, k], q) => Math.max(m, Math.abs(lp[q] - lpOld[j * steps + k])), 0)
+}
+
 /**
  * The optimizer steps of one iteration: for each inner epoch, the plan's minibatches of rows, one AdamW
  * step each (from `state`, or the base's weights before the first update), the EMA after each, and the
@@ -152,15 +165,7 @@ export const runUpdates = async (
     for (const mb of batches) {
       const feeds = rowFeeds(tr, mb, plan.values, tables, conditional, scratch)
       const r = await trainer.step({ ...feeds, ...ref })
-      if (stats.steps === 0) {
-        // The first step runs at θ_old: the loss graph's log-probs against the sampler's.
-        const lp = r.extra.lp.data as Float64Array
-        stats.firstDeviation = (r.extra.ratio.data as Float32Array).reduce((m, v) => Math.max(m, Math.abs(v - 1)), 0)
-        stats.lpDeviation = mb.reduce(
-          (m, [j, k], q) => Math.max(m, Math.abs(lp[q] - tables.lpOld[j * steps.length + k])),
-          0
-        )
-      }
+      if (stats.steps === 0) onPolicyCheck(stats, r, mb, tables.lpOld, steps.length)
       record(stats, r, feeds.lp_old.data as Float64Array, mb, config.clipRange)
       if (ema !== undefined) emaStep(ema, trainer.state.params, trainer.state.step, config.ema, config.emaInterval)
     }
