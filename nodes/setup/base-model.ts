@@ -97,39 +97,45 @@ const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
 /** gmm25's 25 narrow modes 5 apart at scale 10 need a longer training than the rings (§13.2). */
 const GMM25_BASE = { hidden: 256, blocks: 3, steps: 4000, lr: 2e-3 }
 
+/** The network, its training recipe and the cache key a pretrain request and the run's seed give. */
+const recipeOf = (data: arrow.Table, config: PretrainRequest, seed: number) => {
+  const split = splitOf(data, "train")
+  const classes = config.dataset === "mnist" ? split.classes : 0
+  const net: VelocityNetConfig = {
+    dim: split.dim,
+    hidden: config.hidden,
+    blocks: config.blocks,
+    timeFeatures: 64,
+    classes
+  }
+  const { process, parameterization } = processOf(config)
+  const { steps, batch, lr, condDrop, ema, threads } = config
+  const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
+  const schedule = config.process === "vp" ? config.schedule : null
+  const key = {
+    dataset: config.dataset,
+    process: config.process,
+    schedule,
+    net,
+    steps,
+    batch,
+    lr,
+    condDrop,
+    ema,
+    threads,
+    seed
+  }
+  return { split, net, process, parameterization, training, key }
+}
+
 const train = (data: arrow.Table, config: PretrainRequest) =>
   Effect.gen(function*() {
     const { seed, note } = yield* NodeContext
     const report = NodeContext.throttled(note, config.steps, "pretraining step")
     const rng = yield* Rng
-    const split = splitOf(data, "train")
+    const { split, net, process, parameterization, training, key } = recipeOf(data, config, seed)
     // MNIST pixels become latents in [−1, 1]; the toys are used as they are.
     const x = config.dataset === "mnist" ? split.x.map(pixelsToLatent) : split.x
-    const classes = config.dataset === "mnist" ? split.classes : 0
-    const net: VelocityNetConfig = {
-      dim: split.dim,
-      hidden: config.hidden,
-      blocks: config.blocks,
-      timeFeatures: 64,
-      classes
-    }
-    const { process, parameterization } = processOf(config)
-    const { steps, batch, lr, condDrop, ema, threads } = config
-    const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
-    const schedule = config.process === "vp" ? config.schedule : null
-    const key = {
-      dataset: config.dataset,
-      process: config.process,
-      schedule,
-      net,
-      steps,
-      batch,
-      lr,
-      condDrop,
-      ema,
-      threads,
-      seed
-    }
     const specs = velocityNet(net).specs
     return yield* Node.promise([GraphError, SessionError, TrainError], async () => {
       const hit = loadCached("base-model", key, specs)
@@ -150,7 +156,7 @@ const train = (data: arrow.Table, config: PretrainRequest) =>
       if (hit === undefined) {
         storeCached("base-model", key, { weights, onnx }, { loss, net, process: process.name, parameterization })
       }
-      return {
+      const model: BaseModel = {
         net,
         params,
         process,
@@ -160,7 +166,8 @@ const train = (data: arrow.Table, config: PretrainRequest) =>
         weights,
         loss,
         cached: hit !== undefined
-      } satisfies BaseModel
+      }
+      return model
     })
   })
 
