@@ -35,6 +35,51 @@ export interface TrainingSet {
   readonly count: number
 }
 
+/**
+ * One training batch in place: a random training row each, its noise level (logit-normal σ for flows, SD3's
+ * choice: more training where the velocity is hardest; a uniform integer timestep for VP), x_t and the target
+ * (ε − x0 or ε), and the class (dropped to the null class with probability condDrop).
+ */
+const drawBatch = (
+  data: TrainingSet,
+  cfg: VelocityTraining,
+  draw: RandomStream,
+  out: { x: Float32Array; tIn: Float32Array; target: Float32Array; c: BigInt64Array }
+) => {
+  const d = cfg.net.dim
+  const conditional = cfg.net.classes > 0
+  for (let b = 0; b < out.tIn.length; b++) {
+    const row = draw.int(data.count)
+    let a: number
+    let s: number
+    if (cfg.process.kind === "rf") {
+      s = 1 / (1 + Math.exp(-draw.normal()))
+      a = 1 - s
+      out.tIn[b] = s
+    } else {
+      const t = draw.int(cfg.trainSteps)
+      a = cfg.process.alpha(t)
+      s = cfg.process.sigma(t)
+      out.tIn[b] = cfg.process.modelTime(t)
+    }
+    for (let i = 0; i < d; i++) {
+      const x0 = data.x[row * d + i]
+      const eps = draw.normal()
+      out.x[b * d + i] = a * x0 + s * eps
+      out.target[b * d + i] = cfg.process.kind === "rf" ? eps - x0 : eps
+    }
+    out.c[b] = BigInt(conditional && draw.uniform() >= cfg.condDrop ? data.label[row] : cfg.net.classes)
+  }
+}
+
+/** ema ← β·ema + (1 − β)·θ (started at θ). */
+const emaUpdate = (ema: Record<string, Float32Array>, params: ParamValues, beta: number) => {
+  for (const [name, p] of Object.entries(params)) {
+    const e = (ema[name] ??= Float32Array.from(p))
+    for (let i = 0; i < p.length; i++) e[i] = beta * e[i] + (1 - beta) * p[i]
+  }
+}
+
 export const trainVelocity = async (
   data: TrainingSet,
   cfg: VelocityTraining,
@@ -68,29 +113,7 @@ export const trainVelocity = async (
   let running = 0
   const ema: Record<string, Float32Array> = {}
   for (let step = 0; step < cfg.steps; step++) {
-    for (let b = 0; b < B; b++) {
-      const row = draw.int(data.count)
-      let a: number
-      let s: number
-      if (cfg.process.kind === "rf") {
-        // Logit-normal σ (SD3): more training where the velocity is hardest to predict.
-        s = 1 / (1 + Math.exp(-draw.normal()))
-        a = 1 - s
-        tIn[b] = s
-      } else {
-        const t = draw.int(cfg.trainSteps)
-        a = cfg.process.alpha(t)
-        s = cfg.process.sigma(t)
-        tIn[b] = cfg.process.modelTime(t)
-      }
-      for (let i = 0; i < d; i++) {
-        const x0 = data.x[row * d + i]
-        const eps = draw.normal()
-        x[b * d + i] = a * x0 + s * eps
-        target[b * d + i] = cfg.process.kind === "rf" ? eps - x0 : eps
-      }
-      c[b] = BigInt(conditional && draw.uniform() >= cfg.condDrop ? data.label[row] : cfg.net.classes)
-    }
+    drawBatch(data, cfg, draw, { x, tIn, target, c })
     const lr = cfg.lr * 0.5 * (1 + Math.cos((Math.PI * step) / cfg.steps))
     const feeds = {
       x: { data: x, dims: [B, d] },
@@ -100,13 +123,7 @@ export const trainVelocity = async (
     }
     const r = await trainer.step(feeds, lr)
     running = step === 0 ? r.loss : 0.98 * running + 0.02 * r.loss
-    if (cfg.ema > 0) {
-      const beta = emaDecay(step, cfg.ema)
-      for (const [name, p] of Object.entries(trainer.state.params)) {
-        const e = (ema[name] ??= Float32Array.from(p))
-        for (let i = 0; i < p.length; i++) e[i] = beta * e[i] + (1 - beta) * p[i]
-      }
-    }
+    if (cfg.ema > 0) emaUpdate(ema, trainer.state.params, emaDecay(step, cfg.ema))
     onProgress?.(step, running)
   }
   const params = cfg.ema > 0 ? ema : trainer.state.params
