@@ -131,53 +131,61 @@ export const evaluationSde = (
 
 type Policy = Awaited<ReturnType<typeof networkPolicy>>
 /**
- * ODE and SDE rewards of the tuned policy and the base's ODE reward at one step count, from fixed
- * evaluation seeds independent of the run's seed: every run is measured on the same noise.
+ * The three scored sample sets of an evaluation at one step count, from fixed evaluation seeds independent
+ * of the run's seed (every run is measured on the same noise): the tuned ODE, the tuned SDE (recorded: the
+ * path KL is measured along it, §13.3) and the base's ODE.
  */
-const evaluateAt = async (
+const scoredRuns = async (
   steps: number,
   policies: { tuned: Policy; base: Policy },
   models: Awaited<ReturnType<typeof rewardModels>>,
-  quality: QualityReference | undefined,
-  tilt: TiltReference | undefined,
-  gold: EngineSession | undefined,
   set: EvalSet,
   base: BaseModel,
   config: EvalConfig
 ) => {
-  // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
-  const grid = gridOf(base.process, steps, config.shift, "trailing")
   const common = {
-    grid,
+    // Evaluation grids start at the top of the schedule whatever the step count (trailing, §1.1).
+    grid: gridOf(base.process, steps, config.shift, "trailing"),
     chains: set.count,
     condition: base.net.classes > 0 ? set.condition : undefined,
     initStream: (j: number) => openStream(["eval", "init", j]),
     stepStream: (j: number) => openStream(["eval", "step", j])
   }
-  const finals: Array<Float32Array> = []
   const score = async (policy: Policy, sampler: Sampler, noise: number, record = false) => {
     const run = await sampleChains({ ...common, policy, sampler, noise, record })
-    finals.push(run.final)
-    const total = (await scoreSamples(models, {
+    const scored = await scoreSamples(models, {
       dataset: config.dataset,
       samples: run.final,
       count: set.count,
       dim: base.net.dim,
       condition: set.condition,
       prompt: set.prompt
-    })).total
-    return { total, run }
+    })
+    return { total: scored.total, run }
   }
-  const ode = (await score(policies.tuned, odeSampler, 0)).total
-  // The SDE samples are recorded: their path's KL from the base's is measured along them (§13.3).
+  const ode = await score(policies.tuned, odeSampler, 0)
   const sdeOf = evaluationSde(config, base.process.kind)
-  const sdeRun = await score(policies.tuned, samplerOf(sdeOf.sampler), sdeOf.noise, true)
-  const sde = sdeRun.total
-  const baseOde = (await score(policies.base, odeSampler, 0)).total
+  const sde = await score(policies.tuned, samplerOf(sdeOf.sampler), sdeOf.noise, true)
+  const baseOde = await score(policies.base, odeSampler, 0)
+  return { ode, sde, baseOde }
+}
+
+/** ODE and SDE rewards of the tuned policy, the base's ODE reward, the path KL and what is measured beside. */
+const evaluateAt = async (
+  steps: number,
+  policies: { tuned: Policy; base: Policy },
+  models: Awaited<ReturnType<typeof rewardModels>>,
+  refs: { quality: QualityReference | undefined; tilt: TiltReference | undefined; gold: EngineSession | undefined },
+  set: EvalSet,
+  base: BaseModel,
+  config: EvalConfig
+) => {
+  const runs = await scoredRuns(steps, policies, models, set, base, config)
+  const [ode, sde, baseOde] = [runs.ode.total, runs.sde.total, runs.baseOde.total]
   const kl = meanSe(
     await pathKl({
-      steps: sdeRun.run.steps,
-      latents: sdeRun.run.latents!,
+      steps: runs.sde.run.steps,
+      latents: runs.sde.run.latents!,
       chains: set.count,
       d: base.net.dim,
       policy: policies.tuned,
@@ -185,10 +193,9 @@ const evaluateAt = async (
       condition: base.net.classes > 0 ? set.condition : undefined
     })
   )
-  const odeSamples = { tuned: finals[0], base: finals[2] }
+  const odeSamples = { tuned: runs.ode.run.final, base: runs.baseOde.run.final }
   const { metrics: rewardsAt, imp } = rewardMetrics(steps, { ode, sde, baseOde }, kl)
-  const beside = await besideReward({ steps, odeSamples, baseOde, imp, quality, tilt, gold, set, config })
-  const metrics = { ...rewardsAt, ...beside }
+  const beside = await besideReward({ steps, odeSamples, baseOde, imp, ...refs, set, config })
   const rows: Array<EvalRow> = Array.from({ length: set.count }, (_, i) => ({
     steps,
     sample: i,
@@ -197,7 +204,7 @@ const evaluateAt = async (
     sde: sde[i],
     baseOde: baseOde[i]
   }))
-  return { metrics, rows, odeSamples }
+  return { metrics: { ...rewardsAt, ...beside }, rows, odeSamples }
 }
 
 export const evaluation = Node.make({
@@ -242,7 +249,7 @@ export const evaluation = Node.make({
       const rows: Array<EvalRow> = []
       let samples: arrow.Table | undefined
       for (const steps of evalStepsOf(config)) {
-        const at = await evaluateAt(steps, policies, models, quality, tilt, gold, set, base, config)
+        const at = await evaluateAt(steps, policies, models, { quality, tilt, gold }, set, base, config)
         Object.assign(metrics, at.metrics)
         rows.push(...at.rows)
         if (steps === config.steps) samples = sampleTableOf(at.odeSamples, set, iteration, steps, base.shape)
