@@ -76,10 +76,8 @@ export const toAdjointTable = (r: Rollout, meta: TrajectoryMeta, adjoints: Adjoi
   })
 }
 
-const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
-  if (r.latents === undefined || r.x0Pred === undefined) {
-    throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
-  }
+/** Column builders over the rows (trajectory j, step k) in trajectory-major order. */
+const rowLayout = (r: Rollout) => {
   const { chains, d } = r
   const N = r.steps.length
   const rows = chains * N
@@ -103,8 +101,15 @@ const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
     }
     return out
   }
-  const logProb = new Float64Array(rows)
-  const valid = new Uint8Array(rows)
+  return { N, rows, int, scalar, tensor }
+}
+
+/** The sampler's stored log-probs by row, valid where the step was stochastic (null when none was). */
+const logProbColumn = (r: Rollout) => {
+  const { chains } = r
+  const N = r.steps.length
+  const logProb = new Float64Array(chains * N)
+  const valid = new Uint8Array(chains * N)
   for (let j = 0; j < chains; j++) {
     for (let k = 0; k < N; k++) {
       const v = r.logProb[k * chains + j]
@@ -112,6 +117,14 @@ const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
       valid[j * N + k] = Number.isNaN(v) ? 0 : 1
     }
   }
+  return valid.every((v) => v === 0) ? null : { values: logProb, valid }
+}
+
+const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
+  if (r.latents === undefined || r.x0Pred === undefined) {
+    throw new Error("toTrajectoryTable: the rollout was not recorded (record: true)")
+  }
+  const { N, rows, int, scalar, tensor } = rowLayout(r)
   const columns = {
     iteration: new Int32Array(rows).fill(meta.iteration),
     trajectory_id: int((j) => meta.firstId + j),
@@ -128,7 +141,7 @@ const trajectoryColumns = (r: Rollout, meta: TrajectoryMeta) => {
     a: scalar((k) => r.steps[k].a),
     b: scalar((k) => r.steps[k].b),
     std: scalar((k) => r.steps[k].s),
-    log_prob: valid.every((v) => v === 0) ? null : { values: logProb, valid },
+    log_prob: logProbColumn(r),
     reward: meta.rewardPerStep !== undefined ? meta.rewardPerStep : meta.reward === undefined ? null : {
       values: Float64Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? meta.reward![Math.floor(i / N)] : 0)),
       valid: Uint8Array.from({ length: rows }, (_, i) => (i % N === N - 1 ? 1 : 0))
