@@ -161,6 +161,33 @@ const norms = (a: Adjoints) => {
   return out
 }
 
+/** ∇r at the trajectories' final samples, from the config's reward (the classifier's ONNX graph where it scores). */
+const terminalGradient = async (
+  trajectories: Trajectories,
+  classifier: RewardClassifier | undefined,
+  config: AmConfig
+) => {
+  const r = trajectories.rollout
+  const gradient = await rewardGradient({
+    spec: rewardOf(config),
+    dataset: config.dataset,
+    dim: r.d,
+    ...(classifier === undefined ? {} : { classifier: { onnx: classifier.onnx, classes: classifier.net.classes } }),
+    target: targetOf(config),
+    tilt: config.task === "tilt",
+    threads: config.threads
+  })
+  const g = await gradient.gradient({
+    dataset: config.dataset,
+    samples: r.final,
+    count: r.chains,
+    dim: r.d,
+    condition: trajectories.prompts.condition
+  })
+  await gradient.release()
+  return g
+}
+
 export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }) =>
   Node.make({
     name: "adjoint",
@@ -176,25 +203,7 @@ export const adjoint = (variant: { readonly kind: (c: AmConfig) => AdjointKind }
       Node.promise([NonFiniteError, RewardSpecError, SessionError, GraphError], async () => {
         const r = trajectories.rollout
         const condition = base.net.classes > 0 ? trajectories.prompts.condition : undefined
-        const gradient = await rewardGradient({
-          spec: rewardOf(config),
-          dataset: config.dataset,
-          dim: r.d,
-          ...(classifier === undefined
-            ? {}
-            : { classifier: { onnx: classifier.onnx, classes: classifier.net.classes } }),
-          target: targetOf(config),
-          tilt: config.task === "tilt",
-          threads: config.threads
-        })
-        const g = await gradient.gradient({
-          dataset: config.dataset,
-          samples: r.final,
-          count: r.chains,
-          dim: r.d,
-          condition: trajectories.prompts.condition
-        })
-        await gradient.release()
+        const g = await terminalGradient(trajectories, classifier, config)
         const kind = variant.kind(config)
         const drift = (params: BaseModel["params"], frozen: boolean) =>
           networkDrift({ ...base, params, frozen, threads: config.threads, condition })
