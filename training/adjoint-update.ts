@@ -7,6 +7,8 @@
 import { type CostWeight, runningVariance, type TargetAdjoint } from "../diffusion/adjoint.ts"
 import type { Process } from "../diffusion/process.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
+import type { ParamValues } from "../engine/params.ts"
+import type { EngineSession, HostTensor } from "../engine/session.ts"
 import { DEFAULT_ADAM, Trainer, type TrainState } from "../engine/train.ts"
 import {
   adjointMatchingLoss,
@@ -224,6 +226,24 @@ const summary = (stats: ReturnType<typeof newStats>, threshold: number) => ({
 })
 
 /**
+ * The reference's order of loss clipping (`lossClipOrder` reference): this batch's row losses at the current
+ * weights enter the quantile's EMA first, then the batch is masked by the threshold they moved.
+ */
+const observeFirst = async (
+  rowLoss: EngineSession,
+  clip: LossClip,
+  feeds: Record<string, HostTensor>,
+  params: ParamValues,
+  net: VelocityNetConfig
+) => {
+  const inputs = Object.fromEntries(
+    velocityNet(net).specs.map((sp) => [`p.${sp.name}`, { data: params[sp.name], dims: sp.shape }])
+  )
+  clip.observe((await rowLoss.run({ ...feeds, ...inputs })).row_loss.data as Float32Array)
+  feeds.threshold = { data: Float32Array.of(Math.min(clip.threshold, 3.4e38)), dims: [] }
+}
+
+/**
  * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss
  * clipping. Returns the new train state, the clip threshold to keep, and the metrics.
  */
@@ -253,15 +273,12 @@ export const adjointMatchingUpdate = async (opts: {
   }
   const trainer = await amTrainer(request, opts.init, opts.donate)
   const clip = new LossClip(0.9, 0.9, opts.clip)
-  const specs = velocityNet(request.net).specs
   const rowLoss = request.lossClip && request.lossClipOrder === "reference"
     ? await rowLossSession(request.net, { residual: request.residual }, request.threads)
     : undefined
+  // Each step's base outputs once, however many minibatches read them.
   const outputs = new Map<number, Promise<Float32Array>>()
-  const baseOutput = (k: number) => {
-    if (!outputs.has(k)) outputs.set(k, opts.baseOutput(k))
-    return outputs.get(k)!
-  }
+  const baseOutput = (k: number) => outputs.get(k) ?? outputs.set(k, opts.baseOutput(k)).get(k)!
   const stats = newStats()
   for (let epoch = 0; epoch < request.innerEpochs; epoch++) {
     const order = permutation(opts.stream.child("epoch", epoch), r.chains)
@@ -279,14 +296,7 @@ export const adjointMatchingUpdate = async (opts: {
         muBase: await baseMeans(r, rows, batch.baseOutput),
         threshold: request.lossClip ? clip.threshold : Infinity
       })
-      if (rowLoss !== undefined) {
-        // The reference's order: this batch's quantile enters the EMA, then the batch is masked by it.
-        const params = Object.fromEntries(
-          specs.map((sp) => [`p.${sp.name}`, { data: trainer.state.params[sp.name], dims: sp.shape }])
-        )
-        clip.observe((await rowLoss.run({ ...feeds, ...params })).row_loss.data as Float32Array)
-        feeds.threshold = { data: Float32Array.of(Math.min(clip.threshold, 3.4e38)), dims: [] }
-      }
+      if (rowLoss !== undefined) await observeFirst(rowLoss, clip, feeds, trainer.state.params, request.net)
       if (batch.dropped) stats.dropped++
       const out = await trainer.step(feeds, warmupLr(request.lr, trainer.state.step, request.warmupSteps))
       const loss = out.extra.row_loss.data as Float32Array
