@@ -72,6 +72,29 @@ const liveNodes = (graph: Graph): Set<number> => {
   return live
 }
 
+/** An input given its values at export: an initializer of its (fixed) shape, checked against the values. */
+const bakedInput = (graph: Graph, input: Graph["inputs"][number], data: ConstantData) => {
+  const shape = input.tensor.shape
+  if (!shape.every((d) => typeof d === "number")) {
+    throw new GraphError({
+      graph: graph.name,
+      message: `${graph.name}: cannot bake input ${input.name} of symbolic shape [${shape}]`
+    })
+  }
+  if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) {
+    throw new GraphError({
+      graph: graph.name,
+      message: `${graph.name}: weights for ${input.name} have ${data.length} values, expected shape [${shape}]`
+    })
+  }
+  return onnx.TensorProto.create({
+    name: input.name,
+    dims: shape as Array<number>,
+    dataType: DTYPES[input.tensor.dtype],
+    rawData: bytesOf(data)
+  })
+}
+
 export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
   const names = new Map<number, string>()
   const live = liveNodes(graph)
@@ -115,28 +138,7 @@ export const toOnnx = (graph: Graph, options: EmitOptions = {}): Uint8Array => {
         rawData: bytesOf(c.data)
       })
     ),
-    ...graph.inputs.filter((i) => i.name in baked).map((i) => {
-      const shape = i.tensor.shape
-      if (!shape.every((d) => typeof d === "number")) {
-        throw new GraphError({
-          graph: graph.name,
-          message: `${graph.name}: cannot bake input ${i.name} of symbolic shape [${shape}]`
-        })
-      }
-      const data = baked[i.name]
-      if (data.length !== (shape as Array<number>).reduce((a, b) => a * b, 1)) {
-        throw new GraphError({
-          graph: graph.name,
-          message: `${graph.name}: weights for ${i.name} have ${data.length} values, expected shape [${shape}]`
-        })
-      }
-      return onnx.TensorProto.create({
-        name: i.name,
-        dims: shape as Array<number>,
-        dataType: DTYPES[i.tensor.dtype],
-        rawData: bytesOf(data)
-      })
-    })
+    ...graph.inputs.filter((i) => i.name in baked).map((i) => bakedInput(graph, i, baked[i.name]))
   ]
   const model = onnx.ModelProto.create({
     irVersion: 8,
