@@ -40,12 +40,8 @@ export interface RlDefaults<K extends NoiseKey = NoiseKey> {
   readonly iterations?: number
 }
 
-/**
- * Settings every RL pipeline has. By default an iteration samples 32 prompts × the group size and
- * takes two optimizer steps on it (flow_grpo's configs set grad_accum = num_batches_per_epoch / 2 "so
- * that gradients are updated twice per epoch"); batches this size keep matrix products efficient.
- */
-export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
+/** What the rollouts sample: the data set and its base, the sampler and its grid, prompts, task and reward. */
+const samplingSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
   iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
@@ -75,7 +71,11 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   reward: Setting.string(
     "default",
     "reward spec name[:weight],… (default: classifier for MNIST, target for tilt, outer-ring for toys)"
-  ),
+  )
+})
+
+/** How the update trains: AdamW, minibatches, the policy-gradient loss, guidance, the EMA. */
+const updateSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   lr: Setting.number(d.lr, "AdamW learning rate", { min: 0 }),
   weightDecay: Setting.number(
     1e-4,
@@ -109,7 +109,11 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
     min: 0,
     max: 1
   }),
-  emaInterval: Setting.int(8, "optimizer steps between EMA updates (flow_grpo 8)", { min: 1 }),
+  emaInterval: Setting.int(8, "optimizer steps between EMA updates (flow_grpo 8)", { min: 1 })
+})
+
+/** How a run is evaluated, watched, stopped and kept. */
+const runSettings = {
   evalEvery: Setting.int(5, "evaluate every N iterations (and at the last)", { min: 1 }),
   evalSteps: Setting.intList(
     [1, 2, 4, 8, 16],
@@ -140,6 +144,17 @@ export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
       "AdamW moments in the newest checkpoint; replay regenerates the rest); minimal (metrics, evaluation, " +
       "report, best and last weights)"
   )
+}
+
+/**
+ * Settings every RL pipeline has. By default an iteration samples 32 prompts × the group size and
+ * takes two optimizer steps on it (flow_grpo's configs set grad_accum = num_batches_per_epoch / 2 "so
+ * that gradients are updated twice per epoch"); batches this size keep matrix products efficient.
+ */
+export const rlSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
+  ...samplingSettings(d),
+  ...updateSettings(d),
+  ...runSettings
 })
 
 /** The group normalizer's std: the group's, or the whole batch's (flow_grpo's SD3 configs: global_std true). */
