@@ -14,8 +14,9 @@
 import { Graph } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import { paramInputs } from "../engine/params.ts"
+import { cachedSession } from "../engine/session-cache.ts"
 import { EngineSession } from "../engine/session.ts"
-import { cachedSession, type LossBuilder } from "../engine/train.ts"
+import type { LossBuilder } from "../engine/train-step.ts"
 import type { RandomStream } from "../random/streams.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 

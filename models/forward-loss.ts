@@ -16,7 +16,7 @@
  */
 import { type Graph, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
-import type { LossBuilder } from "../engine/train.ts"
+import type { LossBuilder } from "../engine/train-step.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 export const FORWARD_KINDS = ["nft", "awm"] as const

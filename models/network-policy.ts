@@ -9,8 +9,8 @@ import type { Parameterization, Process } from "../diffusion/process.ts"
 import { Graph } from "../engine/graph.ts"
 import { LanedSession } from "../engine/lanes.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
+import { cachedSession } from "../engine/session-cache.ts"
 import { EngineSession, ownedSession } from "../engine/session.ts"
-import { cachedSession } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */

@@ -17,7 +17,7 @@
 import type { LogProbConvention } from "../diffusion/samplers.ts"
 import { type Graph, GraphError, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
-import type { LossBuilder } from "../engine/train.ts"
+import type { LossBuilder } from "../engine/train-step.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
 export interface PolicyLossConfig {

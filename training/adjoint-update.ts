@@ -9,7 +9,8 @@ import type { Process } from "../diffusion/process.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
 import type { ParamValues } from "../engine/params.ts"
 import type { EngineSession, HostTensor } from "../engine/session.ts"
-import { DEFAULT_ADAM, Trainer, type TrainState } from "../engine/train.ts"
+import { DEFAULT_ADAM } from "../engine/train-step.ts"
+import { Trainer, type TrainState } from "../engine/train.ts"
 import {
   adjointMatchingLoss,
   LossClip,

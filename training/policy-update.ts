@@ -4,7 +4,8 @@
  * No Effect here: nodes/rl/update.ts is the stage that calls it.
  */
 import type { ParamValues } from "../engine/params.ts"
-import { DEFAULT_ADAM, emaDecay, Trainer, type TrainState } from "../engine/train.ts"
+import { DEFAULT_ADAM } from "../engine/train-step.ts"
+import { emaDecay, Trainer, type TrainState } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import type { RandomStream } from "../random/streams.ts"
 import {

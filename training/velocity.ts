@@ -9,7 +9,8 @@
 import type { Process } from "../diffusion/process.ts"
 import * as op from "../engine/ops.ts"
 import { initParams, type ParamValues } from "../engine/params.ts"
-import { DEFAULT_ADAM, emaDecay, Trainer } from "../engine/train.ts"
+import { DEFAULT_ADAM } from "../engine/train-step.ts"
+import { emaDecay, Trainer } from "../engine/train.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import type { RandomStream } from "../random/streams.ts"
 

@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import { GraphError } from "../../engine/graph.ts"
 import { SessionError } from "../../engine/session.ts"
-import { TrainError } from "../../engine/train.ts"
+import { TrainError } from "../../engine/train-step.ts"
 import { Node, Port } from "../../kernel/node.ts"
 import { Rng } from "../../kernel/services.ts"
 import type { ForwardKind } from "../../models/forward-loss.ts"
