@@ -17,7 +17,7 @@
  * const result = yield* runPipeline(myPipeline, { set: { iterations: "5" }, out: "runs/mine" })
  * ```
  */
-import { Cause, Console, Effect, Exit, Semaphore } from "effect"
+import { Console, Effect, Semaphore } from "effect"
 import * as path from "node:path"
 import type { MetricRow } from "../schemas/manifest.ts"
 import { messageOf } from "../schemas/message.ts"
@@ -31,11 +31,11 @@ import { type Journal, nextState, readInfo, readTimings, type RunContext, runIte
 import type { AnyPipeline, PipelineError, PipelineRequirements } from "./pipeline.ts"
 import { makeProgress } from "./progress.ts"
 import { planReplay } from "./replay-plan.ts"
-import { cleanUncommitted, manifestText, now, readManifest, readMetrics } from "./run-folder.ts"
-import { latestVersions, loadState, openFolder, prepareRun, type RunOptions } from "./run-setup.ts"
+import { manifestText, now, readMetrics } from "./run-folder.ts"
+import { noteStop, recordFailure, recordInterrupt, warnVersionChanges } from "./run-records.ts"
+import { loadState, openFolder, prepareRun, type RunOptions } from "./run-setup.ts"
 import { RunStore } from "./services.ts"
-import { formatVersionChanges, type VersionChange, versionChanges } from "./versions.ts"
-import { stopReason, type StopRule, unseenRules } from "./watch.ts"
+import { stopReason } from "./watch.ts"
 
 export { prepareRun, type RunOptions }
 
@@ -53,51 +53,6 @@ export interface RunResult<P extends AnyPipeline> {
 /** The failures of running a pipeline: the kernel's and its nodes'. */
 export type RunError<P extends AnyPipeline> = UsageError | NodeFailure | NonFiniteError | StoreError | PipelineError<P>
 
-/**
- * After an interrupt (SIGINT, SIGTERM): the commit in flight lands, what the interrupted iteration
- * wrote goes, and the manifest says `interrupted`; resume continues after the last committed iteration.
- */
-const recordInterrupt = (ctx: RunContext, journal: Journal, committer: Committer, written: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    yield* Effect.exit(committer.await)
-    committer.remove(written)
-    cleanUncommitted(ctx.dir, committer.committed(), path.join(ctx.dir, "metrics.jsonl"))
-    journal.manifest = {
-      ...journal.manifest,
-      iterations_complete: committer.committed(),
-      status: "interrupted",
-      updated_at: now()
-    }
-    writeFileAtomic(path.join(ctx.dir, "manifest.json"), manifestText(journal.manifest))
-    ctx.progress.finish()
-  }).pipe(Effect.ignore)
-
-/** After a failed iteration: the commit in flight lands (or fails) first, then the failure is recorded. */
-const recordFailure = (
-  ctx: RunContext,
-  journal: Journal,
-  committer: Committer,
-  written: ReadonlyArray<string>,
-  cause: Cause.Cause<unknown>
-) =>
-  Effect.gen(function*() {
-    const landed = yield* Effect.exit(committer.await)
-    committer.remove(written)
-    cleanUncommitted(ctx.dir, committer.committed(), path.join(ctx.dir, "metrics.jsonl"))
-    const failure = Exit.isFailure(landed) ? landed.cause : cause
-    const error = Cause.squash(failure)
-    journal.manifest = {
-      ...journal.manifest,
-      iterations_complete: committer.committed(),
-      status: "failed",
-      updated_at: now(),
-      error: describe(error)
-    }
-    writeFileAtomic(path.join(ctx.dir, "manifest.json"), manifestText(journal.manifest))
-    ctx.progress.finish()
-    return yield* Effect.failCause(failure)
-  })
-
 /** The stored run's state entering each iteration, decoded once per iteration (for regeneration in a replay). */
 const sourceStates = <P extends AnyPipeline>(
   pipeline: P,
@@ -113,41 +68,6 @@ const sourceStates = <P extends AnyPipeline>(
     )
   }
 }
-
-/**
- * One line on stderr when a resume (`changed`) or a replay (against its source) runs under other versions
- * than the stored iterations were computed with: the run goes on, but no longer promises a one-go run's bits.
- */
-const warnVersionChanges = (dir: string, changed: ReadonlyArray<VersionChange>, source: string | undefined) => {
-  if (changed.length > 0) {
-    return Console.error(
-      `etaflow: warning: resuming ${dir} under ${formatVersionChanges(changed)} (recorded in its manifest); ` +
-        "its next iterations may differ in the last bits from a run made in one go"
-    )
-  }
-  if (source === undefined) return Effect.void
-  const drift = versionChanges(latestVersions(readManifest(source)))
-  return drift.length === 0 ? Effect.void : Console.error(
-    `etaflow: warning: replaying ${source} under ${formatVersionChanges(drift)}; ` +
-      "recomputed entries may differ in the last bits from the stored run"
-  )
-}
-
-/** The line a run ends with when its rules stopped it early, or when one of them named a metric never logged. */
-const noteStop = (
-  rules: ReadonlyArray<StopRule>,
-  journal: Journal,
-  stopped: { readonly iteration: number; readonly reason: string } | undefined
-) =>
-  Effect.gen(function*() {
-    if (stopped !== undefined && journal.manifest.stopped === undefined) {
-      yield* Console.error(`etaflow: stopped after iteration ${stopped.iteration}: ${stopped.reason}`)
-    }
-    const unseen = unseenRules(rules, journal.allMetrics)
-    if (unseen.length > 0) {
-      yield* Console.error(`etaflow: warning: stopWhen names metrics this run never logged: ${unseen.join(", ")}`)
-    }
-  })
 
 /**
  * The run folder opened (locked, manifest marked running, the commit worker started; both undone by the
