@@ -119,7 +119,8 @@ describe("pipeline definitions", () => {
         run: () =>
           Effect.gen(function*() {
             if (!exclusive) {
-              yield* Effect.sleep("5 millis")
+              // Waits (bounded) for an exclusive node to be running: under load the first may start late.
+              for (let i = 0; i < 1000 && active === 0; i++) yield* Effect.sleep("1 millis")
               overlappedPlain = active > 0
               return 0
             }
