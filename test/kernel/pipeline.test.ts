@@ -4,7 +4,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { Node, Port } from "../../kernel/node.ts"
-import { Pipeline, validate } from "../../kernel/pipeline.ts"
+import { validate } from "../../kernel/pipeline-graph.ts"
+import { Pipeline } from "../../kernel/pipeline.ts"
 import { runPipeline } from "../../kernel/run.ts"
 
 const num = Node.make({ name: "num", doc: "a number", inputs: {}, run: () => Effect.succeed(1) })
