@@ -13,7 +13,8 @@ import { initParams } from "../../engine/params.ts"
 import { gaussianData } from "../../models/analytic.ts"
 import { velocityNet } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
-import { adjointMatchingUpdate, type AmUpdateRequest } from "../../training/adjoint-update.ts"
+import type { AmUpdateRequest } from "../../training/adjoint-rows.ts"
+import { adjointMatchingUpdate } from "../../training/adjoint-update.ts"
 
 const net = { dim: 1, hidden: 8, blocks: 1, timeFeatures: 4, classes: 2 }
 const chains = 16
