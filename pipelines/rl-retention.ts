@@ -14,7 +14,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Retention } from "../kernel/pipeline.ts"
 import { iterFile, manifestText, readManifest, readMetrics } from "../kernel/run-folder.ts"
-import { bestMetricOf, type RlConfig } from "../nodes/rl/config.ts"
+import type { RlConfig } from "../nodes/rl/config.ts"
+import { usesProxy } from "../nodes/setup/reward-classifier.ts"
 import type { Keep } from "../schemas/retention.ts"
 import { writeFileAtomic } from "../store/atomic.ts"
 import { INDEX_DIR, PRUNED_FILE, prunedList, relName } from "../store/integrity.ts"
@@ -26,6 +27,19 @@ export const rlRetention = (keep: Keep): Retention => ({
     keep === "all" || dir !== "trajectories" || (keep === "default" && iteration === last),
   keepInOlderCheckpoint: (file) => keep === "all" || !isMoment(file)
 })
+
+/** The metric that picks a run's best checkpoint, and whether larger is better (`best` setting). */
+export const bestMetricOf = (
+  c: Pick<RlConfig, "best" | "reward" | "steps" | "task">
+): { readonly metric: string; readonly larger: boolean } => {
+  if (c.best !== "default") {
+    return c.best.startsWith("min:") ? { metric: c.best.slice(4), larger: false } : { metric: c.best, larger: true }
+  }
+  // Against a proxy reward the gold is what the run is for (§13.4): on tilt the distance to the optimum (the real
+  // digits of T; the judge's score saturates once every sample is a confident T), else the judge's score.
+  if (usesProxy(c) && c.task === "tilt") return { metric: `eval.fd_target.s${c.steps}`, larger: false }
+  return { metric: usesProxy(c) ? `eval.gold.s${c.steps}` : `eval.improvement.s${c.steps}`, larger: true }
+}
 
 /**
  * The evaluated iteration with the best value of the run's `best` metric (the largest, or the smallest for

@@ -14,7 +14,6 @@ import { KEEP } from "../../schemas/retention.ts"
 import { type ConfigOf, Setting } from "../../schemas/settings.ts"
 import { KL_FORMS } from "../../training/update-request.ts"
 import { DATASETS } from "../setup/dataset.ts"
-import { usesProxy } from "../setup/reward-classifier.ts"
 
 /** An algorithm's defaults for the shared settings. */
 /** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
@@ -245,19 +244,6 @@ export const ratioNormOf = (
  * normalised (Precise's repository scores its `cps` mode with the Gaussian log-prob its normalisation needs).
  */
 export const cpsLogProbOf = (rationorm: boolean): LogProbConvention => rationorm ? "gaussian" : "unnormalized"
-
-/** The metric that picks a run's best checkpoint, and whether larger is better (`best` setting). */
-export const bestMetricOf = (
-  c: Pick<RlConfig, "best" | "reward" | "steps" | "task">
-): { readonly metric: string; readonly larger: boolean } => {
-  if (c.best !== "default") {
-    return c.best.startsWith("min:") ? { metric: c.best.slice(4), larger: false } : { metric: c.best, larger: true }
-  }
-  // Against a proxy reward the gold is what the run is for (§13.4): on tilt the distance to the optimum (the real
-  // digits of T; the judge's score saturates once every sample is a confident T), else the judge's score.
-  if (usesProxy(c) && c.task === "tilt") return { metric: `eval.fd_target.s${c.steps}`, larger: false }
-  return { metric: usesProxy(c) ? `eval.gold.s${c.steps}` : `eval.improvement.s${c.steps}`, larger: true }
-}
 
 /** The training sampler's noise level, under whichever key the pipeline uses. */
 export const noiseOf = (c: Pick<RlConfig, "eta" | "noiseLevel">): number => c.eta ?? c.noiseLevel ?? 0
