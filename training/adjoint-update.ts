@@ -134,11 +134,8 @@ const observeFirst = async (
   feeds.threshold = { data: Float32Array.of(Math.min(clip.threshold, 3.4e38)), dims: [] }
 }
 
-/**
- * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss
- * clipping. Returns the new train state, the clip threshold to keep, and the metrics.
- */
-export const adjointMatchingUpdate = async (opts: {
+/** What one iteration's update works on: the rollout and its adjoints, the base's outputs, the state to start from. */
+export interface AmUpdateOptions {
   readonly rollout: Rollout
   readonly adjoints: Adjoints
   readonly process: Process
@@ -156,7 +153,15 @@ export const adjointMatchingUpdate = async (opts: {
   readonly donate?: boolean
   readonly clip?: LossClipState
   readonly stream: RandomStream
-}): Promise<{ state: TrainState; clip: LossClipState; metrics: Record<string, number> }> => {
+}
+
+/**
+ * The update of one iteration: rows, base means, minibatches of trajectories, AdamW steps with loss
+ * clipping. Returns the new train state, the clip threshold to keep, and the metrics.
+ */
+export const adjointMatchingUpdate = async (
+  opts: AmUpdateOptions
+): Promise<{ state: TrainState; clip: LossClipState; metrics: Record<string, number> }> => {
   const { rollout: r, request } = opts
   const perTrajectory = rowsOf(r, opts.adjoints.from, request.deterministic, opts.stream.child("rows"))
   if (perTrajectory.every((rows) => rows.length === 0)) {
