@@ -5,14 +5,13 @@
  * log-likelihood ratio and each PPO-clip branch; the velocity-space KL.
  */
 import { describe, expect, it } from "vitest"
-import { rectifiedFlow } from "../../diffusion/process.ts"
 import { Graph } from "../../engine/graph.ts"
 import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
 import { EngineSession, type HostTensor } from "../../engine/session.ts"
 import { forwardLoss, type ForwardLossConfig } from "../../models/forward-loss.ts"
-import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import { openStream } from "../../random/streams.ts"
+import { forwardAt } from "../support/network.ts"
 
 const net: VelocityNetConfig = { dim: 4, hidden: 8, blocks: 1, timeFeatures: 4, classes: 0 }
 const specs = velocityNet(net).specs
@@ -29,20 +28,8 @@ const xt = x0.map((v, i) => Math.fround((1 - t) * v + t * eps[i]))
 const advs = [7, 2.5, 0.4, 0, -1.5, -6]
 const advClip = 5
 
-const forward = async (params: ParamValues) => {
-  const policy = await networkPolicy({
-    net,
-    params,
-    process: rectifiedFlow,
-    parameterization: "velocity",
-    shape: [d],
-    cfg: 1,
-    threads: 1
-  })
-  const f = await policy.predict(xt, M, t)
-  await policy.release()
-  return f
-}
+/** f(x, t) of a parameter set, from the inference session. */
+const forward = (params: ParamValues) => forwardAt(net, params, xt, M, t)
 
 const asInputs = (prefix: string, p: ParamValues) =>
   Object.fromEntries(specs.map((sp) => [`${prefix}.${sp.name}`, { data: p[sp.name], dims: sp.shape }]))

@@ -5,15 +5,14 @@
  * Precise's per-step normalisation, SDPO's clamp — is what is checked.
  */
 import { describe, expect, it } from "vitest"
-import { rectifiedFlow } from "../../diffusion/process.ts"
 import { Graph } from "../../engine/graph.ts"
 import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
 import { EngineSession, type HostTensor } from "../../engine/session.ts"
 import type { LossBuilder } from "../../engine/train-step.ts"
-import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import { type PolicyLossConfig, ppoLoss, sdpoLoss } from "../../models/policy-loss.ts"
 import { openStream } from "../../random/streams.ts"
+import { forwardAt } from "../support/network.ts"
 
 const net: VelocityNetConfig = { dim: 4, hidden: 8, blocks: 1, timeFeatures: 4, classes: 0 }
 const specs = velocityNet(net).specs
@@ -28,20 +27,7 @@ const t = 0.6
 const [a, b, s] = [0.9, -0.3, 0.25]
 
 /** f(x, t) of a parameter set, from the inference session. */
-const forward = async (params: ParamValues) => {
-  const policy = await networkPolicy({
-    net,
-    params,
-    process: rectifiedFlow,
-    parameterization: "velocity",
-    shape: [d],
-    cfg: 1,
-    threads: 1
-  })
-  const f = await policy.predict(x, M, t)
-  await policy.release()
-  return f
-}
+const forward = (params: ParamValues) => forwardAt(net, params, x, M, t)
 
 /** μ, lp (Gaussian, mean over elements) and the squared residual of row i, in float64. */
 const byHand = (f: Float32Array, i: number, bRow = b, sRow = s) => {

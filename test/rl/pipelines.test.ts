@@ -7,6 +7,7 @@ import { Graph } from "../../engine/graph.ts"
 import { toOnnx } from "../../engine/onnx.ts"
 import * as op from "../../engine/ops.ts"
 import { readSafetensors } from "../../engine/safetensors.ts"
+import type { RunnablePipeline } from "../../kernel/pipeline.ts"
 import { runPipeline } from "../../kernel/run.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { mixgrpo, mixWindow } from "../../pipelines/mixgrpo.ts"
@@ -191,34 +192,27 @@ describe("precise on the double ring", () => {
     return rows.reduce((a, i) => a + stored.values[i] + Math.log(std[i]) + 0.5 * Math.log(2 * Math.PI), 0) / rows.length
   }
 
-  it("trains CPS as the Precise repository's cps mode does: the Gaussian log-prob, stored and reproduced", async () => {
-    const { precisePipeline } = await import("../../pipelines/precise.ts")
+  /** One iteration of a pipeline with CPS on the toy: its log-probs must be Gaussian, stored and reproduced. */
+  const cpsRun = async (pipeline: RunnablePipeline, set: Record<string, string>) => {
     const dir = tmp()
     await Effect.runPromise(
-      runPipeline(precisePipeline, {
-        out: dir,
-        progress: "none",
-        set: { ...toy, iterations: "1", sampler: "cps", noiseLevel: "0.7" }
-      })
+      runPipeline(pipeline, { out: dir, progress: "none", set: { ...toy, iterations: "1", ...set } })
     )
     expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
     expect(Math.abs(gaussianLevel(dir) + 0.5)).toBeLessThan(0.1)
+    return dir
+  }
+
+  it("trains CPS as the Precise repository's cps mode does: the Gaussian log-prob, stored and reproduced", async () => {
+    const { precisePipeline } = await import("../../pipelines/precise.ts")
+    await cpsRun(precisePipeline, { sampler: "cps", noiseLevel: "0.7" })
   })
 
   it(
     "runs GRPO-Guard as a flow-grpo setting: the normalised loss on Gaussian CPS log-probs, the ratio per step logged",
     async () => {
-      const dir = tmp()
-      await Effect.runPromise(
-        runPipeline(flowGrpo, {
-          out: dir,
-          progress: "none",
-          set: { ...toy, iterations: "1", sampler: "cps", guard: "true" }
-        })
-      )
-      // Without the guard, flow-grpo's CPS stores FlowCPS's unnormalised log-prob and the loss would not reproduce it.
-      expect(metric(dir, "logprob_deviation")[0].value).toBeLessThan(1e-5)
-      expect(Math.abs(gaussianLevel(dir) + 0.5)).toBeLessThan(0.1)
+      // Without the guard, flow-grpo's CPS stores FlowCPS's unnormalised log-prob: the level check would fail.
+      const dir = await cpsRun(flowGrpo, { sampler: "cps", guard: "true" })
       // The diagnostic: one mean ratio per trained step (5 of 6), whose row-weighted mean is the update's.
       const perStep = [0, 1, 2, 3, 4].map((k) => metric(dir, `ratio_mean.step${k}`)[0].value)
       expect(metric(dir, "ratio_mean.step5")).toEqual([])
