@@ -33,7 +33,10 @@ const fail = (message: string): never => {
 /** Writes the export and returns its files. */
 export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<string> => {
   const manifest = readManifest(run)
-  const config = manifest.config as Partial<RlConfig> & { readonly sampler?: string }
+  const config = manifest.config as Partial<RlConfig> & {
+    readonly sampler?: string
+    readonly process?: "rf" | "vp"
+  }
   if (config.sampler === undefined || config.dataset === undefined) {
     fail(`${run} is a ${manifest.pipeline} run, not an RL run`)
   }
@@ -56,7 +59,8 @@ export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<st
   const params = options.ema
     ? state.ema ?? fail(`${dir} has no EMA of the weights (the run had ema = 0)`)
     : state.params
-  const process = VP_PIPELINES.has(manifest.pipeline) ? "vp" : "rf"
+  // The forward-process pipelines name their base in the `process` setting; the others by what they are.
+  const process = config.process ?? (VP_PIPELINES.has(manifest.pipeline) ? "vp" : "rf")
   return writeExport(options.out, params, {
     format: "etaflow.policy/1",
     net: rlBaseNet(config.dataset!),

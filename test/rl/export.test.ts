@@ -130,3 +130,25 @@ describe("export", () => {
     )
   })
 })
+
+describe("export of a forward-process run on the VP base", () => {
+  it("exports the base its `process` setting named: its samples are the evaluation's, bit for bit", async () => {
+    const { diffusionNft } = await import("../../pipelines/diffusion-nft.ts")
+    const vpRun = tempRun("export-vp")
+    const set = { ...toyRl, process: "vp", iterations: "2", evalEvery: "1", evalSamplesPerPrompt: String(perPrompt) }
+    await Effect.runPromise(runPipeline(diffusionNft, { out: vpRun, progress: "none", seed: 4, set }))
+    const out = path.join(tempDir("exported-vp"), "policy")
+    exportRun(vpRun, { iteration: "last", ema: false, out })
+    const meta = JSON.parse(fs.readFileSync(path.join(out, "meta.json"), "utf8"))
+    expect([meta.process, meta.parameterization]).toEqual(["vp", "epsilon"])
+    const file = path.join(tempDir("eval-noise-vp"), "samples.parquet")
+    const options = { prompts: [], n: perPrompt, sampler: "ode", steps: 6, noise: 0, seed: 0, threads: 2 } as const
+    await sample(vpRun, { ...options, format: "parquet", out: file, evalNoise: true })
+    const mine = SampleTable.read(fromParquet(new Uint8Array(fs.readFileSync(file)), file), file).columns.x
+    const stored = path.join(vpRun, "eval-samples/iter-000001.parquet")
+    const theirs = EvalSampleTable.read(fromParquet(new Uint8Array(fs.readFileSync(stored)), stored), stored).columns
+    expect(Buffer.from((mine as Float32Array).buffer).equals(Buffer.from((theirs.x_ode as Float32Array).buffer))).toBe(
+      true
+    )
+  }, 600_000)
+})
