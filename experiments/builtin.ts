@@ -202,7 +202,8 @@ const proxy = { ...tilt, reward: "proxy" } as const
 export const overoptimisation = Experiment.define({
   name: "overoptimisation",
   doc: "flow-grpo (β 0, 0.04, GRPO-Guard), diffusion-nft, awm and adjoint matching against a weak proxy on tilt (7s)",
-  budget: "18 runs × 120 iterations + 12 evaluations, ~40 min",
+  budget:
+    "18 runs × 120 iterations + 12 evaluations, ~28 min with the models cached (39 min with seeds 1–2 pretraining)",
   seeds: 3,
   iterations: 120,
   evaluate: { steps: [10], every: 10 },
