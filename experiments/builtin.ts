@@ -259,7 +259,8 @@ export const overoptimisation = Experiment.define({
 export const forwardProcess = Experiment.define({
   name: "forward-process",
   doc: "diffusion-nft and awm on the RF and the VP base against the proxy on tilt (7s), ODE rollouts",
-  budget: "12 runs × 30 iterations + 4 evaluations, ~10 min (a first VP run per seed pretrains its base, ~5 min)",
+  budget:
+    "12 runs × 30 iterations + 3 evaluations, ~8 min with the models cached (a first VP run per seed pretrains ~5 min)",
   seeds: 3,
   iterations: 30,
   evaluate: { steps: [10], every: 10 },
