@@ -25,7 +25,7 @@ import { policyUpdate, type UpdateResult } from "../nodes/rl/update.ts"
 import { rlBaseModel } from "../nodes/setup/base-model.ts"
 import { trainingData } from "../nodes/setup/dataset.ts"
 import { prompts } from "../nodes/setup/prompts.ts"
-import { defaultClassifier, defaultJudge } from "../nodes/setup/reward-classifier.ts"
+import { defaultClassifier, defaultJudge, PROXY_REQUEST, usesProxy } from "../nodes/setup/reward-classifier.ts"
 import { writeReport } from "../report/report.ts"
 import { messageOf } from "../schemas/message.ts"
 import { pruneRun, rlRetention } from "./rl-retention.ts"
@@ -121,6 +121,13 @@ const watchProblems = (c: Pick<SharedConfig, "stopWhen" | "best">): Array<string
   return problems
 }
 
+const proxyDescription = {
+  hidden: PROXY_REQUEST.hidden,
+  layers: PROXY_REQUEST.layers,
+  train_digits: PROXY_REQUEST.trainDigits,
+  epochs: PROXY_REQUEST.epochs
+}
+
 /** The closing line of an RL run: the last evaluation at the training step count, and the report. */
 export const summaryOf = (dir: string, steps: number): string => {
   const rows = readMetrics(path.join(dir, "metrics.jsonl"))
@@ -172,6 +179,8 @@ export const rlPipeline = <C extends SharedConfig>(def: {
     algorithm: def.algorithm,
     sampler: c.sampler,
     time_convention: TIME_CONVENTION[def.variant.process](c),
+    // The proxy's make-up beside the run (its held-out accuracy is the `test_accuracy` metric, §13.4).
+    ...(usesProxy(c) ? { proxy: proxyDescription } : {}),
     ...def.info?.(c)
   }),
   aliases: { score: "rewards", normalize: "advantages", evaluate: "evaluation", promptBatch: "prompts" } as const,
