@@ -41,6 +41,13 @@ export const forwardPipeline = (def: { readonly name: string; readonly kind: For
     info: (c) => ({ process: c.process, update: def.kind })
   }),
   aliases: {},
-  // The sampler must suit the base the `process` setting picks.
-  check: (c: ForwardPipelineConfig) => checkRlConfig({ process: c.process })(c)
+  // The sampler must suit the base the `process` setting picks; the update trains CFG-free (both references).
+  check: (c: ForwardPipelineConfig) => [
+    ...checkRlConfig({ process: c.process })(c),
+    ...(c.cfg === 1
+      ? []
+      : [
+        `setting "cfg": ${def.name} trains CFG-free, as its reference does; the rollout's guidance would not be trained`
+      ])
+  ]
 })

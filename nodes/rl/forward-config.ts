@@ -11,6 +11,7 @@ export const PROCESSES = ["rf", "vp"] as const
 
 export const forwardSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
   const {
+    clipRange: _clipRange,
     klForm: _klForm,
     shuffleTimesteps: _shuffleTimesteps,
     rescoreOldLogProb: _rescoreOldLogProb,
@@ -30,6 +31,11 @@ export const forwardSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
   }
 }
 
+/** AWM's PPO clip of the matching likelihood ratio (DiffusionNFT has no ratio). */
+export const awmSettings = {
+  clipRange: Setting.number(1e-3, "PPO clip range ε of the matching likelihood ratio", { min: 0 })
+}
+
 /** DiffusionNFT's own setting. */
 export const nftSettings = {
   nftBeta: Setting.number(
@@ -43,4 +49,5 @@ export const nftSettings = {
 export type ForwardPipelineConfig =
   & ConfigOf<ReturnType<typeof forwardSettings<"noiseLevel">>>
   & Partial<ConfigOf<typeof nftSettings>>
+  & Partial<ConfigOf<typeof awmSettings>>
   & { readonly eta?: number; readonly guard?: boolean }

@@ -24,9 +24,9 @@ const ADV_CLIP = 5
 export type ForwardConfig =
   & Pick<
     RlConfig,
-    "lr" | "weightDecay" | "innerEpochs" | "batchSize" | "threads" | "beta" | "clipRange" | "timestepFraction"
+    "lr" | "weightDecay" | "innerEpochs" | "batchSize" | "threads" | "beta" | "timestepFraction"
   >
-  & { readonly nftBeta?: number | undefined }
+  & { readonly nftBeta?: number | undefined; readonly clipRange?: number | undefined }
 
 export const forwardRequestOf = (kind: ForwardKind, c: ForwardConfig): ForwardRequest => ({
   kind,
@@ -38,7 +38,7 @@ export const forwardRequestOf = (kind: ForwardKind, c: ForwardConfig): ForwardRe
   beta: c.beta,
   nftBeta: c.nftBeta ?? 1,
   advClip: ADV_CLIP,
-  clipRange: c.clipRange,
+  clipRange: c.clipRange ?? 0,
   timestepFraction: c.timestepFraction
 })
 

@@ -3,19 +3,25 @@
  * nothing of how they were drawn: the same samples give the same update bit for bit whether an ODE or an
  * SDE rollout produced them, and different samples a different one.
  */
+import { Effect, Exit } from "effect"
+import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
 import { uniformGrid } from "../../diffusion/grids.ts"
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import { type Rollout, rollout } from "../../diffusion/rollout.ts"
 import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
+import { runPipeline } from "../../kernel/run.ts"
 import type { ForwardKind } from "../../models/forward-loss.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import { forwardBatchOf, forwardRequestOf } from "../../nodes/rl/forward-update.ts"
 import type { Trajectories } from "../../nodes/rl/rollout.ts"
+import { awm } from "../../pipelines/awm.ts"
+import { diffusionNft } from "../../pipelines/diffusion-nft.ts"
 import { openStream } from "../../random/streams.ts"
 import { nftOldDecay, runForwardUpdates } from "../../training/forward-update.ts"
+import { tempRun } from "../support/runs.ts"
 
 const net: VelocityNetConfig = { dim: 2, hidden: 16, blocks: 1, timeFeatures: 8, classes: 0 }
 const params = initParams(velocityNet(net).specs, openStream(["forward-base"]))
@@ -101,5 +107,21 @@ describe("DiffusionNFT's old policy", () => {
     expect(d).toBe(0.002)
     const [b, w, o] = [params["in.w"], u.trained.params["in.w"], u.old!["in.w"]]
     for (let i = 0; i < b.length; i++) expect(o[i]).toBeCloseTo(d * b[i] + (1 - d) * w[i], 6)
+  })
+})
+
+describe("the forward-process pipelines' settings", () => {
+  it("refuse guidance they would not train, and a clip range DiffusionNFT does not have, before any folder", async () => {
+    for (
+      const [pipeline, set, message] of [
+        [awm, { cfg: "2" }, /setting "cfg": awm trains CFG-free/],
+        [diffusionNft, { clipRange: "0.1" }, /clipRange/]
+      ] as const
+    ) {
+      const out = tempRun("forward-refused")
+      const exit = await Effect.runPromiseExit(runPipeline(pipeline, { out, progress: "none", set }))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(message)
+      expect(fs.existsSync(out)).toBe(false)
+    }
   })
 })
