@@ -22,7 +22,7 @@ export const parseStopRules = (text: string): Array<StopRule> =>
     const value = m?.[5] === undefined ? Number.NaN : Number(m[5])
     if (m === null || (m[2] === undefined && !Number.isFinite(value)) || (m[2] !== undefined && Number(m[3]) < 1)) {
       throw new Error(
-        `stopWhen: "${rule}" is not a rule; expected "METRIC falls K", "METRIC rises K" (K ≥ 1), "METRIC < X" or ` +
+        `"${rule}" is not a rule; expected "METRIC falls K", "METRIC rises K" (K ≥ 1), "METRIC < X" or ` +
           `"METRIC > X", ` +
           `separated by ";" (e.g. "eval.gold.s10 falls 3; eval.diversity_target.s10 < 0.5")`
       )

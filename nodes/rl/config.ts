@@ -127,8 +127,8 @@ const runSettings = {
   threads: Setting.int(2, "onnxruntime intra-op threads", { min: 1 }),
   stopWhen: Setting.string(
     "",
-    "end the run early, as complete: rules 'METRIC falls K', 'METRIC < X', 'METRIC > X' separated by ';' " +
-      "(e.g. 'eval.gold.s10 falls 3; eval.diversity_target.s10 < 0.5'; empty: never)"
+    "end the run early, as complete: rules 'METRIC falls K', 'METRIC rises K', 'METRIC < X', 'METRIC > X' " +
+      "separated by ';' (e.g. 'eval.fd_target.s10 rises 2; eval.diversity_target.s10 < 0.5'; empty: never)"
   ),
   best: Setting.string(
     "default",

@@ -20,7 +20,7 @@ describe("stopWhen rules", () => {
   it.each(["eval.gold falls", "eval.gold falls 0", "eval.gold rises x", "eval.gold < x", "eval.gold = 3", "< 3"])(
     "refuse %j naming the rule and the forms they take",
     (text) => {
-      expect(() => parseStopRules(text)).toThrow(/stopWhen: ".*" is not a rule; expected "METRIC falls K"/)
+      expect(() => parseStopRules(text)).toThrow(/^".*" is not a rule; expected "METRIC falls K"/)
     }
   )
 
