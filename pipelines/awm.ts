@@ -5,25 +5,14 @@
  * advantages; any sampler for the rollouts (ODE default).
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { awmSettings, forwardSettings } from "../nodes/rl/forward-config.ts"
+import { awmSettings, forwardDefaults, forwardSettings } from "../nodes/rl/forward-config.ts"
 import { forwardNodes, forwardPipeline } from "./forward-pipeline.ts"
 
 export const awm = Pipeline.define({
   ...forwardPipeline({ name: "awm", kind: "awm" }),
   doc: "AWM: advantage-weighted flow matching with PPO-clip on re-noised samples, any sampler (ODE default)",
   settings: {
-    ...forwardSettings({
-      sampler: "ode",
-      noise: 0,
-      noiseKey: "noiseLevel",
-      steps: 10,
-      clipRange: 1e-3,
-      beta: 0,
-      lr: 3e-5,
-      groupSize: 8,
-      timestepFraction: 0.99,
-      shuffleTimesteps: true
-    }),
+    ...forwardSettings(forwardDefaults(0)),
     ...awmSettings
   },
   nodes: forwardNodes("awm")

@@ -5,25 +5,14 @@
  * re-noised at the grid's times, KL 1e-4 to the base, and the old policy soft-updated after each iteration.
  */
 import { Pipeline } from "../kernel/pipeline.ts"
-import { forwardSettings, nftSettings } from "../nodes/rl/forward-config.ts"
+import { forwardDefaults, forwardSettings, nftSettings } from "../nodes/rl/forward-config.ts"
 import { forwardNodes, forwardPipeline } from "./forward-pipeline.ts"
 
 export const diffusionNft = Pipeline.define({
   ...forwardPipeline({ name: "diffusion-nft", kind: "nft" }),
   doc: "DiffusionNFT: RL on the forward process, implicit positive/negative policies, any sampler (ODE default)",
   settings: {
-    ...forwardSettings({
-      sampler: "ode",
-      noise: 0,
-      noiseKey: "noiseLevel",
-      steps: 10,
-      clipRange: 0,
-      beta: 1e-4,
-      lr: 3e-5,
-      groupSize: 8,
-      timestepFraction: 0.99,
-      shuffleTimesteps: true
-    }),
+    ...forwardSettings(forwardDefaults(1e-4)),
     ...nftSettings
   },
   nodes: forwardNodes("nft")

@@ -9,6 +9,24 @@ import { grpoSettings, type NoiseKey, type RlDefaults, rlSettings } from "./conf
 
 export const PROCESSES = ["rf", "vp"] as const
 
+/**
+ * The forward-process pipelines' defaults: ODE rollouts of 10 steps, groups of 8, AdamW 3e-5, ⌊0.99·N⌋ grid
+ * times per sample drawn afresh (NVlabs' timestep_fraction), and each algorithm's KL coefficient to the base.
+ */
+export const forwardDefaults = (beta: number): RlDefaults<"noiseLevel"> => ({
+  sampler: "ode",
+  noise: 0,
+  noiseKey: "noiseLevel",
+  steps: 10,
+  // A ratio clip only AWM has (`awmSettings`); the shared defaults need a value.
+  clipRange: 0,
+  beta,
+  lr: 3e-5,
+  groupSize: 8,
+  timestepFraction: 0.99,
+  shuffleTimesteps: true
+})
+
 export const forwardSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
   const {
     clipRange: _clipRange,
