@@ -23,6 +23,12 @@ export type ConfigOf<S extends Settings> = { readonly [K in keyof S]: S[K]["defa
 export const defaultsOf = <S extends Settings>(settings: S): ConfigOf<S> =>
   Object.fromEntries(Object.entries(settings).map(([k, s]) => [k, s.default])) as ConfigOf<S>
 
+/** The settings without the named ones (a pipeline family that has no use for them). */
+export const omitSettings = <S extends Settings, K extends keyof S & string>(
+  settings: S,
+  names: ReadonlyArray<K>
+): Omit<S, K> => Object.fromEntries(Object.entries(settings).filter(([k]) => !names.includes(k as K))) as Omit<S, K>
+
 const asNumber = (raw: string): unknown => (raw.trim() !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw)
 
 const bounds = (min?: number, max?: number) =>

@@ -5,24 +5,21 @@
  * deterministic variant, the adjoint and the running-cost weight.
  */
 import { ADJOINT_KINDS, COST_WEIGHTS, TARGET_ADJOINTS } from "../../diffusion/adjoint.ts"
-import { type ConfigOf, Setting } from "../../schemas/settings.ts"
+import { type ConfigOf, omitSettings, Setting } from "../../schemas/settings.ts"
 import { type NoiseKey, type RlDefaults, rlSettings, type SharedConfig } from "../rl/config.ts"
 
 /** The RL settings an adjoint-matching pipeline keeps. */
-const sharedSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
-  const {
-    clipRange: _clipRange,
-    beta: _beta,
-    klForm: _klForm,
-    timestepFraction: _timestepFraction,
-    shuffleTimesteps: _shuffleTimesteps,
-    rescoreOldLogProb: _rescoreOldLogProb,
-    ema: _ema,
-    emaInterval: _emaInterval,
-    ...kept
-  } = rlSettings(d)
-  return kept
-}
+const sharedSettings = <K extends NoiseKey>(d: RlDefaults<K>) =>
+  omitSettings(rlSettings(d), [
+    "clipRange",
+    "beta",
+    "klForm",
+    "timestepFraction",
+    "shuffleTimesteps",
+    "rescoreOldLogProb",
+    "ema",
+    "emaInterval"
+  ])
 
 export const amSettings = <K extends NoiseKey>(
   d: RlDefaults<K> & { readonly lambda: number; readonly adjointSteps: number }

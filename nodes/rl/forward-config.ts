@@ -4,7 +4,7 @@
  * pipeline), the VP grid's spacing, and DiffusionNFT's β.
  */
 import { GRID_SPACINGS } from "../../diffusion/grids.ts"
-import { type ConfigOf, Setting } from "../../schemas/settings.ts"
+import { type ConfigOf, omitSettings, Setting } from "../../schemas/settings.ts"
 import { grpoSettings, type NoiseKey, type RlDefaults, rlSettings } from "./config.ts"
 
 export const PROCESSES = ["rf", "vp"] as const
@@ -28,15 +28,14 @@ export const forwardDefaults = (beta: number): RlDefaults<"noiseLevel"> => ({
 })
 
 export const forwardSettings = <K extends NoiseKey>(d: RlDefaults<K>) => {
-  const {
-    clipRange: _clipRange,
-    klForm: _klForm,
-    shuffleTimesteps: _shuffleTimesteps,
-    rescoreOldLogProb: _rescoreOldLogProb,
-    ema: _ema,
-    emaInterval: _emaInterval,
-    ...kept
-  } = rlSettings(d)
+  const kept = omitSettings(rlSettings(d), [
+    "clipRange",
+    "klForm",
+    "shuffleTimesteps",
+    "rescoreOldLogProb",
+    "ema",
+    "emaInterval"
+  ])
   return {
     ...kept,
     ...grpoSettings(false),
