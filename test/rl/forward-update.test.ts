@@ -111,7 +111,7 @@ describe("DiffusionNFT's old policy", () => {
 })
 
 describe("the forward-process pipelines' settings", () => {
-  it("refuse guidance they would not train, and a clip range DiffusionNFT does not have, before any folder", async () => {
+  it("refuse guidance they would not train and a clip range DiffusionNFT lacks, before any folder", async () => {
     for (
       const [pipeline, set, message] of [
         [awm, { cfg: "2" }, /setting "cfg": awm trains CFG-free/],
