@@ -7,7 +7,6 @@ import { PipelineDefinitionError } from "./errors.ts"
 import type { AnyBound } from "./node.ts"
 
 export const SOURCES = ["config", "state", "iteration"] as const
-export type SourceName = (typeof SOURCES)[number]
 
 export type Spec = Readonly<Record<string, AnyBound>>
 

@@ -19,8 +19,7 @@ import * as op from "../engine/ops.ts"
 import type { LossBuilder } from "../engine/train-step.ts"
 import { velocityNet, type VelocityNetConfig } from "./networks.ts"
 
-export const FORWARD_KINDS = ["nft", "awm"] as const
-export type ForwardKind = (typeof FORWARD_KINDS)[number]
+export type ForwardKind = "nft" | "awm"
 
 export interface ForwardLossConfig {
   readonly kind: ForwardKind

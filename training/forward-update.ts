@@ -12,7 +12,7 @@ import { Trainer, type TrainState } from "../engine/train.ts"
 import { type ForwardKind, forwardLoss, type ForwardLossConfig } from "../models/forward-loss.ts"
 import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
-import { type PolicyState, startState } from "./train-state.ts"
+import { copyOf, type PolicyState, startState } from "./train-state.ts"
 
 /** What the update learns from: the rollout's clean samples, their conditions and the grid's times. */
 export interface ForwardBatch {
@@ -47,8 +47,6 @@ export interface ForwardState extends PolicyState {
  * d = min(0.001·steps, 0.5) (`return_decay`, decay_type 1, of train_nft_sd3.py; steps = optimizer steps so far).
  */
 export const nftOldDecay = (steps: number): number => Math.min(0.001 * steps, 0.5)
-
-const copyOf = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
 
 /** The rows of one minibatch as feeds: x_t = α x0 + σ ε, the exact output f*, and x̂0 = p x_t + q f. */
 const rowFeeds = (

@@ -19,7 +19,7 @@ import {
   storedMeans,
   type UpdatePlan
 } from "./policy-batches.ts"
-import { type PolicyState, startState } from "./train-state.ts"
+import { copyOf, type PolicyState, startState } from "./train-state.ts"
 import type { UpdateRequest } from "./update-request.ts"
 
 /**
@@ -42,8 +42,6 @@ export const emaStep = (
   }
   return true
 }
-
-const copyOf = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
 
 const newStats = () => ({
   ratioSum: 0,

@@ -10,6 +10,10 @@ export interface PolicyState extends Omit<TrainState, "m" | "v">, Partial<Pick<T
   readonly ema?: ParamValues
 }
 
+/** A copy of every parameter (an EMA or an old policy the trainer must not write into). */
+export const copyOf = (p: ParamValues): ParamValues =>
+  Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.slice()]))
+
 const zeros = (p: ParamValues) => Object.fromEntries(Object.entries(p).map(([k, v]) => [k, new Float32Array(v.length)]))
 
 /** The train state of `state`, or of the base's weights before the first update; a state without moments is refused. */

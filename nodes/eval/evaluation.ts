@@ -119,7 +119,7 @@ const rewardMetrics = (
  * deterministic (the forward-process pipelines' ODE rollouts, §14) — a reference SDE, Flow-GRPO's at its
  * level 0.7 on rectified flow and DDIM η = 1 on VP, so their KL to the base is measured, not zero by fiat.
  */
-export const evaluationSde = (
+const evaluationSde = (
   c: Pick<EvalConfig, "sampler" | "eta" | "noiseLevel">,
   process: string
 ): { readonly sampler: SamplerName; readonly noise: number } =>

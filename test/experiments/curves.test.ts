@@ -124,7 +124,7 @@ describe("the over-optimisation fronts of proxy runs", () => {
     ])
   ]])
 
-  it("draw the gold against the proxy and against √KL, and show where the gold turns down", async () => {
+  it("draw the gold against the proxy and √KL, and read it at the largest common proxy level", async () => {
     const { curveCharts } = await import("../../experiments/html.ts")
     const charts = new Map(curveCharts(values).map((c) => [c.file, c.svg]))
     expect([...charts.keys()]).toEqual(expect.arrayContaining([
