@@ -4,6 +4,7 @@
  * textbook vector–Jacobian product of its op (checked against finite differences in
  * test/engine/gradients.test.ts); broadcasting is undone by summing over the broadcast axes.
  */
+import { CONV_RULES } from "./conv.ts"
 import { GraphError, type OpNode, Tensor } from "./graph.ts"
 import * as op from "./ops.ts"
 
@@ -37,6 +38,7 @@ const staticSize = (t: Tensor, axis: number, what: string): number => {
 }
 
 const RULES: Record<string, Rule> = {
+  ...CONV_RULES,
   Add: ({ inputs: [a, b] }, g) => [unbroadcast(g, a), unbroadcast(g, b)],
   Sub: ({ inputs: [a, b] }, g) => [unbroadcast(g, a), unbroadcast(op.neg(g), b)],
   Mul: ({ inputs: [a, b] }, g) => [unbroadcast(op.mul(g, b), a), unbroadcast(op.mul(g, a), b)],
@@ -54,6 +56,7 @@ const RULES: Record<string, Rule> = {
   Cos: ({ inputs: [a] }, g) => [op.neg(op.mul(g, op.sin(a)))],
   Sigmoid: ({ output }, g) => [op.mul(g, op.mul(output, op.sub(1, output)))],
   Tanh: ({ output }, g) => [op.mul(g, op.sub(1, op.mul(output, output)))],
+  Erf: ({ inputs: [a] }, g) => [op.mul(g, op.mul(op.exp(op.neg(op.mul(a, a))), 2 / Math.sqrt(Math.PI)))],
   MatMul: ({ inputs: [a, b] }, g) =>
     a.rank === 2 && b.rank === 2
       ? [op.gemm(g, b, false, true), op.gemm(a, g, true, false)]

@@ -49,6 +49,7 @@ export const sin = unary("Sin")
 export const cos = unary("Cos")
 export const sigmoid = unary("Sigmoid")
 export const tanh = unary("Tanh")
+export const erf = unary("Erf")
 
 /** SiLU x·σ(x). */
 export const silu = (x: Tensor) => mul(x, sigmoid(x))

@@ -5,71 +5,12 @@
 import onnxProto from "onnx-proto"
 import { describe, expect, it } from "vitest"
 import { grad } from "../../engine/autodiff.ts"
-import { Graph, type Shape, type Tensor } from "../../engine/graph.ts"
+import { Graph, type Tensor } from "../../engine/graph.ts"
 import { toOnnx } from "../../engine/onnx.ts"
 import * as op from "../../engine/ops.ts"
-import { EngineSession } from "../../engine/session.ts"
-import { openStream } from "../../random/streams.ts"
+import { type Arg, checkGradient } from "../support/gradient-check.ts"
 
 const { onnx } = onnxProto
-
-interface Arg {
-  readonly shape: ReadonlyArray<number>
-  /** Symbolic shape declared in the graph (defaults to the concrete one). */
-  readonly symbolic?: Shape
-  readonly positive?: boolean
-}
-
-const checkGradient = async (
-  name: string,
-  args: ReadonlyArray<Arg>,
-  f: (xs: Array<Tensor>, g: Graph) => Tensor,
-  tolerance = 1e-6
-) => {
-  const rng = openStream(["fd", name])
-  const g = new Graph(name)
-  const xs = args.map((a, i) => g.input(`x${i}`, "float64", a.symbolic ?? a.shape))
-  const y = f(xs, g)
-  const concrete = (t: Tensor, fallback: ReadonlyArray<number>) =>
-    t.shape.map((d, i) => (typeof d === "number" ? d : fallback[i]))
-  const yShape = concrete(y, args[0].shape)
-  const r = g.input("r", "float64", y.shape)
-  const loss = op.reduceSum(op.mul(y, r), y.shape.map((_, i) => i))
-  const grads = grad(loss, xs)
-  g.output("loss", loss)
-  grads.forEach((gi, i) => g.output(`g${i}`, gi!))
-  const session = await EngineSession.create(g, { threads: 1 })
-  const values = args.map((a) =>
-    Float64Array.from(
-      { length: a.shape.reduce((p, q) => p * q, 1) },
-      () => (a.positive ? 0.5 + rng.uniform() : rng.normal())
-    )
-  )
-  const rv = Float64Array.from({ length: yShape.reduce((p, q) => p * q, 1) }, () => rng.normal())
-  const feeds = (vals: Array<Float64Array>) => ({
-    ...Object.fromEntries(vals.map((v, i) => [`x${i}`, { data: v, dims: args[i].shape }])),
-    r: { data: rv, dims: yShape }
-  })
-  const out = await session.run(feeds(values))
-  for (let i = 0; i < args.length; i++) {
-    const analytic = out[`g${i}`].data as Float64Array
-    const scale = Math.max(1e-3, ...Array.from(analytic, Math.abs))
-    for (let k = 0; k < values[i].length; k++) {
-      const h = 1e-6
-      const plus = values.map((v) => v.slice())
-      const minus = values.map((v) => v.slice())
-      plus[i][k] += h
-      minus[i][k] -= h
-      const lp = (await session.run(feeds(plus))).loss.data[0] as number
-      const lm = (await session.run(feeds(minus))).loss.data[0] as number
-      const numeric = (lp - lm) / (2 * h)
-      expect(
-        Math.abs(numeric - analytic[k]) / scale,
-        `${name}: ∂/∂x${i}[${k}] analytic ${analytic[k]} numeric ${numeric}`
-      ).toBeLessThan(tolerance)
-    }
-  }
-}
 
 const M = { shape: [3, 4] }
 const P = { shape: [3, 4], positive: true }
