@@ -44,13 +44,18 @@ export const exportCmd = Command.make(
     )
   },
   ({ dir, iteration, ema, cfg, out }) =>
-    Effect.try({
-      try: () => {
+    Effect.tryPromise({
+      try: async () => {
         const which = iteration === "best" || iteration === "last" ? iteration : Number(iteration)
         if (typeof which === "number" && !Number.isSafeInteger(which)) {
           throw new UsageError({ message: `export: --iteration must be a number, best or last (given: ${iteration})` })
         }
-        const files = exportRun(dir, { iteration: which, ema, ...(Option.isSome(cfg) ? { cfg: cfg.value } : {}), out })
+        const files = await exportRun(dir, {
+          iteration: which,
+          ema,
+          ...(Option.isSome(cfg) ? { cfg: cfg.value } : {}),
+          out
+        })
         return files.join("\n")
       },
       catch: usageOrStore(out)

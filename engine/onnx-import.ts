@@ -234,3 +234,15 @@ export const onnxWeights = (
     if (k.dtype !== "float32") return []
     return [{ name: init.name ?? "", dims: [...k.dims], data: Float32Array.from(k.data as Array<number>) }]
   })
+
+/** The model file with the named float initializers' values replaced (a fine-tuned imported network). */
+export const withWeights = (bytes: Uint8Array, weights: Readonly<Record<string, Float32Array>>): Uint8Array => {
+  const model = onnx.ModelProto.decode(bytes)
+  for (const init of model.graph?.initializer ?? []) {
+    const w = weights[init.name ?? ""]
+    if (w === undefined) continue
+    init.rawData = new Uint8Array(w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength))
+    init.floatData = []
+  }
+  return onnx.ModelProto.encode(model).finish()
+}

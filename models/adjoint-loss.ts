@@ -18,7 +18,7 @@ import { cachedSession } from "../engine/session-cache.ts"
 import { EngineSession } from "../engine/session.ts"
 import type { LossBuilder } from "../engine/train-step.ts"
 import type { RandomStream } from "../random/streams.ts"
-import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import { velocityNet, type VelocityNetConfig } from "./velocity-net.ts"
 
 const rowInputs = (g: Graph, d: number, conditional: boolean) => ({
   x: g.input("x", "float32", ["M", d]),

@@ -17,7 +17,7 @@
 import { type Graph, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { LossBuilder } from "../engine/train-step.ts"
-import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import { velocityNet, type VelocityNetConfig } from "./velocity-net.ts"
 
 export type ForwardKind = "nft" | "awm"
 

@@ -11,7 +11,7 @@ import { LanedSession } from "../engine/lanes.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { cachedSession } from "../engine/session-cache.ts"
 import { EngineSession, ownedSession } from "../engine/session.ts"
-import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import { describeNet, velocityNet, type VelocityNetConfig } from "./velocity-net.ts"
 
 /** The inference graph f(x, t, c) (guided when `cfg` is given), weights as inputs. */
 export const velocityGraph = (net: VelocityNetConfig, cfg?: number) => {
@@ -64,7 +64,7 @@ export const networkPolicy = async (opts: {
     ? Object.fromEntries(velocityNet(opts.net).specs.map((s) => [s.name, { data: opts.params[s.name], dims: s.shape }]))
     : {}
   return {
-    name: `velocity-mlp(${opts.net.hidden}x${opts.net.blocks})`,
+    name: describeNet(opts.net),
     shape: opts.shape,
     process: opts.process,
     parameterization: opts.parameterization,

@@ -13,7 +13,7 @@ import * as op from "../engine/ops.ts"
 import { paramInputs, type ParamValues } from "../engine/params.ts"
 import { EngineSession, type HostTensor, ownedSession } from "../engine/session.ts"
 import { networkPolicy } from "./network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import { velocityNet, type VelocityNetConfig } from "./velocity-net.ts"
 
 /** The VJP graph: inputs x, t, c (conditional networks), v and the weights; outputs J_fᵀ v and f. */
 const vjpGraph = (net: VelocityNetConfig): Graph => {

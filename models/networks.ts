@@ -7,6 +7,33 @@ import type { Graph, Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { ParamSpec } from "../engine/params.ts"
 
+/**
+ * A velocity / ε network as the pipelines use it: its trainable parameters and its forward pass
+ * f(x, t, c) on flat latents x [B, dim], t [B] in model time ([0, 1]), c [B] class indices.
+ */
+export interface VelocityNet<C = unknown> {
+  readonly specs: ReadonlyArray<ParamSpec>
+  readonly forward: (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c?: Tensor) => Tensor
+  readonly guided: (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c: Tensor, w: Tensor | number) => Tensor
+  /**
+   * The weights a LoRA adapter can be put on (those of a matrix product or convolution), and which axis
+   * of each is its output side (docs/byom.md): the adapter's zero factor is the output side's, as peft's B.
+   */
+  readonly adaptable: Readonly<Record<string, { readonly outAxis: 0 | 1 }>>
+  readonly config: C
+}
+
+/** Classifier-free guidance f_u + w (f_c − f_u), with f_u at the null condition (index `classes`). */
+export const guidance = (
+  forward: VelocityNet["forward"],
+  classes: number
+): VelocityNet["guided"] =>
+(g, p, x, t, c, w) => {
+  const fc = forward(g, p, x, t, c)
+  const fu = forward(g, p, x, t, op.expandAs(g.constant(BigInt64Array.of(BigInt(classes)), [1], "int64"), c))
+  return op.add(fu, op.mul(op.sub(fc, fu), w))
+}
+
 const linear = (name: string, fanIn: number, fanOut: number, zero = false): Array<ParamSpec> => [
   { name: `${name}.w`, shape: [fanIn, fanOut], init: zero ? "zeros" : { std: 1 / Math.sqrt(fanIn) } },
   { name: `${name}.b`, shape: [fanOut], init: "zeros" }
@@ -14,7 +41,7 @@ const linear = (name: string, fanIn: number, fanOut: number, zero = false): Arra
 const apply = (p: Record<string, Tensor>, name: string, x: Tensor) =>
   op.add(op.matmul(x, p[`${name}.w`]), p[`${name}.b`])
 
-export interface VelocityNetConfig {
+export interface MlpNetConfig {
   /** Elements of a latent (784 for MNIST, 2 for toys). */
   readonly dim: number
   readonly hidden: number
@@ -30,7 +57,7 @@ export interface VelocityNetConfig {
  * then pre-activation residual blocks h += W₂ SiLU(W₁ SiLU(h + e)), output W_out SiLU(h) + s(t) ⊙ x
  * (zero-initialised so training starts from f = 0). Time enters as 1000·t, the flow models' convention (§1.3).
  */
-export const velocityNet = (cfg: VelocityNetConfig) => {
+export const mlpNet = (cfg: MlpNetConfig): VelocityNet<MlpNetConfig> => {
   const { dim, hidden: H, blocks, timeFeatures: F, classes } = cfg
   const specs: Array<ParamSpec> = [
     ...linear("in", dim, H),
@@ -66,13 +93,11 @@ export const velocityNet = (cfg: VelocityNetConfig) => {
     // flows) is linear in x, which the bottleneck of width H could not pass through for d > H.
     return op.add(apply(p, "out", op.silu(h)), op.mul(x, apply(p, "skip", phi)))
   }
-  /** Classifier-free guidance f_u + w (f_c − f_u), with f_u at the null condition. */
-  const guided = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c: Tensor, w: Tensor | number): Tensor => {
-    const fc = forward(g, p, x, t, c)
-    const fu = forward(g, p, x, t, op.expandAs(g.constant(BigInt64Array.of(BigInt(classes)), [1], "int64"), c))
-    return op.add(fu, op.mul(op.sub(fc, fu), w))
-  }
-  return { specs, forward, guided, config: cfg }
+  // Weights are [fan-in, fan-out] (x·W): the output side is axis 1.
+  const adaptable = Object.fromEntries(
+    specs.filter((s) => s.name.endsWith(".w") && s.shape.length === 2).map((s) => [s.name, { outAxis: 1 as const }])
+  )
+  return { specs, forward, guided: guidance(forward, classes), adaptable, config: cfg }
 }
 
 export interface ClassifierConfig {

@@ -18,7 +18,7 @@ import type { LogProbConvention } from "../diffusion/samplers.ts"
 import { type Graph, GraphError, type Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { LossBuilder } from "../engine/train-step.ts"
-import { velocityNet, type VelocityNetConfig } from "./networks.ts"
+import { velocityNet, type VelocityNetConfig } from "./velocity-net.ts"
 
 export interface PolicyLossConfig {
   readonly net: VelocityNetConfig

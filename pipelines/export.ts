@@ -11,7 +11,7 @@ import { iterFile, readManifest } from "../kernel/run-folder.ts"
 import { writeExport } from "../models/exported.ts"
 import type { RlConfig } from "../nodes/rl/config.ts"
 import { decodeRlState } from "../nodes/rl/state.ts"
-import { rlBaseNet } from "../nodes/setup/base-model.ts"
+import { storedPolicyNet } from "../nodes/setup/policy-model.ts"
 import { storedFiles } from "../store/integrity.ts"
 import { bestIteration, bestSettings } from "./rl-retention.ts"
 
@@ -31,7 +31,7 @@ const fail = (message: string): never => {
 }
 
 /** Writes the export and returns its files. */
-export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<string> => {
+export const exportRun = async (run: string, options: ExportOptions): Promise<ReadonlyArray<string>> => {
   const manifest = readManifest(run)
   const config = manifest.config as Partial<RlConfig> & {
     readonly sampler?: string
@@ -63,7 +63,11 @@ export const exportRun = (run: string, options: ExportOptions): ReadonlyArray<st
   const process = config.process ?? (VP_PIPELINES.has(manifest.pipeline) ? "vp" : "rf")
   return writeExport(options.out, params, {
     format: "etaflow.policy/1",
-    net: rlBaseNet(config.dataset!),
+    net: storedPolicyNet(
+      { base: "default", lora: 0, loraAlpha: 0, loraTargets: "*", threads: 2, ...config, dataset: config.dataset! },
+      process,
+      manifest.seed
+    ),
     process,
     schedule: "scaled-linear",
     parameterization: process === "rf" ? "velocity" : "epsilon",

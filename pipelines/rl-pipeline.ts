@@ -22,8 +22,9 @@ import { rollout, type Trajectories } from "../nodes/rl/rollout.ts"
 import { decodeRlState, encodeRlState, type RlState } from "../nodes/rl/state.ts"
 import { rlTrajectoryTable } from "../nodes/rl/trajectory-table.ts"
 import { policyUpdate, type UpdateResult } from "../nodes/rl/update.ts"
-import { rlBaseModel } from "../nodes/setup/base-model.ts"
+import { rlBaseNet } from "../nodes/setup/base-model.ts"
 import { trainingData } from "../nodes/setup/dataset.ts"
+import { modelProblems, rlBaseModel } from "../nodes/setup/policy-model.ts"
 import { prompts } from "../nodes/setup/prompts.ts"
 import { defaultClassifier, defaultJudge, PROXY_REQUEST, usesProxy } from "../nodes/setup/reward-classifier.ts"
 import { writeReport } from "../report/report.ts"
@@ -106,7 +107,13 @@ export const checkRlConfig =
         `sampler ${c.sampler} is defined for ${processes.join(", ")}; this pipeline's base model is ${variant.process}`
       )
     }
-    return [...problems, ...taskProblems(c), ...rewardProblems(c), ...watchProblems(c)]
+    return [
+      ...problems,
+      ...taskProblems(c),
+      ...rewardProblems(c),
+      ...watchProblems(c),
+      ...modelProblems(c, variant.process, rlBaseNet(c.dataset))
+    ]
   }
 
 /** A `stopWhen` that does not parse, or a `best` without a metric name: refused with the rule's message. */

@@ -66,13 +66,13 @@ export const SampleTable = new TableDef("sample", 1, {
 })
 
 /** A policy folder: an export, or a run's policy exported into a temporary folder. */
-const policyDir = (source: string) => {
+const policyDir = async (source: string) => {
   if (fs.existsSync(path.join(source, "meta.json"))) return source
   if (!fs.existsSync(path.join(source, "manifest.json"))) {
     throw new UsageError({ message: `sample: ${source} is neither a run folder nor an exported policy` })
   }
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-sample-")), "policy")
-  exportRun(source, { iteration: "last", ema: false, out: dir })
+  await exportRun(source, { iteration: "last", ema: false, out: dir })
   return dir
 }
 
@@ -93,7 +93,7 @@ const scatter = (points: Float32Array) => {
 
 /** Samples and writes them; returns the file written. */
 export const sample = async (source: string, options: SampleOptions): Promise<string> => {
-  const policy = await readExport(policyDir(source), options.threads)
+  const policy = await readExport(await policyDir(source), options.threads)
   const conditional = policy.shape.length > 1
   const info = SAMPLERS[options.sampler]
   if (!(info.processes as ReadonlyArray<string>).includes(policy.process.kind)) {

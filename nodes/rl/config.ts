@@ -14,6 +14,7 @@ import { KEEP } from "../../schemas/retention.ts"
 import { type ConfigOf, Setting } from "../../schemas/settings.ts"
 import { KL_FORMS } from "../../training/update-request.ts"
 import { DATASETS } from "../setup/dataset.ts"
+import { modelSettings } from "../setup/policy-model.ts"
 
 /** An algorithm's defaults for the shared settings. */
 /** The setting that holds the training sampler's noise level: η (VP pipelines) or the flow SDE's level. */
@@ -43,6 +44,7 @@ export interface RlDefaults<K extends NoiseKey = NoiseKey> {
 const samplingSettings = <K extends NoiseKey>(d: RlDefaults<K>) => ({
   dataset: Setting.literal(DATASETS, "mnist", "data set of the base model and rewards"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
+  ...modelSettings,
   iterations: Setting.int(d.iterations ?? 20, "RL iterations", { min: 1 }),
   sampler: Setting.literal(SAMPLER_NAMES, d.sampler, "training sampler"),
   // Typed by the pipeline's key, so `eta` or `noiseLevel` is a setting name the compiler knows.

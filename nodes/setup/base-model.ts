@@ -24,7 +24,7 @@ import { Node, Port } from "../../kernel/node.ts"
 import { NodeContext, Rng } from "../../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
 import { defaultsOf, Setting } from "../../schemas/settings.ts"
 import { trainVelocity, type VelocityTraining } from "../../training/velocity.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
@@ -97,6 +97,29 @@ const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
 /** gmm25's 25 narrow modes 5 apart at scale 10 need a longer training than the rings (§13.2). */
 const GMM25_BASE = { hidden: 256, blocks: 3, steps: 4000, lr: 2e-3 }
 
+/** What determines a base's weights: the model cache's key of the `base-model` kind. */
+const baseCacheKey = (config: PretrainRequest, net: VelocityNetConfig, seed: number) => {
+  const { steps, batch, lr, condDrop, ema, threads } = config
+  const schedule = config.process === "vp" ? config.schedule : null
+  return {
+    dataset: config.dataset,
+    process: config.process,
+    schedule,
+    net,
+    steps,
+    batch,
+    lr,
+    condDrop,
+    ema,
+    threads,
+    seed
+  }
+}
+
+/** The weights of a base already in the model cache (an export of a LoRA run reads its frozen base here). */
+export const cachedBaseParams = (config: PretrainRequest, net: VelocityNetConfig, seed: number) =>
+  loadCached("base-model", baseCacheKey(config, net, seed), velocityNet(net).specs)?.params
+
 /** The network, its training recipe and the cache key a pretrain request and the run's seed give. */
 const recipeOf = (data: arrow.Table, config: PretrainRequest, seed: number) => {
   const split = splitOf(data, "train")
@@ -111,24 +134,12 @@ const recipeOf = (data: arrow.Table, config: PretrainRequest, seed: number) => {
   const { process, parameterization } = processOf(config)
   const { steps, batch, lr, condDrop, ema, threads } = config
   const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
-  const schedule = config.process === "vp" ? config.schedule : null
-  const key = {
-    dataset: config.dataset,
-    process: config.process,
-    schedule,
-    net,
-    steps,
-    batch,
-    lr,
-    condDrop,
-    ema,
-    threads,
-    seed
-  }
+  const key = baseCacheKey(config, net, seed)
   return { split, net, process, parameterization, training, key }
 }
 
-const train = (data: arrow.Table, config: PretrainRequest) =>
+/** The base a pretrain request describes: from the model cache, or trained now and cached. */
+export const pretrainedBase = (data: arrow.Table, config: PretrainRequest) =>
   Effect.gen(function*() {
     const { seed, note } = yield* NodeContext
     const report = NodeContext.throttled(note, config.steps, "pretraining step")
@@ -176,7 +187,7 @@ export const baseModel = Node.make({
   name: "base",
   doc: "the pretrained velocity / ε network of the data set (cached by config and seed)",
   inputs: { data: Port.of<arrow.Table>(), config: Port.of<PretrainRequest>() },
-  run: ({ data, config }) => train(data, config),
+  run: ({ data, config }) => pretrainedBase(data, config),
   exclusive: true,
   metrics: (m) => ({ loss: m.loss })
 })
@@ -197,23 +208,3 @@ export const rlBaseNet = (dataset: DatasetName): VelocityNetConfig => {
   const { hidden, blocks } = rlBaseRequest(dataset, "rf", 1)
   return { dim: dataset === "mnist" ? 784 : 2, hidden, blocks, timeFeatures: 64, classes: dataset === "mnist" ? 10 : 0 }
 }
-
-/** The base a pipeline fine-tunes: its algorithm's process, or (`"setting"`) the config's `process` (§14). */
-export const rlBaseModel = (process: "rf" | "vp" | "setting") =>
-  Node.make({
-    name: "base",
-    doc: "the pretrained velocity / ε network the policy starts from (pretrain defaults, cached)",
-    inputs: {
-      data: Port.of<arrow.Table>(),
-      config: Port.of<
-        { readonly dataset: DatasetName; readonly threads: number; readonly process?: "rf" | "vp" | undefined }
-      >()
-    },
-    run: ({ data, config }) =>
-      train(
-        data,
-        rlBaseRequest(config.dataset, process === "setting" ? config.process ?? "rf" : process, config.threads)
-      ),
-    exclusive: true,
-    metrics: (m) => ({ loss: m.loss })
-  })

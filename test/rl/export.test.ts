@@ -36,7 +36,7 @@ beforeAll(async () => {
 describe("export", () => {
   it("writes a policy whose ODE samples on the evaluation's noise score exactly as the evaluation did", async () => {
     const out = path.join(tempDir("exported"), "policy")
-    const files = exportRun(run, { iteration: "last", ema: false, out })
+    const files = await exportRun(run, { iteration: "last", ema: false, out })
     expect(files.map((f) => path.basename(f)).sort()).toEqual(["meta.json", "policy.onnx", "weights.safetensors"])
     const policy = await readExport(out, 2)
     const set = loadPromptSet("toy", false)
@@ -65,11 +65,11 @@ describe("export", () => {
     expect(Array.from(rewards)).toEqual(stored)
   })
 
-  it("names what it cannot export", () => {
-    expect(() => exportRun(run, { iteration: 7, ema: false, out: tempDir("never") })).toThrow(
+  it("names what it cannot export", async () => {
+    await expect(exportRun(run, { iteration: 7, ema: false, out: tempDir("never") })).rejects.toThrow(
       /iteration 7 is not one of them/
     )
-    expect(() => exportRun(run, { iteration: "last", ema: true, out: tempDir("never") })).toThrow(
+    await expect(exportRun(run, { iteration: "last", ema: true, out: tempDir("never") })).rejects.toThrow(
       /no EMA of the weights/
     )
   })
@@ -89,7 +89,7 @@ describe("export", () => {
 
   it("writes plain ONNX that a second runtime (onnxruntime-web, wasm) runs to the same outputs", async () => {
     const out = path.join(tempDir("exported-web"), "policy")
-    exportRun(run, { iteration: "last", ema: false, out })
+    await exportRun(run, { iteration: "last", ema: false, out })
     const rng = openStream(["web"])
     const B = 64
     const x = Float32Array.from({ length: B * 2 }, () => rng.normal())
@@ -138,7 +138,7 @@ describe("export of a forward-process run on the VP base", () => {
     const set = { ...toyRl, process: "vp", iterations: "2", evalEvery: "1", evalSamplesPerPrompt: String(perPrompt) }
     await Effect.runPromise(runPipeline(diffusionNft, { out: vpRun, progress: "none", seed: 4, set }))
     const out = path.join(tempDir("exported-vp"), "policy")
-    exportRun(vpRun, { iteration: "last", ema: false, out })
+    await exportRun(vpRun, { iteration: "last", ema: false, out })
     const meta = JSON.parse(fs.readFileSync(path.join(out, "meta.json"), "utf8"))
     expect([meta.process, meta.parameterization]).toEqual(["vp", "epsilon"])
     const file = path.join(tempDir("eval-noise-vp"), "samples.parquet")
