@@ -7,7 +7,7 @@ import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
 import { networkDrift, networkLeanAdjoint, networkVjp, valueAdjointStep } from "../../models/network-vjp.ts"
-import { velocityNet } from "../../models/networks.ts"
+import { velocityNet } from "../../models/velocity-net.ts"
 import { computeAdjoints } from "../../nodes/adjoint/adjoint.ts"
 import { openStream } from "../../random/streams.ts"
 

@@ -7,7 +7,7 @@ import * as op from "../../engine/ops.ts"
 import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
 import { EngineSession, type HostTensor } from "../../engine/session.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
-import { velocityNet } from "../../models/networks.ts"
+import { velocityNet } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 
 const net = { dim: 784, hidden: 512, blocks: 3, timeFeatures: 64, classes: 10 }

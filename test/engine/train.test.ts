@@ -12,7 +12,7 @@ import { type LossBuilder } from "../../engine/train-step.ts"
 import { Trainer, type TrainState } from "../../engine/train.ts"
 import { loadOnnxModel } from "../../models/external.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
-import { velocityNet } from "../../models/networks.ts"
+import { velocityNet } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 
 const specs: Array<ParamSpec> = [

@@ -4,7 +4,7 @@ import { initParams } from "../../engine/params.ts"
 import { Trainer } from "../../engine/train.ts"
 import { adjointMatchingLoss, interpolatedQuantile, LossClip, sampleTimeIndices } from "../../models/adjoint-loss.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { velocityNet } from "../../models/networks.ts"
+import { velocityNet } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 
 const net = { dim: 2, hidden: 8, blocks: 1, timeFeatures: 4, classes: 0 }

@@ -9,7 +9,7 @@ import { Graph } from "../../engine/graph.ts"
 import { initParams, paramInputs, type ParamValues } from "../../engine/params.ts"
 import { EngineSession, type HostTensor } from "../../engine/session.ts"
 import { forwardLoss, type ForwardLossConfig } from "../../models/forward-loss.ts"
-import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 import { forwardAt } from "../support/network.ts"
 

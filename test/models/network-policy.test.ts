@@ -5,7 +5,7 @@ import { rollout } from "../../diffusion/rollout.ts"
 import { flowGrpo, ode } from "../../diffusion/samplers.ts"
 import { initParams } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { velocityNet } from "../../models/networks.ts"
+import { velocityNet } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 
 describe("rollouts of a network policy (MNIST-sized MLP)", async () => {

@@ -14,8 +14,8 @@ import { Graph } from "../../engine/graph.ts"
 import { initParams, paramInputs } from "../../engine/params.ts"
 import { EngineSession } from "../../engine/session.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "../../models/networks.ts"
 import { logProbGraph, type PolicyLossConfig } from "../../models/policy-loss.ts"
+import { velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
 import { openStream } from "../../random/streams.ts"
 
 const net: VelocityNetConfig = { dim: 16, hidden: 32, blocks: 1, timeFeatures: 8, classes: 3 }

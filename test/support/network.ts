@@ -2,7 +2,7 @@
 import { rectifiedFlow } from "../../diffusion/process.ts"
 import type { ParamValues } from "../../engine/params.ts"
 import { networkPolicy } from "../../models/network-policy.ts"
-import type { VelocityNetConfig } from "../../models/networks.ts"
+import type { VelocityNetConfig } from "../../models/velocity-net.ts"
 
 export const forwardAt = async (
   net: VelocityNetConfig,
