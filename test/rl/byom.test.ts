@@ -61,7 +61,7 @@ describe("a LoRA run on an imported PyTorch network", () => {
     expect(names).toContain("blocks.0.attn.qkv.weight.lora_A")
   })
 
-  it("exports the merged network: its ODE samples on the evaluation's noise are the evaluation's, bit for bit", async () => {
+  it("exports the merged network: its ODE samples on the evaluation's noise are the evaluation's", async () => {
     const out = path.join(tempDir("byom-export"), "policy")
     const files = (await exportRun(run, { iteration: "last", ema: false, out })).map((f) => path.basename(f)).sort()
     expect(files).toEqual([
