@@ -3,9 +3,11 @@
  * and cache keys of earlier runs), its U-Net and DiT, an imported ONNX policy, and LoRA adapters on
  * any of them.
  */
+import { type DiTConfig, ditNet } from "./dit.ts"
 import { loraNet, type LoraOptions } from "./lora.ts"
 import { mlpNet, type MlpNetConfig, type VelocityNet } from "./networks.ts"
 import { onnxNet, type OnnxNetConfig } from "./onnx-net.ts"
+import { type UNetConfig, unetNet } from "./unet.ts"
 
 export interface LoraNetConfig extends LoraOptions {
   readonly arch: "lora"
@@ -14,11 +16,15 @@ export interface LoraNetConfig extends LoraOptions {
   readonly classes: number
 }
 
-export type VelocityNetConfig = MlpNetConfig | OnnxNetConfig | LoraNetConfig
+export type VelocityNetConfig = MlpNetConfig | UNetConfig | DiTConfig | OnnxNetConfig | LoraNetConfig
 
 export const velocityNet = (cfg: VelocityNetConfig): VelocityNet<VelocityNetConfig> => {
   if (!("arch" in cfg)) return mlpNet(cfg)
   switch (cfg.arch) {
+    case "unet":
+      return unetNet(cfg)
+    case "dit":
+      return ditNet(cfg)
     case "onnx":
       return onnxNet(cfg)
     case "lora":
@@ -36,5 +42,7 @@ export const describeNet = (cfg: VelocityNetConfig): string => {
   if (cfg.arch === "lora") {
     return `lora(r${cfg.rank}, α ${cfg.alpha}, ${cfg.targets.length} weights)+${describeNet(cfg.base)}`
   }
+  if (cfg.arch === "unet") return `unet(${cfg.channels} channels)`
+  if (cfg.arch === "dit") return `dit(${cfg.depth}×${cfg.width}, patch ${cfg.patch})`
   return `onnx(${cfg.file.split("/").at(-1)})`
 }

@@ -64,7 +64,16 @@ export const exportRun = async (run: string, options: ExportOptions): Promise<Re
   return writeExport(options.out, params, {
     format: "etaflow.policy/1",
     net: storedPolicyNet(
-      { base: "default", lora: 0, loraAlpha: 0, loraTargets: "*", threads: 2, ...config, dataset: config.dataset! },
+      {
+        base: "default",
+        arch: "mlp",
+        lora: 0,
+        loraAlpha: 0,
+        loraTargets: "*",
+        threads: 2,
+        ...config,
+        dataset: config.dataset!
+      },
       process,
       manifest.seed
     ),

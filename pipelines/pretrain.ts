@@ -38,6 +38,10 @@ export const pretrain = Pipeline.define({
     onnx: modelOnnx.from({ model: "base" }).persist(Persist.once("policy.onnx")),
     weights: modelWeights.from({ model: "base" }).persist(Persist.once("weights.safetensors"))
   },
+  check: (c) =>
+    c.arch !== "mlp" && c.dataset !== "mnist"
+      ? [`setting "arch": ${c.arch} is a 28×28 image network; dataset is ${c.dataset}`]
+      : [],
   info: (c) => ({
     time_convention: c.process === "rf"
       ? "rectified flow, t = σ ∈ [0, 1]"

@@ -112,7 +112,7 @@ export const checkRlConfig =
       ...taskProblems(c),
       ...rewardProblems(c),
       ...watchProblems(c),
-      ...modelProblems(c, variant.process, rlBaseNet(c.dataset))
+      ...modelProblems(c, variant.process, rlBaseNet(c.dataset, c.arch))
     ]
   }
 

@@ -7,7 +7,7 @@ import { type CostWeight, runningVariance, type TargetAdjoint } from "../diffusi
 import type { Process } from "../diffusion/process.ts"
 import type { Rollout } from "../diffusion/rollout.ts"
 import { sampleTimeIndices } from "../models/adjoint-loss.ts"
-import type { VelocityNetConfig } from "../models/networks.ts"
+import type { VelocityNetConfig } from "../models/velocity-net.ts"
 import type { RandomStream } from "../random/streams.ts"
 import { type Adjoints, latentsAt } from "./adjoints.ts"
 

@@ -10,7 +10,7 @@ import type { HostTensor } from "../engine/session.ts"
 import { DEFAULT_ADAM } from "../engine/train-step.ts"
 import { Trainer, type TrainState } from "../engine/train.ts"
 import { type ForwardKind, forwardLoss, type ForwardLossConfig } from "../models/forward-loss.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
+import { velocityNet, type VelocityNetConfig } from "../models/velocity-net.ts"
 import { permutation, type RandomStream } from "../random/streams.ts"
 import { copyOf, type PolicyState, startState } from "./train-state.ts"
 

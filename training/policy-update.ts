@@ -6,7 +6,7 @@
 import type { ParamValues } from "../engine/params.ts"
 import { DEFAULT_ADAM } from "../engine/train-step.ts"
 import { emaDecay, Trainer, type TrainState } from "../engine/train.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
+import { velocityNet, type VelocityNetConfig } from "../models/velocity-net.ts"
 import type { RandomStream } from "../random/streams.ts"
 import {
   rescore,

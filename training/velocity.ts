@@ -11,7 +11,7 @@ import * as op from "../engine/ops.ts"
 import { initParams, type ParamValues } from "../engine/params.ts"
 import { DEFAULT_ADAM } from "../engine/train-step.ts"
 import { emaDecay, Trainer } from "../engine/train.ts"
-import { velocityNet, type VelocityNetConfig } from "../models/networks.ts"
+import { velocityNet, type VelocityNetConfig } from "../models/velocity-net.ts"
 import type { RandomStream } from "../random/streams.ts"
 
 export interface VelocityTraining {

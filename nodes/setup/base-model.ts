@@ -37,7 +37,26 @@ export type PretrainRequest = Omit<VelocityTraining, "net" | "process" | "trainS
   readonly schedule: VpSchedule
   readonly hidden: number
   readonly blocks: number
+  readonly arch: Arch
 }
+
+export const ARCHS = ["mlp", "unet", "dit"] as const
+export type Arch = (typeof ARCHS)[number]
+
+/**
+ * The network of a base: the MLP (its config has no `arch`, as before there were others), or for MNIST
+ * etaflow's U-Net or DiT (docs/byom.md) — `hidden` and `blocks` size only the MLP.
+ */
+export const baseNetOf = (
+  req: Pick<PretrainRequest, "arch" | "hidden" | "blocks">,
+  dim: number,
+  classes: number
+): VelocityNetConfig =>
+  req.arch === "unet"
+    ? { arch: "unet", dim, side: Math.sqrt(dim), channels: 16, timeFeatures: 64, classes }
+    : req.arch === "dit"
+    ? { arch: "dit", dim, side: Math.sqrt(dim), patch: 4, width: 64, depth: 4, heads: 4, timeFeatures: 64, classes }
+    : { dim, hidden: req.hidden, blocks: req.blocks, timeFeatures: 64, classes }
 
 export interface BaseModel extends ModelFiles {
   readonly net: VelocityNetConfig
@@ -60,13 +79,14 @@ export const processOf = (
 /** The base model's settings: the `pretrain` pipeline's, and the defaults every RL pipeline trains with. */
 export const PretrainSettings = {
   dataset: Setting.literal(DATASETS, "mnist", "data set to model"),
+  arch: Setting.literal(ARCHS, "mlp", "network: the MLP, or etaflow's U-Net or DiT (MNIST; docs/byom.md)"),
   points: Setting.int(10_000, "points of a 2-D toy data set", { min: 1 }),
   process: Setting.literal(["rf", "vp"], "rf", "rectified flow (velocity) or VP diffusion (ε)"),
   schedule: Setting.literal(VP_SCHEDULES, "scaled-linear", "VP ᾱ schedule, 1,000 training steps (ignored for rf)"),
   hidden: Setting.int(512, "hidden width of the network", { min: 1 }),
   blocks: Setting.int(3, "residual blocks", { min: 0 }),
-  steps: Setting.int(4000, "optimizer steps", { min: 1 }),
-  batch: Setting.int(256, "minibatch size", { min: 1 }),
+  steps: Setting.int(0, "optimizer steps (0: the arch's recipe, MLP 4000, U-Net 2000, DiT 3000)", { min: 0 }),
+  batch: Setting.int(0, "minibatch size (0: the arch's recipe, MLP 256, U-Net 64, DiT 128)", { min: 0 }),
   lr: Setting.number(2e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
   condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", {
     min: 0,
@@ -97,6 +117,24 @@ const TOY_BASE = { hidden: 128, blocks: 2, steps: 800, lr: 3e-3 }
 /** gmm25's 25 narrow modes 5 apart at scale 10 need a longer training than the rings (§13.2). */
 const GMM25_BASE = { hidden: 256, blocks: 3, steps: 4000, lr: 2e-3 }
 
+/**
+ * Each architecture's pretraining budget, where `steps` and `batch` are left at 0: the MLP's recipe of
+ * earlier versions; the convolutional and transformer bases take smaller batches (a conv step costs
+ * ~20× an MLP step here) and reach the MLP's ODE class accuracy within it (docs/byom.md).
+ */
+const ARCH_RECIPES: Readonly<Record<Arch, { readonly steps: number; readonly batch: number }>> = {
+  mlp: { steps: 4000, batch: 256 },
+  unet: { steps: 2000, batch: 64 },
+  dit: { steps: 3000, batch: 128 }
+}
+
+/** The request with its architecture's recipe filled in. */
+const resolved = (config: PretrainRequest): PretrainRequest => ({
+  ...config,
+  steps: config.steps || ARCH_RECIPES[config.arch].steps,
+  batch: config.batch || ARCH_RECIPES[config.arch].batch
+})
+
 /** What determines a base's weights: the model cache's key of the `base-model` kind. */
 const baseCacheKey = (config: PretrainRequest, net: VelocityNetConfig, seed: number) => {
   const { steps, batch, lr, condDrop, ema, threads } = config
@@ -118,19 +156,13 @@ const baseCacheKey = (config: PretrainRequest, net: VelocityNetConfig, seed: num
 
 /** The weights of a base already in the model cache (an export of a LoRA run reads its frozen base here). */
 export const cachedBaseParams = (config: PretrainRequest, net: VelocityNetConfig, seed: number) =>
-  loadCached("base-model", baseCacheKey(config, net, seed), velocityNet(net).specs)?.params
+  loadCached("base-model", baseCacheKey(resolved(config), net, seed), velocityNet(net).specs)?.params
 
 /** The network, its training recipe and the cache key a pretrain request and the run's seed give. */
 const recipeOf = (data: arrow.Table, config: PretrainRequest, seed: number) => {
   const split = splitOf(data, "train")
   const classes = config.dataset === "mnist" ? split.classes : 0
-  const net: VelocityNetConfig = {
-    dim: split.dim,
-    hidden: config.hidden,
-    blocks: config.blocks,
-    timeFeatures: 64,
-    classes
-  }
+  const net = baseNetOf(config, split.dim, classes)
   const { process, parameterization } = processOf(config)
   const { steps, batch, lr, condDrop, ema, threads } = config
   const training: VelocityTraining = { net, process, trainSteps: 1000, steps, batch, lr, condDrop, ema, threads }
@@ -139,8 +171,9 @@ const recipeOf = (data: arrow.Table, config: PretrainRequest, seed: number) => {
 }
 
 /** The base a pretrain request describes: from the model cache, or trained now and cached. */
-export const pretrainedBase = (data: arrow.Table, config: PretrainRequest) =>
+export const pretrainedBase = (data: arrow.Table, request: PretrainRequest) =>
   Effect.gen(function*() {
+    const config = resolved(request)
     const { seed, note } = yield* NodeContext
     const report = NodeContext.throttled(note, config.steps, "pretraining step")
     const rng = yield* Rng
@@ -195,16 +228,20 @@ export const baseModel = Node.make({
 const defaults = defaultsOf(PretrainSettings)
 
 /** The request an RL pipeline trains its base with: the pretrain defaults (a small network for the toys). */
-export const rlBaseRequest = (dataset: DatasetName, process: "rf" | "vp", threads: number): PretrainRequest => ({
+export const rlBaseRequest = (
+  dataset: DatasetName,
+  process: "rf" | "vp",
+  threads: number,
+  arch: Arch = "mlp"
+): PretrainRequest => ({
   ...defaults,
   ...(dataset === "mnist" ? {} : dataset === "gmm25" ? GMM25_BASE : TOY_BASE),
   dataset,
   process,
-  threads
+  threads,
+  arch
 })
 
-/** The network of an RL pipeline's base (and so of its policy), from its data set. */
-export const rlBaseNet = (dataset: DatasetName): VelocityNetConfig => {
-  const { hidden, blocks } = rlBaseRequest(dataset, "rf", 1)
-  return { dim: dataset === "mnist" ? 784 : 2, hidden, blocks, timeFeatures: 64, classes: dataset === "mnist" ? 10 : 0 }
-}
+/** The network of an RL pipeline's base (and so of its policy), from its data set and architecture. */
+export const rlBaseNet = (dataset: DatasetName, arch: Arch = "mlp"): VelocityNetConfig =>
+  baseNetOf(rlBaseRequest(dataset, "rf", 1, arch), dataset === "mnist" ? 784 : 2, dataset === "mnist" ? 10 : 0)

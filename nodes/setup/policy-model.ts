@@ -18,15 +18,24 @@ import { onnxBytes, onnxParams } from "../../models/onnx-net.ts"
 import { type LoraNetConfig, velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
 import type { RandomStream } from "../../random/streams.ts"
 import { Setting } from "../../schemas/settings.ts"
-import { type BaseModel, cachedBaseParams, pretrainedBase, rlBaseNet, rlBaseRequest } from "./base-model.ts"
+import {
+  type Arch,
+  ARCHS,
+  type BaseModel,
+  cachedBaseParams,
+  pretrainedBase,
+  rlBaseNet,
+  rlBaseRequest
+} from "./base-model.ts"
 import type { DatasetName } from "./dataset.ts"
 
 export const modelSettings = {
   base: Setting.string(
     "default",
-    "the network fine-tuned: default (etaflow's pretrained base) or an .onnx file with its contract X.json / " +
-      "model.json beside it (docs/byom.md)"
+    "the network fine-tuned: default (etaflow's pretrained base of `arch`) or an .onnx file with its contract " +
+      "X.json / model.json beside it (docs/byom.md)"
   ),
+  arch: Setting.literal(ARCHS, "mlp", "etaflow's base network: the MLP, or (MNIST) its U-Net or DiT"),
   lora: Setting.int(0, "LoRA rank of the adapters trained instead of the weights (0: train every weight)", { min: 0 }),
   loraAlpha: Setting.number(0, "LoRA α, the update scaled by α/r (0: 2·rank, flow_grpo's r 32 / α 64)", { min: 0 }),
   loraTargets: Setting.string(
@@ -37,6 +46,7 @@ export const modelSettings = {
 
 export interface ModelConfig {
   readonly base: string
+  readonly arch: Arch
   readonly lora: number
   readonly loraAlpha: number
   readonly loraTargets: string
@@ -73,11 +83,11 @@ export const storedPolicyNet = (
 ): VelocityNetConfig => {
   const loaded = config.base === "default" ? undefined : loadPolicyContract(config.base)
   if (Array.isArray(loaded)) throw new ModelContractError({ file: config.base, message: loaded.join("\n") })
-  const base = loaded?.net ?? rlBaseNet(config.dataset)
+  const base = loaded?.net ?? rlBaseNet(config.dataset, config.arch)
   if ((config.lora ?? 0) === 0) return base
   const params = loaded !== undefined
     ? onnxParams(loaded.net)
-    : cachedBaseParams(rlBaseRequest(config.dataset, process, config.threads), base, seed)
+    : cachedBaseParams(rlBaseRequest(config.dataset, process, config.threads, config.arch), base, seed)
   if (params === undefined) {
     throw new ModelContractError({
       file: "model cache",
@@ -120,6 +130,9 @@ export const modelProblems = (
   defaultNet: VelocityNetConfig
 ): Array<string> => {
   let net = defaultNet
+  if (c.arch !== "mlp" && c.dataset !== "mnist") {
+    return [`setting "arch": ${c.arch} is a 28×28 image network; dataset is ${c.dataset}`]
+  }
   if (c.base !== "default") {
     const loaded = loadPolicyContract(c.base)
     if (Array.isArray(loaded)) return loaded.map((p) => `setting "base": ${p}`)
@@ -175,7 +188,12 @@ export const rlBaseModel = (process: "rf" | "vp" | "setting") =>
         const base = config.base === "default"
           ? yield* pretrainedBase(
             data,
-            rlBaseRequest(config.dataset, process === "setting" ? config.process ?? "rf" : process, config.threads)
+            rlBaseRequest(
+              config.dataset,
+              process === "setting" ? config.process ?? "rf" : process,
+              config.threads,
+              config.arch
+            )
           )
           : yield* Node.promise([ModelContractError], async () => importedBase(config.base))
         return withLora(base, config, rng.stream("lora"))
