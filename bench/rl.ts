@@ -9,11 +9,14 @@
  * cache (a first run pretrains).
  */
 import { Effect } from "effect"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { AnyPipeline } from "../kernel/pipeline.ts"
 import { runPipeline } from "../kernel/run.ts"
+import { type ImportedPolicy, loadPolicyContract } from "../models/model-contract.ts"
+import { rlBaseNet } from "../nodes/setup/base-model.ts"
 import { adjointMatching } from "../pipelines/adjoint-matching.ts"
 import { flowGrpo } from "../pipelines/flow-grpo.ts"
 import { PretrainSettings } from "../pipelines/pretrain.ts"
@@ -21,15 +24,16 @@ import { quickstart } from "../pipelines/quickstart.ts"
 import { RewardModelSettings } from "../pipelines/reward-model.ts"
 import { median, peakSgemm } from "./engine.ts"
 import type { BenchLine } from "./line.ts"
+import { forwardFlops } from "./model-flops.ts"
 
-const run = async (pipeline: AnyPipeline, iterations: number) => {
+const run = async (pipeline: AnyPipeline, iterations: number, set: Readonly<Record<string, string>> = {}) => {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "etaflow-bench-rl-")), "run")
   const t0 = performance.now()
   await Effect.runPromise(
     runPipeline(pipeline, {
       out,
       progress: "none",
-      set: { iterations: String(iterations), evalEvery: "1000" }
+      set: { ...set, iterations: String(iterations), evalEvery: "1000" }
     }) as Effect.Effect<unknown, unknown>
   )
   const seconds = (performance.now() - t0) / 1000
@@ -63,7 +67,7 @@ const defaults = (pipeline: AnyPipeline) =>
     Object.entries(pipeline.settings).map(([k, s]) => [k, (s as { default: unknown }).default])
   ) as Record<string, number>
 
-const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
+const gflopOf = (pipeline: AnyPipeline, rewardCalls: number, rowFlops = flopsPerRow()) => {
   const c = defaults(pipeline)
   const trajectories = c.promptsPerIteration * c.groupSize
   const rollout = trajectories * c.steps
@@ -71,8 +75,9 @@ const gflopOf = (pipeline: AnyPipeline, rewardCalls: number) => {
   const trained = trajectories * Math.max(1, Math.floor(c.steps * c.timestepFraction + 1e-9))
   const forwards = rollout + (c.beta > 0 ? trained : 0) + 3 * trained
   return {
-    gflop: (forwards * flopsPerRow() + rewardCalls * trajectories * classifierFlops()) / 1e9,
-    detail: `${trajectories} trajectories × ${c.steps} steps, ${trained / trajectories} trained`
+    gflop: (forwards * rowFlops + rewardCalls * trajectories * classifierFlops()) / 1e9,
+    detail: `${trajectories} trajectories × ${c.steps} steps, ${trained / trajectories} trained, ` +
+      `${(rowFlops / 1e6).toFixed(1)} MFLOP a forward`
   }
 }
 
@@ -94,27 +99,54 @@ const adjointGflopOf = (pipeline: AnyPipeline) => {
   }
 }
 
+interface Measured {
+  readonly label: string
+  readonly pipeline: AnyPipeline
+  readonly work: () => { readonly gflop: number; readonly detail: string }
+  readonly set?: Readonly<Record<string, string>>
+  /** The slope's iteration counts and its repetitions (fewer for the conv and transformer bases' slow iterations). */
+  readonly slope?: readonly [number, number, number]
+}
+
+const TINY_UNET = "test/fixtures/models/tiny-unet.onnx"
+const archRow = (arch: "unet" | "dit") => forwardFlops(rlBaseNet("mnist", arch))
+
+const MEASURED: ReadonlyArray<Measured> = [
+  { label: "quickstart_sdpo_mnist", pipeline: quickstart, work: () => gflopOf(quickstart, 3) },
+  { label: "flow_grpo_mnist", pipeline: flowGrpo, work: () => gflopOf(flowGrpo, 1) },
+  { label: "adjoint_matching_mnist", pipeline: adjointMatching, work: () => adjointGflopOf(adjointMatching) },
+  ...(["unet", "dit"] as const).map((arch) => ({
+    label: `flow_grpo_mnist_${arch}`,
+    pipeline: flowGrpo,
+    work: () => gflopOf(flowGrpo, 1, archRow(arch)),
+    set: { arch },
+    slope: [1, 4, 3] as const
+  })),
+  {
+    label: "flow_grpo_tiny_unet",
+    pipeline: flowGrpo,
+    work: () => gflopOf(flowGrpo, 1, forwardFlops((loadPolicyContract(TINY_UNET) as ImportedPolicy).net)),
+    set: { task: "tilt", base: TINY_UNET },
+    slope: [1, 4, 3]
+  }
+]
+
 /**
  * This machine's speed drifts by up to ±25 % within minutes, so each timing (the slope between a
  * 2- and a 10-iteration run) is paired with peak SGEMM measured just before and after it, the higher
  * of the two taken (never flattering); the efficiency reported is the median of five such pairs.
  */
 export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyArray<string> = []): Promise<void> => {
-  const measured = [
-    ["quickstart_sdpo_mnist", quickstart, () => gflopOf(quickstart, 3)],
-    ["flow_grpo_mnist", flowGrpo, () => gflopOf(flowGrpo, 1)],
-    ["adjoint_matching_mnist", adjointMatching, () => adjointGflopOf(adjointMatching)]
-  ] as const
-  for (const [label, pipeline, work] of measured) {
+  for (const { label, pipeline, work, set = {}, slope = [2, 10, 5] } of MEASURED) {
     if (labels.length > 0 && !labels.some((l) => label.includes(l))) continue
     const { gflop, detail } = work()
-    await run(pipeline, 1) // warm the model cache and the JIT
+    await run(pipeline, 1, set) // warm the model cache and the JIT
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []
-    for (let r = 0; r < 5; r++) {
+    const [few, many, repetitions] = slope
+    for (let r = 0; r < repetitions; r++) {
       const before = await peakSgemm()
-      const [few, many] = [2, 10]
-      const tFew = await run(pipeline, few)
-      const tMany = await run(pipeline, many)
+      const tFew = await run(pipeline, few, set)
+      const tMany = await run(pipeline, many, set)
       const peak = Math.max(before, await peakSgemm())
       const seconds = (tMany - tFew) / (many - few)
       reps.push({ seconds, peak, efficiency: gflop / seconds / peak })
@@ -135,4 +167,35 @@ export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyA
       detail: `model FLOPs ÷ (wall time × peak SGEMM); median of ${reps.map((r) => r.efficiency.toFixed(2)).join(", ")}`
     })
   }
+}
+
+/**
+ * The PyTorch peer (bench/peer/flow_grpo_torch.py: the same network, batch, steps and KL reference in
+ * eager PyTorch) timed in the same run as etaflow's `flow_grpo_tiny_unet`, and the ratio; skipped, with a
+ * line saying so, where Debian's python3-torch is absent.
+ */
+export const peerBench = async (emit: (line: BenchLine) => void): Promise<void> => {
+  const python = "/usr/bin/python3"
+  if (spawnSync(python, ["-c", "import torch"], { encoding: "utf8" }).status !== 0) {
+    emit({ name: "rl_iteration_seconds_pytorch_tiny_unet", value: Number.NaN, unit: "s", detail: "skipped: no torch" })
+    return
+  }
+  const peer = spawnSync(python, ["bench/peer/flow_grpo_torch.py", "--threads", "2"], { encoding: "utf8" })
+  if (peer.status !== 0) throw new Error(`the PyTorch peer failed: ${peer.stderr}`)
+  const torch = JSON.parse(peer.stdout.trim().split("\n").at(-1)!) as { seconds: number; torch: string }
+  emit({
+    name: "rl_iteration_seconds_pytorch_tiny_unet",
+    value: torch.seconds,
+    unit: "s",
+    detail: `torch ${torch.torch} eager, 2 threads, median of 3 iterations after a warm-up`
+  })
+  // etaflow's time for the same iteration, measured right after the peer (the machine drifts).
+  const set = { task: "tilt", base: TINY_UNET }
+  const etaflow = ((await run(flowGrpo, 3, set)) - (await run(flowGrpo, 1, set))) / 2
+  emit({
+    name: "rl_iteration_etaflow_over_pytorch_tiny_unet",
+    value: etaflow / torch.seconds,
+    unit: "ratio",
+    detail: `etaflow ${etaflow.toFixed(2)} s ÷ PyTorch ${torch.seconds.toFixed(2)} s per Flow-GRPO iteration`
+  })
 }

@@ -7,14 +7,17 @@ import { clusterBench } from "./cluster.ts"
 import { engineBench } from "./engine.ts"
 import { kernelBench } from "./kernel.ts"
 import type { BenchLine } from "./line.ts"
-import { rlBench } from "./rl.ts"
+import { peerBench, rlBench } from "./rl.ts"
 
 const args = process.argv.slice(2)
 const labels = args.filter((a) => !["kernel", "engine", "rl", "cluster"].includes(a))
 const suites: Record<string, (emit: (line: BenchLine) => void) => Promise<void>> = {
   kernel: kernelBench,
   engine: engineBench,
-  rl: (emit) => rlBench(emit, labels),
+  rl: async (emit) => {
+    await rlBench(emit, labels)
+    if (labels.length === 0 || labels.some((l) => "flow_grpo_tiny_unet".includes(l))) await peerBench(emit)
+  },
   cluster: clusterBench
 }
 const only = args.filter((a) => a in suites)
