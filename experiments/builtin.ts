@@ -280,6 +280,35 @@ export const forwardProcess = Experiment.define({
   }))
 })
 
-export const experiments = [etaSweep, fewStep, precise, adjointExperiment, overoptimisation, forwardProcess]
+/**
+ * Bring your own model (docs/byom.md): LoRA flow-grpo on tilt (7s) on the PyTorch U-Net fixture (imported
+ * from ONNX, briefly trained in PyTorch) and on etaflow's own U-Net base; each claim: the ODE reward rises
+ * over the base. Smaller iterations than flow-grpo's default (8 prompts × 8) and LoRA's learning rate
+ * (flow_grpo's SD3 LoRA configs: 3e-4; 1e-3 here, rank 8, α 16).
+ */
+const lora = { ...tilt, lora: 8, lr: 1e-3, promptsPerIteration: 8 } as const
+
+export const byom = Experiment.define({
+  name: "byom",
+  doc: "LoRA flow-grpo on tilt (7s) on the imported PyTorch U-Net fixture and on etaflow's arch=unet base",
+  budget:
+    "6 runs × 40 iterations (~5 s each) + 5 evaluations, ~25 min; a first run per seed pretrains the U-Net (~12 min)",
+  seeds: 3,
+  iterations: 40,
+  evaluate: { steps: [10], every: 10 },
+  arms: [
+    Experiment.arm("lora-pytorch-unet", flowGrpo, { ...lora, base: "test/fixtures/models/tiny-unet.onnx" }),
+    Experiment.arm("lora-etaflow-unet", flowGrpo, { ...lora, arch: "unet" })
+  ],
+  claims: ["lora-pytorch-unet", "lora-etaflow-unet"].map((arm) => ({
+    name: `${arm} raises the ODE reward over the base`,
+    metric: "eval.improvement.s10",
+    arm,
+    over: "training" as const,
+    direction: ">" as const
+  }))
+})
+
+export const experiments = [etaSweep, fewStep, precise, adjointExperiment, overoptimisation, forwardProcess, byom]
 
 export const findExperiment = (name: string) => experiments.find((e) => e.name === name)

@@ -28,7 +28,7 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   // The CLI names the samplers its `sample` command takes from where they are defined (no re-export shim).
   cli: ["diffusion", "experiments", "kernel", "pipelines", "report", "schemas", "store"],
   // Benchmarks drive what users drive (experiments, the CLI's processes) with the tests' helpers.
-  bench: ["engine", "experiments", "kernel", "pipelines", "random", "schemas", "test"]
+  bench: ["engine", "experiments", "kernel", "models", "nodes", "pipelines", "random", "schemas", "test"]
 }
 
 const sources = (dir: string): Array<string> =>
