@@ -155,16 +155,30 @@ export const importOnnx = (
   }
   const tensorOf = (name: string) => {
     const v = values.get(name) ?? fail(`output "${name}" is never computed`)
-    return isKnown(v) ? materialize(graph, v, `output ${name}`) : v
+    return isKnown(v) ? constantOf(graph, v, `output ${name}`) : v
   }
   return Object.fromEntries((g.output ?? []).map((o) => [o.name ?? "", tensorOf(o.name ?? "")]))
 }
 
 const isKnown = (v: Tensor | Known): v is Known => "data" in v
 
-/** Float initializers become graph constants; integer ones stay on the host (shapes, indices). */
+/**
+ * Integer initializers (shapes, indices) and small float ones (Resize scales, epsilons, exponents given as
+ * initializers) stay on the host, where folding reads them; weights become graph constants.
+ */
+const SMALL = 64
 const asValue = (graph: Graph, k: Known, name: string): Tensor | Known =>
-  k.dtype === "float32" || k.dtype === "float64" ? materialize(graph, k, name) : k
+  (k.dtype === "float32" || k.dtype === "float64") && k.data.length > SMALL ? materialize(graph, k, name) : k
+
+/** One graph constant per host value, however many nodes read it. */
+const constants = new WeakMap<Known, Tensor>()
+const constantOf = (graph: Graph, k: Known, what: string): Tensor => {
+  const hit = constants.get(k)
+  if (hit !== undefined && hit.graph === graph) return hit
+  const t = materialize(graph, k, what)
+  constants.set(k, t)
+  return t
+}
 
 const importNode = (
   graph: Graph,
@@ -197,11 +211,12 @@ const importNode = (
     opset,
     count: names.length,
     has: (i) => args[i] !== undefined,
+    isKnown: (i) => args[i] !== undefined && isKnown(args[i]!),
     tensor: (i) => {
       const v = args[i] ?? (() => {
         throw new FoldError(`input ${i} is missing`)
       })()
-      return isKnown(v) ? materialize(graph, v, `input ${i}`) : v
+      return isKnown(v) ? constantOf(graph, v, `input ${i}`) : v
     },
     known: (i) => {
       const v = args[i]

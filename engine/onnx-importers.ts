@@ -19,6 +19,8 @@ export interface NodeArgs {
   /** Inputs given (empty optional inputs excluded at the end, kept as absent in the middle). */
   readonly count: number
   readonly has: (i: number) => boolean
+  /** Input i is known on the host (a constant, or folded shape arithmetic). */
+  readonly isKnown: (i: number) => boolean
   readonly tensor: (i: number) => Tensor
   readonly known: (i: number) => Known
   readonly fail: (message: string) => never
@@ -134,11 +136,12 @@ const split: Importer = (a) => {
   const x = a.tensor(0)
   const axis = axisOf(x, int(a, "axis", 0))
   const n = x.shape[axis] as number
+  // Opset 18's num_outputs: equal parts of ⌈n/k⌉, the last one smaller.
   const parts = int(a, "num_outputs", 0)
+  const each = Math.ceil(n / parts)
   const sizes = a.has(1)
     ? numbersOf(a.known(1), "Split sizes")
-    : ints(a, "split") ??
-      Array.from({ length: parts }, (_, i) => Math.min(Math.ceil(n / parts), n - i * Math.ceil(n / parts)))
+    : ints(a, "split") ?? Array.from({ length: parts }, (_, i) => Math.min(each, n - i * each))
   let start = 0
   return sizes.map((s) => op.slice(x, axis, start, start += s))
 }
@@ -147,13 +150,12 @@ const gather: Importer = (a) => {
   const data = a.tensor(0)
   const axis = axisOf(data, int(a, "axis", 0))
   if (!a.has(1)) a.fail("Gather needs indices")
-  let indices: Known | undefined
-  try {
-    indices = a.known(1)
-  } catch {
+  if (!a.isKnown(1)) {
+    // Run-time indices: an embedding table's rows (its gradient is a one-hot product, autodiff.ts).
     if (axis !== 0) a.fail(`a run-time Gather along axis ${axis} is not supported (axis 0 only)`)
     return op.gather(data, a.tensor(1))
   }
+  const indices = a.known(1)
   // Constant indices (attention's q, k, v = qkv[0], qkv[1], qkv[2]): slices.
   const n = data.shape[axis] as number
   const picks = numbersOf(indices, "Gather indices").map((i) => (i < 0 ? i + n : i))
@@ -297,5 +299,10 @@ export const IMPORTERS: Readonly<Record<string, Importer>> = {
   Upsample: (a) => nearest(a, a.tensor(0), numbersOf(a.known(1), "Upsample scales")),
   Where: (a) => op.where(a.tensor(0), a.tensor(1), a.tensor(2)),
   Equal: binary(op.equal),
+  Less: binary(op.less),
+  LessOrEqual: binary(op.lessOrEqual),
+  GreaterOrEqual: binary(op.greaterOrEqual),
+  Greater: binary((x, y) => op.less(y, x)),
+  And: binary(op.and),
   Cast: (a) => op.cast(a.tensor(0), DTYPE_CODES[int(a, "to", 1)] ?? a.fail(`Cast to type ${a.attrs.to}`))
 }

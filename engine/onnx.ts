@@ -29,7 +29,10 @@ const attribute = (name: string, value: number | string | ReadonlyArray<number>,
     return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: DTYPES[value as DType] })
   }
   if (typeof value === "number") {
-    return onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value })
+    // A non-integer is a FLOAT attribute (an epsilon, Gemm's alpha); the engine's own ops write integers.
+    return Number.isInteger(value)
+      ? onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.INT, i: value })
+      : onnx.AttributeProto.create({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f: value })
   }
   if (typeof value === "string") {
     return onnx.AttributeProto.create({

@@ -1,7 +1,7 @@
 /**
  * etaflow's small U-Net (`arch=unet`), the DDPM architecture (arXiv:2006.11239, App. B) scaled to 28×28
- * digits: residual blocks of GroupNorm → SiLU → 3×3 conv with the conditioning added between the two
- * convolutions, a strided-conv downsampling to 14×14, a nearest-neighbour upsampling and a skip
+ * digits: residual blocks of GroupNorm → SiLU → 3×3 conv with the conditioning scaling and shifting the
+ * second norm, a strided-conv downsampling to 14×14, a nearest-neighbour upsampling and a skip
  * concatenation back at 28×28. The last convolutions of each block and of the output start at zero, so
  * the network starts at f = 0 like the MLP base.
  */
@@ -38,20 +38,27 @@ const GROUPS = 8
 const blockSpecs = (name: string, cin: number, cout: number, E: number): Array<ParamSpec> => [
   ...groupNormSpecs(`${name}.norm1`, cin),
   ...convSpecs(`${name}.conv1`, cin, cout, 3),
-  ...linearSpecs(`${name}.emb`, E, cout),
+  ...linearSpecs(`${name}.emb`, E, 2 * cout),
   ...groupNormSpecs(`${name}.norm2`, cout),
   ...convSpecs(`${name}.conv2`, cout, cout, 3, true),
   ...(cin === cout ? [] : convSpecs(`${name}.skip`, cin, cout, 1))
 ]
 
-/** x + conv2(SiLU(GN(conv1(SiLU(GN(x))) + W e))) (a 1×1 conv on the skip when the width changes). */
+/**
+ * x + conv2(SiLU((1 + s)·GN(h) + b)), h = conv1(SiLU(GN(x))), [s, b] = W e: the conditioning as a scale and
+ * shift of the second norm (improved DDPM's `use_scale_shift_norm`, arXiv:2102.09672 — an added bias alone
+ * left the 10-step class accuracy at 0.64 after the same training); a 1×1 conv on the skip when the width
+ * changes.
+ */
 const block = (p: Params, name: string, x: Tensor, e: Tensor): Tensor => {
   const cout = p[`${name}.conv1.weight`].shape[0] as number
-  let h = conv(p, `${name}.conv1`, op.silu(groupNorm(p, `${name}.norm1`, x, GROUPS)))
-  h = op.add(h, op.reshape(linear(p, `${name}.emb`, e), [-1, cout, 1, 1], [x.shape[0], cout, 1, 1]))
-  h = conv(p, `${name}.conv2`, op.silu(groupNorm(p, `${name}.norm2`, h, GROUPS)))
+  const h = conv(p, `${name}.conv1`, op.silu(groupNorm(p, `${name}.norm1`, x, GROUPS)))
+  const film = op.reshape(linear(p, `${name}.emb`, e), [-1, 2 * cout, 1, 1], [x.shape[0], 2 * cout, 1, 1])
+  const [scale, shift] = [op.slice(film, 1, 0, cout), op.slice(film, 1, cout, 2 * cout)]
+  const normed = op.add(op.mul(groupNorm(p, `${name}.norm2`, h, GROUPS), op.add(scale, 1)), shift)
+  const out = conv(p, `${name}.conv2`, op.silu(normed))
   const skip = `${name}.skip.weight` in p ? conv(p, `${name}.skip`, x) : x
-  return op.add(skip, h)
+  return op.add(skip, out)
 }
 
 /** Nearest-neighbour ×2 of x [B, C, H, W] (copies along new axes, then a reshape). */
