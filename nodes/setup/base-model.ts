@@ -24,7 +24,7 @@ import { Node, Port } from "../../kernel/node.ts"
 import { NodeContext, Rng } from "../../kernel/services.ts"
 import { loadCached, storeCached, weightsFile } from "../../models/cache.ts"
 import { velocityGraph } from "../../models/network-policy.ts"
-import { velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
+import { describeNet, velocityNet, type VelocityNetConfig } from "../../models/velocity-net.ts"
 import { defaultsOf, Setting } from "../../schemas/settings.ts"
 import { trainVelocity, type VelocityTraining } from "../../training/velocity.ts"
 import { type DatasetName, DATASETS } from "./dataset.ts"
@@ -194,7 +194,11 @@ export const pretrainedBase = (data: arrow.Table, request: PretrainRequest) =>
             report(step + 1, `loss ${l.toFixed(4)}`)
           }
         ))
-      const meta = { etaflow_model: "velocity-mlp", process: process.name, parameterization }
+      const meta = {
+        etaflow_model: "arch" in net ? describeNet(net) : "velocity-mlp",
+        process: process.name,
+        parameterization
+      }
       const onnx = toOnnx(velocityGraph(net), { initializers: params, metadata: meta })
       const weights = weightsFile(params, specs, { kind: "base-model", process: process.name, parameterization })
       if (hit === undefined) {
