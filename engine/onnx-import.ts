@@ -7,7 +7,7 @@
  * naming the op, its node and where its result is used, before anything runs.
  */
 import onnxProto from "onnx-proto"
-import { type Dim, type Graph, GraphError, type Tensor } from "./graph.ts"
+import { type ConstantData, type Dim, type Graph, GraphError, type Tensor } from "./graph.ts"
 import { type Attrs, type AttrValue, IMPORTERS, type NodeArgs } from "./onnx-importers.ts"
 import { DTYPE_CODES, fold, FoldError, type Known, knownOf, materialize } from "./onnx-values.ts"
 
@@ -29,31 +29,35 @@ export const decodeOnnx = (bytes: Uint8Array): ModelProto => {
   return model
 }
 
-const tensorValues = (t: onnxProto.onnx.ITensorProto): Known => {
+/** A tensor's element type, shape and values as a typed array (a weight is never a JS array). */
+const tensorData = (t: onnxProto.onnx.ITensorProto) => {
   const dtype = DTYPE_CODES[t.dataType ?? 0]
   if (dtype === undefined) throw new FoldError(`tensor ${t.name ?? ""} has the unsupported element type ${t.dataType}`)
   const dims = (t.dims ?? []).map(Number)
   const raw = t.rawData ?? new Uint8Array(0)
-  if (raw.length > 0) {
-    // A copy: protobufjs hands out Node Buffers, whose slice() is a view into the whole file.
-    const bytes = new Uint8Array(raw).buffer
-    const view = dtype === "float32"
+  // A copy: protobufjs hands out Node Buffers, whose slice() is a view into the whole file.
+  const bytes = new Uint8Array(raw).buffer
+  const data: ConstantData = raw.length > 0
+    ? dtype === "float32"
       ? new Float32Array(bytes)
       : dtype === "float64"
       ? new Float64Array(bytes)
       : dtype === "int64"
-      ? Array.from(new BigInt64Array(bytes), Number)
+      ? new BigInt64Array(bytes)
       : new Uint8Array(bytes)
-    return knownOf(dtype, dims, Array.from(view))
-  }
-  const listed = dtype === "float32"
-    ? t.floatData
+    : dtype === "float32"
+    ? Float32Array.from(t.floatData ?? [])
     : dtype === "float64"
-    ? t.doubleData
+    ? Float64Array.from(t.doubleData ?? [])
     : dtype === "int64"
-    ? (t.int64Data ?? []).map((v) => Number(v.toString()))
-    : t.int32Data
-  return knownOf(dtype, dims, Array.from(listed ?? [], Number))
+    ? BigInt64Array.from(t.int64Data ?? [], (v) => BigInt(v.toString()))
+    : Uint8Array.from(t.int32Data ?? [])
+  return { dtype, dims, data }
+}
+
+const tensorValues = (t: onnxProto.onnx.ITensorProto): Known => {
+  const { dtype, dims, data } = tensorData(t)
+  return knownOf(dtype, dims, Array.from(data as ArrayLike<number | bigint>, Number))
 }
 
 const attrsOf = (node: NodeProto): Attrs =>
@@ -135,7 +139,7 @@ export const importOnnx = (
   for (const init of g.initializer ?? []) {
     const name = init.name ?? ""
     const weight = options.weights?.[name]
-    values.set(name, weight ?? asValue(graph, tensorValues(init), name))
+    values.set(name, weight ?? initializerValue(graph, init))
   }
   for (const input of g.input ?? []) {
     const name = input.name ?? ""
@@ -167,8 +171,11 @@ const isKnown = (v: Tensor | Known): v is Known => "data" in v
  * initializers) stay on the host, where folding reads them; weights become graph constants.
  */
 const SMALL = 64
-const asValue = (graph: Graph, k: Known, name: string): Tensor | Known =>
-  (k.dtype === "float32" || k.dtype === "float64") && k.data.length > SMALL ? materialize(graph, k, name) : k
+const initializerValue = (graph: Graph, init: onnxProto.onnx.ITensorProto): Tensor | Known => {
+  const { dtype, dims, data } = tensorData(init)
+  const weight = (dtype === "float32" || dtype === "float64") && data.length > SMALL
+  return weight ? graph.constant(data, dims, dtype) : tensorValues(init)
+}
 
 /** One graph constant per host value, however many nodes read it. */
 const constants = new WeakMap<Known, Tensor>()
@@ -245,9 +252,8 @@ export const onnxWeights = (
   bytes: Uint8Array
 ): Array<{ readonly name: string; readonly dims: Array<number>; readonly data: Float32Array }> =>
   (decodeOnnx(bytes).graph?.initializer ?? []).flatMap((init) => {
-    const k = tensorValues(init)
-    if (k.dtype !== "float32") return []
-    return [{ name: init.name ?? "", dims: [...k.dims], data: Float32Array.from(k.data as Array<number>) }]
+    const { dtype, dims, data } = tensorData(init)
+    return dtype === "float32" ? [{ name: init.name ?? "", dims, data: data as Float32Array }] : []
   })
 
 /** The model file with the named float initializers' values replaced (a fine-tuned imported network). */
