@@ -47,6 +47,19 @@ const importedGraph = (bytes: Uint8Array, conditional: boolean) => {
   return { g, weights }
 }
 
+/** The imported graph run on the reference's inputs, with the file's weights. */
+const runImported = async (bytes: Uint8Array, ref: Reference, conditional: boolean) => {
+  const { g, weights } = importedGraph(bytes, conditional)
+  const session = await EngineSession.create(g, { threads: 1 })
+  const out = await session.run({
+    ...feedsOf(ref, conditional),
+    ...Object.fromEntries(weights.map((w) => [w.name, { data: w.data, dims: w.dims }])),
+    r: { data: Float32Array.from(ref.r), dims: [2, 1, 28, 28] }
+  })
+  await session.release()
+  return { out, weights }
+}
+
 const feedsOf = (ref: Reference, conditional: boolean) => ({
   x: { data: Float32Array.from(ref.x), dims: [2, 1, 28, 28] },
   t: { data: Float32Array.from(ref.t), dims: [2] },
@@ -58,13 +71,7 @@ describe.each(["tiny-unet", "tiny-dit"])("the PyTorch fixture %s, imported", (na
     const { bytes, ref, conditional } = fixture(name)
     const original = await EngineSession.fromBytes(name, bytes, { threads: 1 })
     const want = (await original.run(feedsOf(ref, conditional))).v.data as Float32Array
-    const { g, weights } = importedGraph(bytes, conditional)
-    const session = await EngineSession.create(g, { threads: 1 })
-    const out = await session.run({
-      ...feedsOf(ref, conditional),
-      ...Object.fromEntries(weights.map((w) => [w.name, { data: w.data, dims: w.dims }])),
-      r: { data: Float32Array.from(ref.r), dims: [2, 1, 28, 28] }
-    })
+    const { out } = await runImported(bytes, ref, conditional)
     const got = out.v.data as Float32Array
     const scale = Math.max(...Array.from(want, Math.abs))
     const worst = Math.max(...Array.from(got, (v, i) => Math.abs(v - want[i]) / scale))
@@ -75,13 +82,7 @@ describe.each(["tiny-unet", "tiny-dit"])("the PyTorch fixture %s, imported", (na
 
   it("gives every parameter the gradient PyTorch's float64 finite differences give, within 1e-3", async () => {
     const { bytes, ref, conditional } = fixture(name)
-    const { g, weights } = importedGraph(bytes, conditional)
-    const session = await EngineSession.create(g, { threads: 1 })
-    const out = await session.run({
-      ...feedsOf(ref, conditional),
-      ...Object.fromEntries(weights.map((w) => [w.name, { data: w.data, dims: w.dims }])),
-      r: { data: Float32Array.from(ref.r), dims: [2, 1, 28, 28] }
-    })
+    const { out, weights } = await runImported(bytes, ref, conditional)
     expect(weights.map((w) => w.name).sort()).toEqual(Object.keys(ref.params).sort())
     for (const w of weights) {
       const { indices, fd, scale } = ref.params[w.name]
