@@ -32,7 +32,7 @@ const int = (a: NodeArgs, name: string, fallback: number) => Number(a.attrs[name
 const ints = (a: NodeArgs, name: string): ReadonlyArray<number> | undefined => a.attrs[name] as never
 
 /** Reshape to sizes where at most one is known only at run time (it becomes −1). */
-export const reshapeTo = (x: Tensor, dims: ReadonlyArray<Dim>, fail: (m: string) => never): Tensor => {
+const reshapeTo = (x: Tensor, dims: ReadonlyArray<Dim>, fail: (m: string) => never): Tensor => {
   const free = dims.filter((d) => typeof d === "string")
   if (free.length === 0) return op.reshape(x, dims as ReadonlyArray<number>)
   if (free.length > 1) fail(`a reshape to [${dims}] has more than one size known only at run time`)

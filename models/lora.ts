@@ -56,7 +56,7 @@ export const matchTargets = (names: ReadonlyArray<string>, patterns: string): Ar
 const matrixOf = (spec: ParamSpec) => [spec.shape[0], spec.shape.slice(1).reduce((a, b) => a * b, 1)] as const
 
 /** The adapters of `targets`: A [r, rest] and B [rows, r], the output side's one zero. */
-export const loraSpecs = (base: VelocityNet, rank: number, targets: ReadonlyArray<string>): Array<ParamSpec> =>
+const loraSpecs = (base: VelocityNet, rank: number, targets: ReadonlyArray<string>): Array<ParamSpec> =>
   targets.flatMap((name) => {
     const spec = base.specs.find((s) => s.name === name)
     const adapt = base.adaptable[name]

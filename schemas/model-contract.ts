@@ -8,7 +8,7 @@ import { Exit, Schema } from "effect"
 const Name = Schema.NonEmptyString
 const Dims = Schema.Array(Schema.Int.check(Schema.isGreaterThan(0)))
 
-export const CONTRACT_FIELDS = {
+const CONTRACT_FIELDS = {
   inputs: {
     schema: Schema.Struct({ latent: Name, time: Name, class: Schema.optionalKey(Name) }),
     allowed: `{ "latent": NAME, "time": NAME, "class"?: NAME } (the graph's input names)`
