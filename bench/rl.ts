@@ -13,6 +13,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { releaseCachedSessions } from "../engine/session-cache.ts"
 import type { AnyPipeline } from "../kernel/pipeline.ts"
 import { runPipeline } from "../kernel/run.ts"
 import { type ImportedPolicy, loadPolicyContract } from "../models/model-contract.ts"
@@ -139,6 +140,8 @@ const MEASURED: ReadonlyArray<Measured> = [
 export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyArray<string> = []): Promise<void> => {
   for (const { label, pipeline, work, set = {}, slope = [2, 10, 5] } of MEASURED) {
     if (labels.length > 0 && !labels.some((l) => label.includes(l))) continue
+    // The previous network's sessions go (an OOM kill at 24 GB ran the conv networks one after another).
+    await releaseCachedSessions()
     const { gflop, detail } = work()
     await run(pipeline, 1, set) // warm the model cache and the JIT
     const reps: Array<{ seconds: number; peak: number; efficiency: number }> = []
@@ -175,6 +178,7 @@ export const rlBench = async (emit: (line: BenchLine) => void, labels: ReadonlyA
  * line saying so, where Debian's python3-torch is absent.
  */
 export const peerBench = async (emit: (line: BenchLine) => void): Promise<void> => {
+  await releaseCachedSessions()
   const python = "/usr/bin/python3"
   if (spawnSync(python, ["-c", "import torch"], { encoding: "utf8" }).status !== 0) {
     emit({ name: "rl_iteration_seconds_pytorch_tiny_unet", value: Number.NaN, unit: "s", detail: "skipped: no torch" })

@@ -17,3 +17,13 @@ export const cachedSession = async (key: string, build: () => Promise<EngineSess
 
 /** Whether a session is one of the cache's (and so not its user's to release). */
 export const isCached = (session: EngineSession): boolean => [...SESSIONS.values()].includes(session)
+
+/**
+ * Releases every cached session (a process that runs many differently shaped networks in turn — the
+ * benchmark — would otherwise keep each one's onnxruntime arena: a conv network's is gigabytes).
+ */
+export const releaseCachedSessions = async (): Promise<void> => {
+  const sessions = [...SESSIONS.values()]
+  SESSIONS.clear()
+  await Promise.all(sessions.map((s) => s.release()))
+}

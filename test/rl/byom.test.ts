@@ -23,7 +23,7 @@ import { exportRun } from "../../pipelines/export.ts"
 import { flowGrpo } from "../../pipelines/flow-grpo.ts"
 import { openStream } from "../../random/streams.ts"
 import { fromParquet } from "../../store/parquet.ts"
-import { isolateCache, tempDir, tempRun } from "../support/runs.ts"
+import { isolateCache, lastMetrics, tempDir, tempRun, toyRl } from "../support/runs.ts"
 
 const FIXTURES = path.resolve("test/fixtures/models")
 const DIT = path.join(FIXTURES, "tiny-dit.onnx")
@@ -126,6 +126,26 @@ describe("a LoRA run on an imported PyTorch network", () => {
     // Two float32 kernel libraries (MLAS, wasm SIMD) sum convolutions and products in different orders.
     expect(native.reduce((m, v, i) => Math.max(m, Math.abs(v - web[i])), 0)).toBeLessThan(1e-5 * scale)
   })
+})
+
+describe("LoRA in the other pipeline families", () => {
+  it.each([["diffusion-nft"], ["adjoint-matching"]])(
+    "%s trains adapters only on the toy base, and they move the policy",
+    async (name) => {
+      const { pipelines } = await import("../../pipelines/registry.ts")
+      const pipeline = pipelines.find((p) => p.name === name)!
+      const out = tempRun(`byom-${name}`)
+      const set = { ...toyRl, lora: "2", iterations: "3", evalEvery: "1" }
+      await Effect.runPromise(runPipeline(pipeline, { out, progress: "none", seed: 2, set }) as Effect.Effect<unknown>)
+      const file = path.join(out, "checkpoints/iter-000002/weights.safetensors")
+      const names = Object.keys(readSafetensors(new Uint8Array(fs.readFileSync(file)), file).tensors)
+      expect(names.length).toBeGreaterThan(0)
+      expect(names.every((n) => /\.w\.lora_[AB]$/.test(n))).toBe(true)
+      const improvement = lastMetrics(out)["eval.improvement.s6"]
+      expect(Number.isFinite(improvement) && improvement !== 0).toBe(true)
+    },
+    300_000
+  )
 })
 
 const etaflow = (...args: Array<string>) => {
