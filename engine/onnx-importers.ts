@@ -50,12 +50,6 @@ const axesOf = (a: NodeArgs, x: Tensor): ReadonlyArray<number> | undefined => {
 const unary = (f: (x: Tensor) => Tensor): Importer => (a) => f(a.tensor(0))
 const binary = (f: (x: Tensor, y: Tensor) => Tensor): Importer => (a) => f(a.tensor(0), a.tensor(1))
 
-/** (x − mean)/√(var + ε) over `axes` (biased variance, as every normalisation op defines it). */
-const normalize = (x: Tensor, axes: ReadonlyArray<number>, epsilon: number) => {
-  const centred = op.sub(x, op.reduceMean(x, axes, true))
-  return op.div(centred, op.sqrt(op.add(op.reduceMean(op.mul(centred, centred), axes, true), epsilon)))
-}
-
 /** A per-channel vector [C] broadcast over NC… */
 const perChannel = (v: Tensor, rank: number) => op.reshape(v, [1, v.shape[0] as number, ...Array(rank - 2).fill(1)])
 
@@ -186,7 +180,7 @@ const gemm: Importer = (a) => {
 const instanceNorm: Importer = (a) => {
   const x = a.tensor(0)
   const axes = x.shape.map((_, i) => i).slice(2)
-  const y = normalize(x, axes, Number(a.attrs.epsilon ?? 1e-5))
+  const y = op.normalize(x, axes, Number(a.attrs.epsilon ?? 1e-5))
   return op.add(op.mul(y, perChannel(a.tensor(1), x.rank)), perChannel(a.tensor(2), x.rank))
 }
 
@@ -194,7 +188,7 @@ const groupNorm: Importer = (a) => {
   const x = a.tensor(0)
   const groups = int(a, "num_groups", 0)
   const per = x.shape.slice(1).reduce<number>((p, d) => p * (d as number), 1) / groups
-  const y = normalize(reshapeTo(x, [x.shape[0], groups, per], a.fail), [2], Number(a.attrs.epsilon ?? 1e-5))
+  const y = op.normalize(reshapeTo(x, [x.shape[0], groups, per], a.fail), [2], Number(a.attrs.epsilon ?? 1e-5))
   const [scale, bias] = [a.tensor(1), a.tensor(2)]
   if (scale.shape[0] === groups && groups !== x.shape[1]) {
     // Opset 18 gives scale and bias per group (opset 21 per channel): applied on the grouped view.
@@ -208,7 +202,7 @@ const layerNorm: Importer = (a) => {
   const x = a.tensor(0)
   const from = axisOf(x, int(a, "axis", -1))
   const axes = x.shape.map((_, i) => i).slice(from)
-  const y = op.mul(normalize(x, axes, Number(a.attrs.epsilon ?? 1e-5)), a.tensor(1))
+  const y = op.mul(op.normalize(x, axes, Number(a.attrs.epsilon ?? 1e-5)), a.tensor(1))
   return a.has(2) ? op.add(y, a.tensor(2)) : y
 }
 

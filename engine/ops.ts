@@ -147,6 +147,12 @@ export const countOf = (x: Tensor, axes: ReadonlyArray<number>): Tensor => {
 export const reduceMean = (x: Tensor, axes: ReadonlyArray<number>, keepdims = false): Tensor =>
   div(reduceSum(x, axes, keepdims), countOf(x, axes))
 
+/** (x − mean)/√(var + ε) over `axes`, the biased variance every normalisation layer uses. */
+export const normalize = (x: Tensor, axes: ReadonlyArray<number>, epsilon: number): Tensor => {
+  const centred = sub(x, reduceMean(x, axes, true))
+  return div(centred, sqrt(add(reduceMean(mul(centred, centred), axes, true), epsilon)))
+}
+
 /** Reshape to a static shape (at most one -1) or to the run-time shape of another tensor. */
 export const reshape = (x: Tensor, shape: ReadonlyArray<number> | Tensor, symbolic?: Shape): Tensor => {
   if (shape instanceof Tensor) {

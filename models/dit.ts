@@ -7,17 +7,7 @@
 import type { Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { ParamSpec } from "../engine/params.ts"
-import {
-  adaptableOf,
-  conv,
-  convSpecs,
-  embedding,
-  embeddingSpecs,
-  linear,
-  linearSpecs,
-  normalize,
-  type Params
-} from "./layers.ts"
+import { adaptableOf, conv, convSpecs, embedding, embeddingSpecs, linear, linearSpecs, type Params } from "./layers.ts"
 import { guidance, type VelocityNet } from "./networks.ts"
 
 export interface DiTConfig {
@@ -68,7 +58,7 @@ const block = (p: Params, name: string, x: Tensor, e: Tensor, heads: number): Te
   const ada = linear(p, `${name}.ada`, e)
   const m = (k: number) => chunk(ada, k, 6)
   const D = x.shape[2] as number
-  const norm = (h: Tensor) => normalize(h, [2], 1e-6)
+  const norm = (h: Tensor) => op.normalize(h, [2], 1e-6)
   const attn = attention(p, `${name}.attn`, modulate(norm(x), m(0), m(1)), heads)
   let h = op.add(x, op.mul(op.unsqueeze(m(2), [1]), attn))
   const mlp = linear(p, `${name}.mlp.fc2`, op.gelu(linear(p, `${name}.mlp.fc1`, modulate(norm(h), m(3), m(4)))))
@@ -94,7 +84,7 @@ export const ditNet = (cfg: DiTConfig): VelocityNet<DiTConfig> => {
     let h = op.add(op.transpose(op.reshape(patches, [-1, D, n * n], [B, D, n * n]), [0, 2, 1]), p.pos)
     for (let i = 0; i < cfg.depth; i++) h = block(p, `block${i}`, h, e, cfg.heads)
     const ada = linear(p, "final.ada", e)
-    const out = linear(p, "final.out", modulate(normalize(h, [2], 1e-6), chunk(ada, 0, 2), chunk(ada, 1, 2)))
+    const out = linear(p, "final.out", modulate(op.normalize(h, [2], 1e-6), chunk(ada, 0, 2), chunk(ada, 1, 2)))
     // Tokens [B, n·n, P·P] back to the image [B, n, P, n, P] → [B, dim].
     const image = op.transpose(op.reshape(out, [-1, n, n, P, P], [B, n, n, P, P]), [0, 1, 3, 2, 4])
     return op.reshape(image, [-1, cfg.dim], [B, cfg.dim])

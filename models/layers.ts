@@ -32,12 +32,6 @@ export const conv = (p: Params, name: string, x: Tensor, stride = 1): Tensor => 
   return op.add(y, op.reshape(p[`${name}.bias`], [1, w.shape[0] as number, 1, 1]))
 }
 
-/** (x − mean)/√(var + ε) over `axes`. */
-export const normalize = (x: Tensor, axes: ReadonlyArray<number>, epsilon: number): Tensor => {
-  const centred = op.sub(x, op.reduceMean(x, axes, true))
-  return op.div(centred, op.sqrt(op.add(op.reduceMean(op.mul(centred, centred), axes, true), epsilon)))
-}
-
 export const groupNormSpecs = (name: string, channels: number): Array<ParamSpec> => [
   { name: `${name}.gamma`, shape: [channels], init: "zeros" },
   { name: `${name}.beta`, shape: [channels], init: "zeros" }
@@ -46,7 +40,11 @@ export const groupNormSpecs = (name: string, channels: number): Array<ParamSpec>
 export const groupNorm = (p: Params, name: string, x: Tensor, groups: number): Tensor => {
   const [C, H, W] = x.shape.slice(1) as Array<number>
   const y = op.reshape(
-    normalize(op.reshape(x, [-1, groups, (C / groups) * H * W], [x.shape[0], groups, (C / groups) * H * W]), [2], 1e-5),
+    op.normalize(
+      op.reshape(x, [-1, groups, (C / groups) * H * W], [x.shape[0], groups, (C / groups) * H * W]),
+      [2],
+      1e-5
+    ),
     [-1, C, H, W],
     x.shape
   )

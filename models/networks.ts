@@ -6,6 +6,7 @@
 import type { Graph, Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { ParamSpec } from "../engine/params.ts"
+import { linear, linearSpecs, timeFeatures } from "./layers.ts"
 
 /**
  * A velocity / ε network as the pipelines use it: its trainable parameters and its forward pass
@@ -34,13 +35,6 @@ export const guidance = (
   return op.add(fu, op.mul(op.sub(fc, fu), w))
 }
 
-const linear = (name: string, fanIn: number, fanOut: number, zero = false): Array<ParamSpec> => [
-  { name: `${name}.w`, shape: [fanIn, fanOut], init: zero ? "zeros" : { std: 1 / Math.sqrt(fanIn) } },
-  { name: `${name}.b`, shape: [fanOut], init: "zeros" }
-]
-const apply = (p: Record<string, Tensor>, name: string, x: Tensor) =>
-  op.add(op.matmul(x, p[`${name}.w`]), p[`${name}.b`])
-
 export interface MlpNetConfig {
   /** Elements of a latent (784 for MNIST, 2 for toys). */
   readonly dim: number
@@ -60,38 +54,35 @@ export interface MlpNetConfig {
 export const mlpNet = (cfg: MlpNetConfig): VelocityNet<MlpNetConfig> => {
   const { dim, hidden: H, blocks, timeFeatures: F, classes } = cfg
   const specs: Array<ParamSpec> = [
-    ...linear("in", dim, H),
-    ...linear("time", F, H),
+    ...linearSpecs("in", dim, H),
+    ...linearSpecs("time", F, H),
     ...(classes > 0
       ? [{ name: "class.embedding", shape: [classes + 1, H], init: { std: 1 } } satisfies ParamSpec]
       : []),
     ...Array.from(
       { length: blocks },
-      (_, i) => [...linear(`block${i}.fc1`, H, H), ...linear(`block${i}.fc2`, H, H, true)]
+      (_, i) => [...linearSpecs(`block${i}.fc1`, H, H), ...linearSpecs(`block${i}.fc2`, H, H, true)]
     ).flat(),
-    ...linear("out", H, dim, true),
+    ...linearSpecs("out", H, dim, true),
     { name: "skip.w", shape: [F, dim], init: "zeros" },
     { name: "skip.b", shape: [dim], init: "zeros" }
   ]
-  const half = F / 2
-  const freqs = Float32Array.from({ length: half }, (_, k) => Math.exp((-Math.log(10_000) * k) / half))
   /** f(x, t, c): x [B, dim], t [B], c [B] int64 class indices (classes = null condition). */
   const forward = (g: Graph, p: Record<string, Tensor>, x: Tensor, t: Tensor, c?: Tensor): Tensor => {
-    const angles = op.mul(op.unsqueeze(op.mul(t, 1000), [1]), g.constant(freqs, [1, half]))
-    const phi = op.concat([op.sin(angles), op.cos(angles)], 1)
+    const phi = timeFeatures(g, t, F)
     // e carries time and condition; every block sees it, so conditioning is not washed out with depth.
-    let e = apply(p, "time", phi)
+    let e = linear(p, "time", phi)
     if (classes > 0) {
       if (c === undefined) throw new Error("velocityNet: a conditional network needs class indices")
       e = op.add(e, op.gather(p["class.embedding"], c))
     }
-    let h = apply(p, "in", x)
+    let h = linear(p, "in", x)
     for (let i = 0; i < blocks; i++) {
-      h = op.add(h, apply(p, `block${i}.fc2`, op.silu(apply(p, `block${i}.fc1`, op.silu(op.add(h, e))))))
+      h = op.add(h, linear(p, `block${i}.fc2`, op.silu(linear(p, `block${i}.fc1`, op.silu(op.add(h, e))))))
     }
     // A per-pixel, time-dependent skip s(t) ⊙ x: the noise part of the target (v = (x − x0)/σ for
     // flows) is linear in x, which the bottleneck of width H could not pass through for d > H.
-    return op.add(apply(p, "out", op.silu(h)), op.mul(x, apply(p, "skip", phi)))
+    return op.add(linear(p, "out", op.silu(h)), op.mul(x, linear(p, "skip", phi)))
   }
   // Weights are [fan-in, fan-out] (x·W): the output side is axis 1.
   const adaptable = Object.fromEntries(
@@ -111,15 +102,15 @@ export interface ClassifierConfig {
 export const classifierNet = (cfg: ClassifierConfig) => {
   const widths = [cfg.dim, ...Array.from({ length: cfg.layers }, () => cfg.hidden)]
   const specs: Array<ParamSpec> = [
-    ...widths.slice(1).flatMap((w, i) => linear(`fc${i}`, widths[i], w)),
-    ...linear("head", cfg.hidden, cfg.classes)
+    ...widths.slice(1).flatMap((w, i) => linearSpecs(`fc${i}`, widths[i], w)),
+    ...linearSpecs("head", cfg.hidden, cfg.classes)
   ]
   /** The last hidden layer's activations: the feature space of the Fréchet distance and diversity. */
   const features = (p: Record<string, Tensor>, x: Tensor): Tensor => {
     let h = x
-    for (let i = 0; i < cfg.layers; i++) h = op.silu(apply(p, `fc${i}`, h))
+    for (let i = 0; i < cfg.layers; i++) h = op.silu(linear(p, `fc${i}`, h))
     return h
   }
-  const forward = (p: Record<string, Tensor>, x: Tensor): Tensor => op.logSoftmax(apply(p, "head", features(p, x)), -1)
+  const forward = (p: Record<string, Tensor>, x: Tensor): Tensor => op.logSoftmax(linear(p, "head", features(p, x)), -1)
   return { specs, forward, features, config: cfg }
 }
