@@ -37,6 +37,20 @@ const staticSize = (t: Tensor, axis: number, what: string): number => {
   return d
 }
 
+/**
+ * d(a·W) / dW for a matrix W shared by every leading index of a [.., K]: one GEMM of a and g flattened to rows
+ * (a batched product per leading index followed by a sum wrote [.., K, N] first: the DiT's linear layers).
+ */
+const sharedWeightGradient = (a: Tensor, g: Tensor): Tensor => {
+  if (a.rank === 2) return op.gemm(a, g, true, false)
+  const lead = a.shape.slice(0, -1)
+  const rows = lead.every((d) => typeof d === "number")
+    ? lead.reduce<number>((n, d) => n * (d as number), 1)
+    : lead.join("·")
+  const [K, N] = [staticSize(a, a.rank - 1, "MatMul"), staticSize(g, g.rank - 1, "MatMul")]
+  return op.gemm(op.reshape(a, [-1, K], [rows, K]), op.reshape(g, [-1, N], [rows, N]), true, false)
+}
+
 const RULES: Record<string, Rule> = {
   ...CONV_RULES,
   Add: ({ inputs: [a, b] }, g) => [unbroadcast(g, a), unbroadcast(g, b)],
@@ -58,8 +72,8 @@ const RULES: Record<string, Rule> = {
   Tanh: ({ output }, g) => [op.mul(g, op.sub(1, op.mul(output, output)))],
   Erf: ({ inputs: [a] }, g) => [op.mul(g, op.mul(op.exp(op.neg(op.mul(a, a))), 2 / Math.sqrt(Math.PI)))],
   MatMul: ({ inputs: [a, b] }, g) =>
-    a.rank === 2 && b.rank === 2
-      ? [op.gemm(g, b, false, true), op.gemm(a, g, true, false)]
+    b.rank === 2
+      ? [a.rank === 2 ? op.gemm(g, b, false, true) : op.matmul(g, swapLast(b)), sharedWeightGradient(a, g)]
       : [unbroadcast(op.matmul(g, swapLast(b)), a), unbroadcast(op.matmul(swapLast(a), g), b)],
   Gemm: ({ inputs: [a, b], attrs }, g) => {
     const ta = attrs.transA === 1

@@ -5,7 +5,7 @@
  * concatenation back at 28×28. The last convolutions of each block and of the output start at zero, so
  * the network starts at f = 0 like the MLP base.
  */
-import type { Tensor } from "../engine/graph.ts"
+import type { Graph, Tensor } from "../engine/graph.ts"
 import * as op from "../engine/ops.ts"
 import type { ParamSpec } from "../engine/params.ts"
 import {
@@ -61,12 +61,14 @@ const block = (p: Params, name: string, x: Tensor, e: Tensor): Tensor => {
   return op.add(skip, out)
 }
 
-/** Nearest-neighbour ×2 of x [B, C, H, W] (copies along new axes, then a reshape). */
-const upsample = (x: Tensor): Tensor => {
+/**
+ * Nearest-neighbour ×2 of x [B, C, H, W]: x [B, C, H, 1, W, 1] broadcast against ones [2, 1, 2], then a
+ * reshape — the backward pass is then one sum over the 2 × 2 copies (concatenated copies cost slices).
+ */
+const upsample = (g: Graph, x: Tensor): Tensor => {
   const [C, H, W] = x.shape.slice(1) as Array<number>
-  const rows = op.concat([op.unsqueeze(x, [3]), op.unsqueeze(x, [3])], 3)
-  const cols = op.concat([op.unsqueeze(rows, [5]), op.unsqueeze(rows, [5])], 5)
-  return op.reshape(cols, [-1, C, 2 * H, 2 * W], [x.shape[0], C, 2 * H, 2 * W])
+  const copies = op.mul(op.unsqueeze(x, [3, 5]), g.constant(new Float32Array(4).fill(1), [2, 1, 2]))
+  return op.reshape(copies, [-1, C, 2 * H, 2 * W], [x.shape[0], C, 2 * H, 2 * W])
 }
 
 export const unetNet = (cfg: UNetConfig): VelocityNet<UNetConfig> => {
@@ -90,7 +92,7 @@ export const unetNet = (cfg: UNetConfig): VelocityNet<UNetConfig> => {
     const e = op.silu(embedding(g, p, t, c, F, classes))
     const h0 = block(p, "down0", conv(p, "conv_in", op.reshape(x, [-1, 1, side, side], [B, 1, side, side])), e)
     let h = block(p, "mid", block(p, "down1", conv(p, "down", h0, 2), e), e)
-    h = conv(p, "up", upsample(block(p, "up1", h, e)))
+    h = conv(p, "up", upsample(g, block(p, "up1", h, e)))
     h = block(p, "up0", op.concat([h, h0], 1), e)
     const out = conv(p, "conv_out", op.silu(groupNorm(p, "norm_out", h, GROUPS)))
     return op.reshape(out, [-1, cfg.dim], [B, cfg.dim])
