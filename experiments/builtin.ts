@@ -292,7 +292,7 @@ export const byom = Experiment.define({
   name: "byom",
   doc: "LoRA flow-grpo on tilt (7s) on the imported PyTorch U-Net fixture and on etaflow's arch=unet base",
   budget:
-    "6 runs × 40 iterations (~5 s each) + 5 evaluations, ~25 min; a first run per seed pretrains the U-Net (~12 min)",
+    "6 runs × 40 iterations (~5 s each) + 5 evaluations, ~25 min; a first run per seed pretrains the U-Net (~45 min)",
   seeds: 3,
   iterations: 40,
   evaluate: { steps: [10], every: 10 },

@@ -85,7 +85,7 @@ export const PretrainSettings = {
   schedule: Setting.literal(VP_SCHEDULES, "scaled-linear", "VP ᾱ schedule, 1,000 training steps (ignored for rf)"),
   hidden: Setting.int(512, "hidden width of the network", { min: 1 }),
   blocks: Setting.int(3, "residual blocks", { min: 0 }),
-  steps: Setting.int(0, "optimizer steps (0: the arch's recipe, MLP 4000, U-Net 2000, DiT 3000)", { min: 0 }),
+  steps: Setting.int(0, "optimizer steps (0: the arch's recipe, MLP 4000, U-Net 8000, DiT 8000)", { min: 0 }),
   batch: Setting.int(0, "minibatch size (0: the arch's recipe, MLP 256, U-Net 64, DiT 128)", { min: 0 }),
   lr: Setting.number(2e-3, "peak AdamW learning rate (cosine decay to 0)", { min: 0 }),
   condDrop: Setting.number(0.1, "probability of training on the null condition (enables classifier-free guidance)", {
@@ -124,8 +124,8 @@ const GMM25_BASE = { hidden: 256, blocks: 3, steps: 4000, lr: 2e-3 }
  */
 const ARCH_RECIPES: Readonly<Record<Arch, { readonly steps: number; readonly batch: number }>> = {
   mlp: { steps: 4000, batch: 256 },
-  unet: { steps: 2000, batch: 64 },
-  dit: { steps: 3000, batch: 128 }
+  unet: { steps: 8000, batch: 64 },
+  dit: { steps: 8000, batch: 128 }
 }
 
 /** The request with its architecture's recipe filled in. */
