@@ -87,7 +87,7 @@ export const convTranspose2d = (
 /**
  * dW of a stride-1, one-group conv as one GEMM per kernel tap: Gᵀ [M, N·H'·W'] times the input shifted by
  * that tap [N·H'·W', C] (im2col without the big patch matrix). At the U-Net's 28×28 layers this is ~2× faster
- * than the dilated correlation, whose [N·H'·W']-long kernels onnxruntime's Conv runs slowly (bench/HISTORY.md).
+ * than the dilated correlation, whose [N·H'·W']-long kernels onnxruntime's Conv runs slowly.
  */
 const tapWeightGradient = (x: Tensor, g: Tensor, kernel: readonly [number, number], a: ConvAttrs): Tensor => {
   const [, C] = staticDims(x, "Conv's weight gradient")
