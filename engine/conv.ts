@@ -86,8 +86,9 @@ export const convTranspose2d = (
 
 /**
  * dW of a stride-1, one-group conv as one GEMM per kernel tap: Gᵀ [M, N·H'·W'] times the input shifted by
- * that tap [N·H'·W', C] (im2col without the big patch matrix). At the U-Net's 28×28 layers this is ~2× faster
- * than the dilated correlation, whose [N·H'·W']-long kernels onnxruntime's Conv runs slowly.
+ * that tap [N·H'·W', C] (im2col without the big patch matrix): onnxruntime's Conv runs the dilated
+ * correlation's [N·H'·W']-long kernels far below its GEMM speed (an `arch=unet` training step of 64 took
+ * 0.41 s with it, 0.29 s with this and the broadcast upsampling).
  */
 const tapWeightGradient = (x: Tensor, g: Tensor, kernel: readonly [number, number], a: ConvAttrs): Tensor => {
   const [, C] = staticDims(x, "Conv's weight gradient")
